@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::escape::put_header_text;
+use crate::escape::{put_eol, put_header_text};
 use crate::frame::{Command, Frame, Headers, Version};
 
 const CONTENT_LENGTH: &str = "content-length";
@@ -48,7 +48,7 @@ fn put_header(dst: &mut BytesMut, name: &str, value: &str, version: Version, esc
     put_header_text(dst, name, version, escaped);
     dst.put_u8(b':');
     put_header_text(dst, value, version, escaped);
-    dst.put_u8(b'\n');
+    put_eol(dst);
 }
 
 fn put_body(dst: &mut BytesMut, body: &[u8], always_length: bool) {
@@ -134,7 +134,8 @@ impl MessageTemplate {
             Version::V1_2 => &self.tails[2],
         };
         slot.get_or_init(|| {
-            let mut tail = BytesMut::with_capacity(encoded_len_hint(&self.headers, self.body.len()));
+            let mut tail =
+                BytesMut::with_capacity(encoded_len_hint(&self.headers, self.body.len()));
             for (name, value) in self.headers.iter() {
                 put_header(&mut tail, name, value, version, true);
             }

@@ -39,18 +39,14 @@ fn needs_escape(byte: u8, version: Version) -> bool {
 /// Writes `text` as a header name or value.
 ///
 /// `escaped` is false for CONNECT/CONNECTED and for STOMP 1.0, which have no escaping; there an
-/// EOL inside a value would end the header early, so it is written as a space instead: the frame
-/// stays well-formed whatever the value holds.
+/// LF inside a value would end the header early, so it is written as a space instead: the frame
+/// stays well-formed whatever the value holds. A CR is written as it is (see [`put_eol`]).
 #[inline]
 pub(crate) fn put_header_text(dst: &mut BytesMut, text: &str, version: Version, escaped: bool) {
     let bytes = text.as_bytes();
     if !escaped || version == Version::V1_0 {
-        if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
-            dst.extend(
-                bytes
-                    .iter()
-                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-            );
+        if memchr::memchr(b'\n', bytes).is_some() {
+            dst.extend(bytes.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
         } else {
             dst.put_slice(bytes);
         }
@@ -68,5 +64,19 @@ pub(crate) fn put_header_text(dst: &mut BytesMut, text: &str, version: Version, 
             b'\\' => dst.put_slice(b"\\\\"),
             other => dst.put_u8(other),
         }
+    }
+}
+
+/// Ends a header line.
+///
+/// Where CR is not escaped (1.0, 1.1, CONNECT), a value may end in a raw CR, which a reader would
+/// take for the first half of a CRLF EOL and drop. Ending that line with CRLF keeps it: the
+/// reader strips exactly one CR before the LF.
+#[inline]
+pub(crate) fn put_eol(dst: &mut BytesMut) {
+    if dst.last() == Some(&b'\r') {
+        dst.put_slice(b"\r\n");
+    } else {
+        dst.put_u8(b'\n');
     }
 }
