@@ -1,1 +1,19 @@
+//! broker: an instant-messaging broker that speaks STOMP over WebSocket.
+//!
+//! The binary is a thin shell over [`server::Server`]; tests start the same server in-process.
+//! Layers point one way: `session` (one connection) → `router` (destinations, extension
+//! points) → `hub` (subscriptions, fan-out) → `relay` (other nodes).
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app_error;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod relay;
+pub mod router;
+pub mod server;
+pub mod session;

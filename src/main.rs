@@ -1,1 +1,142 @@
-fn main(){}
+//! The `broker` command: `serve` (the default), `token`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use broker::auth::{Authenticator, Role, parse_ttl};
+use broker::config::Config;
+use broker::server::Server;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "broker",
+    version,
+    about = "An instant-messaging broker that speaks STOMP over WebSocket"
+)]
+struct Cli {
+    /// Configuration file (default: ./broker.toml when it exists, else built-in defaults).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Enable the dev token endpoint (auth.dev_login) for trying the demo client.
+    #[arg(long, global = true)]
+    dev: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Serve,
+    /// Print a signed token for trying the broker without an identity provider.
+    Token {
+        /// The user id.
+        #[arg(long)]
+        sub: String,
+        /// A role (user, system, admin, staff); repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    if cli.dev {
+        env.push(("BROKER_AUTH_DEV_LOGIN".into(), "true".into()));
+    }
+    let config = match Config::load(cli.config.as_deref(), env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("broker: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Token { sub, roles, ttl } => token(&config, &sub, &roles, &ttl),
+    }
+}
+
+fn token(config: &Config, sub: &str, roles: &[String], ttl: &str) -> ExitCode {
+    let Some(ttl) = parse_ttl(ttl) else {
+        eprintln!("broker: invalid --ttl {ttl:?}; use e.g. 30m, 1h, 7d");
+        return ExitCode::from(2);
+    };
+    let mut parsed = Vec::new();
+    for name in roles {
+        match Role::parse(name) {
+            Some(role) => parsed.push(role),
+            None => {
+                eprintln!("broker: unknown role {name:?}; use user, system, admin or staff");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if parsed.is_empty() {
+        parsed.push(Role::User);
+    }
+    let minted =
+        Authenticator::from_config(&config.auth).and_then(|auth| auth.mint(sub, &parsed, ttl));
+    match minted {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("broker: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("broker: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if config.auth.dev_login {
+            tracing::warn!("auth.dev_login is on: anyone who can reach this port can mint tokens");
+        }
+        let server = match Server::start(config).await {
+            Ok(server) => server,
+            Err(error) => {
+                eprintln!("broker: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,487 @@
+//! Configuration: `broker.toml`, then `BROKER_<SECTION>_<KEY>` environment overrides, validated
+//! once at start. Nothing else in the broker reads files or the environment for settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The configuration shipped as `broker.toml`; the built-in defaults are this very file, so the
+/// two cannot drift apart.
+pub const DEFAULT_TOML: &str = include_str!("../broker.toml");
+
+/// Why a configuration cannot be used. The message is one line, fit for the console.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a key has the wrong type or is unknown.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the bad value came from.
+        origin: String,
+        /// What is wrong, on one line.
+        message: String,
+    },
+    /// A key has a value outside what the broker accepts.
+    #[error("invalid {key} = {value:?}: {reason}")]
+    Invalid {
+        /// The `section.key`.
+        key: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and connection handling.
+    pub server: ServerConfig,
+    /// This node's identity in a cluster.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// The database.
+    pub storage: StorageConfig,
+    /// Cluster relay through RabbitMQ.
+    #[serde(default)]
+    pub relay: RelayConfig,
+    /// Cluster presence and rate limits in Redis.
+    #[serde(default)]
+    pub presence: PresenceConfig,
+    /// STOMP session settings.
+    pub stomp: StompConfig,
+    /// Size and rate limits.
+    pub limits: LimitsConfig,
+    /// Who may use generic destinations.
+    pub acl: AclConfig,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTP, WebSocket, REST and metrics.
+    pub http_addr: SocketAddr,
+    /// STOMP over TCP; off when unset.
+    #[serde(default)]
+    pub stomp_tcp_addr: Option<SocketAddr>,
+    /// Connections beyond this are refused at accept.
+    pub max_connections: usize,
+    /// How long a new connection has to complete its handshake and CONNECT.
+    pub connect_timeout_ms: u64,
+    /// How long shutdown waits for sessions to close before it gives up on them.
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[cluster]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name; host name plus a random suffix when unset.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256 or ES256 tokens.
+    #[serde(default)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Where the generated HS256 secret is kept when neither of the above is set.
+    pub generated_secret_file: PathBuf,
+    /// The dev token endpoint; loopback `http_addr` only.
+    pub dev_login: bool,
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://path` or `postgres://...`.
+    pub url: String,
+}
+
+/// `[relay]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// RabbitMQ for cluster mode; single node when unset.
+    #[serde(default)]
+    pub amqp_url: Option<String>,
+}
+
+/// `[presence]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Redis for cluster mode; in process when unset.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+}
+
+/// `[stomp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StompConfig {
+    /// What the server offers as `heart-beat`: "send-every-ms,expect-every-ms".
+    pub heartbeat_ms: HeartBeat,
+    /// The most transactions one session may have open at once.
+    pub max_transactions: usize,
+    /// The most frames one transaction may hold before COMMIT.
+    pub max_transaction_frames: usize,
+    /// The most subscriptions one session may hold.
+    pub max_subscriptions: usize,
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest STOMP frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// The most header lines in one frame.
+    pub max_headers: usize,
+    /// The longest header line, in bytes.
+    pub max_header_line_bytes: usize,
+    /// A session's outbound queue, in bytes, before it is cut as a slow consumer.
+    pub max_outbound_bytes: usize,
+    /// Messages a generic `/queue/*` keeps while nobody consumes it.
+    pub queue_max_messages: usize,
+    /// Unacknowledged messages a `client` / `client-individual` queue subscriber may hold
+    /// unless its SUBSCRIBE asks for fewer with `prefetch-count`.
+    pub queue_prefetch: usize,
+}
+
+/// `[acl]`: who may SUBSCRIBE and SEND to generic `/topic/*` and `/queue/*` destinations.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclConfig {
+    /// Roles that may subscribe where no rule matches.
+    pub default_subscribe: Vec<String>,
+    /// Roles that may send where no rule matches.
+    pub default_send: Vec<String>,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<AclRule>,
+}
+
+/// One `[[acl.rules]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// A destination; a trailing `*` matches any rest.
+    pub pattern: String,
+    /// Roles that may subscribe.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Roles that may send.
+    #[serde(default)]
+    pub send: Vec<String>,
+}
+
+/// A STOMP heart-beat pair in milliseconds: how often we send, how often we expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartBeat {
+    /// The smallest interval at which this side can send heart-beats; 0 for never.
+    pub send_ms: u64,
+    /// The interval at which this side wants to receive them; 0 for never.
+    pub expect_ms: u64,
+}
+
+impl FromStr for HeartBeat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<HeartBeat, String> {
+        let (send, expect) = value
+            .split_once(',')
+            .ok_or_else(|| format!("expected \"send,expect\" in milliseconds, got {value:?}"))?;
+        let number = |text: &str| {
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{text:?} is not a number of milliseconds"))
+        };
+        Ok(HeartBeat {
+            send_ms: number(send)?,
+            expect_ms: number(expect)?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HeartBeat {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<HeartBeat, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Loads `path` (or `./broker.toml` when it exists, or the built-in defaults), then applies
+    /// `BROKER_<SECTION>_<KEY>` overrides from `env`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the file cannot be read or a value is malformed or invalid.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let implicit = Path::new("broker.toml");
+        let (origin, text) = match path {
+            Some(path) => (path.display().to_string(), read(path)?),
+            None if implicit.exists() => ("broker.toml".to_owned(), read(implicit)?),
+            None => ("built-in defaults".to_owned(), DEFAULT_TOML.to_owned()),
+        };
+        Config::from_toml(&origin, &text, env)
+    }
+
+    /// Parses a TOML text, fills keys it lacks from the defaults, applies overrides.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when a value is malformed or invalid.
+    pub fn from_toml(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |origin: &str, error: &dyn std::fmt::Display| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: one_line(&error.to_string()),
+        };
+        let mut table: toml::Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e| parse_error("built-in defaults", &e))?;
+        let given: toml::Table = text.parse().map_err(|e| parse_error(origin, &e))?;
+        merge(&mut table, given);
+        let overrides: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("BROKER_"))
+            .collect();
+        for (name, value) in overrides {
+            apply_override(&mut table, &name, &value)
+                .map_err(|message| parse_error(&name, &message))?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| parse_error(origin, &e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &'static str, value: usize| {
+            if value == 0 {
+                Err(ConfigError::Invalid {
+                    key,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("limits.max_frame_bytes", self.limits.max_frame_bytes)?;
+        positive("limits.max_headers", self.limits.max_headers)?;
+        positive(
+            "limits.max_header_line_bytes",
+            self.limits.max_header_line_bytes,
+        )?;
+        positive("limits.max_outbound_bytes", self.limits.max_outbound_bytes)?;
+        positive("limits.queue_prefetch", self.limits.queue_prefetch)?;
+        positive("server.max_connections", self.server.max_connections)?;
+        if self.auth.dev_login && !self.server.http_addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "auth.dev_login",
+                value: "true".into(),
+                reason: format!(
+                    "the dev token endpoint is only allowed when server.http_addr is a loopback \
+                     address, not {}",
+                    self.server.http_addr
+                ),
+            });
+        }
+        if let Some(id) = &self.cluster.node_id
+            && (id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return Err(ConfigError::Invalid {
+                key: "cluster.node_id",
+                value: id.clone(),
+                reason: "use letters, digits, '-', '.' and '_'".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The connect timeout as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.connect_timeout_ms)
+    }
+
+    /// The node id from the configuration, else the host name and a random suffix.
+    pub fn node_id(&self) -> String {
+        if let Some(id) = &self.cluster.node_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_owned());
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Overlays `given` on `base`, table by table, so that a partial file keeps the other defaults.
+fn merge(base: &mut toml::Table, given: toml::Table) {
+    for (key, value) in given {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(given_table)) => {
+                merge(base_table, given_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `BROKER_SERVER_HTTP_ADDR=...` sets `server.http_addr`. The value is read as a TOML value
+/// when it is one (numbers, booleans, arrays), else as a string.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), String> {
+    let rest = &name["BROKER_".len()..];
+    let (section, key) = rest
+        .split_once('_')
+        .ok_or_else(|| "expected BROKER_<SECTION>_<KEY>".to_owned())?;
+    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
+        return Err(format!("unknown section [{section}]"));
+    };
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    // Keys that are strings, or optional and so absent from the defaults (all of those are
+    // strings: addresses, URLs, paths, names), keep the raw text even if it looks like a number.
+    let parsed = match section_table.get(&key) {
+        None | Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
+        Some(_) => parsed,
+    };
+    section_table.insert(key, parsed);
+    Ok(())
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn built_in_defaults_are_the_shipped_file() {
+        let config = Config::from_toml("test", "", no_env()).unwrap();
+        assert_eq!(config.server.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.limits.max_frame_bytes, 65536);
+        assert_eq!(
+            config.stomp.heartbeat_ms,
+            HeartBeat {
+                send_ms: 10000,
+                expect_ms: 10000
+            }
+        );
+        assert!(!config.auth.dev_login);
+        assert_eq!(config.storage.url, "sqlite://./data/broker.db");
+    }
+
+    #[test]
+    fn environment_overrides_a_key() {
+        let env = vec![(
+            "BROKER_SERVER_HTTP_ADDR".to_owned(),
+            "127.0.0.1:18080".to_owned(),
+        )];
+        let config = Config::from_toml("test", "", env).unwrap();
+        assert_eq!(config.server.http_addr.to_string(), "127.0.0.1:18080");
+    }
+
+    #[test]
+    fn environment_override_of_a_number_is_typed() {
+        let env = vec![("BROKER_LIMITS_MAX_FRAME_BYTES".into(), "1024".into())];
+        let config = Config::from_toml("test", "", env).unwrap();
+        assert_eq!(config.limits.max_frame_bytes, 1024);
+    }
+
+    #[test]
+    fn a_string_key_keeps_numeric_text() {
+        let env = vec![("BROKER_AUTH_JWT_SECRET".into(), "12345".into())];
+        let config = Config::from_toml("test", "", env).unwrap();
+        assert_eq!(config.auth.jwt_secret.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn unknown_key_is_refused_on_one_line() {
+        let error = Config::from_toml("f.toml", "[server]\nhttp_adr = \"x\"\n", no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http_adr"), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn dev_login_needs_a_loopback_address() {
+        let text = "[server]\nhttp_addr = \"0.0.0.0:8080\"\n[auth]\ndev_login = true\n";
+        let error = Config::from_toml("f", text, no_env()).unwrap_err();
+        assert!(error.to_string().contains("loopback"), "{error}");
+    }
+
+    #[test]
+    fn malformed_heartbeat_is_refused() {
+        let env = vec![("BROKER_STOMP_HEARTBEAT_MS".into(), "fast".into())];
+        assert!(Config::from_toml("test", "", env).is_err());
+    }
+}

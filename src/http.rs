@@ -1,0 +1,249 @@
+//! HTTP routes: the WebSocket upgrade to STOMP, health, readiness, metrics and the demo page.
+//!
+//! The upgrade is done here rather than with axum's `ws` feature so that the broker uses one
+//! tungstenite version with its own buffer sizes, which are the main per-connection memory cost.
+
+use std::sync::Arc;
+
+use axum::Router as HttpRouter;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use crate::metrics::Metrics;
+use crate::session::{self, SessionContext};
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// For new sessions.
+    pub sessions: SessionContext,
+    /// Session slots (`server.max_connections`).
+    pub slots: Arc<Semaphore>,
+    /// Tracks session tasks for draining at shutdown.
+    pub tracker: TaskTracker,
+    /// WebSocket buffer sizes and limits.
+    pub websocket: WebSocketConfig,
+}
+
+/// The subprotocols we speak, most preferred first.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+
+/// The routes.
+pub fn routes(state: HttpState) -> HttpRouter {
+    HttpRouter::new()
+        .route("/ws/im", get(upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .with_state(state)
+}
+
+/// tungstenite settings: small eager read buffers keep idle connections cheap; message and
+/// frame limits follow the STOMP frame limit (a STOMP frame may span WebSocket messages, so the
+/// codec enforces the real limit).
+pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    let max_message = max_frame_bytes.saturating_mul(2).max(64 * 1024);
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
+
+async fn ready(State(state): State<HttpState>) -> Response {
+    let relay = state.sessions.router.hub().relay().is_connected();
+    if relay {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "relay not connected\n").into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!doctype html><title>broker</title><p>STOMP over WebSocket at <code>/ws/im</code>.</p>\n",
+    )
+        .into_response()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, text).into_response()
+}
+
+/// Picks the best subprotocol the client offers; `None` when it offers none we know (or none
+/// at all, which is accepted).
+fn choose_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_ascii_lowercase())
+        .collect();
+    SUBPROTOCOLS
+        .into_iter()
+        .find(|ours| offered.iter().any(|o| o == ours))
+}
+
+fn query_token(request: &Request) -> Option<String> {
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "access_token").then(|| percent_decode(value))
+    })
+}
+
+/// Decodes `%XX` and `+` in a query value; JWTs rarely need it, but a client may encode.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let connection_upgrade = headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !is_upgrade || !connection_upgrade {
+        return plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks STOMP over WebSocket\n",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return plain(StatusCode::BAD_REQUEST, "unsupported WebSocket version\n");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let subprotocol = choose_subprotocol(headers);
+    let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+        Metrics::get().connections_refused.increment(1);
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+    };
+    let token = query_token(&request);
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    Metrics::get().connections_total.increment(1);
+    let sessions = state.sessions.clone();
+    let config = state.websocket;
+    state.tracker.spawn(async move {
+        let _permit = permit;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                let (inbound, outbound) = session::transport::websocket(socket);
+                session::run(inbound, outbound, token, sessions).await;
+            }
+            Err(error) => debug!(%error, "websocket upgrade failed"),
+        }
+    });
+
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let out = response.headers_mut();
+    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    out.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        out.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if let Some(protocol) = subprotocol {
+        out.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highest_offered_subprotocol_wins() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v10.stomp, v12.stomp, v11.stomp"),
+        );
+        assert_eq!(choose_subprotocol(&headers), Some("v12.stomp"));
+        assert_eq!(choose_subprotocol(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Eb+c"), "a.b c");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("end%2"), "end%2");
+    }
+}

@@ -1,0 +1,547 @@
+//! The hub: who is connected, who subscribes to what, and local fan-out.
+//!
+//! Every publication is encoded once into a [`MessageTemplate`]; each subscriber's session gets
+//! a reference to it and encodes only its own `subscription` / `message-id` / `ack` headers.
+//! Subscriber lists are copy-on-write slices, so a publish takes a lock only long enough to
+//! clone an `Arc`, and fans out without holding any. Other nodes are reached through the
+//! [`Relay`]. The hub knows nothing of chats.
+
+pub mod queue;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use dashmap::DashMap;
+use stomp_codec::{Headers, MessageTemplate};
+
+use crate::relay::{Interest, Relay, RelayError, Route};
+use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock};
+pub use queue::{Queue, QueueFull};
+
+/// A subscription as the hub sees it.
+#[derive(Clone)]
+pub struct Subscriber {
+    /// The subscribing session.
+    pub session: Arc<SessionHandle>,
+    /// The SUBSCRIBE `id`.
+    pub subscription: ByteString,
+    /// Its ack mode.
+    pub ack: AckMode,
+}
+
+/// A message to publish: its headers (beyond the destination, which the route gives) and body.
+#[derive(Clone, Default)]
+pub struct Publication {
+    /// Headers such as `content-type` and `event`.
+    pub headers: Headers,
+    /// The body.
+    pub body: Bytes,
+    /// Called when a client-ack subscriber ACKs or NACKs it.
+    pub ack_hook: Option<Arc<dyn AckHook>>,
+}
+
+impl Publication {
+    /// A JSON publication with an `event` header, as the IM layer sends.
+    pub fn json_event(event: &str, body: impl Into<Bytes>) -> Publication {
+        let mut headers = Headers::with_capacity(2);
+        headers.push("content-type", "application/json");
+        headers.push("event", event.to_owned());
+        Publication {
+            headers,
+            body: body.into(),
+            ack_hook: None,
+        }
+    }
+}
+
+/// Where a subscription is registered.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SubscriptionKey {
+    /// `/topic/<name>` (or any broadcast destination); the name after `/topic/`.
+    Topic(ByteString),
+    /// `/user/queue/<queue>` of a user.
+    User {
+        /// The user id.
+        user: ByteString,
+        /// The queue name.
+        queue: ByteString,
+    },
+    /// `/queue/<name>`: a point-to-point queue.
+    Queue(ByteString),
+}
+
+impl SubscriptionKey {
+    /// The `destination` header of the MESSAGE frames it receives.
+    pub fn destination(&self) -> String {
+        match self {
+            SubscriptionKey::Topic(name) => format!("/topic/{name}"),
+            SubscriptionKey::User { queue, .. } => format!("/user/queue/{queue}"),
+            SubscriptionKey::Queue(name) => format!("/queue/{name}"),
+        }
+    }
+
+    fn of_route(route: &Route) -> SubscriptionKey {
+        match route {
+            Route::Topic(name) => SubscriptionKey::Topic(name.as_str().into()),
+            Route::User { user, queue } => SubscriptionKey::User {
+                user: user.as_str().into(),
+                queue: queue.as_str().into(),
+            },
+        }
+    }
+}
+
+/// A session's registered subscription.
+#[derive(Clone, Debug)]
+pub struct SessionSubscription {
+    /// Where it is registered.
+    pub key: SubscriptionKey,
+    /// Its ack mode.
+    pub ack: AckMode,
+}
+
+/// Settings of the hub.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    /// Name of this node, prefix of message ids.
+    pub node_id: String,
+    /// Waiting messages per generic queue.
+    pub queue_max_messages: usize,
+}
+
+/// The shared hub handle.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: HubSettings,
+    routes: DashMap<SubscriptionKey, Arc<[Subscriber]>>,
+    users: DashMap<ByteString, Vec<Arc<SessionHandle>>>,
+    subscriptions: DashMap<u64, HashMap<ByteString, SessionSubscription>>,
+    queues: DashMap<ByteString, Arc<Queue>>,
+    relay: Arc<dyn Relay>,
+    next_message: AtomicU64,
+    /// Serialises changes of interest so that bind and unbind of one key cannot cross.
+    interest_changes: tokio::sync::Mutex<()>,
+    interest_counts: Mutex<HashMap<Interest, usize>>,
+}
+
+/// Why a subscription could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The session already has a subscription with this id.
+    #[error("subscription id {0} is already in use")]
+    IdInUse(String),
+    /// The session holds its maximum of subscriptions.
+    #[error("too many subscriptions")]
+    TooMany,
+    /// The relay could not declare the interest.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+}
+
+impl Hub {
+    /// A hub relaying through `relay`.
+    pub fn new(settings: HubSettings, relay: Arc<dyn Relay>) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                settings,
+                routes: DashMap::new(),
+                users: DashMap::new(),
+                subscriptions: DashMap::new(),
+                queues: DashMap::new(),
+                relay,
+                next_message: AtomicU64::new(1),
+                interest_changes: tokio::sync::Mutex::new(()),
+                interest_counts: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.settings.node_id
+    }
+
+    /// The relay.
+    pub fn relay(&self) -> &Arc<dyn Relay> {
+        &self.inner.relay
+    }
+
+    /// Registers an open session. Returns true when it is the user's first on this node.
+    ///
+    /// # Errors
+    ///
+    /// When the relay cannot declare the user's interest.
+    pub async fn add_session(&self, session: &Arc<SessionHandle>) -> Result<bool, RelayError> {
+        let user: ByteString = session.user_id().into();
+        let first = {
+            let mut sessions = self.inner.users.entry(user.clone()).or_default();
+            sessions.push(session.clone());
+            sessions.len() == 1
+        };
+        self.inner.subscriptions.insert(session.id, HashMap::new());
+        self.add_interest(Interest::User(user.to_string())).await?;
+        Ok(first)
+    }
+
+    /// Removes a session and all its subscriptions. Returns true when it was the user's last
+    /// on this node.
+    pub async fn remove_session(&self, session: &Arc<SessionHandle>) -> bool {
+        let subscriptions = self
+            .inner
+            .subscriptions
+            .remove(&session.id)
+            .map(|(_, subs)| subs)
+            .unwrap_or_default();
+        for (id, sub) in subscriptions {
+            self.unregister(session, &id, &sub.key).await;
+        }
+        let user: ByteString = session.user_id().into();
+        let last = match self.inner.users.get_mut(&user) {
+            Some(mut sessions) => {
+                sessions.retain(|s| s.id != session.id);
+                sessions.is_empty()
+            }
+            None => false,
+        };
+        if last {
+            self.inner.users.remove_if(&user, |_, s| s.is_empty());
+        }
+        self.remove_interest(Interest::User(user.to_string())).await;
+        last
+    }
+
+    /// The sessions a user has open on this node.
+    pub fn sessions_of(&self, user: &str) -> Vec<Arc<SessionHandle>> {
+        self.inner
+            .users
+            .get(user)
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the user has a session open on this node.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.inner.users.get(user).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Number of open sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.inner.subscriptions.len()
+    }
+
+    /// Registers a subscription. For a queue, `prefetch` bounds its unacknowledged messages.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError`] when the id is in use, the session holds `max` subscriptions, or the
+    /// relay cannot declare the interest.
+    pub async fn subscribe(
+        &self,
+        session: &Arc<SessionHandle>,
+        id: ByteString,
+        key: SubscriptionKey,
+        ack: AckMode,
+        prefetch: usize,
+        max: usize,
+    ) -> Result<(), SubscribeError> {
+        {
+            let mut subs = self.inner.subscriptions.entry(session.id).or_default();
+            if subs.contains_key(&id) {
+                return Err(SubscribeError::IdInUse(id.to_string()));
+            }
+            if subs.len() >= max {
+                return Err(SubscribeError::TooMany);
+            }
+            subs.insert(
+                id.clone(),
+                SessionSubscription {
+                    key: key.clone(),
+                    ack,
+                },
+            );
+        }
+        if let SubscriptionKey::Topic(name) = &key
+            && let Err(error) = self.add_interest(Interest::Topic(name.to_string())).await
+        {
+            if let Some(mut subs) = self.inner.subscriptions.get_mut(&session.id) {
+                subs.remove(&id);
+            }
+            return Err(error.into());
+        }
+        let subscriber = Subscriber {
+            session: session.clone(),
+            subscription: id,
+            ack,
+        };
+        match &key {
+            SubscriptionKey::Queue(name) => {
+                self.queue(name).subscribe(
+                    subscriber.session,
+                    subscriber.subscription,
+                    ack,
+                    prefetch,
+                );
+            }
+            _ => {
+                let mut entry = self
+                    .inner
+                    .routes
+                    .entry(key)
+                    .or_insert_with(|| Arc::from(Vec::new()));
+                let mut list = entry.to_vec();
+                list.push(subscriber);
+                *entry = Arc::from(list);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a subscription by id. Returns false when the session had no such id.
+    pub async fn unsubscribe(&self, session: &Arc<SessionHandle>, id: &str) -> bool {
+        let removed = self
+            .inner
+            .subscriptions
+            .get_mut(&session.id)
+            .and_then(|mut subs| subs.remove(id));
+        match removed {
+            Some(sub) => {
+                self.unregister(session, id, &sub.key).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ack mode of one of a session's subscriptions.
+    pub fn subscription(&self, session_id: u64, id: &str) -> Option<SessionSubscription> {
+        self.inner
+            .subscriptions
+            .get(&session_id)
+            .and_then(|subs| subs.get(id).cloned())
+    }
+
+    /// Ends every subscription of `user`'s sessions on this node to `key`: a member removed
+    /// from a group stops receiving it at once.
+    pub async fn unsubscribe_user(&self, user: &str, key: &SubscriptionKey) {
+        for session in self.sessions_of(user) {
+            let ids: Vec<ByteString> = self
+                .inner
+                .subscriptions
+                .get(&session.id)
+                .map(|subs| {
+                    subs.iter()
+                        .filter(|(_, s)| &s.key == key)
+                        .map(|(id, _)| id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in ids {
+                self.unsubscribe(&session, &id).await;
+            }
+        }
+    }
+
+    async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, key: &SubscriptionKey) {
+        for target in session.forget_subscription(id) {
+            if let AckTarget::Queue { queue, tag } = target {
+                queue.nack(tag);
+            }
+        }
+        match key {
+            SubscriptionKey::Queue(name) => {
+                if let Some(queue) = self.inner.queues.get(name).map(|q| q.clone()) {
+                    queue.unsubscribe(session.id, id);
+                    self.inner.queues.remove_if(name, |_, q| q.is_idle());
+                }
+            }
+            _ => {
+                if let Some(mut entry) = self.inner.routes.get_mut(key) {
+                    let list: Vec<Subscriber> = entry
+                        .iter()
+                        .filter(|s| !(s.session.id == session.id && s.subscription == id))
+                        .cloned()
+                        .collect();
+                    *entry = Arc::from(list);
+                }
+                self.inner.routes.remove_if(key, |_, list| list.is_empty());
+                if let SubscriptionKey::Topic(name) = key {
+                    self.remove_interest(Interest::Topic(name.to_string()))
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn add_interest(&self, interest: Interest) -> Result<(), RelayError> {
+        let _serial = self.inner.interest_changes.lock().await;
+        let first = {
+            let mut counts = lock(&self.inner.interest_counts);
+            let count = counts.entry(interest.clone()).or_default();
+            *count += 1;
+            *count == 1
+        };
+        if first && let Err(error) = self.inner.relay.bind(interest.clone()).await {
+            let mut counts = lock(&self.inner.interest_counts);
+            if let Some(count) = counts.get_mut(&interest) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&interest);
+                }
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn remove_interest(&self, interest: Interest) {
+        let _serial = self.inner.interest_changes.lock().await;
+        let last = {
+            let mut counts = lock(&self.inner.interest_counts);
+            match counts.get_mut(&interest) {
+                Some(count) => {
+                    *count -= 1;
+                    if *count == 0 {
+                        counts.remove(&interest);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        };
+        if last && let Err(error) = self.inner.relay.unbind(interest.clone()).await {
+            tracing::warn!(?interest, %error, "relay could not drop interest");
+        }
+    }
+
+    /// The queue called `name`, created on first use.
+    pub fn queue(&self, name: &ByteString) -> Arc<Queue> {
+        self.inner
+            .queues
+            .entry(name.clone())
+            .or_insert_with(|| Queue::new(name.to_string(), self.inner.settings.queue_max_messages))
+            .clone()
+    }
+
+    /// A new message id, unique across nodes.
+    pub fn next_message_id(&self) -> ByteString {
+        let n = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
+        ByteString::from(format!("{}-{n}", self.inner.settings.node_id))
+    }
+
+    /// Delivers to every local subscriber of `route` and relays to the other nodes. Returns the
+    /// number of local sessions it was queued to.
+    pub fn publish(&self, route: &Route, publication: Publication) -> usize {
+        self.inner
+            .relay
+            .forward(route, &publication.headers, &publication.body);
+        self.deliver_local(route, publication)
+    }
+
+    /// Delivers to local subscribers only: for publications that arrive from other nodes.
+    pub fn deliver_local(&self, route: &Route, publication: Publication) -> usize {
+        let key = SubscriptionKey::of_route(route);
+        let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
+            return 0;
+        };
+        let (template, message_id) = self.template(&key, publication.headers, publication.body);
+        fan_out(
+            &subscribers,
+            &template,
+            &message_id,
+            publication.ack_hook.as_ref(),
+        )
+    }
+
+    /// Delivers to one session's subscriptions of `/user/queue/<queue>` only: errors go to the
+    /// session that caused them, not to the user's other devices.
+    pub fn deliver_to_session(
+        &self,
+        session: &Arc<SessionHandle>,
+        queue: &str,
+        publication: Publication,
+    ) -> usize {
+        let key = SubscriptionKey::User {
+            user: session.user_id().into(),
+            queue: queue.into(),
+        };
+        let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
+            return 0;
+        };
+        let own: Vec<Subscriber> = subscribers
+            .iter()
+            .filter(|s| s.session.id == session.id)
+            .cloned()
+            .collect();
+        if own.is_empty() {
+            return 0;
+        }
+        let (template, message_id) = self.template(&key, publication.headers, publication.body);
+        fan_out(&own, &template, &message_id, publication.ack_hook.as_ref())
+    }
+
+    /// Puts a message on a generic queue.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueFull`] when the queue already holds its maximum of waiting messages.
+    pub fn send_to_queue(
+        &self,
+        name: &ByteString,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result<(), QueueFull> {
+        let key = SubscriptionKey::Queue(name.clone());
+        let (template, message_id) = self.template(&key, headers, body);
+        self.queue(name).send(template, message_id)
+    }
+
+    fn template(
+        &self,
+        key: &SubscriptionKey,
+        mut headers: Headers,
+        body: Bytes,
+    ) -> (Arc<MessageTemplate>, ByteString) {
+        headers.set("destination", key.destination());
+        if headers.get("content-type").is_none() {
+            headers.push("content-type", "text/plain;charset=utf-8");
+        }
+        (
+            Arc::new(MessageTemplate::new(headers, body)),
+            self.next_message_id(),
+        )
+    }
+}
+
+fn fan_out(
+    subscribers: &[Subscriber],
+    template: &Arc<MessageTemplate>,
+    message_id: &ByteString,
+    hook: Option<&Arc<dyn AckHook>>,
+) -> usize {
+    let mut delivered = 0;
+    for subscriber in subscribers {
+        let target = match (subscriber.ack, hook) {
+            (AckMode::Auto, _) | (_, None) => AckTarget::None,
+            (_, Some(hook)) => AckTarget::Hook(hook.clone()),
+        };
+        if subscriber.session.deliver(
+            &subscriber.subscription,
+            subscriber.ack,
+            template,
+            message_id,
+            target,
+        ) {
+            delivered += 1;
+        }
+    }
+    delivered
+}

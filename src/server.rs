@@ -1,0 +1,285 @@
+//! Listeners and the broker's lifetime: binds HTTP and the optional STOMP/TCP port, accepts
+//! connections (handshakes run in each connection's own task, never in the accept loop), and
+//! shuts down gracefully: stop accepting, tell every session, drain tasks within a grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::auth::{AuthError, Authenticator};
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
+use crate::relay::{LocalRelay, Relay};
+use crate::router::{Acl, Extensions, Router};
+use crate::session::{self, SessionContext, SessionSettings};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The signing material could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// A running broker.
+pub struct Server {
+    http_addr: SocketAddr,
+    stomp_addr: Option<SocketAddr>,
+    hub: Hub,
+    auth: Arc<Authenticator>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+impl Server {
+    /// Starts the broker with no application layer.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when a listener cannot be bound or the keys cannot be loaded.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with(config, |_| Extensions::new()).await
+    }
+
+    /// Starts the broker; `extensions` builds the application layer's handlers from the hub.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when a listener cannot be bound or the keys cannot be loaded.
+    pub async fn start_with(
+        config: Config,
+        extensions: impl FnOnce(&Hub) -> Extensions,
+    ) -> Result<Server, StartError> {
+        let auth = Arc::new(Authenticator::from_config(&config.auth)?);
+        let relay: Arc<dyn Relay> = Arc::new(LocalRelay);
+        let hub = Hub::new(
+            HubSettings {
+                node_id: config.node_id(),
+                queue_max_messages: config.limits.queue_max_messages,
+            },
+            relay,
+        );
+        let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions(&hub));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let sessions = SessionContext::new(
+            router,
+            auth.clone(),
+            SessionSettings::from_config(&config),
+            shutdown.clone(),
+        );
+        let slots = Arc::new(Semaphore::new(config.server.max_connections));
+
+        let http_listener = bind(config.server.http_addr).await?;
+        let http_addr = local_addr(&http_listener, config.server.http_addr);
+        info!(addr = %http_addr, "listening for HTTP and WebSocket (ws://{http_addr}/ws/im)");
+        let stomp_listener = match config.server.stomp_tcp_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let stomp_addr = stomp_listener.as_ref().map(|l| {
+            let addr = local_addr(l, config.server.stomp_tcp_addr.unwrap_or(http_addr));
+            info!(addr = %addr, "listening for STOMP over TCP");
+            addr
+        });
+
+        let state = HttpState {
+            sessions: sessions.clone(),
+            slots: slots.clone(),
+            tracker: tracker.clone(),
+            websocket: http::websocket_config(config.limits.max_frame_bytes),
+        };
+        let header_timeout = config.connect_timeout();
+        tracker.spawn(serve_http(
+            http_listener,
+            http::routes(state),
+            header_timeout,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        if let Some(listener) = stomp_listener {
+            tracker.spawn(serve_stomp_tcp(
+                listener,
+                sessions,
+                slots,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+        tracker.spawn(upkeep(shutdown.clone()));
+
+        Ok(Server {
+            http_addr,
+            stomp_addr,
+            hub,
+            auth,
+            shutdown,
+            tracker,
+            grace: Duration::from_millis(config.server.shutdown_grace_ms),
+        })
+    }
+
+    /// The bound HTTP address (the real port when 0 was asked for).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The bound STOMP/TCP address, when enabled.
+    pub fn stomp_addr(&self) -> Option<SocketAddr> {
+        self.stomp_addr
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The token verifier (and minter, with a shared secret).
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// A token that starts the shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, closes every session (they get an ERROR and a clean close) and waits
+    /// for the tasks to finish, at most the configured grace period.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.tracker.len(),
+                "shutdown grace period over; abandoning remaining tasks"
+            );
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(asked)
+}
+
+/// Accept errors such as EMFILE are transient: wait a little instead of spinning.
+async fn accept_backoff(error: &std::io::Error) {
+    warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    routes: axum::Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let service = TowerToHyperService::new(routes);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_backoff(&error).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                debug!(%peer, %error, "http connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn serve_stomp_tcp(
+    listener: TcpListener,
+    sessions: SessionContext,
+    slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_backoff(&error).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            Metrics::get().connections_refused.increment(1);
+            drop(stream);
+            continue;
+        };
+        Metrics::get().connections_total.increment(1);
+        let _ = stream.set_nodelay(true);
+        let sessions = sessions.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let (inbound, outbound) = session::transport::tcp(stream);
+            session::run(inbound, outbound, None, sessions).await;
+        });
+    }
+}
+
+async fn upkeep(shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => crate::metrics::upkeep(),
+        }
+    }
+}

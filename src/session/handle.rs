@@ -1,0 +1,301 @@
+//! The part of a session that other tasks may touch: its bounded outbound queue and its ledger
+//! of unacknowledged deliveries. The hub holds these handles; the session's own tasks hold the
+//! rest (socket, decoder, transactions).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use stomp_codec::{Command, MessageTemplate, Version};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Identity;
+use crate::hub::queue::Queue;
+use crate::metrics::Metrics;
+
+/// How a subscription acknowledges messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckMode {
+    /// Acknowledged by being sent.
+    Auto,
+    /// An ACK acknowledges this message and every earlier one of the subscription.
+    Client,
+    /// An ACK acknowledges exactly one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses the SUBSCRIBE `ack` header; missing means `auto`.
+    pub fn parse(value: Option<&str>) -> Option<AckMode> {
+        match value {
+            None | Some("auto") => Some(AckMode::Auto),
+            Some("client") => Some(AckMode::Client),
+            Some("client-individual") => Some(AckMode::ClientIndividual),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Told when a client acknowledges (or refuses) a message it received on a client-ack
+/// subscription; the IM layer uses it to mark messages delivered.
+pub trait AckHook: Send + Sync {
+    /// The client ACKed the message.
+    fn acked(&self);
+    /// The client NACKed the message.
+    fn nacked(&self) {}
+}
+
+/// What an ACK or NACK of a delivery acts on.
+#[derive(Clone)]
+pub enum AckTarget {
+    /// Nothing beyond forgetting the delivery.
+    None,
+    /// A message lent by a generic queue: ACK removes it, NACK gives it back.
+    Queue {
+        /// The queue.
+        queue: Arc<Queue>,
+        /// The queue's delivery tag.
+        tag: u64,
+    },
+    /// A hook to call.
+    Hook(Arc<dyn AckHook>),
+}
+
+/// One frame waiting in a session's outbound queue.
+pub enum Outgoing {
+    /// An encoded frame.
+    Encoded {
+        /// For metrics.
+        command: Command,
+        /// The frame's bytes.
+        bytes: Bytes,
+    },
+    /// A MESSAGE encoded by the writer from a shared template.
+    Message {
+        /// Shared headers and body.
+        template: Arc<MessageTemplate>,
+        /// The `subscription` header.
+        subscription: ByteString,
+        /// The `message-id` header.
+        message_id: ByteString,
+        /// The `ack` header, for client-ack subscriptions.
+        ack: Option<ByteString>,
+    },
+    /// A heart-beat EOL.
+    HeartBeat,
+    /// Write everything before this, then close the connection.
+    Close,
+}
+
+/// A queued item and the bytes it counts for.
+pub(crate) type Queued = (Outgoing, usize);
+
+/// A delivery awaiting ACK/NACK.
+struct Pending {
+    subscription: ByteString,
+    /// `client` mode: an ACK or NACK of this delivery settles the earlier ones too.
+    cumulative: bool,
+    target: AckTarget,
+}
+
+/// The shared half of a session.
+pub struct SessionHandle {
+    /// Unique within the process.
+    pub id: u64,
+    /// The `session` header of CONNECTED.
+    pub name: ByteString,
+    /// Who is connected.
+    pub identity: Identity,
+    /// The negotiated protocol version.
+    pub version: Version,
+    tx: mpsc::UnboundedSender<Queued>,
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
+    /// Cancelled when the session must end: slow consumer, shutdown, or its own close.
+    closed: CancellationToken,
+    slow: std::sync::atomic::AtomicBool,
+    next_delivery: AtomicU64,
+    pending: Mutex<BTreeMap<u64, Pending>>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .field("user", &self.identity.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHandle {
+    pub(crate) fn new(
+        id: u64,
+        name: ByteString,
+        identity: Identity,
+        version: Version,
+        max_queued_bytes: usize,
+        closed: CancellationToken,
+    ) -> (Arc<SessionHandle>, mpsc::UnboundedReceiver<Queued>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = Arc::new(SessionHandle {
+            id,
+            name,
+            identity,
+            version,
+            tx,
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes,
+            closed,
+            slow: std::sync::atomic::AtomicBool::new(false),
+            next_delivery: AtomicU64::new(1),
+            pending: Mutex::new(BTreeMap::new()),
+        });
+        (handle, rx)
+    }
+
+    /// The user id.
+    pub fn user_id(&self) -> &str {
+        &self.identity.user_id
+    }
+
+    /// Queues an item. Returns false when the session is gone or has just been cut as a slow
+    /// consumer because this item would overflow its queue.
+    pub fn push(&self, item: Outgoing, size: usize) -> bool {
+        if self.closed.is_cancelled() {
+            return false;
+        }
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if queued > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            if !self.slow.swap(true, Ordering::Relaxed) {
+                Metrics::get().slow_consumer_cuts.increment(1);
+                self.closed.cancel();
+            }
+            return false;
+        }
+        self.tx.send((item, size)).is_ok()
+    }
+
+    /// Queues an encoded frame.
+    pub fn push_encoded(&self, command: Command, bytes: Bytes) -> bool {
+        let size = bytes.len();
+        self.push(Outgoing::Encoded { command, bytes }, size)
+    }
+
+    /// Queues a MESSAGE for one of this session's subscriptions. For client-ack subscriptions
+    /// the delivery is recorded so that the ACK or NACK reaches `target`.
+    pub fn deliver(
+        &self,
+        subscription: &ByteString,
+        ack_mode: AckMode,
+        template: &Arc<MessageTemplate>,
+        message_id: &ByteString,
+        target: AckTarget,
+    ) -> bool {
+        let size = template.tail(self.version).len() + subscription.len() + 64;
+        let (message_id, ack) = if ack_mode == AckMode::Auto {
+            (message_id.clone(), None)
+        } else {
+            // The delivery id serves as message-id too, so that 1.0 and 1.1 clients, which ACK
+            // by message-id, name the delivery unambiguously.
+            let delivery = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+            let id = ByteString::from(itoa::Buffer::new().format(delivery));
+            let mut pending = lock(&self.pending);
+            pending.insert(
+                delivery,
+                Pending {
+                    subscription: subscription.clone(),
+                    cumulative: ack_mode == AckMode::Client,
+                    target,
+                },
+            );
+            (id.clone(), Some(id))
+        };
+        let queued = self.push(
+            Outgoing::Message {
+                template: template.clone(),
+                subscription: subscription.clone(),
+                message_id,
+                ack,
+            },
+            size,
+        );
+        if queued {
+            Metrics::get().deliveries.increment(1);
+        }
+        queued
+    }
+
+    /// Settles the delivery named by an ACK or NACK and, for `client` subscriptions, every
+    /// earlier pending delivery of the same subscription. Returns the targets to act on, oldest
+    /// first; empty when the id is unknown (already settled, or never ours).
+    pub(crate) fn settle(&self, delivery: u64) -> Vec<AckTarget> {
+        let mut pending = lock(&self.pending);
+        let Some(entry) = pending.remove(&delivery) else {
+            return Vec::new();
+        };
+        let mut targets = Vec::new();
+        if entry.cumulative {
+            let earlier: Vec<u64> = pending
+                .range(..delivery)
+                .filter(|(_, p)| p.subscription == entry.subscription)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in earlier {
+                if let Some(p) = pending.remove(&id) {
+                    targets.push(p.target);
+                }
+            }
+        }
+        targets.push(entry.target);
+        targets
+    }
+
+    /// Forgets the pending deliveries of a subscription (after UNSUBSCRIBE), returning them.
+    pub(crate) fn forget_subscription(&self, subscription: &str) -> Vec<AckTarget> {
+        let mut pending = lock(&self.pending);
+        let ids: Vec<u64> = pending
+            .iter()
+            .filter(|(_, p)| p.subscription == subscription)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| pending.remove(&id).map(|p| p.target))
+            .collect()
+    }
+
+    /// Marks the session for closing.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Whether the session was cut as a slow consumer.
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// Whether the session has ended or is ending.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the session ends.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    pub(crate) fn written(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the maps behind these
+/// locks stay consistent between statements, so a panic elsewhere must not take sessions down.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

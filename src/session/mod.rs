@@ -1,0 +1,993 @@
+//! One STOMP connection: the CONNECT handshake, the read loop with its frame handling, and the
+//! writer task that drains the bounded outbound queue. Knows nothing of chats: SEND and
+//! SUBSCRIBE go to the [`Router`].
+//!
+//! Two tasks per session: this one reads and handles frames in order; the writer owns the
+//! socket's sending half, so a slow client never stalls the tasks that deliver to it (they only
+//! append to its queue, and overflowing the queue cuts the client off).
+
+pub mod handle;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span};
+
+use crate::app_error::AppError;
+use crate::auth::{AuthError, Authenticator, Identity};
+use crate::config::{Config, HeartBeat};
+use crate::hub::{Publication, SubscribeError};
+use crate::metrics::{ErrorReason, Metrics};
+use crate::router::{RouteError, Router};
+use handle::{AckMode, AckTarget, Outgoing, Queued, SessionHandle};
+use transport::{Inbound, Outbound};
+
+/// What every session needs from the broker.
+#[derive(Clone)]
+pub struct SessionContext {
+    /// Destinations.
+    pub router: Router,
+    /// Token verification.
+    pub auth: Arc<Authenticator>,
+    /// Settings.
+    pub settings: Arc<SessionSettings>,
+    /// Cancelled when the broker shuts down.
+    pub shutdown: CancellationToken,
+    ids: Arc<AtomicU64>,
+}
+
+/// The configuration a session reads.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// Codec limits.
+    pub limits: Limits,
+    /// The server's heart-beat offer.
+    pub heartbeat: HeartBeat,
+    /// Time allowed for CONNECT.
+    pub connect_timeout: Duration,
+    /// Outbound queue bound.
+    pub max_outbound_bytes: usize,
+    /// Open transactions per session.
+    pub max_transactions: usize,
+    /// Frames per transaction.
+    pub max_transaction_frames: usize,
+    /// Subscriptions per session.
+    pub max_subscriptions: usize,
+    /// Default and maximum prefetch of client-ack queue subscriptions.
+    pub queue_prefetch: usize,
+    /// The `server` header of CONNECTED.
+    pub server_name: String,
+}
+
+impl SessionSettings {
+    /// Reads the settings from the configuration.
+    pub fn from_config(config: &Config) -> SessionSettings {
+        SessionSettings {
+            limits: Limits {
+                max_frame_bytes: config.limits.max_frame_bytes,
+                max_headers: config.limits.max_headers,
+                max_header_line_bytes: config.limits.max_header_line_bytes,
+                max_body_bytes: config.limits.max_frame_bytes,
+            },
+            heartbeat: config.stomp.heartbeat_ms,
+            connect_timeout: config.connect_timeout(),
+            max_outbound_bytes: config.limits.max_outbound_bytes,
+            max_transactions: config.stomp.max_transactions,
+            max_transaction_frames: config.stomp.max_transaction_frames,
+            max_subscriptions: config.stomp.max_subscriptions,
+            queue_prefetch: config.limits.queue_prefetch,
+            server_name: format!("broker/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl SessionContext {
+    /// A context for the sessions of one broker.
+    pub fn new(
+        router: Router,
+        auth: Arc<Authenticator>,
+        settings: SessionSettings,
+        shutdown: CancellationToken,
+    ) -> SessionContext {
+        SessionContext {
+            router,
+            auth,
+            settings: Arc::new(settings),
+            shutdown,
+            ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+/// A fatal protocol error: sent as an ERROR frame, then the connection closes.
+#[derive(Debug)]
+struct Fatal {
+    reason: ErrorReason,
+    message: String,
+    detail: String,
+    receipt: Option<ByteString>,
+    extra: Option<(&'static str, &'static str)>,
+}
+
+impl Fatal {
+    fn new(reason: ErrorReason, message: impl Into<String>, detail: impl Into<String>) -> Fatal {
+        Fatal {
+            reason,
+            message: message.into(),
+            detail: detail.into(),
+            receipt: None,
+            extra: None,
+        }
+    }
+
+    fn with_receipt(mut self, frame: &Frame) -> Fatal {
+        self.receipt = frame.headers.get_shared("receipt").cloned();
+        self
+    }
+
+    fn missing(header: &str, frame: &Frame) -> Fatal {
+        Fatal::new(
+            ErrorReason::BadHeader,
+            format!("missing {header} header"),
+            format!("{} frames need a {header} header", frame.command),
+        )
+        .with_receipt(frame)
+    }
+
+    fn unauthorized(detail: impl Into<String>) -> Fatal {
+        Fatal::new(ErrorReason::Unauthorized, "unauthorized", detail)
+    }
+
+    fn encode(&self, version: Version) -> Bytes {
+        let mut frame = Frame::new(Command::Error)
+            .header("message", self.message.as_str())
+            .header("content-type", "text/plain;charset=utf-8");
+        if let Some(receipt) = &self.receipt {
+            frame.headers.push("receipt-id", receipt.clone());
+        }
+        if let Some((name, value)) = self.extra {
+            frame.headers.push(name, value);
+        }
+        frame.body = Bytes::from(self.detail.clone());
+        let mut buf = BytesMut::new();
+        encode(&frame, version, &mut buf);
+        buf.freeze()
+    }
+}
+
+impl From<DecodeError> for Fatal {
+    fn from(error: DecodeError) -> Fatal {
+        let reason = match error {
+            DecodeError::FrameTooLarge { .. }
+            | DecodeError::BodyTooLarge { .. }
+            | DecodeError::HeaderLineTooLong { .. }
+            | DecodeError::TooManyHeaders { .. } => ErrorReason::TooLarge,
+            _ => ErrorReason::Malformed,
+        };
+        let message = match &error {
+            DecodeError::FrameTooLarge { .. } | DecodeError::BodyTooLarge { .. } => {
+                "frame too large"
+            }
+            DecodeError::TooManyHeaders { .. } => "too many headers",
+            DecodeError::HeaderLineTooLong { .. } => "header too long",
+            DecodeError::UnknownCommand(_) => "unknown command",
+            _ => "malformed frame",
+        };
+        Fatal::new(reason, message, error.to_string())
+    }
+}
+
+/// How a session ended, for the close that follows.
+enum Ending {
+    /// The peer closed or the socket failed: nothing more to send.
+    Gone,
+    /// Close after what is queued (DISCONNECT).
+    Graceful,
+    /// Send an ERROR, then close.
+    Error(Fatal),
+}
+
+/// Serves one connection until it ends. `query_token` is the `access_token` of the WebSocket
+/// upgrade, used when CONNECT carries none.
+pub async fn run<I: Inbound, O: Outbound>(
+    mut inbound: I,
+    mut outbound: O,
+    query_token: Option<String>,
+    context: SessionContext,
+) {
+    let settings = context.settings.clone();
+    let mut decoder = Decoder::new(settings.limits);
+    let mut buf = BytesMut::new();
+
+    let connect = tokio::select! {
+        biased;
+        () = context.shutdown.cancelled() => return,
+        result = tokio::time::timeout(
+            settings.connect_timeout,
+            read_connect(&mut inbound, &mut decoder, &mut buf),
+        ) => match result {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => return,
+            Ok(Err(fatal)) => return refuse(&mut outbound, fatal, Version::V1_2).await,
+            Err(_) => {
+                let fatal = Fatal::new(
+                    ErrorReason::Unexpected,
+                    "connect timeout",
+                    "no CONNECT frame within the connect timeout",
+                );
+                return refuse(&mut outbound, fatal, Version::V1_2).await;
+            }
+        },
+    };
+    let accepted = match accept(&connect, query_token.as_deref(), &context) {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            let (fatal, version) = *refused;
+            if fatal.reason == ErrorReason::Unauthorized {
+                Metrics::get().auth_failures.increment(1);
+            }
+            return refuse(&mut outbound, fatal, version).await;
+        }
+    };
+    decoder.set_version(accepted.version);
+
+    let id = context.ids.fetch_add(1, Ordering::Relaxed);
+    let name = ByteString::from(format!("{}-{id}", context.router.hub().node_id()));
+    let span = info_span!("session", id, user = %accepted.identity.user_id);
+    let closed = context.shutdown.child_token();
+    let (handle, queue) = SessionHandle::new(
+        id,
+        name.clone(),
+        accepted.identity,
+        accepted.version,
+        settings.max_outbound_bytes,
+        closed,
+    );
+    let mut connected = Frame::new(Command::Connected)
+        .header("version", accepted.version.as_str())
+        .header(
+            "heart-beat",
+            format!(
+                "{},{}",
+                settings.heartbeat.send_ms, settings.heartbeat.expect_ms
+            ),
+        )
+        .header("server", settings.server_name.as_str())
+        .header("session", name)
+        .header("user-name", handle.user_id());
+    if let Some(receipt) = connect.headers.get_shared("receipt") {
+        connected.headers.push("receipt-id", receipt.clone());
+    }
+
+    let session = Session {
+        handle: handle.clone(),
+        context: context.clone(),
+        transactions: HashMap::new(),
+    };
+    async move {
+        let hub = context.router.hub().clone();
+        let first = match hub.add_session(&handle).await {
+            Ok(first) => first,
+            Err(error) => {
+                let fatal = Fatal::new(
+                    ErrorReason::Unexpected,
+                    "unavailable",
+                    format!("cannot register the session: {error}"),
+                );
+                hub.remove_session(&handle).await;
+                return refuse(&mut outbound, fatal, accepted.version).await;
+            }
+        };
+        push_frame(&handle, &connected);
+        let metrics = Metrics::get();
+        metrics.connections.increment(1.0);
+        for observer in context.router.observers() {
+            observer.opened(&handle, first);
+        }
+        debug!("connected");
+
+        let writer = tokio::spawn(
+            write_loop(outbound, queue, handle.clone(), accepted.outgoing_heartbeat)
+                .in_current_span(),
+        );
+        let ending = session
+            .read_loop(
+                &mut inbound,
+                &mut decoder,
+                &mut buf,
+                accepted.incoming_heartbeat,
+                accepted.expires_at,
+            )
+            .await;
+        match ending {
+            Ending::Gone => handle.close(),
+            Ending::Graceful => {
+                handle.push(Outgoing::Close, 0);
+            }
+            Ending::Error(fatal) => {
+                debug!(message = %fatal.message, "closing with ERROR");
+                metrics.error(fatal.reason);
+                handle.push_encoded(Command::Error, fatal.encode(handle.version));
+                handle.push(Outgoing::Close, 0);
+            }
+        }
+        drop(inbound);
+        // The writer ends after the Close item or when the session is cut; bound the wait so a
+        // client that stopped reading cannot hold the session open.
+        let mut writer = writer;
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        handle.close();
+        let last = hub.remove_session(&handle).await;
+        for observer in context.router.observers() {
+            observer.closed(&handle, last);
+        }
+        metrics.connections.decrement(1.0);
+        debug!("closed");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Reads until the first frame; heart-beats before CONNECT are ignored.
+async fn read_connect<I: Inbound>(
+    inbound: &mut I,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, Fatal> {
+    loop {
+        while let Some(item) = decoder.decode(buf)? {
+            match item {
+                Decoded::HeartBeat => {}
+                Decoded::Frame(frame) => {
+                    Metrics::get().frame_in(frame.command);
+                    return match frame.command {
+                        Command::Connect | Command::Stomp => Ok(Some(frame)),
+                        other => Err(Fatal::new(
+                            ErrorReason::Unexpected,
+                            "not connected",
+                            format!("expected CONNECT or STOMP, got {other}"),
+                        )
+                        .with_receipt(&frame)),
+                    };
+                }
+            }
+        }
+        match inbound.read(buf).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// What CONNECT settled.
+struct Accepted {
+    identity: Identity,
+    version: Version,
+    outgoing_heartbeat: Option<Duration>,
+    incoming_heartbeat: Option<Duration>,
+    expires_at: SystemTime,
+}
+
+fn accept(
+    connect: &Frame,
+    query_token: Option<&str>,
+    context: &SessionContext,
+) -> Result<Accepted, Box<(Fatal, Version)>> {
+    let Some(version) = Version::negotiate(connect.get("accept-version")) else {
+        let mut fatal = Fatal::new(
+            ErrorReason::Unexpected,
+            "unsupported version",
+            "supported protocol versions are 1.0, 1.1 and 1.2",
+        )
+        .with_receipt(connect);
+        fatal.extra = Some(("version", "1.0,1.1,1.2"));
+        return Err(Box::new((fatal, Version::V1_2)));
+    };
+    let (client_send, client_expect) = match connect.get("heart-beat") {
+        None => (0, 0),
+        Some(value) => {
+            let parsed: Option<HeartBeat> = value.parse().ok();
+            match parsed {
+                Some(hb) => (hb.send_ms, hb.expect_ms),
+                None => {
+                    return Err(Box::new((
+                        Fatal::new(
+                            ErrorReason::BadHeader,
+                            "invalid heart-beat",
+                            format!("heart-beat must be two numbers, got {value:?}"),
+                        )
+                        .with_receipt(connect),
+                        version,
+                    )));
+                }
+            }
+        }
+    };
+    let token = connect
+        .get("Authorization")
+        .or_else(|| connect.get("authorization"))
+        .map(|value| value.strip_prefix("Bearer ").unwrap_or(value))
+        .or_else(|| connect.get("passcode"))
+        .or(query_token)
+        .filter(|t| !t.trim().is_empty());
+    let identity = token
+        .ok_or(AuthError::MissingToken)
+        .and_then(|t| context.auth.verify(t))
+        .map_err(|error| {
+            Box::new((
+                Fatal::unauthorized(error.to_string()).with_receipt(connect),
+                version,
+            ))
+        })?;
+    let server = context.settings.heartbeat;
+    let interval = |ours: u64, theirs: u64| {
+        (ours > 0 && theirs > 0).then(|| Duration::from_millis(ours.max(theirs)))
+    };
+    Ok(Accepted {
+        expires_at: identity.expires_at,
+        identity,
+        version,
+        outgoing_heartbeat: interval(server.send_ms, client_expect),
+        incoming_heartbeat: interval(server.expect_ms, client_send),
+    })
+}
+
+/// Sends an ERROR on a connection that never became a session, then closes it.
+async fn refuse<O: Outbound>(outbound: &mut O, fatal: Fatal, version: Version) {
+    Metrics::get().error(fatal.reason);
+    Metrics::get().frames_out(Command::Error, 1);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        outbound.write(fatal.encode(version)).await?;
+        outbound.flush().await
+    })
+    .await;
+    outbound.close(false).await;
+}
+
+fn push_frame(handle: &SessionHandle, frame: &Frame) -> bool {
+    let mut buf = BytesMut::new();
+    encode(frame, handle.version, &mut buf);
+    handle.push_encoded(frame.command, buf.freeze())
+}
+
+/// The per-session state owned by the reading task.
+struct Session {
+    handle: Arc<SessionHandle>,
+    context: SessionContext,
+    transactions: HashMap<ByteString, Vec<Frame>>,
+}
+
+/// Buffers larger than this are released once empty, so that idle sessions stay small.
+const IDLE_BUFFER_CAPACITY: usize = 8 * 1024;
+
+impl Session {
+    async fn read_loop<I: Inbound>(
+        mut self,
+        inbound: &mut I,
+        decoder: &mut Decoder,
+        buf: &mut BytesMut,
+        heartbeat: Option<Duration>,
+        expires_at: SystemTime,
+    ) -> Ending {
+        let expiry = Instant::now()
+            + expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+        // STOMP: the peer may be considered dead after twice the agreed interval of silence.
+        let silence_limit = heartbeat.map(|d| d * 2);
+        let far = Duration::from_secs(86400 * 365);
+        let mut deadline = Instant::now() + silence_limit.unwrap_or(far);
+        // Frames that arrived together with CONNECT.
+        if let Some(ending) = self.drain(decoder, buf).await {
+            return ending;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = self.context.shutdown.cancelled() => {
+                    return Ending::Error(Fatal::new(
+                        ErrorReason::Shutdown,
+                        "server shutting down",
+                        "the broker is shutting down; reconnect later",
+                    ));
+                }
+                () = self.handle.closed().cancelled() => return Ending::Gone,
+                () = tokio::time::sleep_until(expiry) => {
+                    Metrics::get().auth_failures.increment(1);
+                    return Ending::Error(Fatal::unauthorized("token expired"));
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ending::Error(Fatal::new(
+                        ErrorReason::HeartbeatTimeout,
+                        "heart-beat timeout",
+                        "nothing received within twice the heart-beat interval",
+                    ));
+                }
+                read = inbound.read(buf) => {
+                    match read {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => return Ending::Gone,
+                    }
+                    if let Some(limit) = silence_limit {
+                        deadline = Instant::now() + limit;
+                    }
+                    if let Some(ending) = self.drain(decoder, buf).await {
+                        return ending;
+                    }
+                    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_CAPACITY {
+                        *buf = BytesMut::new();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in `buf`.
+    async fn drain(&mut self, decoder: &mut Decoder, buf: &mut BytesMut) -> Option<Ending> {
+        loop {
+            match decoder.decode(buf) {
+                Ok(None) => return None,
+                Ok(Some(Decoded::HeartBeat)) => {}
+                Ok(Some(Decoded::Frame(frame))) => {
+                    Metrics::get().frame_in(frame.command);
+                    match self.handle_frame(frame).await {
+                        Ok(true) => {}
+                        Ok(false) => return Some(Ending::Graceful),
+                        Err(fatal) => return Some(Ending::Error(fatal)),
+                    }
+                }
+                Err(error) => return Some(Ending::Error(error.into())),
+            }
+        }
+    }
+
+    /// Handles one frame; `Ok(false)` ends the session gracefully.
+    async fn handle_frame(&mut self, frame: Frame) -> Result<bool, Fatal> {
+        match frame.command {
+            Command::Send => self.on_send(frame, true).await?,
+            Command::Subscribe => self.on_subscribe(frame).await?,
+            Command::Unsubscribe => self.on_unsubscribe(frame).await?,
+            Command::Ack | Command::Nack => self.on_ack(frame, true)?,
+            Command::Begin => self.on_begin(frame)?,
+            Command::Commit => self.on_commit(frame).await?,
+            Command::Abort => self.on_abort(frame)?,
+            Command::Disconnect => {
+                self.receipt(&frame);
+                return Ok(false);
+            }
+            Command::Connect | Command::Stomp => {
+                return Err(Fatal::new(
+                    ErrorReason::Unexpected,
+                    "already connected",
+                    "CONNECT may only be sent once",
+                )
+                .with_receipt(&frame));
+            }
+            Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                return Err(Fatal::new(
+                    ErrorReason::Unexpected,
+                    "unexpected command",
+                    format!("{} is a server frame", frame.command),
+                )
+                .with_receipt(&frame));
+            }
+        }
+        Ok(true)
+    }
+
+    fn receipt(&self, frame: &Frame) {
+        if let Some(receipt) = frame.headers.get_shared("receipt") {
+            push_frame(
+                &self.handle,
+                &Frame::new(Command::Receipt).header("receipt-id", receipt.clone()),
+            );
+        }
+    }
+
+    /// Sends an application error to this session's `/user/queue/errors`.
+    fn app_error(&self, mut error: AppError, frame: &Frame) {
+        if error.receipt_id.is_none() {
+            error.receipt_id = frame.get("receipt").map(str::to_owned);
+        }
+        debug!(code = ?error.code, message = %error.message, "application error");
+        self.context.router.hub().deliver_to_session(
+            &self.handle,
+            "errors",
+            Publication::json_event("error", error.to_json()),
+        );
+    }
+
+    /// Buffers the frame if it belongs to a transaction. Returns true when it did.
+    fn in_transaction(&mut self, frame: &Frame) -> Result<bool, Fatal> {
+        let Some(tx) = frame.headers.get_shared("transaction") else {
+            return Ok(false);
+        };
+        let limit = self.context.settings.max_transaction_frames;
+        let frames = self.transactions.get_mut(tx).ok_or_else(|| {
+            Fatal::new(
+                ErrorReason::BadHeader,
+                "unknown transaction",
+                format!("transaction {tx} was not begun"),
+            )
+            .with_receipt(frame)
+        })?;
+        if frames.len() >= limit {
+            return Err(Fatal::new(
+                ErrorReason::TooLarge,
+                "transaction too large",
+                format!("a transaction may hold at most {limit} frames"),
+            )
+            .with_receipt(frame));
+        }
+        frames.push(frame.clone());
+        self.receipt(frame);
+        Ok(true)
+    }
+
+    async fn on_send(&mut self, frame: Frame, may_buffer: bool) -> Result<(), Fatal> {
+        if may_buffer && self.in_transaction(&frame)? {
+            return Ok(());
+        }
+        let Some(destination) = frame.get("destination") else {
+            return Err(Fatal::missing("destination", &frame));
+        };
+        match self
+            .context
+            .router
+            .send(&self.handle, destination, &frame.headers, &frame.body)
+            .await
+        {
+            Ok(()) => self.receipt(&frame),
+            Err(RouteError::Forbidden(detail)) => {
+                return Err(
+                    Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(&frame)
+                );
+            }
+            Err(RouteError::App(error)) => self.app_error(error, &frame),
+        }
+        Ok(())
+    }
+
+    async fn on_subscribe(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let Some(destination) = frame.get("destination") else {
+            return Err(Fatal::missing("destination", &frame));
+        };
+        let id = match frame.headers.get_shared("id") {
+            Some(id) => id.clone(),
+            // STOMP 1.0 made the id optional; the destination then names the subscription.
+            None if self.handle.version == Version::V1_0 => ByteString::from(destination),
+            None => return Err(Fatal::missing("id", &frame)),
+        };
+        let Some(ack) = AckMode::parse(frame.get("ack")) else {
+            return Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "invalid ack header",
+                "ack must be auto, client or client-individual",
+            )
+            .with_receipt(&frame));
+        };
+        let max_prefetch = self.context.settings.queue_prefetch;
+        let prefetch = frame
+            .get("prefetch-count")
+            .and_then(|p| p.parse::<usize>().ok())
+            .filter(|p| *p > 0)
+            .map_or(max_prefetch, |p| p.min(max_prefetch));
+        let router = &self.context.router;
+        let key = match router.authorize_subscribe(&self.handle, destination).await {
+            Ok(key) => key,
+            Err(RouteError::Forbidden(detail)) => {
+                return Err(
+                    Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(&frame)
+                );
+            }
+            Err(RouteError::App(error)) => {
+                self.app_error(error, &frame);
+                return Ok(());
+            }
+        };
+        let result = router
+            .hub()
+            .subscribe(
+                &self.handle,
+                id,
+                key,
+                ack,
+                prefetch,
+                self.context.settings.max_subscriptions,
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                self.receipt(&frame);
+                Ok(())
+            }
+            Err(SubscribeError::IdInUse(id)) => Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "subscription id reused",
+                format!("subscription id {id} is already in use"),
+            )
+            .with_receipt(&frame)),
+            Err(SubscribeError::TooMany) => Err(Fatal::new(
+                ErrorReason::TooLarge,
+                "too many subscriptions",
+                format!(
+                    "a session may hold at most {} subscriptions",
+                    self.context.settings.max_subscriptions
+                ),
+            )
+            .with_receipt(&frame)),
+            Err(SubscribeError::Relay(error)) => {
+                self.app_error(
+                    AppError::new(crate::app_error::ErrorCode::Unavailable, error.to_string()),
+                    &frame,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_unsubscribe(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let id = match (frame.get("id"), self.handle.version) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => match frame.get("destination") {
+                Some(destination) => destination,
+                None => return Err(Fatal::missing("id", &frame)),
+            },
+            (None, _) => return Err(Fatal::missing("id", &frame)),
+        };
+        // Unsubscribing an unknown id is harmless; the client may have raced a server-side
+        // removal (a member leaving a group).
+        self.context
+            .router
+            .hub()
+            .unsubscribe(&self.handle, id)
+            .await;
+        self.receipt(&frame);
+        Ok(())
+    }
+
+    fn on_ack(&mut self, frame: Frame, may_buffer: bool) -> Result<(), Fatal> {
+        if may_buffer && self.in_transaction(&frame)? {
+            return Ok(());
+        }
+        // 1.2 names the delivery with `id` (our `ack` header); 1.0 and 1.1 with `message-id`,
+        // which for client-ack subscriptions is the same delivery id.
+        let id = match self.handle.version {
+            Version::V1_2 => frame.get("id").or_else(|| frame.get("message-id")),
+            _ => frame.get("message-id").or_else(|| frame.get("id")),
+        };
+        let Some(id) = id else {
+            let name = if self.handle.version == Version::V1_2 {
+                "id"
+            } else {
+                "message-id"
+            };
+            return Err(Fatal::missing(name, &frame));
+        };
+        let positive = frame.command == Command::Ack;
+        let targets = id
+            .parse::<u64>()
+            .map(|delivery| self.handle.settle(delivery))
+            .unwrap_or_default();
+        for target in targets {
+            match target {
+                AckTarget::None => {}
+                AckTarget::Queue { queue, tag } if positive => queue.ack(tag),
+                AckTarget::Queue { queue, tag } => queue.nack(tag),
+                AckTarget::Hook(hook) if positive => hook.acked(),
+                AckTarget::Hook(hook) => hook.nacked(),
+            }
+        }
+        self.receipt(&frame);
+        Ok(())
+    }
+
+    fn transaction_id(frame: &Frame) -> Result<ByteString, Fatal> {
+        frame
+            .headers
+            .get_shared("transaction")
+            .cloned()
+            .ok_or_else(|| Fatal::missing("transaction", frame))
+    }
+
+    fn on_begin(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let tx = Self::transaction_id(&frame)?;
+        if self.transactions.contains_key(&tx) {
+            return Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "transaction already begun",
+                format!("transaction {tx} is already open"),
+            )
+            .with_receipt(&frame));
+        }
+        if self.transactions.len() >= self.context.settings.max_transactions {
+            return Err(Fatal::new(
+                ErrorReason::TooLarge,
+                "too many transactions",
+                format!(
+                    "a session may hold at most {} open transactions",
+                    self.context.settings.max_transactions
+                ),
+            )
+            .with_receipt(&frame));
+        }
+        self.transactions.insert(tx, Vec::new());
+        self.receipt(&frame);
+        Ok(())
+    }
+
+    async fn on_commit(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let tx = Self::transaction_id(&frame)?;
+        let Some(frames) = self.transactions.remove(&tx) else {
+            return Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "unknown transaction",
+                format!("transaction {tx} was not begun"),
+            )
+            .with_receipt(&frame));
+        };
+        for buffered in frames {
+            match buffered.command {
+                Command::Send => self.on_send(buffered, false).await?,
+                _ => self.on_ack(buffered, false)?,
+            }
+        }
+        self.receipt(&frame);
+        Ok(())
+    }
+
+    fn on_abort(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let tx = Self::transaction_id(&frame)?;
+        if self.transactions.remove(&tx).is_none() {
+            return Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "unknown transaction",
+                format!("transaction {tx} was not begun"),
+            )
+            .with_receipt(&frame));
+        }
+        self.receipt(&frame);
+        Ok(())
+    }
+}
+
+/// Frames taken from the queue per write batch.
+const WRITE_BATCH: usize = 256;
+
+/// Drains the outbound queue into the socket until a Close item or a cut.
+async fn write_loop<O: Outbound>(
+    mut outbound: O,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+    handle: Arc<SessionHandle>,
+    heartbeat: Option<Duration>,
+) {
+    let metrics = Metrics::get();
+    let mut batch: Vec<Queued> = Vec::with_capacity(16);
+    let mut scratch = BytesMut::new();
+    let mut ticker = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker.reset();
+    let mut last_write = Instant::now();
+    let closed = handle.closed().clone();
+    loop {
+        tokio::select! {
+            biased;
+            () = closed.cancelled() => {
+                if handle.is_slow() {
+                    let fatal = Fatal::new(
+                        ErrorReason::SlowConsumer,
+                        "slow consumer",
+                        "the connection did not read its messages fast enough",
+                    );
+                    metrics.error(fatal.reason);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        outbound.write(fatal.encode(handle.version)).await?;
+                        outbound.flush().await
+                    })
+                    .await;
+                }
+                outbound.close(false).await;
+                return;
+            }
+            received = queue.recv_many(&mut batch, WRITE_BATCH) => {
+                if received == 0 {
+                    outbound.close(false).await;
+                    return;
+                }
+                let mut close = false;
+                let written = tokio::select! {
+                    biased;
+                    () = closed.cancelled() => continue,
+                    written = write_batch(&mut outbound, &mut batch, &mut scratch, handle.version, &mut close) => written,
+                };
+                match written {
+                    Ok(bytes) => handle.written(bytes),
+                    Err(error) => {
+                        debug!(%error, "write failed");
+                        handle.close();
+                        return;
+                    }
+                }
+                last_write = Instant::now();
+                if close {
+                    let going_away = handle.closed().is_cancelled();
+                    outbound.close(going_away).await;
+                    return;
+                }
+            }
+            _ = ticker.tick(), if heartbeat.is_some() => {
+                if last_write.elapsed() >= heartbeat.unwrap_or_default() / 2 {
+                    let sent = tokio::select! {
+                        biased;
+                        () = closed.cancelled() => continue,
+                        sent = async {
+                            outbound.write(Bytes::from_static(b"\n")).await?;
+                            outbound.flush().await
+                        } => sent,
+                    };
+                    if sent.is_err() {
+                        handle.close();
+                        return;
+                    }
+                    metrics.heartbeats_out.increment(1);
+                    last_write = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// Writes a batch and flushes once. Returns the bytes it accounted for.
+async fn write_batch<O: Outbound>(
+    outbound: &mut O,
+    batch: &mut Vec<Queued>,
+    scratch: &mut BytesMut,
+    version: Version,
+    close: &mut bool,
+) -> std::io::Result<usize> {
+    let metrics = Metrics::get();
+    let mut bytes = 0;
+    let mut messages = 0;
+    for (item, size) in batch.drain(..) {
+        bytes += size;
+        match item {
+            Outgoing::Encoded { command, bytes } => {
+                metrics.frames_out(command, 1);
+                outbound.write(bytes).await?;
+            }
+            Outgoing::Message {
+                template,
+                subscription,
+                message_id,
+                ack,
+            } => {
+                template.encode_to(version, &subscription, &message_id, ack.as_deref(), scratch);
+                messages += 1;
+                outbound.write(scratch.split().freeze()).await?;
+            }
+            Outgoing::HeartBeat => outbound.write(Bytes::from_static(b"\n")).await?,
+            Outgoing::Close => {
+                *close = true;
+                break;
+            }
+        }
+    }
+    batch.clear();
+    metrics.frames_out(Command::Message, messages);
+    outbound.flush().await?;
+    Ok(bytes)
+}
