@@ -151,7 +151,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 enum Transport {
-    Ws(WebSocketStream<TcpStream>),
+    Ws(Box<WebSocketStream<TcpStream>>),
     Tcp(TcpStream),
 }
 
@@ -198,7 +198,7 @@ impl Client {
             .get("Sec-WebSocket-Protocol")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Client::new(Transport::Ws(socket), subprotocol)
+        Client::new(Transport::Ws(Box::new(socket)), subprotocol)
     }
 
     pub async fn tcp(addr: SocketAddr) -> Client {
