@@ -17,3 +17,4 @@ pub mod relay;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod store;

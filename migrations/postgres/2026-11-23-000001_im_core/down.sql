@@ -1,0 +1,4 @@
+DROP TABLE message_deletions;
+DROP TABLE messages;
+DROP TABLE members;
+DROP TABLE conversations;

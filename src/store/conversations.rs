@@ -1,0 +1,641 @@
+//! Conversations and memberships: lists, lookups, per-user settings, and group changes.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, messages};
+
+use super::{Store, StoreError, now_ms, with_conn};
+
+/// One entry of a user's conversation list.
+#[derive(Clone, Debug)]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub conversation: ConversationRow,
+    /// The user's membership.
+    pub member: MemberRow,
+    /// The newest message.
+    pub last_message: Option<MessageRow>,
+    /// Current members.
+    pub member_count: i64,
+}
+
+impl ConversationSummary {
+    /// Messages after the user's read position (their own never count: sending marks read).
+    pub fn unread(&self) -> i64 {
+        let seen = self.member.read_seq.max(self.member.joined_seq);
+        (self.conversation.last_seq - seen).max(0)
+    }
+}
+
+/// A page of a conversation list.
+#[derive(Clone, Debug)]
+pub struct ConversationPage {
+    /// The entries, pinned first, then by last activity.
+    pub items: Vec<ConversationSummary>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Per-user settings to change; `None` leaves a setting as it is.
+#[derive(Clone, Debug, Default, AsChangeset)]
+#[diesel(table_name = members)]
+pub struct SettingsChange {
+    /// Pinned.
+    pub pinned: Option<bool>,
+    /// Muted.
+    pub muted: Option<bool>,
+    /// Archived.
+    pub archived: Option<bool>,
+}
+
+/// Group fields to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, AsChangeset)]
+#[diesel(table_name = conversations)]
+pub struct GroupChange {
+    /// Name.
+    pub name: Option<String>,
+    /// Avatar URL.
+    pub avatar: Option<String>,
+    /// Announcement.
+    pub announcement: Option<String>,
+    /// Whether plain members may invite.
+    pub allow_invite: Option<bool>,
+}
+
+/// A list cursor: `<pinned 0|1>.<last activity>.<conversation id>`.
+fn parse_cursor(cursor: &str) -> Option<(bool, i64, String)> {
+    let mut parts = cursor.splitn(3, '.');
+    let pinned = parts.next()? == "1";
+    let activity = parts.next()?.parse().ok()?;
+    let id = parts.next()?.to_owned();
+    Some((pinned, activity, id))
+}
+
+fn member_row(conversation: &str, user: &str, role: &str, now: i64, seq: i64) -> MemberRow {
+    MemberRow {
+        conversation_id: conversation.to_owned(),
+        user_id: user.to_owned(),
+        role: role.to_owned(),
+        joined_at: now,
+        left_at: None,
+        joined_seq: seq,
+        read_seq: seq,
+        cleared_seq: 0,
+        pinned: false,
+        muted: false,
+        archived: false,
+    }
+}
+
+impl Store {
+    /// A conversation by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn conversation(&self, id: &str) -> Result<Option<ConversationRow>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                Ok(conversations::table
+                    .find(id)
+                    .select(ConversationRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?)
+            })
+        })
+        .await
+    }
+
+    /// A user's current membership of a conversation.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn member(
+        &self,
+        conversation: &str,
+        user: &str,
+    ) -> Result<Option<MemberRow>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                Ok(members::table
+                    .find((conversation, user))
+                    .filter(members::left_at.is_null())
+                    .select(MemberRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?)
+            })
+        })
+        .await
+    }
+
+    /// The current members of a conversation, in join order.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn members(&self, conversation: &str) -> Result<Vec<MemberRow>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                Ok(members::table
+                    .filter(members::conversation_id.eq(conversation))
+                    .filter(members::left_at.is_null())
+                    .order((members::joined_at.asc(), members::user_id.asc()))
+                    .select(MemberRow::as_select())
+                    .load(conn)
+                    .await?)
+            })
+        })
+        .await
+    }
+
+    /// Whether two users are both current members of some conversation.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn share_a_conversation(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        if a == b {
+            return Ok(true);
+        }
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let theirs: Vec<String> = members::table
+                    .filter(members::user_id.eq(b))
+                    .filter(members::left_at.is_null())
+                    .select(members::conversation_id)
+                    .load(conn)
+                    .await?;
+                let count: i64 = members::table
+                    .filter(members::user_id.eq(a))
+                    .filter(members::left_at.is_null())
+                    .filter(members::conversation_id.eq_any(&theirs))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                Ok(count > 0)
+            })
+        })
+        .await
+    }
+
+    /// A page of `user`'s conversations: pinned first, then by last activity.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn conversations_of(
+        &self,
+        user: &str,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<ConversationPage, StoreError> {
+        let limit = limit.clamp(1, 100);
+        let cursor = cursor.and_then(parse_cursor);
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let mut query = members::table
+                    .inner_join(conversations::table)
+                    .filter(members::user_id.eq(user))
+                    .filter(members::left_at.is_null())
+                    .select((ConversationRow::as_select(), MemberRow::as_select()))
+                    .order((
+                        members::pinned.desc(),
+                        conversations::last_activity_at.desc(),
+                        conversations::id.desc(),
+                    ))
+                    .limit(limit + 1)
+                    .into_boxed();
+                if let Some((pinned, activity, id)) = cursor {
+                    let same_pin_after = members::pinned.eq(pinned).and(
+                        conversations::last_activity_at.lt(activity).or(
+                            conversations::last_activity_at
+                                .eq(activity)
+                                .and(conversations::id.lt(id)),
+                        ),
+                    );
+                    query = if pinned {
+                        query.filter(members::pinned.eq(false).or(same_pin_after))
+                    } else {
+                        query.filter(same_pin_after)
+                    };
+                }
+                let mut rows: Vec<(ConversationRow, MemberRow)> = query.load(conn).await?;
+                let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                let ids: Vec<String> = rows.iter().map(|(c, _)| c.id.clone()).collect();
+                let last_ids: Vec<i64> =
+                    rows.iter().filter_map(|(c, _)| c.last_message_id).collect();
+                let last_messages: HashMap<i64, MessageRow> = messages::table
+                    .filter(messages::id.eq_any(&last_ids))
+                    .select(MessageRow::as_select())
+                    .load(conn)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.id, m))
+                    .collect();
+                let counts: HashMap<String, i64> = members::table
+                    .filter(members::conversation_id.eq_any(&ids))
+                    .filter(members::left_at.is_null())
+                    .group_by(members::conversation_id)
+                    .select((members::conversation_id, diesel::dsl::count_star()))
+                    .load::<(String, i64)>(conn)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let next_cursor = more.then(|| rows.last()).flatten().map(|(c, m)| {
+                    format!("{}.{}.{}", u8::from(m.pinned), c.last_activity_at, c.id)
+                });
+                let items = rows
+                    .into_iter()
+                    .map(|(conversation, member)| ConversationSummary {
+                        last_message: conversation
+                            .last_message_id
+                            .and_then(|id| last_messages.get(&id).cloned()),
+                        member_count: counts.get(&conversation.id).copied().unwrap_or(0),
+                        conversation,
+                        member,
+                    })
+                    .collect();
+                Ok(ConversationPage { items, next_cursor })
+            })
+        })
+        .await
+    }
+
+    /// One conversation as the list shows it, for `user`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn summary(
+        &self,
+        conversation: &str,
+        user: &str,
+    ) -> Result<Option<ConversationSummary>, StoreError> {
+        let Some(row) = self.conversation(conversation).await? else {
+            return Ok(None);
+        };
+        let Some(member) = self.member(conversation, user).await? else {
+            return Ok(None);
+        };
+        let last_message = match row.last_message_id {
+            Some(id) => self.message(id).await?,
+            None => None,
+        };
+        let member_count = i64::try_from(self.members(conversation).await?.len()).unwrap_or(0);
+        Ok(Some(ConversationSummary {
+            conversation: row,
+            member,
+            last_message,
+            member_count,
+        }))
+    }
+
+    /// Changes a member's per-user settings.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn update_settings(
+        &self,
+        conversation: &str,
+        user: &str,
+        change: &SettingsChange,
+    ) -> Result<(), StoreError> {
+        if change.pinned.is_none() && change.muted.is_none() && change.archived.is_none() {
+            return Ok(());
+        }
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    members::table
+                        .find((conversation, user))
+                        .filter(members::left_at.is_null()),
+                )
+                .set(change)
+                .execute(conn)
+                .await?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Creates the private conversation of two users if it does not exist; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn ensure_private(&self, a: &str, b: &str) -> Result<String, StoreError> {
+        let id = super::messages::private_id(a, b);
+        let now = now_ms();
+        let mut users = vec![a.to_owned(), b.to_owned()];
+        users.dedup();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                conn.transaction(async |conn| {
+                    let row = ConversationRow {
+                        id: id.clone(),
+                        kind: "private".to_owned(),
+                        name: None,
+                        avatar: None,
+                        announcement: None,
+                        owner_id: None,
+                        allow_invite: false,
+                        last_seq: 0,
+                        last_message_id: None,
+                        last_activity_at: now,
+                        status: "active".to_owned(),
+                        settings: "{}".to_owned(),
+                        created_at: now,
+                    };
+                    diesel::insert_into(conversations::table)
+                        .values(&row)
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    for user in &users {
+                        diesel::insert_into(members::table)
+                            .values(&member_row(&id, user, "member", now, 0))
+                            .on_conflict_do_nothing()
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+            })
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// Creates a group owned by `owner` with `members` (the owner need not be among them).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn create_group(
+        &self,
+        id: &str,
+        name: &str,
+        avatar: Option<&str>,
+        owner: &str,
+        members: &[String],
+    ) -> Result<ConversationRow, StoreError> {
+        let now = now_ms();
+        let row = ConversationRow {
+            id: id.to_owned(),
+            kind: "group".to_owned(),
+            name: Some(name.to_owned()),
+            avatar: avatar.map(str::to_owned),
+            announcement: None,
+            owner_id: Some(owner.to_owned()),
+            allow_invite: false,
+            last_seq: 0,
+            last_message_id: None,
+            last_activity_at: now,
+            status: "active".to_owned(),
+            settings: "{}".to_owned(),
+            created_at: now,
+        };
+        let mut rows = vec![member_row(id, owner, "owner", now, 0)];
+        rows.extend(
+            members
+                .iter()
+                .filter(|m| m.as_str() != owner)
+                .map(|m| member_row(id, m, "member", now, 0)),
+        );
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                conn.transaction(async |conn| {
+                    diesel::insert_into(conversations::table)
+                        .values(&row)
+                        .execute(conn)
+                        .await?;
+                    for member in &rows {
+                        diesel::insert_into(members::table)
+                            .values(member)
+                            .on_conflict_do_nothing()
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+            })
+        })
+        .await?;
+        Ok(row)
+    }
+
+    /// Changes a group's fields; returns the updated row.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown or dissolved group.
+    pub async fn update_group(
+        &self,
+        id: &str,
+        change: &GroupChange,
+    ) -> Result<ConversationRow, StoreError> {
+        let now = now_ms();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    conversations::table
+                        .find(id)
+                        .filter(conversations::status.eq("active")),
+                )
+                .set((change, conversations::last_activity_at.eq(now)))
+                .execute(conn)
+                .await?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(conversations::table
+                    .find(id)
+                    .select(ConversationRow::as_select())
+                    .first(conn)
+                    .await?)
+            })
+        })
+        .await
+    }
+
+    /// Adds users to a group, rejoining former members; refuses to go above `max_members`.
+    /// Returns the users actually added (current members are skipped).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] with `GROUP_FULL` when the group would exceed `max_members`.
+    pub async fn add_members(
+        &self,
+        id: &str,
+        users: &[String],
+        max_members: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = now_ms();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                conn.transaction(async |conn| {
+                    // The update takes the conversation's row lock (PostgreSQL), so concurrent
+                    // invitations cannot both pass the size check.
+                    let last_seq: i64 = diesel::update(
+                        conversations::table
+                            .find(id)
+                            .filter(conversations::status.eq("active")),
+                    )
+                    .set(conversations::last_activity_at.eq(now))
+                    .returning(conversations::last_seq)
+                    .get_result(conn)
+                    .await
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                    let current: Vec<String> = members::table
+                        .filter(members::conversation_id.eq(id))
+                        .filter(members::left_at.is_null())
+                        .select(members::user_id)
+                        .load(conn)
+                        .await?;
+                    let mut added: Vec<String> = Vec::new();
+                    for user in users {
+                        if !current.contains(user) && !added.contains(user) {
+                            added.push(user.clone());
+                        }
+                    }
+                    if current.len() + added.len() > max_members {
+                        return Err(StoreError::Conflict("GROUP_FULL".into()));
+                    }
+                    for user in &added {
+                        let rejoined = diesel::update(members::table.find((id, user)))
+                            .set((
+                                members::left_at.eq(None::<i64>),
+                                members::role.eq("member"),
+                                members::joined_at.eq(now),
+                                members::joined_seq.eq(last_seq),
+                                members::read_seq.eq(last_seq),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        if rejoined == 0 {
+                            diesel::insert_into(members::table)
+                                .values(&member_row(id, user, "member", now, last_seq))
+                                .execute(conn)
+                                .await?;
+                        }
+                    }
+                    Ok(added)
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    /// Ends a membership (removal or exit).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn remove_member(&self, id: &str, user: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    members::table
+                        .find((id, user))
+                        .filter(members::left_at.is_null()),
+                )
+                .set(members::left_at.eq(Some(now)))
+                .execute(conn)
+                .await?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Sets a member's role. With `owner`, ownership moves to `user` and the previous owner
+    /// becomes an admin.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn set_role(&self, id: &str, user: &str, role: &str) -> Result<(), StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                conn.transaction(async |conn| {
+                    if role == "owner" {
+                        diesel::update(
+                            members::table
+                                .filter(members::conversation_id.eq(id))
+                                .filter(members::role.eq("owner")),
+                        )
+                        .set(members::role.eq("admin"))
+                        .execute(conn)
+                        .await?;
+                        diesel::update(conversations::table.find(id))
+                            .set(conversations::owner_id.eq(Some(user)))
+                            .execute(conn)
+                            .await?;
+                    }
+                    let changed = diesel::update(
+                        members::table
+                            .find((id, user))
+                            .filter(members::left_at.is_null()),
+                    )
+                    .set(members::role.eq(role))
+                    .execute(conn)
+                    .await?;
+                    if changed == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    /// Dissolves a group: nobody can send to it any more; history stays readable.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown or already dissolved group.
+    pub async fn dissolve(&self, id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    conversations::table
+                        .find(id)
+                        .filter(conversations::status.eq("active")),
+                )
+                .set((
+                    conversations::status.eq("dissolved"),
+                    conversations::last_activity_at.eq(now),
+                ))
+                .execute(conn)
+                .await?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,365 @@
+//! Messages: sending (through the group-commit writer), history, read positions, delivery,
+//! recall and per-user deletion.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use schema::{MessageDeletionRow, MessageRow, conversations, members, message_deletions, messages};
+
+use super::{Store, StoreError, now_ms, with_conn};
+
+/// Where a new message goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An existing conversation, by id.
+    Conversation(String),
+    /// The private conversation of two users; created on the first message.
+    Private {
+        /// One user.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// A user's system-notification conversation; created on the first notification.
+    System {
+        /// The user.
+        user: String,
+    },
+    /// A user's customer-service conversation; created on the first message.
+    Assistant {
+        /// The user.
+        user: String,
+    },
+}
+
+impl Target {
+    /// The conversation id this target names.
+    pub fn conversation_id(&self) -> String {
+        match self {
+            Target::Conversation(id) => id.clone(),
+            Target::Private { a, b } => private_id(a, b),
+            Target::System { user } => format!("system_{user}"),
+            Target::Assistant { user } => format!("assistant_{user}"),
+        }
+    }
+
+    /// The conversation kind, for targets that create their conversation.
+    pub(crate) fn kind(&self) -> Option<&'static str> {
+        match self {
+            Target::Conversation(_) => None,
+            Target::Private { .. } => Some("private"),
+            Target::System { .. } => Some("system"),
+            Target::Assistant { .. } => Some("assistant"),
+        }
+    }
+
+    /// The members a created conversation starts with.
+    pub(crate) fn participants(&self) -> Vec<String> {
+        match self {
+            Target::Conversation(_) => Vec::new(),
+            Target::Private { a, b } if a == b => vec![a.clone()],
+            Target::Private { a, b } => vec![a.clone(), b.clone()],
+            Target::System { user } | Target::Assistant { user } => vec![user.clone()],
+        }
+    }
+}
+
+/// The private conversation id of two users: `private_<min>_<max>` in byte order.
+pub fn private_id(a: &str, b: &str) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("private_{low}_{high}")
+}
+
+/// A message to store.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Where it goes.
+    pub target: Target,
+    /// Who sends it.
+    pub sender: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// `text`, `image`, ...
+    pub format: String,
+    /// Text content.
+    pub content: String,
+    /// JSON attachment.
+    pub attachment: Option<String>,
+    /// Replied-to message id.
+    pub reply_to: Option<i64>,
+    /// JSON of the forwarded original.
+    pub forwarded_from: Option<String>,
+}
+
+/// What a send did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Stored now; `created` when this message created its conversation.
+    Stored {
+        /// The stored message.
+        message: MessageRow,
+        /// Whether the conversation was created by it.
+        created: bool,
+    },
+    /// The sender had already sent this clientMsgId: nothing was stored.
+    Duplicate(MessageRow),
+}
+
+impl SendOutcome {
+    /// The message, stored now or before.
+    pub fn message(&self) -> &MessageRow {
+        match self {
+            SendOutcome::Stored { message, .. } | SendOutcome::Duplicate(message) => message,
+        }
+    }
+}
+
+/// A history page request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HistoryQuery {
+    /// Messages with seq below this.
+    pub before_seq: Option<i64>,
+    /// Messages with seq above this.
+    pub after_seq: Option<i64>,
+    /// At most this many (1-100).
+    pub limit: i64,
+}
+
+impl Store {
+    /// Stores a message through the group-commit writer and resolves after the commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the target conversation does not exist; other
+    /// [`StoreError`]s when the database fails.
+    pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, StoreError> {
+        self.writer().send(message).await
+    }
+
+    /// A message by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn message(&self, id: i64) -> Result<Option<MessageRow>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                Ok(messages::table
+                    .find(id)
+                    .select(MessageRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?)
+            })
+        })
+        .await
+    }
+
+    /// A page of `user`'s history of a conversation, ascending by seq: messages before the
+    /// user joined, cleared, or deleted by the user are left out; recalled ones keep their place.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn history(
+        &self,
+        conversation: &str,
+        user: &str,
+        floor_seq: i64,
+        query: HistoryQuery,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let limit = query.limit.clamp(1, 100);
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let deleted = message_deletions::table
+                    .filter(message_deletions::user_id.eq(user))
+                    .filter(message_deletions::conversation_id.eq(conversation))
+                    .select(message_deletions::message_id);
+                let mut page = messages::table
+                    .filter(messages::conversation_id.eq(conversation))
+                    .filter(messages::seq.gt(floor_seq))
+                    .filter(messages::id.ne_all(deleted))
+                    .select(MessageRow::as_select())
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(after) = query.after_seq {
+                    page = page.filter(messages::seq.gt(after));
+                }
+                if let Some(before) = query.before_seq {
+                    page = page.filter(messages::seq.lt(before));
+                }
+                let ascending = query.after_seq.is_some();
+                page = if ascending {
+                    page.order(messages::seq.asc())
+                } else {
+                    page.order(messages::seq.desc())
+                };
+                let mut rows: Vec<MessageRow> = page.load(conn).await?;
+                if !ascending {
+                    rows.reverse();
+                }
+                Ok(rows)
+            })
+        })
+        .await
+    }
+
+    /// Moves a member's read position forward to `up_to` (never back, never past the last
+    /// message). Returns the new position, or `None` when it did not move.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn mark_read(
+        &self,
+        conversation: &str,
+        user: &str,
+        up_to: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let last: i64 = conversations::table
+                    .find(conversation)
+                    .select(conversations::last_seq)
+                    .first(conn)
+                    .await?;
+                let target = up_to.min(last);
+                let moved = diesel::update(
+                    members::table
+                        .filter(members::conversation_id.eq(conversation))
+                        .filter(members::user_id.eq(user))
+                        .filter(members::read_seq.lt(target)),
+                )
+                .set(members::read_seq.eq(target))
+                .execute(conn)
+                .await?;
+                Ok((moved > 0).then_some(target))
+            })
+        })
+        .await
+    }
+
+    /// Marks the messages of a conversation up to `up_to` sent by others than `recipient` as
+    /// delivered. Returns the ids that changed, with their seq.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn mark_delivered(
+        &self,
+        conversation: &str,
+        recipient: &str,
+        up_to: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let pending = messages::table
+                    .filter(messages::conversation_id.eq(conversation))
+                    .filter(messages::seq.le(up_to))
+                    .filter(messages::sender_id.ne(recipient))
+                    .filter(messages::status.eq("sent"));
+                let changed: Vec<(i64, i64)> = pending
+                    .select((messages::id, messages::seq))
+                    .load(conn)
+                    .await?;
+                if !changed.is_empty() {
+                    let ids: Vec<i64> = changed.iter().map(|(id, _)| *id).collect();
+                    diesel::update(
+                        messages::table
+                            .filter(messages::id.eq_any(&ids))
+                            .filter(messages::status.eq("sent")),
+                    )
+                    .set(messages::status.eq("delivered"))
+                    .execute(conn)
+                    .await?;
+                }
+                Ok(changed)
+            })
+        })
+        .await
+    }
+
+    /// Recalls a message: empties its content and attachment and marks it `recalled`.
+    /// Returns the updated row.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Conflict`] when it was
+    /// recalled already.
+    pub async fn recall(&self, id: i64) -> Result<MessageRow, StoreError> {
+        let now = now_ms();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    messages::table
+                        .find(id)
+                        .filter(messages::recalled_at.is_null()),
+                )
+                .set((
+                    messages::content.eq(""),
+                    messages::attachment.eq(None::<String>),
+                    messages::status.eq("recalled"),
+                    messages::recalled_at.eq(Some(now)),
+                ))
+                .execute(conn)
+                .await?;
+                let row: Option<MessageRow> = messages::table
+                    .find(id)
+                    .select(MessageRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                match (row, changed) {
+                    (None, _) => Err(StoreError::NotFound),
+                    (Some(_), 0) => Err(StoreError::Conflict("already recalled".into())),
+                    (Some(row), _) => Ok(row),
+                }
+            })
+        })
+        .await
+    }
+
+    /// Hides a message from one user's history.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn delete_for(&self, user: &str, message: &MessageRow) -> Result<(), StoreError> {
+        let row = MessageDeletionRow {
+            user_id: user.to_owned(),
+            message_id: message.id,
+            conversation_id: message.conversation_id.clone(),
+            deleted_at: now_ms(),
+        };
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                diesel::insert_into(message_deletions::table)
+                    .values(&row)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Whether `user` deleted `message` for themselves.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn is_deleted_for(&self, user: &str, message: i64) -> Result<bool, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let count: i64 = message_deletions::table
+                    .filter(message_deletions::user_id.eq(user))
+                    .filter(message_deletions::message_id.eq(message))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                Ok(count > 0)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,64 @@
+//! Databases for tests: a fresh SQLite file always, and a fresh PostgreSQL database when
+//! `BROKER_TEST_POSTGRES_URL` is set. In CI (`CI=true`) PostgreSQL is required.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// A database a test runs against; dropped (best effort) with the value.
+pub struct TestDatabase {
+    /// `sqlite` or `postgres`.
+    pub label: &'static str,
+    /// The URL to give the broker.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The PostgreSQL server URL from the environment, or a failure in CI when it is missing.
+fn postgres_base() -> Option<String> {
+    match std::env::var("BROKER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but BROKER_TEST_POSTGRES_URL is not set"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh SQLite database in a temporary folder.
+pub fn sqlite() -> TestDatabase {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("broker.db").display());
+    TestDatabase {
+        label: "sqlite",
+        url,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh, empty PostgreSQL database, when PostgreSQL is configured.
+pub async fn postgres() -> Option<TestDatabase> {
+    let base = postgres_base()?;
+    let name = format!("broker_test_{:016x}", rand::random::<u64>());
+    let mut admin = AsyncPgConnection::establish(&base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is not reachable: {e}"));
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("database in URL");
+    Some(TestDatabase {
+        label: "postgres",
+        url: format!("{prefix}/{name}"),
+        _dir: None,
+    })
+}
+
+/// Every configured backend, SQLite first.
+pub async fn all() -> Vec<TestDatabase> {
+    let mut databases = vec![sqlite()];
+    databases.extend(postgres().await);
+    databases
+}
