@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::escape::{put_eol, put_header_text};
+use crate::escape::{lines_need_no_escape, put_eol, put_header_text};
 use crate::frame::{Command, Frame, Headers, Version};
 
 const CONTENT_LENGTH: &str = "content-length";
@@ -28,13 +28,29 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) {
     dst.reserve(encoded_len_hint(&frame.headers, frame.body.len()) + 16);
     dst.put_slice(frame.command.as_str().as_bytes());
     dst.put_u8(b'\n');
+    let start = dst.len();
     let mut had_length = false;
+    let mut lines = 0;
     for (name, value) in frame.headers.iter() {
         if name == CONTENT_LENGTH {
             had_length = true;
             continue;
         }
-        put_header(dst, name, value, version, escaped);
+        dst.put_slice(name.as_bytes());
+        dst.put_u8(b':');
+        dst.put_slice(value.as_bytes());
+        put_eol(dst);
+        lines += 1;
+    }
+    if !lines_need_no_escape(&dst[start..], lines, version, escaped) {
+        // Rare: some name or value needs escaping (or, unescaped, holds an LF). Write the lines
+        // again, one text at a time.
+        dst.truncate(start);
+        for (name, value) in frame.headers.iter() {
+            if name != CONTENT_LENGTH {
+                put_header(dst, name, value, version, escaped);
+            }
+        }
     }
     put_body(dst, &frame.body, had_length);
 }
