@@ -36,3 +36,8 @@ pub use bytestring::ByteString;
 pub use decode::{DecodeError, Decoded, Decoder, Limits};
 pub use encode::{MessageTemplate, encode, encode_heartbeat};
 pub use frame::{Command, Frame, Headers, Version};
+
+// Compiles and runs the README's examples with the doc tests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
