@@ -1,0 +1,390 @@
+//! `loadgen`: the broker's load generator. Three scenarios over STOMP 1.2 on WebSocket, each
+//! printing a one-line summary (and JSON with `--json`):
+//!
+//! - `fanout`: one publisher, N subscribers on one topic: deliveries per second, loss, latency;
+//! - `pairs`: N publishers each feeding its own subscriber through its own destination;
+//! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory.
+//!
+//! It speaks to our broker (`--token` or `--jwt-secret`) and to RabbitMQ Web-STOMP
+//! (`--login guest --passcode guest`) alike, so the two can be compared with the same client.
+
+mod client;
+mod idle;
+mod load;
+mod stats;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio::task::JoinSet;
+
+use client::{Auth, Connection, Target};
+use load::Load;
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for STOMP-over-WebSocket brokers"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Args)]
+struct Common {
+    /// The broker's WebSocket endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "LOADGEN_URL",
+        default_value = "ws://127.0.0.1:8080/ws/im"
+    )]
+    url: String,
+    /// CONNECT `login` (RabbitMQ: guest).
+    #[arg(long, global = true)]
+    login: Option<String>,
+    /// CONNECT `passcode` (RabbitMQ: guest).
+    #[arg(long, global = true)]
+    passcode: Option<String>,
+    /// A JWT for every connection, sent as `passcode`.
+    #[arg(long, global = true, env = "LOADGEN_TOKEN")]
+    token: Option<String>,
+    /// Mint an HS256 JWT per connection with this secret, each for its own user.
+    #[arg(long, global = true, env = "LOADGEN_JWT_SECRET")]
+    jwt_secret: Option<String>,
+    /// The role of minted tokens.
+    #[arg(long, global = true, default_value = "system")]
+    jwt_role: String,
+    /// Minted user ids are this prefix followed by the connection number.
+    #[arg(long, global = true, default_value = "lg-")]
+    user_prefix: String,
+    /// The CONNECT `host` header; RabbitMQ reads it as the virtual host.
+    #[arg(long, global = true, default_value = "/")]
+    vhost: String,
+    /// Local addresses to connect from, comma separated (e.g. 127.0.0.1,127.0.0.2), for more
+    /// connections than one address has ephemeral ports.
+    #[arg(long, global = true, value_delimiter = ',')]
+    source_ips: Vec<IpAddr>,
+    /// Connections opened at once.
+    #[arg(long, global = true, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Time allowed for one connection's TCP connect, handshake and CONNECT.
+    #[arg(long, global = true, default_value_t = 30.0)]
+    connect_timeout: f64,
+    /// Worker threads of this process (it shares the machine with the broker).
+    #[arg(long, global = true, default_value_t = 2)]
+    threads: usize,
+    /// A name for the broker under test, copied into the output.
+    #[arg(long, global = true, default_value = "")]
+    label: String,
+    /// Also write the result as JSON to this file (`-` for standard output).
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct Flow {
+    /// Messages per second per publisher; 0 publishes as fast as `--window` allows.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// At rate 0, messages per publisher in flight (sent but not yet received by every
+    /// subscriber).
+    #[arg(long, default_value_t = 200)]
+    window: u64,
+    /// Ask for a RECEIPT every this many messages.
+    #[arg(long, default_value_t = 50)]
+    receipt_every: u64,
+    /// After publishing, seconds to wait without progress for the last copies.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+}
+
+impl Flow {
+    fn load(&self) -> anyhow::Result<Load> {
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            bail!("--rate must be 0 or a positive number");
+        }
+        Ok(Load {
+            rate: self.rate,
+            duration: seconds(self.duration, "--duration")?,
+            payload: self.payload,
+            window: self.window.max(1),
+            receipt_every: self.receipt_every.max(1),
+            drain: seconds(self.drain, "--drain")?,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// One publisher, N subscribers on one topic.
+    Fanout {
+        /// Subscribers.
+        #[arg(long, default_value_t = 100)]
+        subscribers: usize,
+        /// Topic name (without /topic/); a fresh one per run by default.
+        #[arg(long)]
+        topic: Option<String>,
+        #[command(flatten)]
+        flow: Flow,
+    },
+    /// N publishers, each to its own destination with one subscriber.
+    Pairs {
+        /// Publisher-subscriber pairs.
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// `topic` or `queue`.
+        #[arg(long, default_value = "topic", value_parser = ["topic", "queue"])]
+        kind: String,
+        #[command(flatten)]
+        flow: Flow,
+    },
+    /// N connected sessions, one SUBSCRIBE each, held idle.
+    Idle {
+        /// Sessions to open.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Seconds to hold them once all are open.
+        #[arg(long, default_value_t = 10.0)]
+        hold: f64,
+        /// Seconds to wait after the last SUBSCRIBE before reading the broker's memory.
+        #[arg(long, default_value_t = 3.0)]
+        settle: f64,
+        /// The broker's process id: its VmRSS is read before and after connecting.
+        #[arg(long)]
+        rss_pid: Option<u32>,
+    },
+}
+
+fn seconds(value: f64, name: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("{name} must be a duration"))
+}
+
+/// How connections are opened.
+pub struct ConnectOptions {
+    /// Connections opened at once.
+    pub concurrency: usize,
+}
+
+/// Failures seen during a run: a count and the first few messages.
+#[derive(Default)]
+pub struct Errors {
+    count: AtomicU64,
+    samples: Mutex<Vec<String>>,
+}
+
+const ERROR_SAMPLES: usize = 5;
+
+impl Errors {
+    /// Counts a failure, keeping its message if it is among the first few.
+    pub fn add(&self, message: String) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut samples = self
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if samples.len() < ERROR_SAMPLES {
+            samples.push(message);
+        }
+    }
+
+    /// Failures counted.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The first few messages.
+    pub fn samples(&self) -> Vec<String> {
+        self.samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A name unique to this run, so that runs never share a topic or queue on a broker that keeps
+/// them (RabbitMQ).
+pub fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Opens `count` sessions, at most `options.concurrency` at a time, and runs `setup` on each
+/// (e.g. SUBSCRIBE). Results come back in connection-number order.
+pub async fn open_many<F, Fut>(
+    target: Arc<Target>,
+    options: &ConnectOptions,
+    count: usize,
+    setup: F,
+) -> Vec<anyhow::Result<Connection>>
+where
+    F: Fn(Connection, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Connection>> + Send + 'static,
+{
+    let setup = Arc::new(setup);
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for number in 0..count {
+        let target = target.clone();
+        let setup = setup.clone();
+        let semaphore = semaphore.clone();
+        tasks.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let result = match target.connect(number).await {
+                Ok(connection) => setup(connection, number).await,
+                Err(error) => Err(error),
+            };
+            (number, result)
+        });
+    }
+    let mut results: Vec<Option<anyhow::Result<Connection>>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((number, result)) = joined {
+            results[number] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("connection task panicked"))))
+        .collect()
+}
+
+fn auth(common: &Common) -> anyhow::Result<Auth> {
+    Ok(match (&common.jwt_secret, &common.token, &common.login) {
+        (Some(secret), _, _) => Auth::Mint {
+            secret: secret.clone(),
+            role: common.jwt_role.clone(),
+            prefix: common.user_prefix.clone(),
+        },
+        (None, Some(token), _) => Auth::Token(token.clone()),
+        (None, None, Some(login)) => Auth::Login {
+            login: login.clone(),
+            passcode: common.passcode.clone().unwrap_or_default(),
+        },
+        (None, None, None) => {
+            bail!("give --login/--passcode, --token or --jwt-secret")
+        }
+    })
+}
+
+fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string(value)?;
+    if path.as_os_str() == "-" {
+        println!("{text}");
+    } else {
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let common = &cli.common;
+    let target = Arc::new(
+        Target::new(
+            &common.url,
+            auth(common)?,
+            common.vhost.clone(),
+            common.source_ips.clone(),
+            seconds(common.connect_timeout, "--connect-timeout")?,
+        )
+        .await?,
+    );
+    let options = ConnectOptions {
+        concurrency: common.connect_concurrency,
+    };
+    match &cli.scenario {
+        Scenario::Fanout {
+            subscribers,
+            topic,
+            flow,
+        } => {
+            let mut report =
+                load::fanout(target, &options, *subscribers, topic.clone(), flow.load()?).await?;
+            report.url.clone_from(&common.url);
+            report.label.clone_from(&common.label);
+            println!("{}", report.summary());
+            if let Some(path) = &common.json {
+                write_json(path, &report)?;
+            }
+            Ok(report.lost == 0 && report.errors == 0)
+        }
+        Scenario::Pairs { pairs, kind, flow } => {
+            let mut report = load::pairs(target, &options, *pairs, kind, flow.load()?).await?;
+            report.url.clone_from(&common.url);
+            report.label.clone_from(&common.label);
+            println!("{}", report.summary());
+            if let Some(path) = &common.json {
+                write_json(path, &report)?;
+            }
+            Ok(report.lost == 0 && report.errors == 0)
+        }
+        Scenario::Idle {
+            connections,
+            hold,
+            settle,
+            rss_pid,
+        } => {
+            let mut report = idle::idle(
+                target,
+                &options,
+                *connections,
+                seconds(*hold, "--hold")?,
+                seconds(*settle, "--settle")?,
+                *rss_pid,
+            )
+            .await;
+            report.url.clone_from(&common.url);
+            report.label.clone_from(&common.label);
+            println!("{}", report.summary());
+            if let Some(path) = &common.json {
+                write_json(path, &report)?;
+            }
+            Ok(report.connected == *connections && report.errors == 0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    stats::now_ns();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.common.threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("loadgen: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        // The numbers were printed; a non-zero status tells scripts that something was lost.
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("loadgen: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
