@@ -69,6 +69,18 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Who may use generic destinations.
     pub acl: AclConfig,
+    /// Chat rules.
+    pub im: ImConfig,
+}
+
+/// `[im]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImConfig {
+    /// How long a sender may recall a message, in seconds.
+    pub recall_window_s: u64,
+    /// Members a group may have.
+    pub max_group_members: usize,
 }
 
 /// `[server]`
@@ -119,6 +131,12 @@ pub struct AuthConfig {
 pub struct StorageConfig {
     /// `sqlite://path` or `postgres://...`.
     pub url: String,
+    /// PostgreSQL connections in the pool.
+    pub pool_size: u32,
+    /// Bound on each database operation.
+    pub timeout_ms: u64,
+    /// Most messages committed in one transaction by the group-commit writer.
+    pub max_batch: usize,
 }
 
 /// `[relay]`
@@ -170,6 +188,8 @@ pub struct LimitsConfig {
     /// Unacknowledged messages a `client` / `client-individual` queue subscriber may hold
     /// unless its SUBSCRIBE asks for fewer with `prefetch-count`.
     pub queue_prefetch: usize,
+    /// Characters (not bytes) of a text message.
+    pub text_max_chars: usize,
 }
 
 /// `[acl]`: who may SUBSCRIBE and SEND to generic `/topic/*` and `/queue/*` destinations.
@@ -309,6 +329,16 @@ impl Config {
         positive("limits.max_outbound_bytes", self.limits.max_outbound_bytes)?;
         positive("limits.queue_prefetch", self.limits.queue_prefetch)?;
         positive("server.max_connections", self.server.max_connections)?;
+        positive("storage.max_batch", self.storage.max_batch)?;
+        positive("im.max_group_members", self.im.max_group_members)?;
+        positive("limits.text_max_chars", self.limits.text_max_chars)?;
+        if self.storage.pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "storage.pool_size",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
         if self.auth.dev_login && !self.server.http_addr.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "auth.dev_login",

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use crate::im::rest::RestState;
 use crate::metrics::Metrics;
 use crate::session::{self, SessionContext};
 
@@ -33,6 +34,8 @@ pub struct HttpState {
     pub tracker: TaskTracker,
     /// WebSocket buffer sizes and limits.
     pub websocket: WebSocketConfig,
+    /// The REST API, when the IM layer runs.
+    pub rest: Option<RestState>,
 }
 
 /// The subprotocols we speak, most preferred first.
@@ -40,13 +43,18 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 /// The routes.
 pub fn routes(state: HttpState) -> HttpRouter {
-    HttpRouter::new()
+    let api = state.rest.clone().map(crate::im::rest::routes);
+    let routes = HttpRouter::new()
         .route("/ws/im", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/", get(index))
-        .with_state(state)
+        .with_state(state);
+    match api {
+        Some(api) => routes.nest("/api/v1", api),
+        None => routes,
+    }
 }
 
 /// tungstenite settings: small eager read buffers keep idle connections cheap; message and
@@ -63,12 +71,15 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 }
 
 async fn ready(State(state): State<HttpState>) -> Response {
-    let relay = state.sessions.router.hub().relay().is_connected();
-    if relay {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "relay not connected\n").into_response()
+    if !state.sessions.router.hub().relay().is_connected() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "relay not connected\n").into_response();
     }
+    if let Some(rest) = &state.rest
+        && !rest.im.store().ping().await
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "storage unreachable\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics() -> Response {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod im;
 pub mod metrics;
 pub mod relay;
 pub mod router;

@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve,
+    /// Run the database migrations of `storage.url` and exit.
+    Migrate,
     /// Print a signed token for trying the broker without an identity provider.
     Token {
         /// The user id.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
+        Command::Migrate => migrate(&config),
         Command::Token { sub, roles, ttl } => token(&config, &sub, &roles, &ttl),
     }
 }
@@ -86,6 +89,26 @@ fn token(config: &Config, sub: &str, roles: &[String], ttl: &str) -> ExitCode {
     match minted {
         Ok(token) => {
             println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("broker: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("broker: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(broker::store::migrate(&config.storage.url)) {
+        Ok(()) => {
+            println!("migrations of {} are up to date", config.storage.url);
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -133,11 +133,19 @@ pub struct AppRequest<'a> {
     pub body: &'a Bytes,
 }
 
+/// Work a handler wants done right after the RECEIPT is queued, such as pushing the stored
+/// message: the sender then sees the RECEIPT before its own copy of the message.
+pub type AfterReceipt = Box<dyn FnOnce() + Send>;
+
 /// Handles SENDs to an `/app/<name>` destination, or to a topic or user queue the application
-/// layer claims. The RECEIPT is sent when the returned future completes without error.
+/// layer claims. The RECEIPT is sent when the returned future completes without error, then the
+/// returned [`AfterReceipt`] runs.
 pub trait AppHandler: Send + Sync + 'static {
     /// Handles one SEND.
-    fn handle<'a>(&'a self, request: AppRequest<'a>) -> HandlerFuture<'a, Result<(), AppError>>;
+    fn handle<'a>(
+        &'a self,
+        request: AppRequest<'a>,
+    ) -> HandlerFuture<'a, Result<Option<AfterReceipt>, AppError>>;
 }
 
 /// Decides whether a user may SUBSCRIBE to topics under a prefix the application layer claims.
@@ -340,7 +348,7 @@ impl Router {
         destination: &str,
         headers: &Headers,
         body: &Bytes,
-    ) -> Result<(), RouteError> {
+    ) -> Result<Option<AfterReceipt>, RouteError> {
         let identity = &session.identity;
         let request = || AppRequest {
             session,
@@ -379,10 +387,10 @@ impl Router {
                     Publication {
                         headers: message_headers(headers),
                         body: body.clone(),
-                        ack_hook: None,
+                        ..Publication::default()
                     },
                 );
-                Ok(())
+                Ok(None)
             }
             Some(Destination::Queue(name)) => {
                 if !self.acl.allows(identity, destination, Access::Send) {
@@ -396,6 +404,7 @@ impl Router {
                         message_headers(headers),
                         body.clone(),
                     )
+                    .map(|()| None)
                     .map_err(|full| {
                         RouteError::App(AppError::new(
                             crate::app_error::ErrorCode::Unavailable,
@@ -420,10 +429,10 @@ impl Router {
                     Publication {
                         headers: message_headers(headers),
                         body: body.clone(),
-                        ack_hook: None,
+                        ..Publication::default()
                     },
                 );
-                Ok(())
+                Ok(None)
             }
             Some(Destination::OwnUserQueue(_)) => Err(RouteError::App(AppError::forbidden(
                 "/user/queue destinations take SUBSCRIBE only",

@@ -19,10 +19,13 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::hub::{Hub, HubSettings};
+use crate::im::rest::RestState;
+use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
 use crate::relay::{LocalRelay, Relay};
 use crate::router::{Acl, Extensions, Router};
 use crate::session::{self, SessionContext, SessionSettings};
+use crate::store::{Store, StoreError, StoreSettings, node_number};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,9 @@ pub enum StartError {
     /// The signing material could not be loaded.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A running broker.
@@ -46,22 +52,39 @@ pub struct Server {
     stomp_addr: Option<SocketAddr>,
     hub: Hub,
     auth: Arc<Authenticator>,
+    im: Option<Im>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
 }
 
 impl Server {
-    /// Starts the broker with no application layer.
+    /// Starts the whole broker: the STOMP core with the IM layer on the configured store.
     ///
     /// # Errors
     ///
-    /// [`StartError`] when a listener cannot be bound or the keys cannot be loaded.
+    /// [`StartError`] when the store cannot be opened, a listener cannot be bound or the keys
+    /// cannot be loaded.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        Server::start_with(config, |_| Extensions::new()).await
+        let node_id = config.node_id();
+        let store = Store::open(&StoreSettings {
+            url: config.storage.url.clone(),
+            pool_size: config.storage.pool_size,
+            timeout: Duration::from_millis(config.storage.timeout_ms),
+            max_batch: config.storage.max_batch,
+            node_number: node_number(&node_id),
+        })
+        .await?;
+        let settings = ImSettings::from_config(&config);
+        Server::start_inner(config, node_id, |hub| {
+            let im = Im::new(store, hub.clone(), settings);
+            (crate::im::stomp::extensions(&im), Some(im))
+        })
+        .await
     }
 
-    /// Starts the broker; `extensions` builds the application layer's handlers from the hub.
+    /// Starts the STOMP core alone, with no store; `extensions` builds an application layer's
+    /// handlers from the hub.
     ///
     /// # Errors
     ///
@@ -70,16 +93,26 @@ impl Server {
         config: Config,
         extensions: impl FnOnce(&Hub) -> Extensions,
     ) -> Result<Server, StartError> {
+        let node_id = config.node_id();
+        Server::start_inner(config, node_id, |hub| (extensions(hub), None)).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        node_id: String,
+        layer: impl FnOnce(&Hub) -> (Extensions, Option<Im>),
+    ) -> Result<Server, StartError> {
         let auth = Arc::new(Authenticator::from_config(&config.auth)?);
         let relay: Arc<dyn Relay> = Arc::new(LocalRelay);
         let hub = Hub::new(
             HubSettings {
-                node_id: config.node_id(),
+                node_id,
                 queue_max_messages: config.limits.queue_max_messages,
             },
             relay,
         );
-        let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions(&hub));
+        let (extensions, im) = layer(&hub);
+        let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let sessions = SessionContext::new(
@@ -108,6 +141,10 @@ impl Server {
             slots: slots.clone(),
             tracker: tracker.clone(),
             websocket: http::websocket_config(config.limits.max_frame_bytes),
+            rest: im.clone().map(|im| RestState {
+                im,
+                auth: auth.clone(),
+            }),
         };
         let header_timeout = config.connect_timeout();
         tracker.spawn(serve_http(
@@ -133,6 +170,7 @@ impl Server {
             stomp_addr,
             hub,
             auth,
+            im,
             shutdown,
             tracker,
             grace: Duration::from_millis(config.server.shutdown_grace_ms),
@@ -152,6 +190,11 @@ impl Server {
     /// The hub.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The IM layer, when the broker runs with it.
+    pub fn im(&self) -> Option<&Im> {
+        self.im.as_ref()
     }
 
     /// The token verifier (and minter, with a shared secret).

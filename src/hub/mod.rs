@@ -41,6 +41,24 @@ pub struct Publication {
     pub body: Bytes,
     /// Called when a client-ack subscriber ACKs or NACKs it.
     pub ack_hook: Option<Arc<dyn AckHook>>,
+    /// A session that must not get it (the one whose action caused it).
+    pub exclude_session: Option<u64>,
+}
+
+/// How many local sessions a publication was queued to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// Subscriptions with `ack:auto`: delivered once queued.
+    pub auto: usize,
+    /// Client-ack subscriptions: delivered when ACKed.
+    pub client: usize,
+}
+
+impl Fanout {
+    /// All sessions it was queued to.
+    pub fn total(&self) -> usize {
+        self.auto + self.client
+    }
 }
 
 impl Publication {
@@ -52,7 +70,7 @@ impl Publication {
         Publication {
             headers,
             body: body.into(),
-            ack_hook: None,
+            ..Publication::default()
         }
     }
 }
@@ -438,8 +456,8 @@ impl Hub {
     }
 
     /// Delivers to every local subscriber of `route` and relays to the other nodes. Returns the
-    /// number of local sessions it was queued to.
-    pub fn publish(&self, route: &Route, publication: Publication) -> usize {
+    /// local sessions it was queued to.
+    pub fn publish(&self, route: &Route, publication: Publication) -> Fanout {
         self.inner
             .relay
             .forward(route, &publication.headers, &publication.body);
@@ -447,10 +465,10 @@ impl Hub {
     }
 
     /// Delivers to local subscribers only: for publications that arrive from other nodes.
-    pub fn deliver_local(&self, route: &Route, publication: Publication) -> usize {
+    pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {
         let key = SubscriptionKey::of_route(route);
         let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
-            return 0;
+            return Fanout::default();
         };
         let (template, message_id) = self.template(&key, publication.headers, publication.body);
         fan_out(
@@ -458,6 +476,7 @@ impl Hub {
             &template,
             &message_id,
             publication.ack_hook.as_ref(),
+            publication.exclude_session,
         )
     }
 
@@ -468,13 +487,13 @@ impl Hub {
         session: &Arc<SessionHandle>,
         queue: &str,
         publication: Publication,
-    ) -> usize {
+    ) -> Fanout {
         let key = SubscriptionKey::User {
             user: session.user_id().into(),
             queue: queue.into(),
         };
         let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
-            return 0;
+            return Fanout::default();
         };
         let own: Vec<Subscriber> = subscribers
             .iter()
@@ -482,10 +501,16 @@ impl Hub {
             .cloned()
             .collect();
         if own.is_empty() {
-            return 0;
+            return Fanout::default();
         }
         let (template, message_id) = self.template(&key, publication.headers, publication.body);
-        fan_out(&own, &template, &message_id, publication.ack_hook.as_ref())
+        fan_out(
+            &own,
+            &template,
+            &message_id,
+            publication.ack_hook.as_ref(),
+            None,
+        )
     }
 
     /// Puts a message on a generic queue.
@@ -526,9 +551,13 @@ fn fan_out(
     template: &Arc<MessageTemplate>,
     message_id: &ByteString,
     hook: Option<&Arc<dyn AckHook>>,
-) -> usize {
-    let mut delivered = 0;
+    exclude_session: Option<u64>,
+) -> Fanout {
+    let mut fanout = Fanout::default();
     for subscriber in subscribers {
+        if exclude_session == Some(subscriber.session.id) {
+            continue;
+        }
         let target = match (subscriber.ack, hook) {
             (AckMode::Auto, _) | (_, None) => AckTarget::None,
             (_, Some(hook)) => AckTarget::Hook(hook.clone()),
@@ -540,8 +569,12 @@ fn fan_out(
             message_id,
             target,
         ) {
-            delivered += 1;
+            if subscriber.ack == AckMode::Auto {
+                fanout.auto += 1;
+            } else {
+                fanout.client += 1;
+            }
         }
     }
-    delivered
+    fanout
 }

@@ -651,7 +651,12 @@ impl Session {
             .send(&self.handle, destination, &frame.headers, &frame.body)
             .await
         {
-            Ok(()) => self.receipt(&frame),
+            Ok(after_receipt) => {
+                self.receipt(&frame);
+                if let Some(after_receipt) = after_receipt {
+                    after_receipt();
+                }
+            }
             Err(RouteError::Forbidden(detail)) => {
                 return Err(
                     Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(&frame)

@@ -238,41 +238,53 @@ impl Store {
         .await
     }
 
-    /// Marks the messages of a conversation up to `up_to` sent by others than `recipient` as
-    /// delivered. Returns the ids that changed, with their seq.
+    /// Marks messages `delivered` that are still `sent`.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn mark_delivered(
-        &self,
-        conversation: &str,
-        recipient: &str,
-        up_to: i64,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
+    pub async fn set_delivered(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
-                let pending = messages::table
-                    .filter(messages::conversation_id.eq(conversation))
-                    .filter(messages::seq.le(up_to))
-                    .filter(messages::sender_id.ne(recipient))
-                    .filter(messages::status.eq("sent"));
-                let changed: Vec<(i64, i64)> = pending
-                    .select((messages::id, messages::seq))
-                    .load(conn)
-                    .await?;
-                if !changed.is_empty() {
-                    let ids: Vec<i64> = changed.iter().map(|(id, _)| *id).collect();
-                    diesel::update(
-                        messages::table
-                            .filter(messages::id.eq_any(&ids))
-                            .filter(messages::status.eq("sent")),
-                    )
-                    .set(messages::status.eq("delivered"))
-                    .execute(conn)
-                    .await?;
-                }
-                Ok(changed)
+                diesel::update(
+                    messages::table
+                        .filter(messages::id.eq_any(ids))
+                        .filter(messages::status.eq("sent")),
+                )
+                .set(messages::status.eq("delivered"))
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Marks the messages of a conversation up to `up_to` that others sent to `reader` as
+    /// `read`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn set_read(
+        &self,
+        conversation: &str,
+        reader: &str,
+        up_to: i64,
+    ) -> Result<(), StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                diesel::update(
+                    messages::table
+                        .filter(messages::conversation_id.eq(conversation))
+                        .filter(messages::seq.le(up_to))
+                        .filter(messages::sender_id.ne(reader))
+                        .filter(messages::status.eq_any(["sent", "delivered"])),
+                )
+                .set(messages::status.eq("read"))
+                .execute(conn)
+                .await?;
+                Ok(())
             })
         })
         .await

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod im;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,395 @@
+//! Groups: create, update, invite, remove, roles, exit, dissolve, and their events.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::json::{ConversationJson, MemberJson};
+use super::{Im, group_topic, store_error};
+use crate::app_error::{AppError, ErrorCode};
+use crate::auth::{Identity, is_valid_user_id};
+use crate::hub::SubscriptionKey;
+use crate::store::GroupChange;
+use schema::ConversationRow;
+
+/// `POST /api/v1/groups`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateGroup {
+    /// The group's name.
+    pub name: String,
+    /// Avatar URL.
+    #[serde(default)]
+    pub avatar: Option<String>,
+    /// The first members besides the caller.
+    #[serde(default)]
+    pub member_ids: Vec<String>,
+}
+
+/// `PATCH /api/v1/groups/{id}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateGroup {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New avatar.
+    #[serde(default)]
+    pub avatar: Option<String>,
+    /// New announcement.
+    #[serde(default)]
+    pub announcement: Option<String>,
+    /// Whether plain members may invite.
+    #[serde(default)]
+    pub allow_invite: Option<bool>,
+}
+
+const MAX_NAME_CHARS: usize = 100;
+
+fn check_users(users: &[String]) -> Result<(), AppError> {
+    match users.iter().find(|u| !is_valid_user_id(u)) {
+        Some(bad) => Err(AppError::invalid(format!("invalid user id {bad:?}"))),
+        None => Ok(()),
+    }
+}
+
+impl Im {
+    /// A group the caller belongs to, with their role.
+    async fn group_role(
+        &self,
+        id: &str,
+        caller: &str,
+    ) -> Result<(ConversationRow, String), AppError> {
+        let (row, member) = self.membership(id, caller).await?;
+        if row.kind != "group" {
+            return Err(AppError::invalid(format!("{id} is not a group")));
+        }
+        if row.status != "active" {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!("{id} is dissolved"),
+            ));
+        }
+        Ok((row, member.role))
+    }
+
+    /// The conversation as `user` sees it, with members for groups.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, `UNAVAILABLE`.
+    pub async fn conversation_view(
+        &self,
+        user: &str,
+        id: &str,
+    ) -> Result<ConversationJson, AppError> {
+        self.membership(id, user).await?;
+        let summary = self
+            .store()
+            .summary(id, user)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no conversation {id}")))?;
+        let mut view = ConversationJson::from_summary(&summary, user);
+        if summary.conversation.kind == "group" {
+            let members = self.store().members(id).await.map_err(store_error)?;
+            view.members = Some(members.iter().map(MemberJson::from).collect());
+        }
+        Ok(view)
+    }
+
+    /// Tells each user that a conversation changed for them.
+    async fn conversation_updated(&self, id: &str, users: &[String]) {
+        for user in users {
+            match self.conversation_view(user, id).await {
+                Ok(view) => self.push_user(user, "events", "conversation.updated", &view),
+                Err(_) => self.push_user(
+                    user,
+                    "events",
+                    "conversation.updated",
+                    &json!({"id": id, "removed": true}),
+                ),
+            }
+        }
+    }
+
+    async fn member_ids(&self, id: &str) -> Result<Vec<String>, AppError> {
+        Ok(self
+            .store()
+            .members(id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
+    }
+
+    /// Creates a group owned by the caller.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT`, `GROUP_FULL`, `UNAVAILABLE`.
+    pub async fn create_group(
+        &self,
+        caller: &Identity,
+        request: CreateGroup,
+    ) -> Result<ConversationJson, AppError> {
+        let name = request.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(AppError::invalid(format!(
+                "name must be 1 to {MAX_NAME_CHARS} characters"
+            )));
+        }
+        check_users(&request.member_ids)?;
+        let mut members: Vec<String> = Vec::new();
+        for user in &request.member_ids {
+            if *user != caller.user_id && !members.contains(user) {
+                members.push(user.clone());
+            }
+        }
+        if members.len() + 1 > self.settings().max_group_members {
+            return Err(AppError::new(
+                ErrorCode::GroupFull,
+                format!(
+                    "a group has at most {} members",
+                    self.settings().max_group_members
+                ),
+            ));
+        }
+        let id = format!("group_{:032x}", rand::random::<u128>());
+        self.store()
+            .create_group(
+                &id,
+                name,
+                request.avatar.as_deref(),
+                &caller.user_id,
+                &members,
+            )
+            .await
+            .map_err(store_error)?;
+        let mut everyone = vec![caller.user_id.clone()];
+        everyone.extend(members.iter().cloned());
+        self.conversation_updated(&id, &everyone).await;
+        self.conversation_view(&caller.user_id, &id).await
+    }
+
+    /// Changes a group's name, avatar, announcement or invitation rule (owner or admin).
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `NOT_MEMBER`, `NOT_FOUND`, `INVALID_ARGUMENT`.
+    pub async fn update_group(
+        &self,
+        caller: &Identity,
+        id: &str,
+        request: UpdateGroup,
+    ) -> Result<ConversationJson, AppError> {
+        let (_, role) = self.group_role(id, &caller.user_id).await?;
+        if role == "member" {
+            return Err(AppError::forbidden(
+                "only the owner or an admin may change the group",
+            ));
+        }
+        if let Some(name) = &request.name
+            && (name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS)
+        {
+            return Err(AppError::invalid(format!(
+                "name must be 1 to {MAX_NAME_CHARS} characters"
+            )));
+        }
+        let change = GroupChange {
+            name: request.name.map(|n| n.trim().to_owned()),
+            avatar: request.avatar,
+            announcement: request.announcement,
+            allow_invite: request.allow_invite,
+        };
+        let row = self
+            .store()
+            .update_group(id, &change)
+            .await
+            .map_err(store_error)?;
+        self.push_group(
+            id,
+            "group.updated",
+            &json!({
+                "conversationId": id,
+                "name": row.name,
+                "avatar": row.avatar,
+                "announcement": row.announcement,
+                "allowInvite": row.allow_invite,
+                "by": caller.user_id,
+            }),
+        );
+        let members = self.member_ids(id).await?;
+        self.conversation_updated(id, &members).await;
+        self.conversation_view(&caller.user_id, id).await
+    }
+
+    /// Invites users: owner or admin, or any member when the group allows it.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `GROUP_FULL`, `INVALID_ARGUMENT`, `NOT_MEMBER`.
+    pub async fn invite(
+        &self,
+        caller: &Identity,
+        id: &str,
+        users: &[String],
+    ) -> Result<Vec<String>, AppError> {
+        check_users(users)?;
+        let (row, role) = self.group_role(id, &caller.user_id).await?;
+        if role == "member" && !row.allow_invite {
+            return Err(AppError::forbidden("only the owner or an admin may invite"));
+        }
+        let added = self
+            .store()
+            .add_members(id, users, self.settings().max_group_members)
+            .await
+            .map_err(store_error)?;
+        if !added.is_empty() {
+            self.push_group(
+                id,
+                "member.added",
+                &json!({"conversationId": id, "userIds": added, "by": caller.user_id}),
+            );
+            self.conversation_updated(id, &added).await;
+        }
+        Ok(added)
+    }
+
+    /// Removes a member: the owner may remove anyone else, an admin only plain members.
+    /// The removed member stops receiving the group at once.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `NOT_FOUND`, `NOT_MEMBER`.
+    pub async fn remove(&self, caller: &Identity, id: &str, user: &str) -> Result<(), AppError> {
+        let (_, role) = self.group_role(id, &caller.user_id).await?;
+        if user == caller.user_id {
+            return Err(AppError::invalid("use exit to leave a group"));
+        }
+        let target = self
+            .store()
+            .member(id, user)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("{user} is not a member")))?;
+        let allowed = match role.as_str() {
+            "owner" => true,
+            "admin" => target.role == "member",
+            _ => false,
+        };
+        if !allowed {
+            return Err(AppError::forbidden("not allowed to remove this member"));
+        }
+        self.store()
+            .remove_member(id, user)
+            .await
+            .map_err(store_error)?;
+        self.member_left(id, user, &caller.user_id).await;
+        Ok(())
+    }
+
+    async fn member_left(&self, id: &str, user: &str, by: &str) {
+        self.push_group(
+            id,
+            "member.removed",
+            &json!({"conversationId": id, "userId": user, "by": by}),
+        );
+        self.hub()
+            .unsubscribe_user(user, &SubscriptionKey::Topic(group_topic(id).into()))
+            .await;
+        self.conversation_updated(id, &[user.to_owned()]).await;
+    }
+
+    /// Sets a member's role (owner only): `admin`, `member`, or `owner` to transfer ownership.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `INVALID_ARGUMENT`, `NOT_FOUND`.
+    pub async fn set_role(
+        &self,
+        caller: &Identity,
+        id: &str,
+        user: &str,
+        role: &str,
+    ) -> Result<(), AppError> {
+        if !matches!(role, "owner" | "admin" | "member") {
+            return Err(AppError::invalid("role must be owner, admin or member"));
+        }
+        let (_, caller_role) = self.group_role(id, &caller.user_id).await?;
+        if caller_role != "owner" {
+            return Err(AppError::forbidden("only the owner may change roles"));
+        }
+        if user == caller.user_id {
+            return Err(AppError::invalid(
+                "the owner's role changes by transferring ownership",
+            ));
+        }
+        self.store()
+            .set_role(id, user, role)
+            .await
+            .map_err(store_error)?;
+        self.push_group(
+            id,
+            "member.role",
+            &json!({"conversationId": id, "userId": user, "role": role, "by": caller.user_id}),
+        );
+        if role == "owner" {
+            self.push_group(
+                id,
+                "member.role",
+                &json!({"conversationId": id, "userId": caller.user_id, "role": "admin", "by": caller.user_id}),
+            );
+        }
+        let members = self.member_ids(id).await?;
+        self.conversation_updated(id, &members).await;
+        Ok(())
+    }
+
+    /// Leaves a group; an owner must transfer ownership first.
+    ///
+    /// # Errors
+    ///
+    /// `CONFLICT` for the owner, `NOT_MEMBER`.
+    pub async fn exit(&self, caller: &Identity, id: &str) -> Result<(), AppError> {
+        let (_, role) = self.group_role(id, &caller.user_id).await?;
+        if role == "owner" {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "the owner must transfer ownership before leaving",
+            ));
+        }
+        self.store()
+            .remove_member(id, &caller.user_id)
+            .await
+            .map_err(store_error)?;
+        self.member_left(id, &caller.user_id, &caller.user_id).await;
+        Ok(())
+    }
+
+    /// Dissolves a group (owner only).
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `NOT_MEMBER`, `CONFLICT` when already dissolved.
+    pub async fn dissolve(&self, caller: &Identity, id: &str) -> Result<(), AppError> {
+        let (_, role) = self.group_role(id, &caller.user_id).await?;
+        if role != "owner" {
+            return Err(AppError::forbidden("only the owner may dissolve the group"));
+        }
+        self.store().dissolve(id).await.map_err(store_error)?;
+        self.push_group(
+            id,
+            "group.dissolved",
+            &json!({"conversationId": id, "by": caller.user_id}),
+        );
+        let members = self.member_ids(id).await?;
+        for user in &members {
+            self.hub()
+                .unsubscribe_user(user, &SubscriptionKey::Topic(group_topic(id).into()))
+                .await;
+        }
+        self.conversation_updated(id, &members).await;
+        Ok(())
+    }
+}

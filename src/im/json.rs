@@ -1,0 +1,277 @@
+//! The JSON shapes of the contract (sections 5 and 6): requests as they arrive, messages and
+//! conversations as they are pushed and returned.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use schema::{ConversationRow, MemberRow, MessageRow};
+
+use crate::store::ConversationSummary;
+
+/// A message as pushed and as returned by the REST API.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageJson {
+    /// Snowflake id, as a string.
+    pub id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// `private`, `group`, `system`, `assistant`.
+    pub conversation_type: String,
+    /// Gapless per conversation.
+    pub seq: i64,
+    /// The sender.
+    pub sender_id: String,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// `text`, `image`, `file`, `voice`, `video`, `card`.
+    pub format: String,
+    /// Text content.
+    pub content: String,
+    /// Attachment object, or null.
+    pub attachment: Option<Value>,
+    /// The replied-to message id, or null.
+    pub reply_to: Option<String>,
+    /// `{messageId, conversationId, senderId}` of the forwarded original, or null.
+    pub forwarded_from: Option<Value>,
+    /// `sent`, `delivered`, `read`, `recalled`.
+    pub status: String,
+    /// When it was stored.
+    pub created_at: i64,
+}
+
+/// The kind of a conversation from its id.
+pub fn conversation_type(id: &str) -> &'static str {
+    match id.split_once('_').map(|(kind, _)| kind) {
+        Some("private") => "private",
+        Some("group") => "group",
+        Some("system") => "system",
+        Some("assistant") => "assistant",
+        _ => "unknown",
+    }
+}
+
+fn parse_json(text: Option<&str>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl From<&MessageRow> for MessageJson {
+    fn from(row: &MessageRow) -> MessageJson {
+        MessageJson {
+            id: row.id.to_string(),
+            conversation_id: row.conversation_id.clone(),
+            conversation_type: conversation_type(&row.conversation_id).to_owned(),
+            seq: row.seq,
+            sender_id: row.sender_id.clone(),
+            client_msg_id: row.client_msg_id.clone(),
+            format: row.format.clone(),
+            content: row.content.clone(),
+            attachment: parse_json(row.attachment.as_deref()),
+            reply_to: row.reply_to.map(|id| id.to_string()),
+            forwarded_from: parse_json(row.forwarded_from.as_deref()),
+            status: row.status.clone(),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// An entry of the conversation list.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationJson {
+    /// The conversation id.
+    pub id: String,
+    /// `private`, `group`, `system`, `assistant`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Group name, or the peer's id for private chats.
+    pub name: Option<String>,
+    /// Group avatar.
+    pub avatar: Option<String>,
+    /// The other user of a private chat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// The newest message.
+    pub last_message: Option<MessageJson>,
+    /// The newest seq.
+    pub last_seq: i64,
+    /// Messages after the caller's read position.
+    pub unread_count: i64,
+    /// The caller pinned it.
+    pub pinned: bool,
+    /// The caller muted it.
+    pub muted: bool,
+    /// The caller archived it.
+    pub archived: bool,
+    /// Current members.
+    pub member_count: i64,
+    /// The caller's read position.
+    pub read_seq: i64,
+    /// `active` or `dissolved`.
+    pub status: String,
+    /// Group announcement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<String>,
+    /// Group owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// Whether plain members may invite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_invite: Option<bool>,
+    /// Group members, in the single-conversation view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberJson>>,
+}
+
+/// A group member.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberJson {
+    /// The user.
+    pub user_id: String,
+    /// `owner`, `admin`, `member`.
+    pub role: String,
+    /// When they joined.
+    pub joined_at: i64,
+}
+
+impl From<&MemberRow> for MemberJson {
+    fn from(row: &MemberRow) -> MemberJson {
+        MemberJson {
+            user_id: row.user_id.clone(),
+            role: row.role.clone(),
+            joined_at: row.joined_at,
+        }
+    }
+}
+
+/// The other user of a private conversation id `private_<a>_<b>` (user ids have no `_`).
+pub fn peer_of(conversation: &str, me: &str) -> Option<String> {
+    let rest = conversation.strip_prefix("private_")?;
+    let (a, b) = rest.split_once('_')?;
+    Some(if a == me { b } else { a }.to_owned())
+}
+
+impl ConversationJson {
+    /// The list entry of a summary, as seen by `me`.
+    pub fn from_summary(summary: &ConversationSummary, me: &str) -> ConversationJson {
+        let row: &ConversationRow = &summary.conversation;
+        let is_group = row.kind == "group";
+        let peer_id = (row.kind == "private")
+            .then(|| peer_of(&row.id, me))
+            .flatten();
+        ConversationJson {
+            id: row.id.clone(),
+            kind: row.kind.clone(),
+            name: row.name.clone().or_else(|| peer_id.clone()),
+            avatar: row.avatar.clone(),
+            peer_id,
+            last_message: summary.last_message.as_ref().map(MessageJson::from),
+            last_seq: row.last_seq,
+            unread_count: summary.unread(),
+            pinned: summary.member.pinned,
+            muted: summary.member.muted,
+            archived: summary.member.archived,
+            member_count: summary.member_count,
+            read_seq: summary.member.read_seq.max(summary.member.joined_seq),
+            status: row.status.clone(),
+            announcement: if is_group {
+                row.announcement.clone()
+            } else {
+                None
+            },
+            owner_id: if is_group { row.owner_id.clone() } else { None },
+            allow_invite: is_group.then_some(row.allow_invite),
+            members: None,
+        }
+    }
+}
+
+/// `SEND /app/private.send`, `/app/group.send`, `POST /api/v1/messages`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendRequest {
+    /// Private chats: the recipient.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Groups (and any existing conversation): its id.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// Message format; `text` when missing.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Text content.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Attachment for media formats and cards.
+    #[serde(default)]
+    pub attachment: Option<Value>,
+    /// The id of the message this replies to.
+    #[serde(default)]
+    pub reply_to: Option<Value>,
+}
+
+/// `SEND /app/message.read`, `POST /api/v1/conversations/{id}/read`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadRequest {
+    /// The conversation (STOMP only; REST has it in the path).
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// Everything up to this seq is read.
+    pub up_to_seq: i64,
+}
+
+/// `SEND /app/message.recall`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecallRequest {
+    /// The message to recall.
+    pub message_id: Value,
+}
+
+/// `SEND /app/typing`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingRequest {
+    /// Where the user types.
+    pub conversation_id: String,
+}
+
+/// A system notification: `POST /api/v1/notifications`, or the body of a SEND to
+/// `/user/<id>/queue/notifications` (without `userIds`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRequest {
+    /// Recipients (REST and the RabbitMQ queue).
+    #[serde(default)]
+    pub user_ids: Vec<String>,
+    /// Title.
+    pub title: String,
+    /// Text.
+    #[serde(default)]
+    pub content: String,
+    /// Business type; makes the message a `card`.
+    #[serde(default)]
+    pub biz_type: Option<String>,
+    /// Business id.
+    #[serde(default)]
+    pub biz_id: Option<String>,
+    /// Free-form data passed to the client.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Idempotency key; generated when missing.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// A message id that may come as a JSON string or number.
+pub fn message_id(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(text) => text.parse().ok(),
+        Value::Number(number) => number.as_i64(),
+        _ => None,
+    }
+}

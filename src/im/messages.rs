@@ -1,0 +1,535 @@
+//! Sending, reading, recalling, deleting, typing and system notifications.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::json::{MessageJson, NotificationRequest, SendRequest, message_id, peer_of};
+use super::{Im, group_topic, store_error};
+use crate::app_error::{AppError, ErrorCode};
+use crate::auth::{Identity, Role, is_valid_user_id};
+use crate::hub::Publication;
+use crate::relay::Route;
+use crate::session::handle::AckHook;
+use crate::store::{NewMessage, SendOutcome, Target, now_ms};
+use schema::MessageRow;
+
+/// Formats that carry an attachment with a file.
+const MEDIA_FORMATS: [&str; 4] = ["image", "file", "voice", "video"];
+
+/// A send's result.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    /// The stored message (now or earlier).
+    pub message: MessageRow,
+    /// A retry of a clientMsgId already stored: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Where a send came from, for the pushes that follow it.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin {
+    /// A STOMP session.
+    Session(u64),
+    /// The REST API.
+    Rest,
+}
+
+fn invalid(message: impl Into<String>) -> AppError {
+    AppError::invalid(message)
+}
+
+impl Im {
+    /// Validates and stores a message. The caller pushes it with [`Im::push_sent`] (after the
+    /// RECEIPT, over STOMP).
+    ///
+    /// # Errors
+    ///
+    /// The contract's errors: `INVALID_ARGUMENT`, `CONTENT_TOO_LONG`, `NOT_FOUND`,
+    /// `NOT_MEMBER`, `FORBIDDEN`, `UNAVAILABLE`.
+    pub async fn send(&self, sender: &Identity, request: SendRequest) -> Result<Sent, AppError> {
+        let client_msg_id = request.client_msg_id.trim().to_owned();
+        let with_id = |mut error: AppError| {
+            error.client_msg_id = Some(client_msg_id.clone());
+            error
+        };
+        if client_msg_id.is_empty() || client_msg_id.chars().count() > 64 {
+            return Err(with_id(invalid("clientMsgId must be 1 to 64 characters")));
+        }
+        let target = self.target(sender, &request).await.map_err(with_id)?;
+        let message = self
+            .validate(sender, target, client_msg_id.clone(), &request)
+            .await
+            .map_err(with_id)?;
+        let outcome = self
+            .store()
+            .send(message)
+            .await
+            .map_err(|e| with_id(store_error(e)))?;
+        Ok(match outcome {
+            SendOutcome::Stored { message, .. } => Sent {
+                message,
+                duplicate: false,
+            },
+            SendOutcome::Duplicate(message) => Sent {
+                message,
+                duplicate: true,
+            },
+        })
+    }
+
+    async fn target(&self, sender: &Identity, request: &SendRequest) -> Result<Target, AppError> {
+        let me = &sender.user_id;
+        match (&request.to, &request.conversation_id) {
+            (Some(to), None) => {
+                if !is_valid_user_id(to) {
+                    return Err(invalid(format!("invalid user id {to:?}")));
+                }
+                if to == me {
+                    return Err(invalid("cannot send a private message to yourself"));
+                }
+                Ok(Target::Private {
+                    a: me.clone(),
+                    b: to.clone(),
+                })
+            }
+            (None, Some(id)) => {
+                let (row, _) = self.membership(id, me).await?;
+                if row.status != "active" {
+                    return Err(AppError::new(
+                        ErrorCode::Conflict,
+                        format!("{id} is {}", row.status),
+                    ));
+                }
+                if row.kind == "system" {
+                    return Err(AppError::forbidden("system conversations are read-only"));
+                }
+                Ok(Target::Conversation(id.clone()))
+            }
+            (Some(_), Some(_)) => Err(invalid("give either to or conversationId, not both")),
+            (None, None) => Err(invalid("missing to or conversationId")),
+        }
+    }
+
+    async fn validate(
+        &self,
+        sender: &Identity,
+        target: Target,
+        client_msg_id: String,
+        request: &SendRequest,
+    ) -> Result<NewMessage, AppError> {
+        let format = request.format.clone().unwrap_or_else(|| "text".to_owned());
+        let content = request.content.clone().unwrap_or_default();
+        let limit = self.settings().text_max_chars;
+        if content.chars().count() > limit {
+            return Err(AppError::new(
+                ErrorCode::ContentTooLong,
+                format!("content is longer than {limit} characters"),
+            ));
+        }
+        let attachment = match (format.as_str(), &request.attachment) {
+            ("text", None | Some(Value::Null)) => {
+                if content.trim().is_empty() {
+                    return Err(invalid("text content is empty"));
+                }
+                None
+            }
+            ("text", Some(_)) => return Err(invalid("text messages take no attachment")),
+            (media, Some(Value::Object(object))) if MEDIA_FORMATS.contains(&media) => {
+                if !object.get("url").is_some_and(Value::is_string) {
+                    return Err(invalid("attachment.url is required"));
+                }
+                Some(Value::Object(object.clone()).to_string())
+            }
+            ("card", Some(Value::Object(object))) => {
+                for field in ["bizType", "bizId", "title"] {
+                    if !object.get(field).is_some_and(Value::is_string) {
+                        return Err(invalid(format!("card attachment needs {field}")));
+                    }
+                }
+                Some(Value::Object(object.clone()).to_string())
+            }
+            (other, _) if MEDIA_FORMATS.contains(&other) || other == "card" => {
+                return Err(invalid(format!(
+                    "{other} messages need an attachment object"
+                )));
+            }
+            (other, _) => return Err(invalid(format!("unknown format {other:?}"))),
+        };
+        let reply_to = match &request.reply_to {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                let id = message_id(value).ok_or_else(|| invalid("replyTo is not a message id"))?;
+                let original = self.store().message(id).await.map_err(store_error)?;
+                if original.is_none_or(|m| m.conversation_id != target.conversation_id()) {
+                    return Err(invalid(
+                        "replyTo must name a message of the same conversation",
+                    ));
+                }
+                Some(id)
+            }
+        };
+        Ok(NewMessage {
+            target,
+            sender: sender.user_id.clone(),
+            client_msg_id,
+            format,
+            content,
+            attachment,
+            reply_to,
+            forwarded_from: None,
+        })
+    }
+
+    /// Pushes a sent message: `message.new` to the conversation's audience (only to the
+    /// sender's own sessions for a duplicate), then delivery tracking for private chats.
+    pub fn push_sent(&self, sent: &Sent) {
+        let message = &sent.message;
+        let body = super::to_json(&MessageJson::from(message));
+        let conversation = &message.conversation_id;
+        if sent.duplicate {
+            self.publish_json(
+                &user_route(&message.sender_id, "messages"),
+                "message.new",
+                &body,
+            );
+            return;
+        }
+        match super::json::conversation_type(conversation) {
+            "group" => {
+                self.publish_json(
+                    &Route::Topic(group_topic(conversation)),
+                    "message.new",
+                    &body,
+                );
+            }
+            "private" => {
+                let Some(peer) = peer_of(conversation, &message.sender_id) else {
+                    return;
+                };
+                let hook: Arc<dyn AckHook> = Arc::new(DeliveredOnAck {
+                    im: self.clone(),
+                    message: message.clone(),
+                });
+                let mut publication = Publication::json_event("message.new", body.clone());
+                publication.ack_hook = Some(hook);
+                let fanout = self
+                    .hub()
+                    .publish(&user_route(&peer, "messages"), publication);
+                self.publish_json(
+                    &user_route(&message.sender_id, "messages"),
+                    "message.new",
+                    &body,
+                );
+                if fanout.auto > 0 {
+                    self.delivered(message);
+                }
+            }
+            "system" => {
+                self.publish_json(
+                    &user_route(conversation.trim_start_matches("system_"), "notifications"),
+                    "notification.new",
+                    &body,
+                );
+            }
+            _ => {
+                let hub = self.hub().clone();
+                let im = self.clone();
+                let conversation = conversation.clone();
+                tokio::spawn(async move {
+                    if let Ok(members) = im.store().members(&conversation).await {
+                        for member in members {
+                            hub.publish(
+                                &user_route(&member.user_id, "messages"),
+                                Publication::json_event("message.new", body.clone()),
+                            );
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    fn publish_json(&self, route: &Route, event: &str, body: &[u8]) {
+        self.hub()
+            .publish(route, Publication::json_event(event, body.to_vec()));
+    }
+
+    /// Records a private message as delivered and tells the sender.
+    fn delivered(&self, message: &MessageRow) {
+        self.inner.delivery.delivered(message.id);
+        self.push_user(
+            &message.sender_id,
+            "events",
+            "message.delivered",
+            &json!({
+                "conversationId": message.conversation_id,
+                "messageId": message.id.to_string(),
+                "seq": message.seq,
+            }),
+        );
+    }
+
+    /// Moves the reader's read position forward and tells their other sessions and, in
+    /// private chats, the other user.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, `INVALID_ARGUMENT`, `UNAVAILABLE`.
+    pub async fn read(
+        &self,
+        reader: &Identity,
+        conversation: &str,
+        up_to_seq: i64,
+        origin: Origin,
+    ) -> Result<i64, AppError> {
+        if up_to_seq < 0 {
+            return Err(invalid("upToSeq must not be negative"));
+        }
+        let (row, member) = self.membership(conversation, &reader.user_id).await?;
+        let moved = self
+            .store()
+            .mark_read(conversation, &reader.user_id, up_to_seq)
+            .await
+            .map_err(store_error)?;
+        let Some(read_seq) = moved else {
+            return Ok(member.read_seq.max(member.joined_seq));
+        };
+        let exclude = match origin {
+            Origin::Session(id) => Some(id),
+            Origin::Rest => None,
+        };
+        let unread = (row.last_seq - read_seq).max(0);
+        self.push_user_except(
+            &reader.user_id,
+            "events",
+            "conversation.updated",
+            &json!({"conversationId": conversation, "readSeq": read_seq, "unreadCount": unread}),
+            exclude,
+        );
+        if row.kind == "private"
+            && let Some(peer) = peer_of(conversation, &reader.user_id)
+        {
+            self.store()
+                .set_read(conversation, &reader.user_id, read_seq)
+                .await
+                .map_err(store_error)?;
+            self.push_user(
+                &peer,
+                "events",
+                "message.read",
+                &json!({"conversationId": conversation, "readerId": reader.user_id, "upToSeq": read_seq}),
+            );
+        }
+        Ok(read_seq)
+    }
+
+    /// Recalls a message: its sender within the recall window, or a group's owner or admin at
+    /// any time.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, `FORBIDDEN`, `RECALL_WINDOW_EXPIRED`, `CONFLICT`.
+    pub async fn recall(&self, caller: &Identity, id: i64) -> Result<MessageRow, AppError> {
+        let message = self
+            .store()
+            .message(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
+        let (row, member) = self
+            .membership(&message.conversation_id, &caller.user_id)
+            .await?;
+        let moderator = row.kind == "group" && matches!(member.role.as_str(), "owner" | "admin");
+        if !moderator {
+            if message.sender_id != caller.user_id {
+                return Err(AppError::forbidden(
+                    "only the sender may recall this message",
+                ));
+            }
+            let window =
+                i64::try_from(self.settings().recall_window.as_millis()).unwrap_or(i64::MAX);
+            if now_ms() - message.created_at > window {
+                return Err(AppError::new(
+                    ErrorCode::RecallWindowExpired,
+                    "the recall window has passed",
+                ));
+            }
+        }
+        let recalled = self.store().recall(id).await.map_err(|error| match error {
+            crate::store::StoreError::Conflict(_) => {
+                AppError::new(ErrorCode::Conflict, "the message is already recalled")
+            }
+            other => store_error(other),
+        })?;
+        let body = super::to_json(&json!({
+            "conversationId": recalled.conversation_id,
+            "messageId": recalled.id.to_string(),
+            "seq": recalled.seq,
+        }));
+        match row.kind.as_str() {
+            "group" => self.publish_json(
+                &Route::Topic(group_topic(&row.id)),
+                "message.recalled",
+                &body,
+            ),
+            _ => {
+                for user in self.audience(&row.id).await? {
+                    self.publish_json(&user_route(&user, "messages"), "message.recalled", &body);
+                }
+            }
+        }
+        Ok(recalled)
+    }
+
+    /// The users a non-group conversation's messages are pushed to.
+    async fn audience(&self, conversation: &str) -> Result<Vec<String>, AppError> {
+        Ok(self
+            .store()
+            .members(conversation)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
+    }
+
+    /// Hides a message from the caller's history.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, `UNAVAILABLE`.
+    pub async fn delete(&self, caller: &Identity, id: i64) -> Result<(), AppError> {
+        let message = self
+            .store()
+            .message(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
+        self.membership(&message.conversation_id, &caller.user_id)
+            .await?;
+        self.store()
+            .delete_for(&caller.user_id, &message)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Tells the other members that the caller is typing. Nothing is stored.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`.
+    pub async fn typing(&self, caller: &Identity, conversation: &str) -> Result<(), AppError> {
+        let (row, _) = self.membership(conversation, &caller.user_id).await?;
+        let body = json!({"conversationId": conversation, "userId": caller.user_id});
+        match row.kind.as_str() {
+            "group" => self.push_group(conversation, "typing", &body),
+            _ => {
+                for user in self.audience(conversation).await? {
+                    if user != caller.user_id {
+                        self.push_user(&user, "events", "typing", &body);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a system notification in `system_<user>` and pushes it as `notification.new`.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN` without role `system`; `INVALID_ARGUMENT`; `UNAVAILABLE`.
+    pub async fn notify(
+        &self,
+        sender: &Identity,
+        user: &str,
+        request: &NotificationRequest,
+    ) -> Result<MessageRow, AppError> {
+        if !sender.has_role(Role::System) {
+            return Err(AppError::forbidden("notifications need role system"));
+        }
+        if !is_valid_user_id(user) {
+            return Err(invalid(format!("invalid user id {user:?}")));
+        }
+        if request.title.trim().is_empty() {
+            return Err(invalid("title is required"));
+        }
+        let (format, attachment, content) = match &request.biz_type {
+            Some(biz_type) => (
+                "card",
+                Some(
+                    json!({
+                        "bizType": biz_type,
+                        "bizId": request.biz_id.clone().unwrap_or_default(),
+                        "title": request.title,
+                        "summary": request.content,
+                        "data": request.data,
+                    })
+                    .to_string(),
+                ),
+                request.content.clone(),
+            ),
+            None => (
+                "text",
+                request
+                    .data
+                    .as_ref()
+                    .map(|data| json!({"title": request.title, "data": data}).to_string()),
+                if request.content.is_empty() {
+                    request.title.clone()
+                } else {
+                    format!("{}\n{}", request.title, request.content)
+                },
+            ),
+        };
+        // One notification to many users: each copy needs its own idempotency key.
+        let client_msg_id = match &request.client_msg_id {
+            Some(id) => format!("{id}:{user}"),
+            None => format!("n-{:016x}", rand::random::<u64>()),
+        };
+        let outcome = self
+            .store()
+            .send(NewMessage {
+                target: Target::System {
+                    user: user.to_owned(),
+                },
+                sender: sender.user_id.clone(),
+                client_msg_id,
+                format: format.to_owned(),
+                content,
+                attachment,
+                reply_to: None,
+                forwarded_from: None,
+            })
+            .await
+            .map_err(store_error)?;
+        let sent = Sent {
+            duplicate: matches!(outcome, SendOutcome::Duplicate(_)),
+            message: outcome.message().clone(),
+        };
+        if !sent.duplicate {
+            self.push_sent(&sent);
+        }
+        Ok(sent.message)
+    }
+}
+
+fn user_route(user: &str, queue: &str) -> Route {
+    Route::User {
+        user: user.to_owned(),
+        queue: queue.to_owned(),
+    }
+}
+
+/// Marks a private message delivered when a client-ack subscriber ACKs it.
+struct DeliveredOnAck {
+    im: Im,
+    message: MessageRow,
+}
+
+impl AckHook for DeliveredOnAck {
+    fn acked(&self) {
+        self.im.delivered(&self.message);
+    }
+}

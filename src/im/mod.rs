@@ -1,0 +1,191 @@
+//! The IM layer: conversations, messages, groups, read state, recall, typing, presence and
+//! system notifications (contract sections 5 and 6), on top of the store and the hub.
+//!
+//! Every operation is a method of [`Im`] taking the caller's identity and returning the
+//! contract's [`AppError`] on refusal, so the STOMP handlers ([`stomp`]) and the REST API
+//! ([`rest`]) share one implementation. Pushes go through the hub, after the store commit.
+
+mod delivery;
+mod groups;
+pub mod json;
+mod messages;
+pub mod presence;
+pub mod rest;
+pub mod stomp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::app_error::{AppError, ErrorCode};
+use crate::config::Config;
+use crate::hub::{Hub, Publication};
+use crate::relay::Route;
+use crate::store::{Store, StoreError};
+use schema::{ConversationRow, MemberRow};
+
+pub use presence::Presence;
+
+/// The IM rules from the configuration.
+#[derive(Clone, Debug)]
+pub struct ImSettings {
+    /// How long a sender may recall.
+    pub recall_window: Duration,
+    /// Members per group.
+    pub max_group_members: usize,
+    /// Characters per text message.
+    pub text_max_chars: usize,
+}
+
+impl ImSettings {
+    /// Reads the rules from the configuration.
+    pub fn from_config(config: &Config) -> ImSettings {
+        ImSettings {
+            recall_window: Duration::from_secs(config.im.recall_window_s),
+            max_group_members: config.im.max_group_members,
+            text_max_chars: config.limits.text_max_chars,
+        }
+    }
+}
+
+/// The IM service.
+#[derive(Clone)]
+pub struct Im {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    hub: Hub,
+    settings: ImSettings,
+    presence: Presence,
+    delivery: delivery::Recorder,
+}
+
+impl Im {
+    /// The service over `store` and `hub`.
+    pub fn new(store: Store, hub: Hub, settings: ImSettings) -> Im {
+        let delivery = delivery::Recorder::start(store.clone());
+        Im {
+            inner: Arc::new(Inner {
+                presence: Presence::new(hub.clone()),
+                store,
+                hub,
+                settings,
+                delivery,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// The rules.
+    pub fn settings(&self) -> &ImSettings {
+        &self.inner.settings
+    }
+
+    /// Presence.
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
+
+    /// The conversation, or `NOT_FOUND`.
+    async fn conversation(&self, id: &str) -> Result<ConversationRow, AppError> {
+        self.store()
+            .conversation(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no conversation {id}")))
+    }
+
+    /// The caller's membership, or `NOT_FOUND` / `NOT_MEMBER`.
+    async fn membership(
+        &self,
+        conversation: &str,
+        user: &str,
+    ) -> Result<(ConversationRow, MemberRow), AppError> {
+        let row = self.conversation(conversation).await?;
+        let member = self
+            .store()
+            .member(conversation, user)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::NotMember,
+                    format!("not a member of {conversation}"),
+                )
+            })?;
+        Ok((row, member))
+    }
+
+    /// Pushes an event to every session of `user` subscribed to `/user/queue/<queue>`.
+    fn push_user(&self, user: &str, queue: &str, event: &str, body: &impl Serialize) {
+        self.push_user_except(user, queue, event, body, None);
+    }
+
+    fn push_user_except(
+        &self,
+        user: &str,
+        queue: &str,
+        event: &str,
+        body: &impl Serialize,
+        exclude_session: Option<u64>,
+    ) {
+        let mut publication = Publication::json_event(event, to_json(body));
+        publication.exclude_session = exclude_session;
+        self.hub().publish(
+            &Route::User {
+                user: user.to_owned(),
+                queue: queue.to_owned(),
+            },
+            publication,
+        );
+    }
+
+    /// Pushes an event on a group's topic.
+    fn push_group(&self, conversation: &str, event: &str, body: &impl Serialize) {
+        self.hub().publish(
+            &Route::Topic(group_topic(conversation)),
+            Publication::json_event(event, to_json(body)),
+        );
+    }
+}
+
+/// The topic name of a group conversation: `/topic/group.<conversationId>`.
+pub fn group_topic(conversation: &str) -> String {
+    format!("group.{conversation}")
+}
+
+fn to_json(body: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// Maps a storage failure to the contract's error.
+fn store_error(error: StoreError) -> AppError {
+    match error {
+        StoreError::NotFound => AppError::new(ErrorCode::NotFound, "not found"),
+        StoreError::Conflict(reason) if reason == "GROUP_FULL" => AppError::new(
+            ErrorCode::GroupFull,
+            "the group has no room for more members",
+        ),
+        StoreError::Conflict(reason) => AppError::new(ErrorCode::Conflict, reason),
+        StoreError::Timeout | StoreError::Unavailable(_) => {
+            tracing::warn!(%error, "storage unavailable");
+            AppError::new(ErrorCode::Unavailable, "storage is unavailable; retry")
+        }
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            AppError::new(ErrorCode::Internal, "internal error")
+        }
+    }
+}

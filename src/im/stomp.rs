@@ -1,0 +1,232 @@
+//! The IM layer's STOMP side: `/app/*` handlers, SEND to `/topic/group.<id>`, system sends to
+//! `/user/<id>/queue/notifications`, and the SUBSCRIBE guards of `/topic/group.*` and
+//! `/topic/presence.*`.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::Im;
+use super::json::{
+    NotificationRequest, ReadRequest, RecallRequest, SendRequest, TypingRequest, message_id,
+};
+use super::messages::Origin;
+use crate::app_error::{AppError, ErrorCode};
+use crate::auth::Identity;
+use crate::router::{
+    AfterReceipt, AppHandler, AppRequest, Extensions, HandlerFuture, SubscribeGuard,
+};
+
+/// Registers the IM layer with the router.
+pub fn extensions(im: &Im) -> Extensions {
+    let handler = |kind: Kind| -> Arc<dyn AppHandler> {
+        Arc::new(Handler {
+            im: im.clone(),
+            kind,
+        })
+    };
+    Extensions::new()
+        .app("private.send", handler(Kind::PrivateSend))
+        .app("group.send", handler(Kind::GroupSend))
+        .app("message.read", handler(Kind::Read))
+        .app("message.recall", handler(Kind::Recall))
+        .app("typing", handler(Kind::Typing))
+        .topics(
+            "group.",
+            Arc::new(GroupGuard { im: im.clone() }),
+            Some(handler(Kind::TopicSend)),
+        )
+        .topics(
+            "presence.",
+            Arc::new(PresenceGuard { im: im.clone() }),
+            None,
+        )
+        .user_queue_send("notifications", handler(Kind::Notification))
+        .observer(Arc::new(im.presence().clone()))
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    PrivateSend,
+    GroupSend,
+    TopicSend,
+    Read,
+    Recall,
+    Typing,
+    Notification,
+}
+
+struct Handler {
+    im: Im,
+    kind: Kind,
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(body).map_err(|e| AppError::invalid(format!("invalid JSON body: {e}")))
+}
+
+impl AppHandler for Handler {
+    fn handle<'a>(
+        &'a self,
+        request: AppRequest<'a>,
+    ) -> HandlerFuture<'a, Result<Option<AfterReceipt>, AppError>> {
+        Box::pin(async move {
+            let identity = &request.session.identity;
+            let im = &self.im;
+            match self.kind {
+                Kind::PrivateSend => {
+                    let mut send: SendRequest = parse(request.body)?;
+                    if send.to.is_none() {
+                        return Err(AppError::invalid("missing to"));
+                    }
+                    send.conversation_id = None;
+                    self.send(identity, send).await
+                }
+                Kind::GroupSend => {
+                    let send: SendRequest = parse(request.body)?;
+                    self.group_send(identity, send).await
+                }
+                Kind::TopicSend => {
+                    let mut send: SendRequest = parse(request.body)?;
+                    let conversation = request
+                        .destination
+                        .strip_prefix("/topic/group.")
+                        .unwrap_or_default()
+                        .to_owned();
+                    if send
+                        .conversation_id
+                        .as_ref()
+                        .is_some_and(|c| *c != conversation)
+                    {
+                        return Err(AppError::invalid(
+                            "conversationId does not match the destination",
+                        ));
+                    }
+                    send.conversation_id = Some(conversation);
+                    self.group_send(identity, send).await
+                }
+                Kind::Read => {
+                    let read: ReadRequest = parse(request.body)?;
+                    let conversation = read
+                        .conversation_id
+                        .ok_or_else(|| AppError::invalid("missing conversationId"))?;
+                    im.read(
+                        identity,
+                        &conversation,
+                        read.up_to_seq,
+                        Origin::Session(request.session.id),
+                    )
+                    .await?;
+                    Ok(None)
+                }
+                Kind::Recall => {
+                    let recall: RecallRequest = parse(request.body)?;
+                    let id = message_id(&recall.message_id)
+                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                    im.recall(identity, id).await?;
+                    Ok(None)
+                }
+                Kind::Typing => {
+                    let typing: TypingRequest = parse(request.body)?;
+                    im.typing(identity, &typing.conversation_id).await?;
+                    Ok(None)
+                }
+                Kind::Notification => {
+                    let user = request
+                        .destination
+                        .strip_prefix("/user/")
+                        .and_then(|rest| rest.split_once('/'))
+                        .map(|(user, _)| user.to_owned())
+                        .unwrap_or_default();
+                    let notification: NotificationRequest = parse(request.body)?;
+                    im.notify(identity, &user, &notification).await?;
+                    Ok(None)
+                }
+            }
+        })
+    }
+}
+
+impl Handler {
+    async fn send(
+        &self,
+        identity: &Identity,
+        send: SendRequest,
+    ) -> Result<Option<AfterReceipt>, AppError> {
+        let sent = self.im.send(identity, send).await?;
+        let im = self.im.clone();
+        Ok(Some(Box::new(move || im.push_sent(&sent))))
+    }
+
+    async fn group_send(
+        &self,
+        identity: &Identity,
+        mut send: SendRequest,
+    ) -> Result<Option<AfterReceipt>, AppError> {
+        let conversation = send
+            .conversation_id
+            .clone()
+            .ok_or_else(|| AppError::invalid("missing conversationId"))?;
+        if super::json::conversation_type(&conversation) != "group" {
+            return Err(AppError::invalid(format!("{conversation} is not a group")));
+        }
+        send.to = None;
+        self.send(identity, send).await
+    }
+}
+
+/// Members only may subscribe to `/topic/group.<id>`.
+struct GroupGuard {
+    im: Im,
+}
+
+impl SubscribeGuard for GroupGuard {
+    fn authorize<'a>(
+        &'a self,
+        identity: &'a Identity,
+        name: &'a str,
+    ) -> HandlerFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            let conversation = name.strip_prefix("group.").unwrap_or_default();
+            match self.im.membership(conversation, &identity.user_id).await {
+                Ok(_) => Ok(()),
+                Err(error) if matches!(error.code, ErrorCode::NotMember | ErrorCode::NotFound) => {
+                    Err(AppError::forbidden(format!(
+                        "not a member of {conversation}"
+                    )))
+                }
+                Err(error) => Err(error),
+            }
+        })
+    }
+}
+
+/// Users who share a conversation with `<userId>` may subscribe to `/topic/presence.<userId>`.
+struct PresenceGuard {
+    im: Im,
+}
+
+impl SubscribeGuard for PresenceGuard {
+    fn authorize<'a>(
+        &'a self,
+        identity: &'a Identity,
+        name: &'a str,
+    ) -> HandlerFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            let user = name.strip_prefix("presence.").unwrap_or_default();
+            let shared = self
+                .im
+                .store()
+                .share_a_conversation(&identity.user_id, user)
+                .await
+                .map_err(super::store_error)?;
+            if shared {
+                Ok(())
+            } else {
+                Err(AppError::forbidden(format!(
+                    "no conversation shared with {user}"
+                )))
+            }
+        })
+    }
+}
