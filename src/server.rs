@@ -22,6 +22,7 @@ use crate::hub::{Hub, HubSettings};
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
+use crate::relay::amqp::AmqpRelay;
 use crate::relay::{LocalRelay, Relay};
 use crate::router::{Acl, Extensions, Router};
 use crate::session::{self, SessionContext, SessionSettings};
@@ -41,6 +42,9 @@ pub enum StartError {
     /// The signing material could not be loaded.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// RabbitMQ could not be reached.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -103,7 +107,15 @@ impl Server {
         layer: impl FnOnce(&Hub) -> (Extensions, Option<Im>),
     ) -> Result<Server, StartError> {
         let auth = Arc::new(Authenticator::from_config(&config.auth)?);
-        let relay: Arc<dyn Relay> = Arc::new(LocalRelay);
+        let amqp = config
+            .relay
+            .amqp_url
+            .as_deref()
+            .map(|url| AmqpRelay::new(url, &node_id));
+        let relay: Arc<dyn Relay> = match &amqp {
+            Some(amqp) => Arc::new(amqp.clone()),
+            None => Arc::new(LocalRelay),
+        };
         let hub = Hub::new(
             HubSettings {
                 node_id,
@@ -115,6 +127,9 @@ impl Server {
         let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        if let Some(amqp) = &amqp {
+            amqp.start(hub.clone(), shutdown.clone()).await?;
+        }
         let sessions = SessionContext::new(
             router,
             auth.clone(),
@@ -164,6 +179,7 @@ impl Server {
             ));
         }
         tracker.spawn(upkeep(shutdown.clone()));
+        tracker.spawn(release_overdue(hub.clone(), shutdown.clone()));
 
         Ok(Server {
             http_addr,
@@ -314,6 +330,17 @@ async fn serve_stomp_tcp(
             let (inbound, outbound) = session::transport::tcp(stream);
             session::run(inbound, outbound, None, sessions).await;
         });
+    }
+}
+
+/// Lets sequenced publications stop waiting for a seq that is not coming.
+async fn release_overdue(hub: Hub, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(crate::hub::sequencer::HOLD / 4);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => hub.release_overdue(),
+        }
     }
 }
 

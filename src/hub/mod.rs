@@ -7,6 +7,7 @@
 //! [`Relay`]. The hub knows nothing of chats.
 
 pub mod queue;
+pub mod sequencer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,9 @@ pub struct Publication {
     pub ack_hook: Option<Arc<dyn AckHook>>,
     /// A session that must not get it (the one whose action caused it).
     pub exclude_session: Option<u64>,
+    /// The publication's place in its topic's sequence (a group message's seq): subscribers
+    /// get sequenced publications in this order even when they arrive from several nodes.
+    pub sequence: Option<i64>,
 }
 
 /// How many local sessions a publication was queued to.
@@ -147,6 +151,7 @@ struct Inner {
     /// Serialises changes of interest so that bind and unbind of one key cannot cross.
     interest_changes: tokio::sync::Mutex<()>,
     interest_counts: Mutex<HashMap<Interest, usize>>,
+    sequencer: sequencer::Sequencer<Publication>,
 }
 
 /// Why a subscription could not be registered.
@@ -177,7 +182,19 @@ impl Hub {
                 next_message: AtomicU64::new(1),
                 interest_changes: tokio::sync::Mutex::new(()),
                 interest_counts: Mutex::new(HashMap::new()),
+                sequencer: sequencer::Sequencer::default(),
             }),
+        }
+    }
+
+    /// Releases sequenced publications that waited too long for an earlier one; the server
+    /// calls it a few times per hold period.
+    pub fn release_overdue(&self) {
+        for (topic, ready) in self.inner.sequencer.expire() {
+            let route = Route::Topic(topic);
+            for publication in ready {
+                self.deliver_now(&route, publication);
+            }
         }
     }
 
@@ -388,7 +405,10 @@ impl Hub {
                         .collect();
                     *entry = Arc::from(list);
                 }
-                self.inner.routes.remove_if(key, |_, list| list.is_empty());
+                let emptied = self.inner.routes.remove_if(key, |_, list| list.is_empty());
+                if let (Some(_), SubscriptionKey::Topic(name)) = (emptied, key) {
+                    self.inner.sequencer.forget(name);
+                }
                 if let SubscriptionKey::Topic(name) = key {
                     self.remove_interest(Interest::Topic(name.to_string()))
                         .await;
@@ -458,14 +478,31 @@ impl Hub {
     /// Delivers to every local subscriber of `route` and relays to the other nodes. Returns the
     /// local sessions it was queued to.
     pub fn publish(&self, route: &Route, publication: Publication) -> Fanout {
-        self.inner
-            .relay
-            .forward(route, &publication.headers, &publication.body);
+        self.inner.relay.forward(
+            route,
+            &publication.headers,
+            &publication.body,
+            publication.sequence,
+        );
         self.deliver_local(route, publication)
     }
 
     /// Delivers to local subscribers only: for publications that arrive from other nodes.
+    /// A sequenced topic publication may wait for earlier ones (see [`sequencer`]).
     pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {
+        if let (Route::Topic(topic), Some(seq)) = (route, publication.sequence) {
+            let mut total = Fanout::default();
+            for ready in self.inner.sequencer.offer(topic, seq, publication) {
+                let fanout = self.deliver_now(route, ready);
+                total.auto += fanout.auto;
+                total.client += fanout.client;
+            }
+            return total;
+        }
+        self.deliver_now(route, publication)
+    }
+
+    fn deliver_now(&self, route: &Route, publication: Publication) -> Fanout {
         let key = SubscriptionKey::of_route(route);
         let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
             return Fanout::default();

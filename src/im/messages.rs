@@ -197,11 +197,10 @@ impl Im {
         }
         match super::json::conversation_type(conversation) {
             "group" => {
-                self.publish_json(
-                    &Route::Topic(group_topic(conversation)),
-                    "message.new",
-                    &body,
-                );
+                let mut publication = Publication::json_event("message.new", body);
+                publication.sequence = Some(message.seq);
+                self.hub()
+                    .publish(&Route::Topic(group_topic(conversation)), publication);
             }
             "private" => {
                 let Some(peer) = peer_of(conversation, &message.sender_id) else {

@@ -40,8 +40,13 @@ pub fn sqlite() -> TestDatabase {
 /// A fresh, empty PostgreSQL database, when PostgreSQL is configured.
 pub async fn postgres() -> Option<TestDatabase> {
     let base = postgres_base()?;
+    Some(postgres_at(&base).await)
+}
+
+/// A fresh, empty database on the PostgreSQL server at `base` (a URL naming any database).
+pub async fn postgres_at(base: &str) -> TestDatabase {
     let name = format!("broker_test_{:016x}", rand::random::<u64>());
-    let mut admin = AsyncPgConnection::establish(&base)
+    let mut admin = AsyncPgConnection::establish(base)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {base} is not reachable: {e}"));
     diesel::sql_query(format!("CREATE DATABASE {name}"))
@@ -49,11 +54,11 @@ pub async fn postgres() -> Option<TestDatabase> {
         .await
         .expect("create test database");
     let (prefix, _) = base.rsplit_once('/').expect("database in URL");
-    Some(TestDatabase {
+    TestDatabase {
         label: "postgres",
         url: format!("{prefix}/{name}"),
         _dir: None,
-    })
+    }
 }
 
 /// Every configured backend, SQLite first.

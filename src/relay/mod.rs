@@ -2,6 +2,9 @@
 //! hands every publication to the relay, which carries it to the nodes that have interest.
 //! On one node the relay is [`LocalRelay`], which has nowhere to carry anything.
 
+pub mod amqp;
+pub mod envelope;
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -61,8 +64,9 @@ pub trait Relay: Send + Sync + 'static {
     /// Stops receiving publications for `interest`.
     fn unbind(&self, interest: Interest) -> RelayFuture;
 
-    /// Hands a publication to the other nodes. Local sessions have already been served.
-    fn forward(&self, route: &Route, headers: &Headers, body: &Bytes);
+    /// Hands a publication (with its place in its topic's sequence, if any) to the other
+    /// nodes. Local sessions are served by the hub.
+    fn forward(&self, route: &Route, headers: &Headers, body: &Bytes, sequence: Option<i64>);
 
     /// Whether the relay can reach the other nodes now (for `/readyz`).
     fn is_connected(&self) -> bool;
@@ -81,7 +85,7 @@ impl Relay for LocalRelay {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn forward(&self, _route: &Route, _headers: &Headers, _body: &Bytes) {}
+    fn forward(&self, _route: &Route, _headers: &Headers, _body: &Bytes, _sequence: Option<i64>) {}
 
     fn is_connected(&self) -> bool {
         true

@@ -1,0 +1,348 @@
+//! The cluster relay over RabbitMQ (lapin).
+//!
+//! Each node owns the queue `im.node.<nodeId>`, bound on the topic exchange `im.route` to
+//! `user.<userId>` for every user with a session here and to `group.<id>` / `topic.<name>` for
+//! every topic its sessions subscribe to. A publication is served to local sessions by the hub
+//! and published once to `im.route`; RabbitMQ copies it to every other node with a matching
+//! binding. A node skips copies of its own publications, so each session gets a message once.
+//!
+//! A supervisor task keeps the connection: it reconnects with backoff, re-declares the
+//! topology and re-binds every interest. While RabbitMQ is away, local delivery goes on,
+//! publications to other nodes are dropped (clients catch up by seq), and `/readyz` says so.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use stomp_codec::Headers;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::envelope::Envelope;
+use super::{Interest, Relay, RelayError, RelayFuture, Route};
+use crate::hub::{Hub, Publication};
+use crate::session::handle::lock;
+
+/// The topic exchange that carries publications between nodes.
+pub const ROUTE_EXCHANGE: &str = "im.route";
+
+/// Publications waiting to be sent to RabbitMQ; beyond this they are dropped (and counted),
+/// so that a stalled RabbitMQ cannot grow the broker's memory.
+const PUBLISH_QUEUE: usize = 64 * 1024;
+
+/// Publications sent before their confirms are awaited together.
+const CONFIRM_BATCH: usize = 256;
+
+/// The routing key of an interest.
+pub fn routing_key(interest: &Interest) -> String {
+    match interest {
+        Interest::User(user) => format!("user.{user}"),
+        Interest::Topic(name) if name.starts_with("group.") => name.clone(),
+        Interest::Topic(name) => format!("topic.{name}"),
+    }
+}
+
+/// A publication ready for RabbitMQ: routing key and encoded envelope.
+type Outgoing = (String, Vec<u8>);
+
+/// The relay handle.
+pub struct AmqpRelay {
+    node_id: String,
+    url: String,
+    connected: AtomicBool,
+    channel: Mutex<Option<Channel>>,
+    interests: Mutex<HashSet<Interest>>,
+    publish: mpsc::Sender<Outgoing>,
+    publish_queue: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for AmqpRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpRelay")
+            .field("node_id", &self.node_id)
+            .field("connected", &self.connected.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> RelayError {
+    RelayError::Unavailable(error.to_string())
+}
+
+impl AmqpRelay {
+    /// A relay for `node_id` that will connect to `url` when started.
+    pub fn new(url: &str, node_id: &str) -> Arc<AmqpRelay> {
+        let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
+        Arc::new(AmqpRelay {
+            node_id: node_id.to_owned(),
+            url: url.to_owned(),
+            connected: AtomicBool::new(false),
+            channel: Mutex::new(None),
+            interests: Mutex::new(HashSet::new()),
+            publish,
+            publish_queue: Mutex::new(Some(queue)),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn queue_name(&self) -> String {
+        format!("im.node.{}", self.node_id)
+    }
+
+    /// Connects once (so that an unreachable RabbitMQ stops the start), then keeps the
+    /// connection in a supervisor task that delivers what other nodes publish into `hub`.
+    ///
+    /// # Errors
+    ///
+    /// [`RelayError::Unavailable`] when RabbitMQ cannot be reached at start.
+    pub async fn start(
+        self: &Arc<AmqpRelay>,
+        hub: Hub,
+        shutdown: CancellationToken,
+    ) -> Result<(), RelayError> {
+        let first = tokio::time::timeout(Duration::from_secs(10), self.connect())
+            .await
+            .map_err(|_| unavailable("timed out connecting to RabbitMQ"))??;
+        let queue = lock(&self.publish_queue)
+            .take()
+            .ok_or_else(|| unavailable("relay already started"))?;
+        let relay = self.clone();
+        tokio::spawn(relay.supervise(first, queue, hub, shutdown));
+        Ok(())
+    }
+
+    /// One connection: topology declared, interests bound, consumer started.
+    async fn connect(&self) -> Result<(Connection, Channel, lapin::Consumer), RelayError> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        channel
+            .exchange_declare(
+                ROUTE_EXCHANGE.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        // Not durable and removed a minute after its node stops consuming: a dead node's
+        // queue does not collect messages forever.
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+        channel
+            .queue_declare(
+                self.queue_name().into(),
+                QueueDeclareOptions::default(),
+                arguments,
+            )
+            .await
+            .map_err(unavailable)?;
+        let interests: Vec<Interest> = lock(&self.interests).iter().cloned().collect();
+        for interest in &interests {
+            self.bind_on(&channel, interest).await?;
+        }
+        let consumer = channel
+            .basic_consume(
+                self.queue_name().into(),
+                format!("broker-{}", self.node_id).into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        *lock(&self.channel) = Some(channel.clone());
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!(queue = %self.queue_name(), "relay connected to RabbitMQ");
+        Ok((connection, channel, consumer))
+    }
+
+    async fn bind_on(&self, channel: &Channel, interest: &Interest) -> Result<(), RelayError> {
+        channel
+            .queue_bind(
+                self.queue_name().into(),
+                ROUTE_EXCHANGE.into(),
+                routing_key(interest).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn supervise(
+        self: Arc<AmqpRelay>,
+        first: (Connection, Channel, lapin::Consumer),
+        mut queue: mpsc::Receiver<Outgoing>,
+        hub: Hub,
+        shutdown: CancellationToken,
+    ) {
+        let mut current = Some(first);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let (connection, channel, consumer) = match current.take() {
+                Some(connected) => connected,
+                None => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    match self.connect().await {
+                        Ok(connected) => {
+                            backoff = Duration::from_millis(200);
+                            connected
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "RabbitMQ unreachable; retrying");
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            continue;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = connection.close(200, "shutdown".into()).await;
+                    return;
+                }
+                () = self.consume(consumer, &hub) => {}
+                () = self.publish_loop(&channel, &mut queue) => {}
+            }
+            self.connected.store(false, Ordering::Relaxed);
+            *lock(&self.channel) = None;
+            tracing::warn!("relay lost RabbitMQ; local delivery goes on while it reconnects");
+        }
+    }
+
+    /// Delivers what other nodes publish; returns when the consumer ends.
+    async fn consume(&self, mut consumer: lapin::Consumer, hub: &Hub) {
+        while let Some(delivery) = consumer.next().await {
+            let Ok(delivery) = delivery else { return };
+            match Envelope::decode(Bytes::from(delivery.data)) {
+                Ok(envelope) if envelope.origin == self.node_id => {}
+                Ok(envelope) => {
+                    hub.deliver_local(
+                        &envelope.route,
+                        Publication {
+                            headers: envelope.headers,
+                            body: envelope.body,
+                            sequence: envelope.sequence,
+                            ..Publication::default()
+                        },
+                    );
+                }
+                Err(error) => tracing::warn!(%error, "dropping a relayed message"),
+            }
+        }
+    }
+
+    /// Publishes queued publications with confirms, a batch at a time; returns on failure.
+    async fn publish_loop(&self, channel: &Channel, queue: &mut mpsc::Receiver<Outgoing>) {
+        let mut batch = Vec::with_capacity(CONFIRM_BATCH);
+        while queue.recv_many(&mut batch, CONFIRM_BATCH).await > 0 {
+            let mut confirms = Vec::with_capacity(batch.len());
+            for (key, payload) in batch.drain(..) {
+                match channel
+                    .basic_publish(
+                        ROUTE_EXCHANGE.into(),
+                        key.into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        BasicProperties::default(),
+                    )
+                    .await
+                {
+                    Ok(confirm) => confirms.push(confirm),
+                    Err(error) => {
+                        tracing::warn!(%error, "relay publish failed");
+                        return;
+                    }
+                }
+            }
+            for confirm in confirms {
+                if confirm.await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publications dropped because RabbitMQ was away or too slow.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Relay for Arc<AmqpRelay> {
+    fn bind(&self, interest: Interest) -> RelayFuture {
+        let relay = self.clone();
+        Box::pin(async move {
+            let fresh = lock(&relay.interests).insert(interest.clone());
+            let channel = lock(&relay.channel).clone();
+            if let (true, Some(channel)) = (fresh, channel) {
+                // While RabbitMQ is away the interest is kept and bound on reconnect; local
+                // delivery does not wait for it.
+                if let Err(error) = relay.bind_on(&channel, &interest).await {
+                    tracing::warn!(%error, ?interest, "binding deferred until RabbitMQ is back");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn unbind(&self, interest: Interest) -> RelayFuture {
+        let relay = self.clone();
+        Box::pin(async move {
+            lock(&relay.interests).remove(&interest);
+            let channel = lock(&relay.channel).clone();
+            if let Some(channel) = channel {
+                channel
+                    .queue_unbind(
+                        relay.queue_name().into(),
+                        ROUTE_EXCHANGE.into(),
+                        routing_key(&interest).into(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn forward(&self, route: &Route, headers: &Headers, body: &Bytes, sequence: Option<i64>) {
+        if !self.connected.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let key = routing_key(&route.interest());
+        let payload = Envelope::encode(&self.node_id, route, sequence, headers, body);
+        if self.publish.try_send((key, payload)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,219 @@
+//! Two broker nodes as separate processes sharing PostgreSQL and RabbitMQ: cross-node
+//! delivery, groups split across nodes, topics, and the loss of a node.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use broker::auth::Role;
+use common::cluster::{Node, cluster_name, database, token};
+use common::{Client, Received};
+use serde_json::{Value, json};
+use stomp_codec::{Command, Frame};
+
+async fn user(node: &Node, name: &str, queues: &[&str]) -> Client {
+    let mut client = Client::websocket(node.addr, None, &["v12.stomp"]).await;
+    client.connect(&token(name, &[Role::User])).await;
+    for queue in queues {
+        client
+            .subscribe(&format!("/user/queue/{queue}"), queue, "auto")
+            .await;
+    }
+    client
+}
+
+fn json_body(frame: &Frame) -> Value {
+    serde_json::from_slice(&frame.body).expect("JSON body")
+}
+
+async fn send_private(client: &mut Client, to: &str, id: &str, receipt: &str) {
+    client
+        .send(
+            &Frame::new(Command::Send)
+                .header("destination", "/app/private.send")
+                .header("receipt", receipt)
+                .body(json!({"to": to, "clientMsgId": id, "content": id}).to_string()),
+        )
+        .await;
+}
+
+/// Every `message.new` a client receives within `wait`, by clientMsgId, counting repeats.
+async fn collect_new(client: &mut Client, wait: Duration) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    while let Some(received) = client.receive_within(wait).await {
+        let Received::Frame(frame) = received else {
+            break;
+        };
+        if frame.get("event") == Some("message.new") {
+            let id = json_body(&frame)["clientMsgId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            *seen.entry(id).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_private_message_crosses_nodes_once_to_every_session() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let mut alice_a = user(&a, "alice", &["messages"]).await;
+    let mut alice_b = user(&b, "alice", &["messages"]).await;
+    let mut bob_b = user(&b, "bob", &["messages"]).await;
+
+    send_private(&mut alice_a, "bob", "x-1", "r1").await;
+    alice_a.expect(Command::Receipt).await;
+
+    let wait = Duration::from_millis(700);
+    for (who, client) in [
+        ("alice on a", &mut alice_a),
+        ("alice on b", &mut alice_b),
+        ("bob on b", &mut bob_b),
+    ] {
+        let seen = collect_new(client, wait).await;
+        assert_eq!(seen.get("x-1"), Some(&1), "{who} got {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_group_split_across_nodes_gets_each_message_once_in_seq_order() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let (status, group) = common::im::http_json(
+        a.addr,
+        "POST",
+        "/api/v1/groups",
+        Some(&token("alice", &[Role::User])),
+        Some(json!({"name": "split", "memberIds": ["bob", "carol"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    let id = group["id"].as_str().unwrap().to_owned();
+    let topic = format!("/topic/group.{id}");
+    let mut members = Vec::new();
+    for (node, name) in [(&a, "alice"), (&b, "bob"), (&b, "carol")] {
+        let mut client = user(node, name, &[]).await;
+        client.subscribe(&topic, "g", "auto").await;
+        members.push(client);
+    }
+    for i in 0..20 {
+        let sender = if i % 2 == 0 { 0 } else { 1 };
+        members[sender]
+            .send(
+                &Frame::new(Command::Send)
+                    .header("destination", topic.as_str())
+                    .header("receipt", format!("s{i}"))
+                    .body(
+                        json!({"clientMsgId": format!("g-{i}"), "content": format!("{i}")})
+                            .to_string(),
+                    ),
+            )
+            .await;
+    }
+    for (index, member) in members.iter_mut().enumerate() {
+        let mut seqs = Vec::new();
+        while let Some(Received::Frame(frame)) =
+            member.receive_within(Duration::from_millis(700)).await
+        {
+            if frame.get("event") == Some("message.new") {
+                seqs.push(json_body(&frame)["seq"].as_i64().unwrap());
+            }
+        }
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "member {index}");
+    }
+}
+
+#[tokio::test]
+async fn a_topic_publication_reaches_subscribers_on_the_other_node() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let mut listener = user(&b, "dave", &[]).await;
+    listener
+        .subscribe("/topic/announcements", "ann", "auto")
+        .await;
+    let mut backend = Client::websocket(a.addr, None, &["v12.stomp"]).await;
+    backend.connect(&token("backend", &[Role::System])).await;
+    backend
+        .send_with_receipt("/topic/announcements", "hello cluster", "p")
+        .await;
+    let (_, body) = listener.message().await;
+    assert_eq!(body, "hello cluster");
+    listener.expect_nothing(Duration::from_millis(400)).await;
+}
+
+#[tokio::test]
+async fn after_a_node_is_killed_its_users_find_every_receipted_message_on_the_other_node() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let mut a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let mut alice = user(&a, "alice", &[]).await;
+    let mut receipted = Vec::new();
+    for i in 0..30 {
+        let id = format!("k-{i}");
+        send_private(&mut alice, "bob", &id, &id).await;
+        if i < 25 {
+            let frame = alice.expect(Command::Receipt).await;
+            receipted.push(frame.get("receipt-id").unwrap().to_owned());
+        }
+    }
+    // Whatever was in flight when the node dies may or may not be stored; what had a RECEIPT
+    // must be.
+    let _ = alice.receive_within(Duration::from_millis(50)).await;
+    a.kill().await;
+    drop(alice);
+
+    let (status, page) = common::im::http_json(
+        b.addr,
+        "GET",
+        "/api/v1/conversations/private_alice_bob/messages?afterSeq=0&limit=100",
+        Some(&token("alice", &[Role::User])),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|m| m["clientMsgId"].as_str().unwrap())
+        .collect();
+    for receipt in &receipted {
+        assert_eq!(
+            ids.iter().filter(|id| *id == receipt).count(),
+            1,
+            "{receipt} in {ids:?}"
+        );
+    }
+    let seqs: Vec<i64> = items.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>()
+    );
+
+    // Retrying the unconfirmed sends on the surviving node stores each once.
+    let mut alice = user(&b, "alice", &[]).await;
+    for i in 25..30 {
+        let id = format!("k-{i}");
+        send_private(&mut alice, "bob", &id, &id).await;
+        alice.expect(Command::Receipt).await;
+    }
+    let (_, page) = common::im::http_json(
+        b.addr,
+        "GET",
+        "/api/v1/conversations/private_alice_bob/messages?afterSeq=0&limit=100",
+        Some(&token("alice", &[Role::User])),
+        None,
+    )
+    .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 30, "{page}");
+}

@@ -1,0 +1,125 @@
+//! Cluster harness: broker nodes as separate processes sharing PostgreSQL and RabbitMQ (and
+//! Redis), each on its own port. The service URLs come from `BROKER_TEST_POSTGRES_URL`,
+//! `BROKER_TEST_AMQP_URL` and `BROKER_TEST_REDIS_URL`, defaulting to the local services; a
+//! missing service makes the tests fail, never pass.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use broker::auth::{Authenticator, Role};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The secret every node of a test cluster verifies with.
+pub const SECRET: &[u8] = b"cluster-test-secret";
+
+/// A service URL from the environment, or the machine's local default.
+pub fn service_url(variable: &str, default: &str) -> String {
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The AMQP URL of the test RabbitMQ.
+pub fn amqp_url() -> String {
+    service_url(
+        "BROKER_TEST_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    )
+}
+
+/// The URL of the test Redis.
+pub fn redis_url() -> String {
+    service_url("BROKER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
+/// A fresh PostgreSQL database for one cluster.
+pub async fn database() -> super::db::TestDatabase {
+    let base = service_url(
+        "BROKER_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    );
+    super::db::postgres_at(&base).await
+}
+
+/// Mints a token valid on every node.
+pub fn token(sub: &str, roles: &[Role]) -> String {
+    Authenticator::hs256(SECRET)
+        .mint(sub, roles, Duration::from_secs(3600))
+        .expect("mint")
+}
+
+/// One broker node running as a child process.
+pub struct Node {
+    /// Its node id.
+    pub id: String,
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Node {
+    /// Starts a node on `database_url` in the cluster named by `cluster` (a per-test prefix of
+    /// node ids, so that runs never share RabbitMQ queues).
+    pub async fn start(
+        cluster: &str,
+        name: &str,
+        database_url: &str,
+        extra: &[(&str, &str)],
+    ) -> Node {
+        let id = format!("{cluster}-{name}");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+        command
+            .env("BROKER_SERVER_HTTP_ADDR", "127.0.0.1:0")
+            .env("BROKER_CLUSTER_NODE_ID", &id)
+            .env("BROKER_STORAGE_URL", database_url)
+            .env("BROKER_RELAY_AMQP_URL", amqp_url())
+            .env("BROKER_PRESENCE_REDIS_URL", redis_url())
+            .env(
+                "BROKER_AUTH_JWT_SECRET",
+                String::from_utf8_lossy(SECRET).into_owned(),
+            )
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start broker node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("listening for HTTP")
+                    && let Some(addr) = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix("addr="))
+                {
+                    return addr.parse::<SocketAddr>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("node {id} did not report its address"));
+        // Keep draining the log so the node never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Node { id, addr, child }
+    }
+
+    /// Kills the node at once (SIGKILL): no graceful shutdown.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A fresh cluster name.
+pub fn cluster_name() -> String {
+    format!("t{:08x}", rand::random::<u32>())
+}
