@@ -19,6 +19,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::hub::{Hub, HubSettings};
+use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
@@ -45,6 +46,9 @@ pub enum StartError {
     /// RabbitMQ could not be reached.
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
+    /// Redis could not be reached.
+    #[error("presence: {0}")]
+    Presence(crate::im::presence_redis::PresenceError),
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -80,8 +84,16 @@ impl Server {
         })
         .await?;
         let settings = ImSettings::from_config(&config);
+        let redis = match &config.presence.redis_url {
+            Some(url) => Some(
+                RedisPresence::connect(url, &node_id)
+                    .await
+                    .map_err(StartError::Presence)?,
+            ),
+            None => None,
+        };
         Server::start_inner(config, node_id, |hub| {
-            let im = Im::new(store, hub.clone(), settings);
+            let im = Im::new(store, hub.clone(), settings, redis);
             (crate::im::stomp::extensions(&im), Some(im))
         })
         .await

@@ -217,3 +217,59 @@ async fn after_a_node_is_killed_its_users_find_every_receipted_message_on_the_ot
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 30, "{page}");
 }
+
+#[tokio::test]
+async fn presence_is_cluster_wide() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let alice = format!("{cluster}-alice");
+    let bob = format!("{cluster}-bob");
+    let (status, _) = common::im::http_json(
+        a.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&token(&alice, &[Role::User])),
+        Some(json!({"to": bob, "clientMsgId": "hello", "content": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut watcher = user(&b, &bob, &[]).await;
+    watcher
+        .subscribe(&format!("/topic/presence.{alice}"), "p", "auto")
+        .await;
+
+    let mut alice_a = user(&a, &alice, &[]).await;
+    let (frame, body) = watcher.message().await;
+    assert_eq!(frame.get("event"), Some("presence"));
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["online"], true);
+
+    let presence = format!("/api/v1/presence?userIds={alice}");
+    let (status, answer) = common::im::http_json(
+        b.addr,
+        "GET",
+        &presence,
+        Some(&token(&bob, &[Role::User])),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer[0]["online"], true, "{answer}");
+
+    alice_a.disconnect_quietly().await;
+    let (_, body) = watcher.message().await;
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["online"], false, "{event}");
+    assert!(event["lastSeenAt"].is_i64());
+    let (_, answer) = common::im::http_json(
+        b.addr,
+        "GET",
+        &presence,
+        Some(&token(&bob, &[Role::User])),
+        None,
+    )
+    .await;
+    assert_eq!(answer[0]["online"], false, "{answer}");
+}

@@ -10,6 +10,7 @@ mod groups;
 pub mod json;
 mod messages;
 pub mod presence;
+pub mod presence_redis;
 pub mod rest;
 pub mod stomp;
 
@@ -64,12 +65,21 @@ struct Inner {
 }
 
 impl Im {
-    /// The service over `store` and `hub`.
-    pub fn new(store: Store, hub: Hub, settings: ImSettings) -> Im {
+    /// The service over `store` and `hub`, with presence in Redis when given.
+    pub fn new(
+        store: Store,
+        hub: Hub,
+        settings: ImSettings,
+        redis: Option<presence_redis::RedisPresence>,
+    ) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
+        let presence = match redis {
+            Some(redis) => Presence::with_redis(hub.clone(), redis),
+            None => Presence::new(hub.clone()),
+        };
         Im {
             inner: Arc::new(Inner {
-                presence: Presence::new(hub.clone()),
+                presence,
                 store,
                 hub,
                 settings,

@@ -432,6 +432,6 @@ async fn presence(
     if users.len() > 200 {
         return Err(AppError::invalid("at most 200 userIds"));
     }
-    let presence: Vec<_> = users.iter().map(|u| state.im.presence().of(u)).collect();
+    let presence = state.im.presence().lookup(&users).await;
     ok(serde_json::to_value(presence).unwrap_or_default())
 }

@@ -123,3 +123,14 @@ impl Node {
 pub fn cluster_name() -> String {
     format!("t{:08x}", rand::random::<u32>())
 }
+
+impl super::Client {
+    /// Sends DISCONNECT with a receipt and waits for the close.
+    pub async fn disconnect_quietly(&mut self) {
+        self.send(
+            &stomp_codec::Frame::new(stomp_codec::Command::Disconnect).header("receipt", "bye"),
+        )
+        .await;
+        while let super::Received::Frame(_) = self.receive().await {}
+    }
+}
