@@ -58,7 +58,6 @@ pub struct Config {
     /// The database.
     pub storage: StorageConfig,
     /// Cluster relay through RabbitMQ.
-    #[serde(default)]
     pub relay: RelayConfig,
     /// Cluster presence and rate limits in Redis.
     #[serde(default)]
@@ -140,12 +139,19 @@ pub struct StorageConfig {
 }
 
 /// `[relay]`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayConfig {
     /// RabbitMQ for cluster mode; single node when unset.
     #[serde(default)]
     pub amqp_url: Option<String>,
+    /// The durable queue backend systems publish notifications to.
+    #[serde(default = "default_notifications_queue")]
+    pub notifications_queue: String,
+}
+
+fn default_notifications_queue() -> String {
+    "im.notifications".to_owned()
 }
 
 /// `[presence]`

@@ -142,6 +142,14 @@ impl Server {
         if let Some(amqp) = &amqp {
             amqp.start(hub.clone(), shutdown.clone()).await?;
         }
+        if let (Some(url), Some(im)) = (&config.relay.amqp_url, &im) {
+            tracker.spawn(crate::im::notifications_queue::consume(
+                url.clone(),
+                config.relay.notifications_queue.clone(),
+                im.clone(),
+                shutdown.clone(),
+            ));
+        }
         let sessions = SessionContext::new(
             router,
             auth.clone(),

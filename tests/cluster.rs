@@ -273,3 +273,71 @@ async fn presence_is_cluster_wide() {
     .await;
     assert_eq!(answer[0]["online"], false, "{answer}");
 }
+
+#[tokio::test]
+async fn notifications_published_to_rabbitmq_are_stored_and_pushed_once() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let cluster = cluster_name();
+    let db = database().await;
+    // A queue of this test's own, so that nodes of other tests running now cannot take it.
+    let queue = format!("{cluster}.notifications");
+    let settings = [("BROKER_RELAY_NOTIFICATIONS_QUEUE", queue.as_str())];
+    let a = Node::start(&cluster, "a", &db.url, &settings).await;
+    let b = Node::start(&cluster, "b", &db.url, &settings).await;
+    let carol = format!("{cluster}-carol");
+    let mut carol_b = user(&b, &carol, &["notifications"]).await;
+
+    let connection = Connection::connect(
+        &common::cluster::amqp_url(),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("RabbitMQ");
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let body = json!({"userIds": [carol], "title": "Order shipped", "content": "#42 is on its way", "bizType": "order", "bizId": "42"});
+    channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            body.to_string().as_bytes(),
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(format!("{cluster}-n1").into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (frame, text) = carol_b.message().await;
+    assert_eq!(frame.get("event"), Some("notification.new"));
+    let message: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(message["format"], "card");
+    assert_eq!(message["conversationId"], format!("system_{carol}"));
+    carol_b.expect_nothing(Duration::from_millis(500)).await;
+
+    let (status, page) = common::im::http_json(
+        a.addr,
+        "GET",
+        &format!("/api/v1/conversations/system_{carol}/messages"),
+        Some(&token(&carol, &[Role::User])),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}

@@ -9,6 +9,7 @@ mod delivery;
 mod groups;
 pub mod json;
 mod messages;
+pub mod notifications_queue;
 pub mod presence;
 pub mod presence_redis;
 pub mod rest;

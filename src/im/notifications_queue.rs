@@ -1,0 +1,141 @@
+//! The durable RabbitMQ queue `im.notifications`: backend systems publish the JSON body of
+//! `POST /api/v1/notifications` to it, and every node consumes it as a competing consumer.
+//! A message is acknowledged only after its notifications are stored, so a node that dies
+//! mid-way leaves it to another node; the idempotency key (the AMQP `message_id`, else a hash
+//! of the body) keeps such a retry from storing anything twice.
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+
+use super::Im;
+use super::json::NotificationRequest;
+use crate::app_error::ErrorCode;
+use crate::auth::{Identity, Role};
+
+/// Unacknowledged messages a node holds at once.
+const PREFETCH: u16 = 32;
+
+/// The identity notifications from the queue are sent as.
+fn system_identity() -> Identity {
+    Identity {
+        user_id: "system".to_owned(),
+        roles: vec![Role::System],
+        name: None,
+        expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)),
+    }
+}
+
+/// Consumes `im.notifications` until shutdown, reconnecting with backoff.
+pub async fn consume(url: String, queue: String, im: Im, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = consume_once(&url, &queue, &im) => {
+                match result {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(error) => {
+                        tracing::warn!(%error, "im.notifications consumer stopped; reconnecting");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn consume_once(url: &str, queue: &str, im: &Im) -> Result<(), lapin::Error> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "broker-notifications".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue, "consuming system notifications");
+    let sender = system_identity();
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        let key = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| format!("amqp-{:016x}", fnv(&delivery.data)));
+        let request: NotificationRequest = match serde_json::from_slice(&delivery.data) {
+            Ok(request) => request,
+            Err(error) => {
+                // A malformed message can never succeed: drop it (dead-lettered when the queue
+                // has a policy for that) rather than redeliver it forever.
+                tracing::warn!(%error, "dropping a malformed notification");
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    })
+                    .await?;
+                continue;
+            }
+        };
+        let request = NotificationRequest {
+            client_msg_id: Some(request.client_msg_id.clone().unwrap_or(key)),
+            ..request
+        };
+        let mut retry = false;
+        for user in &request.user_ids {
+            if let Err(error) = im.notify(&sender, user, &request).await {
+                if matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal) {
+                    retry = true;
+                    break;
+                }
+                tracing::warn!(user = %user, message = %error.message, "notification refused");
+            }
+        }
+        if retry {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await?;
+        } else {
+            delivery.ack(BasicAckOptions::default()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a of a body: a stable idempotency key for messages published without a message id.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
