@@ -81,6 +81,7 @@ impl Server {
             timeout: Duration::from_millis(config.storage.timeout_ms),
             max_batch: config.storage.max_batch,
             node_number: node_number(&node_id),
+            outbox_node: config.relay.amqp_url.is_some().then(|| node_id.clone()),
         })
         .await?;
         let settings = ImSettings::from_config(&config);
@@ -143,6 +144,11 @@ impl Server {
             amqp.start(hub.clone(), shutdown.clone()).await?;
         }
         if let (Some(url), Some(im)) = (&config.relay.amqp_url, &im) {
+            tracker.spawn(crate::relay::events::publish(
+                url.clone(),
+                im.store().clone(),
+                shutdown.clone(),
+            ));
             tracker.spawn(crate::im::notifications_queue::consume(
                 url.clone(),
                 config.relay.notifications_queue.clone(),

@@ -341,3 +341,114 @@ async fn notifications_published_to_rabbitmq_are_stored_and_pushed_once() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn domain_events_reach_im_events_after_the_commit() {
+    use futures_util::StreamExt;
+    use lapin::options::{
+        BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    use lapin::{Connection, ConnectionProperties, ExchangeKind};
+
+    let connection = Connection::connect(
+        &common::cluster::amqp_url(),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("RabbitMQ");
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            "im.events".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            "im.events".into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut events = channel
+        .basic_consume(
+            queue.name().clone(),
+            "events-test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let alice = format!("{cluster}-alice");
+    let bob = format!("{cluster}-bob");
+    let (status, _) = common::im::http_json(
+        a.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&token(&alice, &[Role::User])),
+        Some(json!({"to": bob, "clientMsgId": "ev-1", "content": "are you there?"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let mut seen: HashMap<String, Value> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.len() < 3 {
+        let delivery = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("events within 5 s")
+            .expect("stream open")
+            .expect("delivery");
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        if body["nodeId"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&cluster))
+        {
+            assert_eq!(
+                delivery.routing_key.as_str(),
+                body["event"].as_str().unwrap()
+            );
+            assert_eq!(
+                delivery.properties.kind().as_ref().map(|k| k.as_str()),
+                body["event"].as_str()
+            );
+            seen.insert(body["event"].as_str().unwrap().to_owned(), body);
+        }
+    }
+    assert_eq!(seen["message.sent"]["clientMsgId"], "ev-1");
+    assert_eq!(seen["message.sent"]["senderId"], alice.as_str());
+    assert_eq!(
+        seen["conversation.created"]["conversationId"],
+        seen["message.sent"]["conversationId"]
+    );
+    assert_eq!(seen["message.offline"]["userIds"][0], bob.as_str());
+}

@@ -17,6 +17,7 @@ async fn open(url: &str) -> Store {
         timeout: Duration::from_secs(10),
         max_batch: 256,
         node_number: 1,
+        outbox_node: None,
     })
     .await
     .expect("store opens")

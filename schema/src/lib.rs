@@ -76,13 +76,24 @@ pub mod tables {
         }
     }
 
+    diesel::table! {
+        /// Domain events waiting to be published to `im.events`.
+        event_outbox (id) {
+            id -> BigInt,
+            event -> Text,
+            body -> Text,
+            created_at -> BigInt,
+        }
+    }
+
     diesel::joinable!(members -> conversations (conversation_id));
     diesel::joinable!(messages -> conversations (conversation_id));
     diesel::allow_tables_to_appear_in_same_query!(
         conversations,
         members,
         messages,
-        message_deletions
+        message_deletions,
+        event_outbox
     );
 }
 
@@ -194,4 +205,18 @@ pub struct MessageDeletionRow {
     pub conversation_id: String,
     /// When.
     pub deleted_at: i64,
+}
+
+/// A row of `event_outbox`.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, QueryableByName, Selectable, Insertable)]
+#[diesel(table_name = event_outbox)]
+pub struct OutboxRow {
+    /// Time-ordered id: events are published in this order.
+    pub id: i64,
+    /// The event name, also the routing key.
+    pub event: String,
+    /// The JSON body.
+    pub body: String,
+    /// When it was written.
+    pub created_at: i64,
 }

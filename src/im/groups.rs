@@ -168,6 +168,11 @@ impl Im {
             .map_err(store_error)?;
         let mut everyone = vec![caller.user_id.clone()];
         everyone.extend(members.iter().cloned());
+        self.record(
+            "conversation.created",
+            json!({"conversationId": id, "userIds": everyone}),
+        )
+        .await;
         self.conversation_updated(&id, &everyone).await;
         self.conversation_view(&caller.user_id, &id).await
     }
@@ -246,6 +251,11 @@ impl Im {
             .await
             .map_err(store_error)?;
         if !added.is_empty() {
+            self.record(
+                "member.joined",
+                json!({"conversationId": id, "userIds": added}),
+            )
+            .await;
             self.push_group(
                 id,
                 "member.added",
@@ -290,6 +300,11 @@ impl Im {
     }
 
     async fn member_left(&self, id: &str, user: &str, by: &str) {
+        self.record(
+            "member.exited",
+            json!({"conversationId": id, "userIds": [user], "by": by}),
+        )
+        .await;
         self.push_group(
             id,
             "member.removed",
@@ -378,6 +393,11 @@ impl Im {
             return Err(AppError::forbidden("only the owner may dissolve the group"));
         }
         self.store().dissolve(id).await.map_err(store_error)?;
+        self.record(
+            "group.dissolved",
+            json!({"conversationId": id, "userIds": [caller.user_id]}),
+        )
+        .await;
         self.push_group(
             id,
             "group.dissolved",

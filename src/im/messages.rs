@@ -223,6 +223,9 @@ impl Im {
                 if fanout.auto > 0 {
                     self.delivered(message);
                 }
+                if fanout.total() == 0 && self.store().records_events() {
+                    self.offline_event(message.clone(), peer);
+                }
             }
             "system" => {
                 self.publish_json(
@@ -252,6 +255,28 @@ impl Im {
     fn publish_json(&self, route: &Route, event: &str, body: &[u8]) {
         self.hub()
             .publish(route, Publication::json_event(event, body.to_vec()));
+    }
+
+    /// Records `message.offline` when the recipient has no session on any node, for a
+    /// push-notification service.
+    fn offline_event(&self, message: MessageRow, recipient: String) {
+        let im = self.clone();
+        tokio::spawn(async move {
+            let presence = im.presence().lookup(&[recipient.as_str()]).await;
+            if presence.first().is_some_and(|p| !p.online) {
+                im.record(
+                    "message.offline",
+                    json!({
+                        "conversationId": message.conversation_id,
+                        "messageId": message.id.to_string(),
+                        "clientMsgId": message.client_msg_id,
+                        "senderId": message.sender_id,
+                        "userIds": [recipient],
+                    }),
+                )
+                .await;
+            }
+        });
     }
 
     /// Records a private message as delivered and tells the sender.
@@ -298,6 +323,11 @@ impl Im {
             Origin::Session(id) => Some(id),
             Origin::Rest => None,
         };
+        self.record(
+            "message.read",
+            json!({"conversationId": conversation, "userIds": [reader.user_id], "seq": read_seq}),
+        )
+        .await;
         let unread = (row.last_seq - read_seq).max(0);
         self.push_user_except(
             &reader.user_id,
@@ -361,6 +391,16 @@ impl Im {
             }
             other => store_error(other),
         })?;
+        self.record(
+            "message.recalled",
+            json!({
+                "conversationId": recalled.conversation_id,
+                "messageId": recalled.id.to_string(),
+                "senderId": recalled.sender_id,
+                "userIds": [caller.user_id],
+            }),
+        )
+        .await;
         let body = super::to_json(&json!({
             "conversationId": recalled.conversation_id,
             "messageId": recalled.id.to_string(),

@@ -172,6 +172,19 @@ impl Im {
     }
 }
 
+impl Im {
+    /// Records a domain event for `im.events` after the change it describes committed
+    /// (cluster mode only; a no-op on one node).
+    async fn record(&self, event: &str, fields: serde_json::Value) {
+        if !self.store().records_events() {
+            return;
+        }
+        if let Err(error) = self.store().record_events(vec![(event, fields)]).await {
+            tracing::warn!(%error, event, "could not record a domain event");
+        }
+    }
+}
+
 /// The topic name of a group conversation: `/topic/group.<conversationId>`.
 pub fn group_topic(conversation: &str) -> String {
     format!("group.{conversation}")

@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod envelope;
+pub mod events;
 
 use std::future::Future;
 use std::pin::Pin;

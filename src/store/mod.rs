@@ -11,6 +11,7 @@
 
 mod conversations;
 mod messages;
+pub mod outbox;
 pub mod writer;
 
 use std::path::Path;
@@ -147,12 +148,16 @@ pub struct StoreSettings {
     pub max_batch: usize,
     /// This node's number in message ids (0-1023).
     pub node_number: u16,
+    /// This node's id when domain events are recorded for `im.events` (cluster mode).
+    pub outbox_node: Option<String>,
 }
 
 /// The store handle.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    pub(crate) ids: Arc<IdGenerator>,
+    pub(crate) outbox_node: Option<String>,
     pub(crate) timeout: Duration,
     writer: writer::WriterHandle,
 }
@@ -167,9 +172,17 @@ impl Store {
         migrate(&settings.url).await?;
         let pool = connect(settings).await?;
         let ids = Arc::new(IdGenerator::new(settings.node_number));
-        let writer = writer::start(pool.clone(), ids, settings.max_batch, settings.timeout);
+        let writer = writer::start(
+            pool.clone(),
+            ids.clone(),
+            settings.outbox_node.clone(),
+            settings.max_batch,
+            settings.timeout,
+        );
         Ok(Store {
             pool,
+            ids,
+            outbox_node: settings.outbox_node.clone(),
             timeout: settings.timeout,
             writer,
         })

@@ -54,6 +54,7 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 pub(crate) fn start(
     pool: Pool,
     ids: Arc<IdGenerator>,
+    outbox_node: Option<String>,
     max_batch: usize,
     timeout: Duration,
 ) -> WriterHandle {
@@ -63,7 +64,7 @@ pub(crate) fn start(
         // Ends when every handle (every Store clone) is gone.
         while jobs.recv_many(&mut batch, max_batch.max(1)).await > 0 {
             let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
-            let outcomes = commit(&pool, &ids, &messages, timeout).await;
+            let outcomes = commit(&pool, &ids, outbox_node.as_deref(), &messages, timeout).await;
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
@@ -76,20 +77,23 @@ pub(crate) fn start(
 async fn commit(
     pool: &Pool,
     ids: &IdGenerator,
+    outbox: Option<&str>,
     batch: &[NewMessage],
     timeout: Duration,
 ) -> Vec<Result<SendOutcome, StoreError>> {
-    let whole = tokio::time::timeout(timeout, apply(pool, ids, batch)).await;
+    let whole = tokio::time::timeout(timeout, apply(pool, ids, outbox, batch)).await;
     match whole {
         Ok(Ok(outcomes)) => outcomes.into_iter().map(Ok).collect(),
         Ok(Err(_)) if batch.len() > 1 => {
             let mut outcomes = Vec::with_capacity(batch.len());
             for message in batch {
-                let single =
-                    tokio::time::timeout(timeout, apply(pool, ids, std::slice::from_ref(message)))
-                        .await
-                        .unwrap_or(Err(StoreError::Timeout))
-                        .map(|mut o| o.remove(0));
+                let single = tokio::time::timeout(
+                    timeout,
+                    apply(pool, ids, outbox, std::slice::from_ref(message)),
+                )
+                .await
+                .unwrap_or(Err(StoreError::Timeout))
+                .map(|mut o| o.remove(0));
                 outcomes.push(single);
             }
             outcomes
@@ -102,6 +106,7 @@ async fn commit(
 async fn apply(
     pool: &Pool,
     ids: &IdGenerator,
+    outbox: Option<&str>,
     batch: &[NewMessage],
 ) -> Result<Vec<SendOutcome>, StoreError> {
     with_conn!(pool, |conn| {
@@ -271,6 +276,45 @@ async fn apply(
             }
             if !rows.is_empty() {
                 super::InsertRows::insert_messages(conn, &rows).await?;
+            }
+            // Domain events commit with the messages they describe (cluster mode).
+            if let Some(node) = outbox {
+                let mut events = Vec::new();
+                for (conversation, was_created) in &created {
+                    if *was_created {
+                        let members: Vec<String> = batch
+                            .iter()
+                            .find(|m| m.target.conversation_id() == *conversation)
+                            .map(|m| m.target.participants())
+                            .unwrap_or_default();
+                        events.push(super::outbox::event_row(
+                            ids,
+                            node,
+                            "conversation.created",
+                            serde_json::json!({"conversationId": conversation, "userIds": members}),
+                        ));
+                    }
+                }
+                for row in &rows {
+                    events.push(super::outbox::event_row(
+                        ids,
+                        node,
+                        "message.sent",
+                        serde_json::json!({
+                            "conversationId": row.conversation_id,
+                            "messageId": row.id.to_string(),
+                            "clientMsgId": row.client_msg_id,
+                            "senderId": row.sender_id,
+                            "seq": row.seq,
+                        }),
+                    ));
+                }
+                for event in &events {
+                    diesel::insert_into(schema::event_outbox::table)
+                        .values(event)
+                        .execute(conn)
+                        .await?;
+                }
             }
 
             for &index in &fresh {
