@@ -261,6 +261,16 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Every user with sessions on this node, and how many.
+    pub fn user_session_counts(&self) -> Vec<(String, usize)> {
+        self.inner
+            .users
+            .iter()
+            .filter(|entry| !entry.value().is_empty())
+            .map(|entry| (entry.key().to_string(), entry.value().len()))
+            .collect()
+    }
+
     /// Whether the user has a session open on this node.
     pub fn is_online(&self, user: &str) -> bool {
         self.inner.users.get(user).is_some_and(|s| !s.is_empty())

@@ -81,11 +81,18 @@ impl Presence {
                     Some(change) => self.apply_one(&redis, change).await,
                     None => return,
                 },
-                _ = heartbeat.tick() => {
-                    if let Err(error) = redis.heartbeat().await {
+                _ = heartbeat.tick() => match redis.heartbeat().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("presence state missing in Redis; writing this node's sessions again");
+                        if let Err(error) = redis.resync(&self.hub.user_session_counts()).await {
+                            tracing::warn!(%error, "presence resync failed");
+                        }
+                    }
+                    Err(error) => {
                         tracing::warn!(%error, "presence heartbeat failed; using this node's view");
                     }
-                }
+                },
             }
         }
     }

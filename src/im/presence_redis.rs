@@ -55,6 +55,7 @@ pub struct RedisPresence {
     open: std::sync::Arc<Script>,
     close: std::sync::Arc<Script>,
     lookup: std::sync::Arc<Script>,
+    beat: std::sync::Arc<Script>,
 }
 
 async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PresenceError> {
@@ -85,9 +86,15 @@ impl RedisPresence {
             node_id: node_id.to_owned(),
             open: std::sync::Arc::new(Script::new(&format!(
                 "{LIVE_TOTAL}
+redis.call('SET', 'presence:node:' .. ARGV[1], 1, 'EX', ARGV[2])
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return live_total(KEYS[1])"
             ))),
+            beat: std::sync::Arc::new(Script::new(
+                "local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
+return existed",
+            )),
             close: std::sync::Arc::new(Script::new(&format!(
                 "{LIVE_TOTAL}
 local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
@@ -112,17 +119,35 @@ return {{total, seen or ''}}"
     /// # Errors
     ///
     /// [`PresenceError`] when Redis fails.
-    pub async fn heartbeat(&self) -> Result<(), PresenceError> {
+    ///
+    /// Returns false when the heartbeat was missing (Redis was flushed or restarted, or this
+    /// node was presumed dead): the caller should then [`RedisPresence::resync`].
+    pub async fn heartbeat(&self) -> Result<bool, PresenceError> {
         let mut connection = self.connection.clone();
-        timed(
-            redis::cmd("SET")
-                .arg(format!("presence:node:{}", self.node_id))
-                .arg(1)
-                .arg("EX")
+        let existed: i64 = timed(
+            self.beat
+                .key(format!("presence:node:{}", self.node_id))
                 .arg(NODE_TTL.as_secs())
-                .query_async::<()>(&mut connection),
+                .invoke_async(&mut connection),
         )
-        .await
+        .await?;
+        Ok(existed == 1)
+    }
+
+    /// Writes this node's session count of every user again, after Redis lost them.
+    ///
+    /// # Errors
+    ///
+    /// [`PresenceError`] when Redis fails.
+    pub async fn resync(&self, counts: &[(String, usize)]) -> Result<(), PresenceError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        for (user, count) in counts {
+            pipeline
+                .hset(format!("presence:{user}"), &self.node_id, *count)
+                .ignore();
+        }
+        timed(pipeline.query_async::<()>(&mut connection)).await
     }
 
     /// Counts a session opening; returns the user's open sessions cluster-wide.
@@ -136,6 +161,7 @@ return {{total, seen or ''}}"
             self.open
                 .key(format!("presence:{user}"))
                 .arg(&self.node_id)
+                .arg(NODE_TTL.as_secs())
                 .invoke_async(&mut connection),
         )
         .await
