@@ -236,20 +236,23 @@ impl Connection {
         }
     }
 
-    /// Sends DISCONNECT with a receipt and waits for it: proves the session was still alive.
+    /// Proves the session is still served: UNSUBSCRIBE `id` with a receipt, and the RECEIPT
+    /// back. (Not DISCONNECT: RabbitMQ Web-STOMP closes the socket without sending its receipt.)
     ///
     /// # Errors
     ///
     /// When the RECEIPT does not come.
-    pub async fn disconnect(mut self) -> anyhow::Result<()> {
-        let frame = Frame::new(Command::Disconnect).header("receipt", "bye");
+    pub async fn probe(&mut self, id: &str) -> anyhow::Result<()> {
+        let frame = Frame::new(Command::Unsubscribe)
+            .header("id", id)
+            .header("receipt", "probe");
         self.writer.send(&frame).await?;
         loop {
             match self.reader.next().await? {
                 Some(frame) if frame.command == Command::Receipt => return Ok(()),
                 Some(frame) if frame.command == Command::Message => {}
-                Some(frame) => bail!("DISCONNECT answered by {}", describe(&frame)),
-                None => bail!("connection closed before the DISCONNECT receipt"),
+                Some(frame) => bail!("UNSUBSCRIBE answered by {}", describe(&frame)),
+                None => bail!("connection closed before the UNSUBSCRIBE receipt"),
             }
         }
     }

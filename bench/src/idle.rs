@@ -22,7 +22,7 @@ pub struct IdleReport {
     pub connections: usize,
     /// Sessions that connected and subscribed.
     pub connected: usize,
-    /// Of those, sessions that still answered DISCONNECT with a RECEIPT after the hold.
+    /// Of those, sessions that still answered UNSUBSCRIBE with a RECEIPT after the hold.
     pub alive_after_hold: usize,
     /// Seconds taken to open them all.
     pub connect_seconds: f64,
@@ -75,7 +75,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Opens `connections` sessions, each subscribed to its own topic, holds them for `hold`, then
-/// checks each is still alive with a DISCONNECT receipt.
+/// checks each is still alive with a receipted UNSUBSCRIBE.
 pub async fn idle(
     target: Arc<Target>,
     options: &ConnectOptions,
@@ -112,11 +112,11 @@ pub async fn idle(
 
     let mut closing = JoinSet::new();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
-    for connection in open {
+    for mut connection in open {
         let semaphore = semaphore.clone();
         closing.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            tokio::time::timeout(Duration::from_secs(30), connection.disconnect()).await
+            tokio::time::timeout(Duration::from_secs(30), connection.probe("0")).await
         });
     }
     let mut alive = 0;
@@ -124,7 +124,7 @@ pub async fn idle(
         match result {
             Ok(Ok(Ok(()))) => alive += 1,
             Ok(Ok(Err(error))) => errors.add(format!("after hold: {error:#}")),
-            Ok(Err(_)) => errors.add("after hold: DISCONNECT receipt timed out".to_owned()),
+            Ok(Err(_)) => errors.add("after hold: UNSUBSCRIBE receipt timed out".to_owned()),
             Err(error) => errors.add(format!("after hold: {error}")),
         }
     }

@@ -3,7 +3,9 @@
 //!
 //! - `fanout`: one publisher, N subscribers on one topic: deliveries per second, loss, latency;
 //! - `pairs`: N publishers each feeding its own subscriber through its own destination;
-//! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory.
+//! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory;
+//!
+//! and `report`, which prints the markdown table of a `bench/run.sh` run.
 //!
 //! It speaks to our broker (`--token` or `--jwt-secret`) and to RabbitMQ Web-STOMP
 //! (`--login guest --passcode guest`) alike, so the two can be compared with the same client.
@@ -11,6 +13,7 @@
 mod client;
 mod idle;
 mod load;
+mod report;
 mod stats;
 
 use std::future::Future;
@@ -171,6 +174,12 @@ enum Scenario {
         #[arg(long)]
         rss_pid: Option<u32>,
     },
+    /// Prints the markdown table of the JSON results that bench/run.sh wrote.
+    Report {
+        /// `NAME=DIR`: a column headed NAME from the results in DIR; repeat per broker.
+        #[arg(long = "column", required = true, value_parser = report::parse_column)]
+        columns: Vec<report::Column>,
+    },
 }
 
 fn seconds(value: f64, name: &str) -> anyhow::Result<Duration> {
@@ -299,6 +308,10 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> anyhow::Result<(
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
+    if let Scenario::Report { columns } = &cli.scenario {
+        print!("{}", report::table(columns));
+        return Ok(true);
+    }
     let target = Arc::new(
         Target::new(
             &common.url,
@@ -361,6 +374,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(report.connected == *connections && report.errors == 0)
         }
+        Scenario::Report { .. } => Ok(true),
     }
 }
 
