@@ -117,9 +117,10 @@ flows() {
 # --- our broker ------------------------------------------------------------------------------
 # Idle first, on a fresh process, so that its RSS before is the broker's real baseline.
 start_broker
-OURS=(--url "$BROKER_URL" --jwt-secret "$SECRET" --jwt-role system --label broker)
+OURS=(--url "$BROKER_URL" --jwt-secret "$SECRET" --jwt-role system --label broker
+  --broker-pid "$BROKER_PID")
 run_scenario "$OUT/broker" idle "${OURS[@]}" --source-ips "$SOURCES" \
-  idle --connections "$IDLE" --hold "$HOLD" --rss-pid "$BROKER_PID"
+  idle --connections "$IDLE" --hold "$HOLD"
 sleep 2
 flows "$OUT/broker" "${OURS[@]}"
 stop_broker
@@ -163,9 +164,10 @@ if [ "$RABBIT" = 1 ]; then
     rabbitmq-plugins enable rabbitmq_web_stomp >/dev/null
     for _ in $(seq 1 30); do port_open 15674 && break; sleep 1; done
   fi
-  THEIRS=(--url "$RABBIT_URL" --login guest --passcode guest --label rabbitmq)
+  THEIRS=(--url "$RABBIT_URL" --login guest --passcode guest --label rabbitmq
+    --broker-pid "$(beam_pid)")
   run_scenario "$OUT/rabbitmq" idle "${THEIRS[@]}" --source-ips "$SOURCES" \
-    idle --connections "$IDLE" --hold "$HOLD" --rss-pid "$(beam_pid)"
+    idle --connections "$IDLE" --hold "$HOLD"
   # RabbitMQ deletes the idle sessions' queues asynchronously; let it finish first.
   sleep 15
   flows "$OUT/rabbitmq" "${THEIRS[@]}"

@@ -121,6 +121,7 @@ fn cells(name: &str, value: Option<&Value>) -> Vec<(&'static str, String)> {
             ));
         }
         rows.push(("errors", failures));
+        rows.extend(cores(v));
         return rows;
     }
     let throughput = if name.starts_with("fanout") {
@@ -151,7 +152,23 @@ fn cells(name: &str, value: Option<&Value>) -> Vec<(&'static str, String)> {
         format!("{} of {}", grouped(get("lost")), grouped(get("expected"))),
     ));
     rows.push(("errors", failures));
+    rows.extend(cores(v));
     rows
+}
+
+/// "cores busy: broker / loadgen / other", when recorded.
+fn cores(v: &Value) -> Option<(&'static str, String)> {
+    let cpu = v.get("cpu")?;
+    let get = |key: &str| cpu.get(key).and_then(Value::as_f64);
+    let broker = get("broker_cores").map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
+    Some((
+        "cores busy: broker / loadgen / other",
+        format!(
+            "{broker} / {:.2} / {:.2}",
+            get("loadgen_cores").unwrap_or(0.0),
+            get("other_cores").unwrap_or(0.0)
+        ),
+    ))
 }
 
 /// The markdown table, one column per broker.
