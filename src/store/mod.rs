@@ -103,6 +103,13 @@ pub(crate) trait InsertRows {
         &mut self,
         rows: &[schema::MessageRow],
     ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
+    /// Called first in a transaction that reads before it writes. SQLite cannot turn a read
+    /// transaction into a write transaction once another connection has written since the read
+    /// began: it fails at once with "database is locked" instead of waiting for the busy
+    /// timeout. Taking the write lock before the first read makes the transaction wait instead.
+    /// PostgreSQL needs nothing.
+    fn lock_for_write(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
 }
 
 impl InsertRows for AsyncPgConnection {
@@ -118,6 +125,10 @@ impl InsertRows for AsyncPgConnection {
         }
         Ok(inserted)
     }
+
+    async fn lock_for_write(&mut self) -> diesel::QueryResult<()> {
+        Ok(())
+    }
 }
 
 impl InsertRows for SqliteConn {
@@ -131,6 +142,16 @@ impl InsertRows for SqliteConn {
                 .await?;
         }
         Ok(inserted)
+    }
+
+    async fn lock_for_write(&mut self) -> diesel::QueryResult<()> {
+        use diesel_async::RunQueryDsl;
+        // A write statement, even one that changes no row, takes the write lock (waiting up to
+        // the busy timeout) before the transaction has read anything.
+        diesel::sql_query("UPDATE conversations SET last_seq = last_seq WHERE 0 = 1")
+            .execute(self)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -222,6 +243,13 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
             prepare_sqlite_dir(path)?;
             let mut conn = SqliteConnection::establish(path)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            // Another process (a broker still closing, or one running) may hold a lock for a
+            // moment: wait for it as the pooled connections do, instead of failing at once.
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                "PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(failed)?;
             return Ok(());

@@ -106,6 +106,7 @@ async fn apply(
 ) -> Result<Vec<SendOutcome>, StoreError> {
     with_conn!(pool, |conn| {
         conn.transaction(async |conn| {
+            super::InsertRows::lock_for_write(conn).await?;
             let now = now_ms();
             let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
