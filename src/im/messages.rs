@@ -182,12 +182,13 @@ impl Im {
     }
 
     /// Pushes a sent message: `message.new` to the conversation's audience (only to the
-    /// sender's own sessions for a duplicate), then delivery tracking for private chats.
+    /// sender's own sessions for a duplicate), then delivery tracking for private chats. A new
+    /// message is pushed after every smaller seq of its conversation (see
+    /// [`crate::store::Store::push_in_seq_order`]).
     pub fn push_sent(&self, sent: &Sent) {
         let message = &sent.message;
-        let body = super::to_json(&MessageJson::from(message));
-        let conversation = &message.conversation_id;
         if sent.duplicate {
+            let body = super::to_json(&MessageJson::from(message));
             self.publish_json(
                 &user_route(&message.sender_id, "messages"),
                 "message.new",
@@ -195,6 +196,18 @@ impl Im {
             );
             return;
         }
+        let im = self.clone();
+        let new = message.clone();
+        self.store().push_in_seq_order(
+            &message.conversation_id,
+            message.seq,
+            Box::new(move || im.push_new(&new)),
+        );
+    }
+
+    fn push_new(&self, message: &MessageRow) {
+        let body = super::to_json(&MessageJson::from(message));
+        let conversation = &message.conversation_id;
         match super::json::conversation_type(conversation) {
             "group" => {
                 self.publish_json(

@@ -11,6 +11,7 @@
 
 mod conversations;
 mod messages;
+mod order;
 pub mod writer;
 
 use std::path::Path;
@@ -176,6 +177,7 @@ pub struct Store {
     pub(crate) pool: Pool,
     pub(crate) timeout: Duration,
     writer: writer::WriterHandle,
+    order: Arc<order::SeqOrder>,
 }
 
 impl Store {
@@ -188,11 +190,19 @@ impl Store {
         migrate(&settings.url).await?;
         let pool = connect(settings).await?;
         let ids = Arc::new(IdGenerator::new(settings.node_number));
-        let writer = writer::start(pool.clone(), ids, settings.max_batch, settings.timeout);
+        let order = Arc::new(order::SeqOrder::default());
+        let writer = writer::start(
+            pool.clone(),
+            ids,
+            settings.max_batch,
+            settings.timeout,
+            order.clone(),
+        );
         Ok(Store {
             pool,
             timeout: settings.timeout,
             writer,
+            order,
         })
     }
 
@@ -211,6 +221,14 @@ impl Store {
             tokio::time::timeout(Duration::from_secs(2), query).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Runs `push`, the fan-out of the message stored with `seq` in `conversation`, after the
+    /// pushes of every smaller seq of that conversation stored before it, so that subscribers
+    /// get a conversation's messages in seq order even when concurrent senders' stores complete
+    /// together. A seq whose push never comes holds the others back for a short while only.
+    pub fn push_in_seq_order(&self, conversation: &str, seq: i64, push: Box<dyn FnOnce() + Send>) {
+        self.order.release(conversation, seq, push);
     }
 
     /// Whether this store is PostgreSQL.

@@ -19,6 +19,7 @@ use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, mes
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, SendOutcome};
+use super::order::SeqOrder;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
@@ -56,6 +57,7 @@ pub(crate) fn start(
     ids: Arc<IdGenerator>,
     max_batch: usize,
     timeout: Duration,
+    order: Arc<SeqOrder>,
 ) -> WriterHandle {
     let (queue, mut jobs) = mpsc::channel::<(NewMessage, Reply)>(QUEUE_CAPACITY);
     tokio::spawn(async move {
@@ -64,6 +66,13 @@ pub(crate) fn start(
         while jobs.recv_many(&mut batch, max_batch.max(1)).await > 0 {
             let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
             let outcomes = commit(&pool, &ids, &messages, timeout).await;
+            // Before anyone hears of the commit: the pushes of these seqs will be run in order.
+            order.committed(outcomes.iter().filter_map(|outcome| match outcome {
+                Ok(SendOutcome::Stored { message, .. }) => {
+                    Some((message.conversation_id.as_str(), message.seq))
+                }
+                _ => None,
+            }));
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
