@@ -57,8 +57,11 @@ impl Im {
             return Err(with_id(invalid("clientMsgId must be 1 to 64 characters")));
         }
         let target = self.target(sender, &request).await.map_err(with_id)?;
-        let message = self
+        let mut message = self
             .validate(sender, target, client_msg_id.clone(), &request)
+            .await
+            .map_err(with_id)?;
+        self.check_send(sender, &mut message)
             .await
             .map_err(with_id)?;
         let outcome = self

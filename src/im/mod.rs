@@ -8,9 +8,13 @@
 mod delivery;
 mod groups;
 pub mod json;
+pub mod limits;
 mod messages;
+pub mod moderation;
 pub mod presence;
 pub mod rest;
+pub mod safety;
+mod search;
 pub mod stomp;
 
 use std::sync::Arc;
@@ -36,6 +40,8 @@ pub struct ImSettings {
     pub max_group_members: usize,
     /// Characters per text message.
     pub text_max_chars: usize,
+    /// Limits and moderation.
+    pub safety: safety::SafetySettings,
 }
 
 impl ImSettings {
@@ -45,6 +51,7 @@ impl ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
             text_max_chars: config.limits.text_max_chars,
+            safety: safety::SafetySettings::from_config(config),
         }
     }
 }
@@ -61,21 +68,34 @@ struct Inner {
     settings: ImSettings,
     presence: Presence,
     delivery: delivery::Recorder,
+    safety: safety::Safety,
 }
 
 impl Im {
     /// The service over `store` and `hub`.
     pub fn new(store: Store, hub: Hub, settings: ImSettings) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
-        Im {
+        let im = Im {
             inner: Arc::new(Inner {
                 presence: Presence::new(hub.clone()),
+                safety: safety::Safety::new(settings.safety.clone()),
                 store,
                 hub,
                 settings,
                 delivery,
             }),
-        }
+        };
+        im.start_safety_tasks();
+        im
+    }
+
+    /// Starts what runs beside the requests: loading bans, watching the sensitive-word list.
+    /// The tasks end when the service is dropped.
+    fn start_safety_tasks(&self) {
+        let alive = Arc::downgrade(&self.inner);
+        self.inner.safety.words().watch(alive);
+        let im = self.clone();
+        tokio::spawn(async move { im.load_bans().await });
     }
 
     /// The store.

@@ -12,6 +12,8 @@
 mod conversations;
 mod messages;
 mod order;
+pub mod safety;
+pub mod search;
 pub mod writer;
 
 use std::path::Path;

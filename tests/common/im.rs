@@ -22,6 +22,13 @@ impl TestBroker {
             ("BROKER_AUTH_JWT_SECRET", "test-secret"),
         ]);
         pairs.push(("BROKER_STORAGE_URL".into(), url.to_owned()));
+        // The shipped send and stranger limits would refuse most scripted conversations; tests
+        // of those limits set them back through `overrides`, which come later and win.
+        pairs.extend(env(&[
+            ("BROKER_LIMITS_SEND_RATE", "100000/1s"),
+            ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "100000"),
+            ("BROKER_LIMITS_STRANGER_RATE", "100000/1s"),
+        ]));
         pairs.extend(env(overrides));
         let config = Config::from_toml("test", "", pairs).expect("test config");
         let server = Server::start(config).await.expect("broker starts");
