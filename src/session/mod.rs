@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
@@ -883,10 +883,10 @@ async fn write_loop<O: Outbound>(
     let metrics = Metrics::get();
     let mut batch: Vec<Queued> = Vec::with_capacity(16);
     let mut scratch = BytesMut::new();
-    let mut ticker = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticker.reset();
-    let mut last_write = Instant::now();
+    // A heart-beat is due one interval after the last write, whatever was written.
+    let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
+    let idle = tokio::time::sleep(interval);
+    tokio::pin!(idle);
     let closed = handle.closed().clone();
     loop {
         tokio::select! {
@@ -927,30 +927,28 @@ async fn write_loop<O: Outbound>(
                         return;
                     }
                 }
-                last_write = Instant::now();
+                idle.as_mut().reset(Instant::now() + interval);
                 if close {
                     let going_away = handle.closed().is_cancelled();
                     outbound.close(going_away).await;
                     return;
                 }
             }
-            _ = ticker.tick(), if heartbeat.is_some() => {
-                if last_write.elapsed() >= heartbeat.unwrap_or_default() / 2 {
-                    let sent = tokio::select! {
-                        biased;
-                        () = closed.cancelled() => continue,
-                        sent = async {
-                            outbound.write(Bytes::from_static(b"\n")).await?;
-                            outbound.flush().await
-                        } => sent,
-                    };
-                    if sent.is_err() {
-                        handle.close();
-                        return;
-                    }
-                    metrics.heartbeats_out.increment(1);
-                    last_write = Instant::now();
+            () = &mut idle, if heartbeat.is_some() => {
+                let sent = tokio::select! {
+                    biased;
+                    () = closed.cancelled() => continue,
+                    sent = async {
+                        outbound.write(Bytes::from_static(b"\n")).await?;
+                        outbound.flush().await
+                    } => sent,
+                };
+                if sent.is_err() {
+                    handle.close();
+                    return;
                 }
+                metrics.heartbeats_out.increment(1);
+                idle.as_mut().reset(Instant::now() + interval);
             }
         }
     }
