@@ -296,8 +296,14 @@ pub async fn run<I: Inbound, O: Outbound>(
         debug!("connected");
 
         let writer = tokio::spawn(
-            write_loop(outbound, queue, handle.clone(), accepted.outgoing_heartbeat)
-                .in_current_span(),
+            write_loop(
+                outbound,
+                queue,
+                handle.clone(),
+                accepted.outgoing_heartbeat,
+                context.shutdown.clone(),
+            )
+            .in_current_span(),
         );
         let ending = session
             .read_loop(
@@ -498,13 +504,9 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                () = self.context.shutdown.cancelled() => {
-                    return Ending::Error(Fatal::new(
-                        ErrorReason::Shutdown,
-                        "server shutting down",
-                        "the broker is shutting down; reconnect later",
-                    ));
-                }
+                // The session's close token is a child of the shutdown token, so nothing can be
+                // queued any more: the writer sends the ERROR itself.
+                () = self.context.shutdown.cancelled() => return Ending::Gone,
                 () = self.handle.closed().cancelled() => return Ending::Gone,
                 () = tokio::time::sleep_until(expiry) => {
                     Metrics::get().auth_failures.increment(1);
@@ -873,12 +875,15 @@ impl Session {
 /// Frames taken from the queue per write batch.
 const WRITE_BATCH: usize = 256;
 
-/// Drains the outbound queue into the socket until a Close item or a cut.
+/// Drains the outbound queue into the socket until a Close item or a cut. A session cut as a
+/// slow consumer or ended by the broker's shutdown gets its ERROR from here, since its queue
+/// takes nothing once the session is closed.
 async fn write_loop<O: Outbound>(
     mut outbound: O,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     handle: Arc<SessionHandle>,
     heartbeat: Option<Duration>,
+    shutdown: CancellationToken,
 ) {
     let metrics = Metrics::get();
     let mut batch: Vec<Queued> = Vec::with_capacity(16);
@@ -892,12 +897,22 @@ async fn write_loop<O: Outbound>(
         tokio::select! {
             biased;
             () = closed.cancelled() => {
-                if handle.is_slow() {
-                    let fatal = Fatal::new(
+                let farewell = if handle.is_slow() {
+                    Some(Fatal::new(
                         ErrorReason::SlowConsumer,
                         "slow consumer",
                         "the connection did not read its messages fast enough",
-                    );
+                    ))
+                } else if shutdown.is_cancelled() {
+                    Some(Fatal::new(
+                        ErrorReason::Shutdown,
+                        "server shutting down",
+                        "the broker is shutting down; reconnect later",
+                    ))
+                } else {
+                    None
+                };
+                if let Some(fatal) = farewell {
                     metrics.error(fatal.reason);
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
                         outbound.write(fatal.encode(handle.version)).await?;
@@ -905,7 +920,7 @@ async fn write_loop<O: Outbound>(
                     })
                     .await;
                 }
-                outbound.close(false).await;
+                outbound.close(shutdown.is_cancelled()).await;
                 return;
             }
             received = queue.recv_many(&mut batch, WRITE_BATCH) => {
