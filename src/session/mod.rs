@@ -635,7 +635,11 @@ impl Session {
             )
             .with_receipt(frame));
         }
-        frames.push(frame.clone());
+        // The RECEIPT answers the frame now that it is held; the held copy has no `receipt`, so
+        // that COMMIT does not answer it a second time.
+        let mut held = frame.clone();
+        held.headers.remove("receipt");
+        frames.push(held);
         self.receipt(frame);
         Ok(true)
     }
