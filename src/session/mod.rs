@@ -186,6 +186,12 @@ impl From<DecodeError> for Fatal {
     }
 }
 
+/// The ERROR for a transport message over the transport's own limit (a WebSocket message over
+/// twice `max_frame_bytes`): it held a frame over the limit.
+fn transport_too_large(error: &std::io::Error) -> Fatal {
+    Fatal::new(ErrorReason::TooLarge, "frame too large", error.to_string())
+}
+
 /// How a session ended, for the close that follows.
 enum Ending {
     /// The peer closed or the socket failed: nothing more to send.
@@ -374,6 +380,9 @@ async fn read_connect<I: Inbound>(
         }
         match inbound.read(buf).await {
             Ok(true) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(transport_too_large(&error));
+            }
             Ok(false) | Err(_) => return Ok(None),
         }
     }
@@ -522,6 +531,9 @@ impl Session {
                 read = inbound.read(buf) => {
                     match read {
                         Ok(true) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
+                            return Ending::Error(transport_too_large(&error));
+                        }
                         Ok(false) | Err(_) => return Ending::Gone,
                     }
                     if let Some(limit) = silence_limit {
