@@ -443,10 +443,12 @@ fn accept(
         .ok_or(AuthError::MissingToken)
         .and_then(|t| context.auth.verify(t))
         .map_err(|error| {
-            Box::new((
-                Fatal::unauthorized(error.to_string()).with_receipt(connect),
-                version,
-            ))
+            let mut fatal = Fatal::unauthorized(error.to_string()).with_receipt(connect);
+            // The contract refuses a `sub` outside the user-id alphabet with INVALID_ARGUMENT.
+            if matches!(error, AuthError::InvalidUserId(_)) {
+                fatal.extra = Some(("code", "INVALID_ARGUMENT"));
+            }
+            Box::new((fatal, version))
         })?;
     let server = context.settings.heartbeat;
     let interval = |ours: u64, theirs: u64| {
