@@ -18,6 +18,8 @@
 #                                limit is below what the idle scenario needs (disruptive)
 #   BENCH_OUT=<temp dir>         where the JSON results and logs go
 #   BENCH_BROKER_LOG=info        RUST_LOG of our broker
+#   BENCH_NICE=0                 nice value for both brokers and loadgen during the runs, e.g. -10
+#                                on a machine shared with other work (needs root for < 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,7 @@ RABBIT=${BENCH_RABBITMQ:-1}
 RABBIT_URL=${BENCH_RABBITMQ_URL:-ws://127.0.0.1:15674/ws}
 RABBIT_RESTART=${BENCH_RABBITMQ_RESTART:-0}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench.XXXXXX)}
+NICE=${BENCH_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -69,7 +72,7 @@ start_broker() {
   (
     cd "$dir"
     BROKER_SERVER_HTTP_ADDR=127.0.0.1:0 BROKER_AUTH_JWT_SECRET=$SECRET \
-      RUST_LOG=${BENCH_BROKER_LOG:-info} NO_COLOR=1 exec "$BROKER"
+      RUST_LOG=${BENCH_BROKER_LOG:-info} NO_COLOR=1 exec nice -n "$NICE" "$BROKER"
   ) >"$OUT/broker/broker.log" 2>&1 &
   BROKER_PID=$!
   BROKER_URL=
@@ -100,7 +103,7 @@ run_scenario() {
   local dir=$1 name=$2
   shift 2
   say "$(basename "$dir"): $name"
-  "$LOADGEN" --json "$dir/$name.json" "$@" || true
+  nice -n "$NICE" "$LOADGEN" --json "$dir/$name.json" "$@" || true
 }
 
 # flows DIR AUTH...: the message-flow scenarios against one broker.
@@ -128,6 +131,13 @@ stop_broker
 # --- RabbitMQ Web-STOMP ----------------------------------------------------------------------
 beam_pid() { pgrep -x beam.smp | head -1; }
 beam_nofile() { awk '/Max open files/ {print $4}' "/proc/$1/limits"; }
+# renice_all PID VALUE: every thread of a running process (setpriority acts per thread).
+renice_all() {
+  local tid
+  for tid in /proc/"$1"/task/*; do
+    renice -n "$2" -p "$(basename "$tid")" >/dev/null 2>&1 || true
+  done
+}
 
 start_rabbitmq() {
   # rabbitmq-server switches user through su, whose PAM session resets the open-files limit to
@@ -164,8 +174,14 @@ if [ "$RABBIT" = 1 ]; then
     rabbitmq-plugins enable rabbitmq_web_stomp >/dev/null
     for _ in $(seq 1 30); do port_open 15674 && break; sleep 1; done
   fi
+  BEAM=$(beam_pid)
+  BEAM_NICE=$(ps -o ni= -p "$BEAM" | tr -d ' ')
+  if [ "$NICE" != 0 ]; then
+    renice_all "$BEAM" "$NICE"
+    trap 'renice_all "$BEAM" "$BEAM_NICE"; cleanup' EXIT
+  fi
   THEIRS=(--url "$RABBIT_URL" --login guest --passcode guest --label rabbitmq
-    --broker-pid "$(beam_pid)")
+    --broker-pid "$BEAM")
   run_scenario "$OUT/rabbitmq" idle "${THEIRS[@]}" --source-ips "$SOURCES" \
     idle --connections "$IDLE" --hold "$HOLD"
   # RabbitMQ deletes the idle sessions' queues asynchronously; let it finish first.

@@ -53,6 +53,8 @@ pub struct FlowReport {
     pub rate: f64,
     /// Body size.
     pub payload: usize,
+    /// Seconds taken to connect and subscribe every subscriber.
+    pub setup_seconds: f64,
     /// Seconds spent publishing.
     pub publish_seconds: f64,
     /// Messages published, over all publishers.
@@ -90,7 +92,7 @@ impl FlowReport {
             "max".to_owned()
         };
         format!(
-            "{} [{}] publishers={} subscribers={} dest={} rate={} payload={}B sent={} \
+            "{} [{}] publishers={} subscribers={} dest={} rate={} payload={}B setup={:.1}s sent={} \
              received={}/{} lost={} ooo={} publish/s={:.0} deliveries/s={:.0} \
              p50={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms connect_failures={} errors={}{}",
             self.scenario,
@@ -100,6 +102,7 @@ impl FlowReport {
             self.destination,
             rate,
             self.payload,
+            self.setup_seconds,
             self.sent,
             self.received,
             self.expected,
@@ -386,6 +389,7 @@ async fn run_groups(
         }
     }
     let subscriber_count = plan.len();
+    let setup_start = Instant::now();
     let destinations: Arc<Vec<String>> =
         Arc::new(groups.iter().map(|g| g.destination.clone()).collect());
     let opened = crate::open_many(target.clone(), options, subscriber_count, {
@@ -400,6 +404,7 @@ async fn run_groups(
         }
     })
     .await;
+    let setup_seconds = setup_start.elapsed().as_secs_f64();
     let mut connect_failures = 0u64;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut subscribers = JoinSet::new();
@@ -516,6 +521,7 @@ async fn run_groups(
         destination: kind.to_owned(),
         rate: load.rate,
         payload: load.payload,
+        setup_seconds,
         publish_seconds,
         sent,
         expected,
