@@ -81,7 +81,11 @@ impl Im {
         })
     }
 
-    async fn target(&self, sender: &Identity, request: &SendRequest) -> Result<Target, AppError> {
+    pub(super) async fn target(
+        &self,
+        sender: &Identity,
+        request: &SendRequest,
+    ) -> Result<Target, AppError> {
         let me = &sender.user_id;
         match (&request.to, &request.conversation_id) {
             (Some(to), None) => {
@@ -114,7 +118,7 @@ impl Im {
         }
     }
 
-    async fn validate(
+    pub(super) async fn validate(
         &self,
         sender: &Identity,
         target: Target,

@@ -6,6 +6,7 @@
 //! ([`rest`]) share one implementation. Pushes go through the hub, after the store commit.
 
 mod delivery;
+mod forward;
 mod groups;
 pub mod json;
 pub mod limits;

@@ -411,6 +411,7 @@ pub(super) fn routes() -> Router<RestState> {
         .route("/admin/bans", get(list_bans))
         .route("/admin/bans/{user}", axum::routing::delete(lift_ban))
         .route("/search", get(super::search::search))
+        .route("/messages/forward", post(super::forward::forward))
 }
 
 fn check_user(user: &str, caller: &Identity) -> Result<(), AppError> {
