@@ -65,7 +65,9 @@ impl Lane {
 }
 
 fn lock(lanes: &Mutex<HashMap<String, Lane>>) -> MutexGuard<'_, HashMap<String, Lane>> {
-    lanes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lanes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SeqOrder {
@@ -128,8 +130,7 @@ impl SeqOrder {
                 if runnable.is_empty() {
                     lane.running = false;
                     let oldest = lane.awaited.values().min().copied();
-                    if let Some(oldest) = oldest.filter(|_| !lane.ready.is_empty() && !lane.timer)
-                    {
+                    if let Some(oldest) = oldest.filter(|_| !lane.ready.is_empty() && !lane.timer) {
                         lane.timer = self.recheck_at(conversation, oldest + self.give_up);
                     }
                     if lane.is_idle() {
