@@ -70,6 +70,94 @@ pub struct Config {
     pub acl: AclConfig,
     /// Chat rules.
     pub im: ImConfig,
+    /// Sensitive words and bans.
+    pub moderation: ModerationConfig,
+    /// Uploaded files.
+    pub files: FilesConfig,
+}
+
+/// `[moderation]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationConfig {
+    /// Sensitive words, one per line; none when unset.
+    #[serde(default)]
+    pub words_file: Option<PathBuf>,
+    /// What a hit does to the message.
+    pub action: ModerationAction,
+    /// Reports plus rejected messages a user may collect within the window before a ban.
+    pub ban_threshold: u32,
+    /// The window those are counted in, in seconds.
+    pub ban_window_s: u64,
+    /// How long a ban lasts, in seconds.
+    pub ban_duration_s: u64,
+}
+
+/// `moderation.action`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModerationAction {
+    /// Refuse the message with `SENSITIVE_CONTENT`.
+    Reject,
+    /// Replace each hit with `*` and store the message.
+    Mask,
+}
+
+/// `[files]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Where the local store keeps uploads.
+    pub dir: PathBuf,
+}
+
+/// A rate such as `30/10s`: at most `count` events per `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed in the window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Rate, String> {
+        let bad = || format!("expected <count>/<n><ms|s|m|h|d>, e.g. \"30/10s\", got {value:?}");
+        let (count, window) = value.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let window = window.trim();
+        let split = window.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = window.split_at(split);
+        let number: u64 = if number.is_empty() {
+            1
+        } else {
+            number.parse().map_err(|_| bad())?
+        };
+        let millis = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        if count == 0 || number == 0 {
+            return Err(format!("{value:?}: count and window must be at least 1"));
+        }
+        Ok(Rate {
+            count,
+            per: Duration::from_millis(number.saturating_mul(millis)),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[im]`
@@ -80,6 +168,9 @@ pub struct ImConfig {
     pub recall_window_s: u64,
     /// Members a group may have.
     pub max_group_members: usize,
+    /// How often the purge of messages older than a conversation's `messageRetentionDays`
+    /// runs, in seconds.
+    pub retention_purge_interval_s: u64,
 }
 
 /// `[server]`
@@ -196,6 +287,16 @@ pub struct LimitsConfig {
     pub queue_prefetch: usize,
     /// Characters (not bytes) of a text message.
     pub text_max_chars: usize,
+    /// Largest image upload, in bytes.
+    pub image_max_bytes: u64,
+    /// Largest upload of any other file, in bytes.
+    pub file_max_bytes: u64,
+    /// Messages one user may send (STOMP and REST together).
+    pub send_rate: Rate,
+    /// Messages one user may send to users who never replied to them.
+    pub stranger_rate: Rate,
+    /// Messages to a user who never replied, until they reply.
+    pub stranger_before_reply: u32,
 }
 
 /// `[acl]`: who may SUBSCRIBE and SEND to generic `/topic/*` and `/queue/*` destinations.
@@ -338,6 +439,10 @@ impl Config {
         positive("storage.max_batch", self.storage.max_batch)?;
         positive("im.max_group_members", self.im.max_group_members)?;
         positive("limits.text_max_chars", self.limits.text_max_chars)?;
+        positive(
+            "im.retention_purge_interval_s",
+            usize::try_from(self.im.retention_purge_interval_s).unwrap_or(1),
+        )?;
         if self.storage.pool_size == 0 {
             return Err(ConfigError::Invalid {
                 key: "storage.pool_size",

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
@@ -12,6 +13,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use stomp_codec::{Command, Decoded, Decoder, Frame, Limits, Version, encode};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Mutex;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -19,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 type Ws = WebSocketStream<TcpStream>;
+type Sink = SplitSink<Ws, Message>;
 
 /// How a connection proves who it is.
 #[derive(Clone, Debug)]
@@ -54,10 +57,13 @@ pub struct Target {
     sources: Vec<IpAddr>,
     next_source: AtomicUsize,
     connect_timeout: Duration,
+    heartbeat: Option<Duration>,
 }
 
 impl Target {
     /// Resolves `url` once, so that thousands of connections do not each look it up.
+    /// With a `heartbeat`, every connection offers to send heart-beats at that interval and
+    /// does, whatever its owner is doing.
     ///
     /// # Errors
     ///
@@ -68,6 +74,7 @@ impl Target {
         vhost: String,
         sources: Vec<IpAddr>,
         connect_timeout: Duration,
+        heartbeat: Option<Duration>,
     ) -> anyhow::Result<Target> {
         let request = url
             .into_client_request()
@@ -91,6 +98,7 @@ impl Target {
             sources,
             next_source: AtomicUsize::new(0),
             connect_timeout,
+            heartbeat,
         })
     }
 
@@ -133,21 +141,30 @@ impl Target {
         let (sink, stream) = ws.split();
         let mut connection = Connection {
             writer: Writer {
-                sink,
+                sink: Arc::new(Mutex::new(sink)),
                 scratch: BytesMut::new(),
             },
             reader: Reader::new(stream),
         };
         let (login, passcode) = self.credentials(number)?;
+        let heartbeat_ms = self.heartbeat.map_or(0, |d| d.as_millis());
         let connect = Frame::new(Command::Connect)
             .header("accept-version", "1.2")
             .header("host", self.vhost.as_str())
             .header("login", login)
             .header("passcode", passcode)
-            .header("heart-beat", "0,0");
+            // We send beats; we ask for none, so an idle session costs the broker nothing.
+            .header("heart-beat", format!("{heartbeat_ms},0"));
         connection.writer.send(&connect).await?;
         match connection.reader.next().await? {
-            Some(frame) if frame.command == Command::Connected => Ok(connection),
+            Some(frame) if frame.command == Command::Connected => {
+                if let Some(every) = self.heartbeat {
+                    // Brokers close sessions that are silent for too long (ours after twice
+                    // the interval, RabbitMQ Web-STOMP after 60 s): beat at half the interval.
+                    spawn_heartbeat(Arc::downgrade(&connection.writer.sink), every / 2);
+                }
+                Ok(connection)
+            }
             Some(frame) => bail!("CONNECT refused: {}", describe(&frame)),
             None => bail!("connection closed before CONNECTED"),
         }
@@ -196,6 +213,23 @@ fn mint(secret: &str, sub: &str, role: &str) -> anyhow::Result<String> {
     .context("minting a token")
 }
 
+/// Sends a heart-beat EOL every `every` until the connection is dropped or fails.
+fn spawn_heartbeat(sink: Weak<Mutex<Sink>>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            let Some(sink) = sink.upgrade() else {
+                return;
+            };
+            let mut sink = sink.lock().await;
+            if sink.send(Message::text("\n")).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// A one-line description of an ERROR (or unexpected) frame.
 pub fn describe(frame: &Frame) -> String {
     let message = frame.get("message").unwrap_or("");
@@ -236,28 +270,32 @@ impl Connection {
         }
     }
 
-    /// Sends DISCONNECT with a receipt and waits for it: proves the session was still alive.
+    /// Proves the session is still served: UNSUBSCRIBE `id` with a receipt, and the RECEIPT
+    /// back. (Not DISCONNECT: RabbitMQ Web-STOMP closes the socket without sending its receipt.)
     ///
     /// # Errors
     ///
     /// When the RECEIPT does not come.
-    pub async fn disconnect(mut self) -> anyhow::Result<()> {
-        let frame = Frame::new(Command::Disconnect).header("receipt", "bye");
+    pub async fn probe(&mut self, id: &str) -> anyhow::Result<()> {
+        let frame = Frame::new(Command::Unsubscribe)
+            .header("id", id)
+            .header("receipt", "probe");
         self.writer.send(&frame).await?;
         loop {
             match self.reader.next().await? {
                 Some(frame) if frame.command == Command::Receipt => return Ok(()),
                 Some(frame) if frame.command == Command::Message => {}
-                Some(frame) => bail!("DISCONNECT answered by {}", describe(&frame)),
-                None => bail!("connection closed before the DISCONNECT receipt"),
+                Some(frame) => bail!("UNSUBSCRIBE answered by {}", describe(&frame)),
+                None => bail!("connection closed before the UNSUBSCRIBE receipt"),
             }
         }
     }
 }
 
-/// The sending half of a session.
+/// The sending half of a session. The socket is shared with the heart-beat task, which holds
+/// it only weakly so that dropping the connection closes it.
 pub struct Writer {
-    sink: SplitSink<Ws, Message>,
+    sink: Arc<Mutex<Sink>>,
     scratch: BytesMut,
 }
 
@@ -284,7 +322,12 @@ impl Writer {
             Ok(text) => Message::Text(text),
             Err(_) => Message::Binary(bytes),
         };
-        self.sink.feed(message).await.context("websocket write")
+        self.sink
+            .lock()
+            .await
+            .feed(message)
+            .await
+            .context("websocket write")
     }
 
     /// Writes everything fed so far.
@@ -293,7 +336,12 @@ impl Writer {
     ///
     /// When the socket fails.
     pub async fn flush(&mut self) -> anyhow::Result<()> {
-        self.sink.flush().await.context("websocket flush")
+        self.sink
+            .lock()
+            .await
+            .flush()
+            .await
+            .context("websocket flush")
     }
 
     /// Sends one frame now.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::client::{Connection, Target};
-use crate::{ConnectOptions, Errors, run_id};
+use crate::{Errors, RunOptions, run_id};
 
 /// What an idle run measured.
 #[derive(Debug, serde::Serialize)]
@@ -22,7 +22,7 @@ pub struct IdleReport {
     pub connections: usize,
     /// Sessions that connected and subscribed.
     pub connected: usize,
-    /// Of those, sessions that still answered DISCONNECT with a RECEIPT after the hold.
+    /// Of those, sessions that still answered UNSUBSCRIBE with a RECEIPT after the hold.
     pub alive_after_hold: usize,
     /// Seconds taken to open them all.
     pub connect_seconds: f64,
@@ -32,7 +32,9 @@ pub struct IdleReport {
     pub rss_after_kib: Option<u64>,
     /// (after - before) / connected, in bytes.
     pub rss_bytes_per_connection: Option<f64>,
-    /// Failures to connect, subscribe or disconnect.
+    /// Cores busy while connecting and settling.
+    pub cpu: Option<crate::cpu::Usage>,
+    /// Failures to connect, subscribe or probe.
     pub errors: u64,
     /// The first few of them.
     pub error_samples: Vec<String>,
@@ -54,13 +56,14 @@ impl IdleReport {
             _ => String::new(),
         };
         format!(
-            "idle [{}] connected={}/{} alive_after_hold={} connect_time={:.1}s{rss} errors={}",
+            "idle [{}] connected={}/{} alive_after_hold={} connect_time={:.1}s{rss} errors={}{}",
             self.label,
             self.connected,
             self.connections,
             self.alive_after_hold,
             self.connect_seconds,
             self.errors,
+            crate::cpu::suffix(self.cpu.as_ref()),
         )
     }
 }
@@ -75,17 +78,18 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Opens `connections` sessions, each subscribed to its own topic, holds them for `hold`, then
-/// checks each is still alive with a DISCONNECT receipt.
+/// checks each is still alive with a receipted UNSUBSCRIBE.
 pub async fn idle(
     target: Arc<Target>,
-    options: &ConnectOptions,
+    options: &RunOptions,
     connections: usize,
     hold: Duration,
     settle: Duration,
-    rss_pid: Option<u32>,
 ) -> IdleReport {
     let errors = Arc::new(Errors::default());
+    let rss_pid = options.broker_pid;
     let rss_before = rss_pid.and_then(rss_kib);
+    let cpu_start = crate::cpu::Sample::take(rss_pid);
     let run = run_id();
     let started = Instant::now();
     let opened = crate::open_many(target, options, connections, move |mut connection, n| {
@@ -108,15 +112,16 @@ pub async fn idle(
     // Let the broker finish whatever it does after a SUBSCRIBE before its memory is read.
     tokio::time::sleep(settle).await;
     let rss_after = rss_pid.and_then(rss_kib);
+    let cpu = crate::cpu::since(cpu_start, rss_pid);
     tokio::time::sleep(hold.saturating_sub(settle)).await;
 
     let mut closing = JoinSet::new();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
-    for connection in open {
+    for mut connection in open {
         let semaphore = semaphore.clone();
         closing.spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            tokio::time::timeout(Duration::from_secs(30), connection.disconnect()).await
+            tokio::time::timeout(Duration::from_secs(30), connection.probe("0")).await
         });
     }
     let mut alive = 0;
@@ -124,7 +129,7 @@ pub async fn idle(
         match result {
             Ok(Ok(Ok(()))) => alive += 1,
             Ok(Ok(Err(error))) => errors.add(format!("after hold: {error:#}")),
-            Ok(Err(_)) => errors.add("after hold: DISCONNECT receipt timed out".to_owned()),
+            Ok(Err(_)) => errors.add("after hold: UNSUBSCRIBE receipt timed out".to_owned()),
             Err(error) => errors.add(format!("after hold: {error}")),
         }
     }
@@ -145,6 +150,7 @@ pub async fn idle(
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
         rss_bytes_per_connection: per_connection,
+        cpu,
         errors: errors.count(),
         error_samples: errors.samples(),
     }

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{Connection, Reader, Target, Writer, describe};
 use crate::stats::{Flow, Latencies, Percentiles, now_ns};
-use crate::{ConnectOptions, Errors, run_id};
+use crate::{Errors, RunOptions, run_id};
 
 /// How publishers behave.
 #[derive(Clone, Debug)]
@@ -53,6 +53,8 @@ pub struct FlowReport {
     pub rate: f64,
     /// Body size.
     pub payload: usize,
+    /// Seconds taken to connect and subscribe every subscriber.
+    pub setup_seconds: f64,
     /// Seconds spent publishing.
     pub publish_seconds: f64,
     /// Messages published, over all publishers.
@@ -71,6 +73,8 @@ pub struct FlowReport {
     pub deliveries_per_sec: f64,
     /// End-to-end latency.
     pub latency: Percentiles,
+    /// Cores busy from the first publish to the end of the drain.
+    pub cpu: Option<crate::cpu::Usage>,
     /// Connections that failed to open or subscribe.
     pub connect_failures: u64,
     /// ERROR frames and socket failures during the run.
@@ -88,9 +92,9 @@ impl FlowReport {
             "max".to_owned()
         };
         format!(
-            "{} [{}] publishers={} subscribers={} dest={} rate={} payload={}B sent={} \
+            "{} [{}] publishers={} subscribers={} dest={} rate={} payload={}B setup={:.1}s sent={} \
              received={}/{} lost={} ooo={} publish/s={:.0} deliveries/s={:.0} \
-             p50={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms connect_failures={} errors={}",
+             p50={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms connect_failures={} errors={}{}",
             self.scenario,
             self.label,
             self.publishers,
@@ -98,6 +102,7 @@ impl FlowReport {
             self.destination,
             rate,
             self.payload,
+            self.setup_seconds,
             self.sent,
             self.received,
             self.expected,
@@ -111,6 +116,7 @@ impl FlowReport {
             self.latency.max_ms,
             self.connect_failures,
             self.errors,
+            crate::cpu::suffix(self.cpu.as_ref()),
         )
     }
 }
@@ -359,7 +365,7 @@ struct Group {
 async fn run_groups(
     scenario: &'static str,
     target: Arc<Target>,
-    options: &ConnectOptions,
+    options: &RunOptions,
     groups: Vec<Group>,
     kind: &str,
     load: Load,
@@ -383,6 +389,7 @@ async fn run_groups(
         }
     }
     let subscriber_count = plan.len();
+    let setup_start = Instant::now();
     let destinations: Arc<Vec<String>> =
         Arc::new(groups.iter().map(|g| g.destination.clone()).collect());
     let opened = crate::open_many(target.clone(), options, subscriber_count, {
@@ -397,6 +404,7 @@ async fn run_groups(
         }
     })
     .await;
+    let setup_seconds = setup_start.elapsed().as_secs_f64();
     let mut connect_failures = 0u64;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut subscribers = JoinSet::new();
@@ -431,6 +439,7 @@ async fn run_groups(
         |connection, _| async move { Ok(connection) },
     )
     .await;
+    let cpu_start = crate::cpu::Sample::take(options.broker_pid);
     let mut publishing = JoinSet::new();
     for (index, result) in publishers.into_iter().enumerate() {
         match result {
@@ -485,6 +494,7 @@ async fn run_groups(
             last_progress = Instant::now();
         }
     }
+    let cpu = crate::cpu::since(cpu_start, options.broker_pid);
     let _ = stop_tx.send(true);
     let mut received = 0u64;
     let mut out_of_order = 0u64;
@@ -511,6 +521,7 @@ async fn run_groups(
         destination: kind.to_owned(),
         rate: load.rate,
         payload: load.payload,
+        setup_seconds,
         publish_seconds,
         sent,
         expected,
@@ -520,6 +531,7 @@ async fn run_groups(
         publish_rate: sent as f64 / publish_seconds.max(1e-9),
         deliveries_per_sec,
         latency: Percentiles::of(&latencies.merged()),
+        cpu,
         connect_failures,
         errors: errors.count(),
         error_samples: errors.samples(),
@@ -533,7 +545,7 @@ async fn run_groups(
 /// When the publisher cannot connect.
 pub async fn fanout(
     target: Arc<Target>,
-    options: &ConnectOptions,
+    options: &RunOptions,
     subscribers: usize,
     topic: Option<String>,
     load: Load,
@@ -554,7 +566,7 @@ pub async fn fanout(
 /// When no publisher can connect.
 pub async fn pairs(
     target: Arc<Target>,
-    options: &ConnectOptions,
+    options: &RunOptions,
     pairs: usize,
     kind: &str,
     load: Load,

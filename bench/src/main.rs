@@ -3,14 +3,18 @@
 //!
 //! - `fanout`: one publisher, N subscribers on one topic: deliveries per second, loss, latency;
 //! - `pairs`: N publishers each feeding its own subscriber through its own destination;
-//! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory.
+//! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory;
+//!
+//! and `report`, which prints the markdown table of a `bench/run.sh` run.
 //!
 //! It speaks to our broker (`--token` or `--jwt-secret`) and to RabbitMQ Web-STOMP
 //! (`--login guest --passcode guest`) alike, so the two can be compared with the same client.
 
 mod client;
+mod cpu;
 mod idle;
 mod load;
+mod report;
 mod stats;
 
 use std::future::Future;
@@ -82,9 +86,17 @@ struct Common {
     /// Time allowed for one connection's TCP connect, handshake and CONNECT.
     #[arg(long, global = true, default_value_t = 30.0)]
     connect_timeout: f64,
+    /// Heart-beat interval offered in CONNECT, in ms; connections beat at half of it. 0 turns
+    /// heart-beats off (RabbitMQ Web-STOMP then closes sessions silent for 60 s).
+    #[arg(long, global = true, default_value_t = 10_000)]
+    heartbeat_ms: u64,
     /// Worker threads of this process (it shares the machine with the broker).
     #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
+    /// The broker's process id: its CPU time is reported, and in `idle` its VmRSS before and
+    /// after connecting (for RabbitMQ, the beam.smp process).
+    #[arg(long, global = true)]
+    broker_pid: Option<u32>,
     /// A name for the broker under test, copied into the output.
     #[arg(long, global = true, default_value = "")]
     label: String,
@@ -167,9 +179,12 @@ enum Scenario {
         /// Seconds to wait after the last SUBSCRIBE before reading the broker's memory.
         #[arg(long, default_value_t = 3.0)]
         settle: f64,
-        /// The broker's process id: its VmRSS is read before and after connecting.
-        #[arg(long)]
-        rss_pid: Option<u32>,
+    },
+    /// Prints the markdown table of the JSON results that bench/run.sh wrote.
+    Report {
+        /// `NAME=DIR`: a column headed NAME from the results in DIR; repeat per broker.
+        #[arg(long = "column", required = true, value_parser = report::parse_column)]
+        columns: Vec<report::Column>,
     },
 }
 
@@ -177,10 +192,12 @@ fn seconds(value: f64, name: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value).with_context(|| format!("{name} must be a duration"))
 }
 
-/// How connections are opened.
-pub struct ConnectOptions {
+/// What every scenario needs beyond its own arguments.
+pub struct RunOptions {
     /// Connections opened at once.
     pub concurrency: usize,
+    /// The broker's process id, for its CPU time and memory.
+    pub broker_pid: Option<u32>,
 }
 
 /// Failures seen during a run: a count and the first few messages.
@@ -232,7 +249,7 @@ pub fn run_id() -> String {
 /// (e.g. SUBSCRIBE). Results come back in connection-number order.
 pub async fn open_many<F, Fut>(
     target: Arc<Target>,
-    options: &ConnectOptions,
+    options: &RunOptions,
     count: usize,
     setup: F,
 ) -> Vec<anyhow::Result<Connection>>
@@ -299,6 +316,10 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> anyhow::Result<(
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
+    if let Scenario::Report { columns } = &cli.scenario {
+        print!("{}", report::table(columns));
+        return Ok(true);
+    }
     let target = Arc::new(
         Target::new(
             &common.url,
@@ -306,11 +327,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             common.vhost.clone(),
             common.source_ips.clone(),
             seconds(common.connect_timeout, "--connect-timeout")?,
+            (common.heartbeat_ms > 0).then(|| Duration::from_millis(common.heartbeat_ms)),
         )
         .await?,
     );
-    let options = ConnectOptions {
+    let options = RunOptions {
         concurrency: common.connect_concurrency,
+        broker_pid: common.broker_pid,
     };
     match &cli.scenario {
         Scenario::Fanout {
@@ -342,7 +365,6 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             connections,
             hold,
             settle,
-            rss_pid,
         } => {
             let mut report = idle::idle(
                 target,
@@ -350,7 +372,6 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 *connections,
                 seconds(*hold, "--hold")?,
                 seconds(*settle, "--settle")?,
-                *rss_pid,
             )
             .await;
             report.url.clone_from(&common.url);
@@ -361,6 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(report.connected == *connections && report.errors == 0)
         }
+        Scenario::Report { .. } => Ok(true),
     }
 }
 

@@ -394,11 +394,6 @@ impl Hub {
     }
 
     async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, key: &SubscriptionKey) {
-        for target in session.forget_subscription(id) {
-            if let AckTarget::Queue { queue, tag } = target {
-                queue.nack(tag);
-            }
-        }
         match key {
             SubscriptionKey::Queue(name) => {
                 if let Some(queue) = self.inner.queues.get(name).map(|q| q.clone()) {
@@ -423,6 +418,15 @@ impl Hub {
                     self.remove_interest(Interest::Topic(name.to_string()))
                         .await;
                 }
+            }
+        }
+        // Only now, with the subscription gone from its queue (which took back, in order, what
+        // it had not acknowledged): a NACK while it was still a consumer would hand those
+        // messages straight back to it. What is left to settle is no longer lent, or belongs
+        // to another queue.
+        for target in session.forget_subscription(id) {
+            if let AckTarget::Queue { queue, tag } = target {
+                queue.nack(tag);
             }
         }
     }

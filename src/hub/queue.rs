@@ -181,12 +181,13 @@ impl Queue {
     /// Hands waiting messages to consumers with room, round-robin.
     fn dispatch(self: &Arc<Queue>, state: &mut State) {
         loop {
+            // Drop consumers whose session has ended; their lent messages come back when the
+            // session unsubscribes on its way out. Checked before the emptiness test, so that
+            // `pick` never sees an empty list.
+            state.consumers.retain(|c| !c.session.is_closed());
             if state.consumers.is_empty() {
                 return;
             }
-            // Drop consumers whose session has ended; their lent messages come back when the
-            // session unsubscribes on its way out.
-            state.consumers.retain(|c| !c.session.is_closed());
             let Some(held) = state.ready.front() else {
                 return;
             };

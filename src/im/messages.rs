@@ -57,8 +57,11 @@ impl Im {
             return Err(with_id(invalid("clientMsgId must be 1 to 64 characters")));
         }
         let target = self.target(sender, &request).await.map_err(with_id)?;
-        let message = self
+        let mut message = self
             .validate(sender, target, client_msg_id.clone(), &request)
+            .await
+            .map_err(with_id)?;
+        self.check_send(sender, &mut message)
             .await
             .map_err(with_id)?;
         let outcome = self
@@ -78,7 +81,11 @@ impl Im {
         })
     }
 
-    async fn target(&self, sender: &Identity, request: &SendRequest) -> Result<Target, AppError> {
+    pub(super) async fn target(
+        &self,
+        sender: &Identity,
+        request: &SendRequest,
+    ) -> Result<Target, AppError> {
         let me = &sender.user_id;
         match (&request.to, &request.conversation_id) {
             (Some(to), None) => {
@@ -111,7 +118,7 @@ impl Im {
         }
     }
 
-    async fn validate(
+    pub(super) async fn validate(
         &self,
         sender: &Identity,
         target: Target,
@@ -182,12 +189,13 @@ impl Im {
     }
 
     /// Pushes a sent message: `message.new` to the conversation's audience (only to the
-    /// sender's own sessions for a duplicate), then delivery tracking for private chats.
+    /// sender's own sessions for a duplicate), then delivery tracking for private chats. A new
+    /// message is pushed after every smaller seq of its conversation (see
+    /// [`crate::store::Store::push_in_seq_order`]).
     pub fn push_sent(&self, sent: &Sent) {
         let message = &sent.message;
-        let body = super::to_json(&MessageJson::from(message));
-        let conversation = &message.conversation_id;
         if sent.duplicate {
+            let body = super::to_json(&MessageJson::from(message));
             self.publish_json(
                 &user_route(&message.sender_id, "messages"),
                 "message.new",
@@ -195,6 +203,18 @@ impl Im {
             );
             return;
         }
+        let im = self.clone();
+        let new = message.clone();
+        self.store().push_in_seq_order(
+            &message.conversation_id,
+            message.seq,
+            Box::new(move || im.push_new(&new)),
+        );
+    }
+
+    fn push_new(&self, message: &MessageRow) {
+        let body = super::to_json(&MessageJson::from(message));
+        let conversation = &message.conversation_id;
         match super::json::conversation_type(conversation) {
             "group" => {
                 let mut publication = Publication::json_event("message.new", body);

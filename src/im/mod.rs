@@ -6,13 +6,19 @@
 //! ([`rest`]) share one implementation. Pushes go through the hub, after the store commit.
 
 mod delivery;
+mod forward;
 mod groups;
 pub mod json;
+pub mod limits;
+pub mod limits_redis;
 mod messages;
+pub mod moderation;
 pub mod notifications_queue;
 pub mod presence;
 pub mod presence_redis;
 pub mod rest;
+pub mod safety;
+mod search;
 pub mod stomp;
 
 use std::sync::Arc;
@@ -38,6 +44,8 @@ pub struct ImSettings {
     pub max_group_members: usize,
     /// Characters per text message.
     pub text_max_chars: usize,
+    /// Limits and moderation.
+    pub safety: safety::SafetySettings,
 }
 
 impl ImSettings {
@@ -47,6 +55,7 @@ impl ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
             text_max_chars: config.limits.text_max_chars,
+            safety: safety::SafetySettings::from_config(config),
         }
     }
 }
@@ -63,6 +72,7 @@ struct Inner {
     settings: ImSettings,
     presence: Presence,
     delivery: delivery::Recorder,
+    safety: safety::Safety,
 }
 
 impl Im {
@@ -74,19 +84,38 @@ impl Im {
         redis: Option<presence_redis::RedisPresence>,
     ) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
-        let presence = match redis {
-            Some(redis) => Presence::with_redis(hub.clone(), redis),
-            None => Presence::new(hub.clone()),
+        // With Redis, presence and rate limits are cluster-wide.
+        let (presence, limiter): (Presence, Arc<dyn limits::RateLimiter>) = match redis {
+            Some(redis) => (
+                Presence::with_redis(hub.clone(), redis.clone()),
+                Arc::new(limits_redis::RedisLimiter::new(redis.connection())),
+            ),
+            None => (
+                Presence::new(hub.clone()),
+                Arc::new(limits::InProcessLimiter::new()),
+            ),
         };
-        Im {
+        let im = Im {
             inner: Arc::new(Inner {
                 presence,
+                safety: safety::Safety::with_limiter(settings.safety.clone(), limiter),
                 store,
                 hub,
                 settings,
                 delivery,
             }),
-        }
+        };
+        im.start_safety_tasks();
+        im
+    }
+
+    /// Starts what runs beside the requests: loading bans, watching the sensitive-word list.
+    /// The tasks end when the service is dropped.
+    fn start_safety_tasks(&self) {
+        let alive = Arc::downgrade(&self.inner);
+        self.inner.safety.words().watch(alive);
+        let im = self.clone();
+        tokio::spawn(async move { im.load_bans().await });
     }
 
     /// The store.

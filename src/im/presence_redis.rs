@@ -114,6 +114,11 @@ return {{total, seen or ''}}"
         Ok(presence)
     }
 
+    /// The Redis connection, shared with the rate limiter.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     /// Refreshes this node's heartbeat.
     ///
     /// # Errors

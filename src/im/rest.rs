@@ -123,6 +123,7 @@ pub fn routes(state: RestState) -> Router {
         .route("/groups/{id}/exit", post(exit))
         .route("/notifications", post(notify))
         .route("/presence", get(presence))
+        .merge(super::safety::routes())
         .fallback(|| async { AppError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
 }

@@ -70,7 +70,38 @@ impl AppHandler for Handler {
         &'a self,
         request: AppRequest<'a>,
     ) -> HandlerFuture<'a, Result<Option<AfterReceipt>, AppError>> {
+        let body = request.body;
+        let sends = matches!(
+            self.kind,
+            Kind::PrivateSend | Kind::GroupSend | Kind::TopicSend
+        );
         Box::pin(async move {
+            let result = self.dispatch(request).await;
+            // A refused send names its clientMsgId whenever the body has one, also when the
+            // refusal came before the body was fully understood.
+            result.map_err(|mut error| {
+                if sends && error.client_msg_id.is_none() {
+                    error.client_msg_id = client_msg_id_of(body);
+                }
+                error
+            })
+        })
+    }
+}
+
+/// The `clientMsgId` of a send's body, if it is JSON with one.
+fn client_msg_id_of(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value
+        .get("clientMsgId")?
+        .as_str()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+}
+
+impl Handler {
+    async fn dispatch(&self, request: AppRequest<'_>) -> Result<Option<AfterReceipt>, AppError> {
+        {
             let identity = &request.session.identity;
             let im = &self.im;
             match self.kind {
@@ -143,11 +174,9 @@ impl AppHandler for Handler {
                     Ok(None)
                 }
             }
-        })
+        }
     }
-}
 
-impl Handler {
     async fn send(
         &self,
         identity: &Identity,

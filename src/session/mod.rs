@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 
@@ -186,6 +186,12 @@ impl From<DecodeError> for Fatal {
     }
 }
 
+/// The ERROR for a transport message over the transport's own limit (a WebSocket message over
+/// twice `max_frame_bytes`): it held a frame over the limit.
+fn transport_too_large(error: &std::io::Error) -> Fatal {
+    Fatal::new(ErrorReason::TooLarge, "frame too large", error.to_string())
+}
+
 /// How a session ended, for the close that follows.
 enum Ending {
     /// The peer closed or the socket failed: nothing more to send.
@@ -296,8 +302,14 @@ pub async fn run<I: Inbound, O: Outbound>(
         debug!("connected");
 
         let writer = tokio::spawn(
-            write_loop(outbound, queue, handle.clone(), accepted.outgoing_heartbeat)
-                .in_current_span(),
+            write_loop(
+                outbound,
+                queue,
+                handle.clone(),
+                accepted.outgoing_heartbeat,
+                context.shutdown.clone(),
+            )
+            .in_current_span(),
         );
         let ending = session
             .read_loop(
@@ -368,6 +380,9 @@ async fn read_connect<I: Inbound>(
         }
         match inbound.read(buf).await {
             Ok(true) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(transport_too_large(&error));
+            }
             Ok(false) | Err(_) => return Ok(None),
         }
     }
@@ -428,10 +443,12 @@ fn accept(
         .ok_or(AuthError::MissingToken)
         .and_then(|t| context.auth.verify(t))
         .map_err(|error| {
-            Box::new((
-                Fatal::unauthorized(error.to_string()).with_receipt(connect),
-                version,
-            ))
+            let mut fatal = Fatal::unauthorized(error.to_string()).with_receipt(connect);
+            // The contract refuses a `sub` outside the user-id alphabet with INVALID_ARGUMENT.
+            if matches!(error, AuthError::InvalidUserId(_)) {
+                fatal.extra = Some(("code", "INVALID_ARGUMENT"));
+            }
+            Box::new((fatal, version))
         })?;
     let server = context.settings.heartbeat;
     let interval = |ours: u64, theirs: u64| {
@@ -498,13 +515,9 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                () = self.context.shutdown.cancelled() => {
-                    return Ending::Error(Fatal::new(
-                        ErrorReason::Shutdown,
-                        "server shutting down",
-                        "the broker is shutting down; reconnect later",
-                    ));
-                }
+                // The session's close token is a child of the shutdown token, so nothing can be
+                // queued any more: the writer sends the ERROR itself.
+                () = self.context.shutdown.cancelled() => return Ending::Gone,
                 () = self.handle.closed().cancelled() => return Ending::Gone,
                 () = tokio::time::sleep_until(expiry) => {
                     Metrics::get().auth_failures.increment(1);
@@ -520,6 +533,9 @@ impl Session {
                 read = inbound.read(buf) => {
                     match read {
                         Ok(true) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
+                            return Ending::Error(transport_too_large(&error));
+                        }
                         Ok(false) | Err(_) => return Ending::Gone,
                     }
                     if let Some(limit) = silence_limit {
@@ -633,7 +649,11 @@ impl Session {
             )
             .with_receipt(frame));
         }
-        frames.push(frame.clone());
+        // The RECEIPT answers the frame now that it is held; the held copy has no `receipt`, so
+        // that COMMIT does not answer it a second time.
+        let mut held = frame.clone();
+        held.headers.remove("receipt");
+        frames.push(held);
         self.receipt(frame);
         Ok(true)
     }
@@ -873,31 +893,44 @@ impl Session {
 /// Frames taken from the queue per write batch.
 const WRITE_BATCH: usize = 256;
 
-/// Drains the outbound queue into the socket until a Close item or a cut.
+/// Drains the outbound queue into the socket until a Close item or a cut. A session cut as a
+/// slow consumer or ended by the broker's shutdown gets its ERROR from here, since its queue
+/// takes nothing once the session is closed.
 async fn write_loop<O: Outbound>(
     mut outbound: O,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     handle: Arc<SessionHandle>,
     heartbeat: Option<Duration>,
+    shutdown: CancellationToken,
 ) {
     let metrics = Metrics::get();
     let mut batch: Vec<Queued> = Vec::with_capacity(16);
     let mut scratch = BytesMut::new();
-    let mut ticker = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(3600)));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticker.reset();
-    let mut last_write = Instant::now();
+    // A heart-beat is due one interval after the last write, whatever was written.
+    let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
+    let idle = tokio::time::sleep(interval);
+    tokio::pin!(idle);
     let closed = handle.closed().clone();
     loop {
         tokio::select! {
             biased;
             () = closed.cancelled() => {
-                if handle.is_slow() {
-                    let fatal = Fatal::new(
+                let farewell = if handle.is_slow() {
+                    Some(Fatal::new(
                         ErrorReason::SlowConsumer,
                         "slow consumer",
                         "the connection did not read its messages fast enough",
-                    );
+                    ))
+                } else if shutdown.is_cancelled() {
+                    Some(Fatal::new(
+                        ErrorReason::Shutdown,
+                        "server shutting down",
+                        "the broker is shutting down; reconnect later",
+                    ))
+                } else {
+                    None
+                };
+                if let Some(fatal) = farewell {
                     metrics.error(fatal.reason);
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
                         outbound.write(fatal.encode(handle.version)).await?;
@@ -905,7 +938,7 @@ async fn write_loop<O: Outbound>(
                     })
                     .await;
                 }
-                outbound.close(false).await;
+                outbound.close(shutdown.is_cancelled()).await;
                 return;
             }
             received = queue.recv_many(&mut batch, WRITE_BATCH) => {
@@ -927,30 +960,28 @@ async fn write_loop<O: Outbound>(
                         return;
                     }
                 }
-                last_write = Instant::now();
+                idle.as_mut().reset(Instant::now() + interval);
                 if close {
                     let going_away = handle.closed().is_cancelled();
                     outbound.close(going_away).await;
                     return;
                 }
             }
-            _ = ticker.tick(), if heartbeat.is_some() => {
-                if last_write.elapsed() >= heartbeat.unwrap_or_default() / 2 {
-                    let sent = tokio::select! {
-                        biased;
-                        () = closed.cancelled() => continue,
-                        sent = async {
-                            outbound.write(Bytes::from_static(b"\n")).await?;
-                            outbound.flush().await
-                        } => sent,
-                    };
-                    if sent.is_err() {
-                        handle.close();
-                        return;
-                    }
-                    metrics.heartbeats_out.increment(1);
-                    last_write = Instant::now();
+            () = &mut idle, if heartbeat.is_some() => {
+                let sent = tokio::select! {
+                    biased;
+                    () = closed.cancelled() => continue,
+                    sent = async {
+                        outbound.write(Bytes::from_static(b"\n")).await?;
+                        outbound.flush().await
+                    } => sent,
+                };
+                if sent.is_err() {
+                    handle.close();
+                    return;
                 }
+                metrics.heartbeats_out.increment(1);
+                idle.as_mut().reset(Instant::now() + interval);
             }
         }
     }

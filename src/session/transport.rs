@@ -16,8 +16,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 /// Reads what the peer sends.
 pub trait Inbound: Send + 'static {
-    /// Appends the next bytes received to `buf`. `Ok(false)` when the peer closed cleanly.
-    /// Cancel-safe: dropping the future loses nothing.
+    /// Appends the next bytes received to `buf`. `Ok(false)` when the peer closed cleanly; an
+    /// error of kind [`io::ErrorKind::FileTooLarge`] when the peer sent more than the transport
+    /// accepts at once. Cancel-safe: dropping the future loses nothing.
     fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<bool>> + Send;
 }
 
@@ -76,6 +77,11 @@ where
                 // Pings are answered by tungstenite itself; neither carries STOMP.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(false),
+                // A message over the WebSocket limit holds a frame over the STOMP one; the
+                // session answers it like any oversized frame.
+                Some(Err(WsError::Capacity(error))) => {
+                    return Err(io::Error::new(io::ErrorKind::FileTooLarge, error));
+                }
                 Some(Err(error)) => return Err(ws_error(error)),
             }
         }

@@ -11,7 +11,10 @@
 
 mod conversations;
 mod messages;
+mod order;
 pub mod outbox;
+pub mod safety;
+pub mod search;
 pub mod writer;
 
 use std::path::Path;
@@ -104,6 +107,13 @@ pub(crate) trait InsertRows {
         &mut self,
         rows: &[schema::MessageRow],
     ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
+    /// Called first in a transaction that reads before it writes. SQLite cannot turn a read
+    /// transaction into a write transaction once another connection has written since the read
+    /// began: it fails at once with "database is locked" instead of waiting for the busy
+    /// timeout. Taking the write lock before the first read makes the transaction wait instead.
+    /// PostgreSQL needs nothing.
+    fn lock_for_write(&mut self) -> impl Future<Output = diesel::QueryResult<()>> + Send;
 }
 
 impl InsertRows for AsyncPgConnection {
@@ -119,6 +129,10 @@ impl InsertRows for AsyncPgConnection {
         }
         Ok(inserted)
     }
+
+    async fn lock_for_write(&mut self) -> diesel::QueryResult<()> {
+        Ok(())
+    }
 }
 
 impl InsertRows for SqliteConn {
@@ -132,6 +146,16 @@ impl InsertRows for SqliteConn {
                 .await?;
         }
         Ok(inserted)
+    }
+
+    async fn lock_for_write(&mut self) -> diesel::QueryResult<()> {
+        use diesel_async::RunQueryDsl;
+        // A write statement, even one that changes no row, takes the write lock (waiting up to
+        // the busy timeout) before the transaction has read anything.
+        diesel::sql_query("UPDATE conversations SET last_seq = last_seq WHERE 0 = 1")
+            .execute(self)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -160,6 +184,7 @@ pub struct Store {
     pub(crate) outbox_node: Option<String>,
     pub(crate) timeout: Duration,
     writer: writer::WriterHandle,
+    order: Arc<order::SeqOrder>,
 }
 
 impl Store {
@@ -172,12 +197,14 @@ impl Store {
         migrate(&settings.url).await?;
         let pool = connect(settings).await?;
         let ids = Arc::new(IdGenerator::new(settings.node_number));
+        let order = Arc::new(order::SeqOrder::default());
         let writer = writer::start(
             pool.clone(),
             ids.clone(),
             settings.outbox_node.clone(),
             settings.max_batch,
             settings.timeout,
+            order.clone(),
         );
         Ok(Store {
             pool,
@@ -185,6 +212,7 @@ impl Store {
             outbox_node: settings.outbox_node.clone(),
             timeout: settings.timeout,
             writer,
+            order,
         })
     }
 
@@ -203,6 +231,14 @@ impl Store {
             tokio::time::timeout(Duration::from_secs(2), query).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Runs `push`, the fan-out of the message stored with `seq` in `conversation`, after the
+    /// pushes of every smaller seq of that conversation stored before it, so that subscribers
+    /// get a conversation's messages in seq order even when concurrent senders' stores complete
+    /// together. A seq whose push never comes holds the others back for a short while only.
+    pub fn push_in_seq_order(&self, conversation: &str, seq: i64, push: Box<dyn FnOnce() + Send>) {
+        self.order.release(conversation, seq, push);
     }
 
     /// Whether this store is PostgreSQL.
@@ -235,6 +271,13 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
             prepare_sqlite_dir(path)?;
             let mut conn = SqliteConnection::establish(path)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            // Another process (a broker still closing, or one running) may hold a lock for a
+            // moment: wait for it as the pooled connections do, instead of failing at once.
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                "PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(failed)?;
             return Ok(());

@@ -19,6 +19,7 @@ use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, mes
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, SendOutcome};
+use super::order::SeqOrder;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
@@ -57,6 +58,7 @@ pub(crate) fn start(
     outbox_node: Option<String>,
     max_batch: usize,
     timeout: Duration,
+    order: Arc<SeqOrder>,
 ) -> WriterHandle {
     let (queue, mut jobs) = mpsc::channel::<(NewMessage, Reply)>(QUEUE_CAPACITY);
     tokio::spawn(async move {
@@ -65,6 +67,13 @@ pub(crate) fn start(
         while jobs.recv_many(&mut batch, max_batch.max(1)).await > 0 {
             let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
             let outcomes = commit(&pool, &ids, outbox_node.as_deref(), &messages, timeout).await;
+            // Before anyone hears of the commit: the pushes of these seqs will be run in order.
+            order.committed(outcomes.iter().filter_map(|outcome| match outcome {
+                Ok(SendOutcome::Stored { message, .. }) => {
+                    Some((message.conversation_id.as_str(), message.seq))
+                }
+                _ => None,
+            }));
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
@@ -111,6 +120,7 @@ async fn apply(
 ) -> Result<Vec<SendOutcome>, StoreError> {
     with_conn!(pool, |conn| {
         conn.transaction(async |conn| {
+            super::InsertRows::lock_for_write(conn).await?;
             let now = now_ms();
             let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 

@@ -9,16 +9,27 @@
 //!
 //! - single-frame decode: the frame's bytes are prepared outside the timed part (a `BytesMut`
 //!   for us, a `Vec<u8>` for stomp-parser), and parsing yields a frame with headers and body;
-//! - encode: both build the frame from the same borrowed strings and body and serialise it;
+//! - encode: each serialises its own in-memory form of the same frame, prepared outside the
+//!   timed part (a `Frame` for us, a builder for stomp-parser, whose frames exist only as
+//!   builders until `build` serialises them); `build_*` rows also time building the frame from
+//!   borrowed strings;
 //! - stream: 1500-byte chunks arrive one after the other; for us each chunk is appended to one
 //!   buffer and all complete frames are decoded; stomp-parser cannot find a frame's end in a
 //!   stream, so its side splits frames at the NUL (the bodies hold none) and copies each frame
 //!   into the `Vec` it needs.
+//!
+//! Time is the benchmark thread's CPU time, not wall-clock time: the machines this runs on are
+//! shared (two cores, with builds and test servers running beside it), and wall-clock samples
+//! there mostly measure how long the thread waited for a core. Set `CODEC_BENCH_WALL_TIME=1`
+//! to measure wall-clock time instead.
 
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BatchSize, Criterion, Throughput};
 use stomp_codec::{Command, Decoded, Decoder, Frame, Headers, Limits, MessageTemplate, Version};
 use stomp_parser::client::{ClientFrame, SendFrameBuilder};
 use stomp_parser::server::{MessageFrameBuilder, ServerFrame};
@@ -126,7 +137,7 @@ fn server_frame(bytes: Vec<u8>) -> ServerFrame {
     ServerFrame::try_from(bytes).expect("stomp-parser accepts the frame")
 }
 
-fn bench_decode(c: &mut Criterion) {
+fn bench_decode<M: Measurement>(c: &mut Criterion<M>) {
     let cases: [(&str, Vec<u8>, bool); 3] = [
         ("send_200b_json", wire(&send_frame()), true),
         ("message_8_headers", wire(&message_frame()), false),
@@ -224,7 +235,7 @@ fn canonical(bytes: &[u8]) -> (Command, Vec<(String, String)>, Bytes) {
     (frame.command, headers, frame.body)
 }
 
-fn bench_encode(c: &mut Criterion) {
+fn bench_encode<M: Measurement>(c: &mut Criterion<M>) {
     // Both sides must produce the same frames for the comparison to mean anything.
     for (ours, theirs) in [
         (
@@ -342,5 +353,62 @@ fn bench_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_encode);
-criterion_main!(benches);
+/// CPU time consumed by the calling thread, which is the thread that runs the benchmark loop.
+struct ThreadCpuTime;
+
+impl ThreadCpuTime {
+    fn now() -> Duration {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        Duration::new(
+            u64::try_from(now.tv_sec).expect("non-negative"),
+            u32::try_from(now.tv_nsec).expect("below one second"),
+        )
+    }
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        Self::now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        Self::now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Durations either way, so wall time's formatting (ns, µs, elements/s) applies.
+        static WALL_TIME: WallTime = WallTime;
+        WALL_TIME.formatter()
+    }
+}
+
+fn run<M: Measurement>(mut criterion: Criterion<M>) {
+    bench_decode(&mut criterion);
+    bench_encode(&mut criterion);
+    criterion.final_summary();
+}
+
+fn main() {
+    let config = Criterion::default().configure_from_args();
+    if std::env::var_os("CODEC_BENCH_WALL_TIME").is_some_and(|v| v != "0") {
+        run(config);
+    } else {
+        run(config.with_measurement(ThreadCpuTime));
+    }
+}

@@ -39,7 +39,7 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) {
         dst.put_slice(name.as_bytes());
         dst.put_u8(b':');
         dst.put_slice(value.as_bytes());
-        put_eol(dst);
+        put_eol(dst, value, version, escaped);
         lines += 1;
     }
     if !lines_need_no_escape(&dst[start..], lines, version, escaped) {
@@ -64,7 +64,7 @@ fn put_header(dst: &mut BytesMut, name: &str, value: &str, version: Version, esc
     put_header_text(dst, name, version, escaped);
     dst.put_u8(b':');
     put_header_text(dst, value, version, escaped);
-    put_eol(dst);
+    put_eol(dst, value, version, escaped);
 }
 
 fn put_body(dst: &mut BytesMut, body: &[u8], always_length: bool) {

@@ -181,14 +181,16 @@ fn put_unescaped(dst: &mut BytesMut, bytes: &[u8]) {
     }
 }
 
-/// Ends a header line.
+/// Ends a header line whose value was written from `value`.
 ///
 /// Where CR is not escaped (1.0, 1.1, CONNECT), a value may end in a raw CR, which a reader would
 /// take for the first half of a CRLF EOL and drop. Ending that line with CRLF keeps it: the
-/// reader strips exactly one CR before the LF.
+/// reader strips exactly one CR before the LF. The test reads `value`, not the bytes just
+/// written to `dst`: reading back the tail of a fresh copy stalls on the store.
 #[inline]
-pub(crate) fn put_eol(dst: &mut BytesMut) {
-    if dst.last() == Some(&b'\r') {
+pub(crate) fn put_eol(dst: &mut BytesMut, value: &str, version: Version, escaped: bool) {
+    let cr_escaped = escaped && version == Version::V1_2;
+    if value.ends_with('\r') && !cr_escaped {
         dst.put_slice(b"\r\n");
     } else {
         dst.put_u8(b'\n');

@@ -1,0 +1,106 @@
+//! Who used the CPUs during a run: the broker, this load generator, and everything else.
+//!
+//! Broker and load generator share the machine, and a busy neighbour (a compiler, a fuzzer)
+//! skews every figure; recording the split next to each result makes that visible instead of
+//! silently folding it into the numbers. Read from `/proc`; `None` elsewhere.
+
+use std::time::Instant;
+
+/// Kernel clock ticks per second for `/proc` CPU times (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU counters at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    at: Instant,
+    busy_all: u64,
+    broker: Option<u64>,
+    own: u64,
+}
+
+/// Average cores busy between two samples.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Usage {
+    /// The broker process (when its pid was given).
+    pub broker_cores: Option<f64>,
+    /// This process.
+    pub loadgen_cores: f64,
+    /// Every other process on the machine.
+    pub other_cores: f64,
+}
+
+impl Usage {
+    /// `broker/loadgen/other` cores, e.g. `1.21/0.70/0.05`.
+    pub fn summary(&self) -> String {
+        let broker = self
+            .broker_cores
+            .map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
+        format!("{broker}/{:.2}/{:.2}", self.loadgen_cores, self.other_cores)
+    }
+}
+
+/// ` cores(broker/loadgen/other)=...` for a summary line, or nothing.
+pub fn suffix(usage: Option<&Usage>) -> String {
+    usage.map_or_else(String::new, |u| {
+        format!(" cores(broker/loadgen/other)={}", u.summary())
+    })
+}
+
+fn busy_all() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    let get = |i: usize| fields.get(i).copied().unwrap_or(0);
+    Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
+fn process_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may contain spaces; fields resume after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+impl Sample {
+    /// Reads the counters now; `broker` is the broker's process id, when known.
+    pub fn take(broker: Option<u32>) -> Option<Sample> {
+        Some(Sample {
+            at: Instant::now(),
+            busy_all: busy_all()?,
+            broker: broker.and_then(|pid| process_ticks(&format!("/proc/{pid}/stat"))),
+            own: process_ticks("/proc/self/stat")?,
+        })
+    }
+
+    /// The usage from `self` to `later`.
+    pub fn usage_until(&self, later: &Sample) -> Usage {
+        let seconds = later.at.duration_since(self.at).as_secs_f64().max(1e-3);
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / seconds;
+        let all = later.busy_all.saturating_sub(self.busy_all);
+        let own = later.own.saturating_sub(self.own);
+        let broker = match (self.broker, later.broker) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        Usage {
+            broker_cores: broker.map(cores),
+            loadgen_cores: cores(own),
+            other_cores: cores(all.saturating_sub(own + broker.unwrap_or(0))),
+        }
+    }
+}
+
+/// Usage between `start` and now, when both samples could be read.
+pub fn since(start: Option<Sample>, broker: Option<u32>) -> Option<Usage> {
+    let start = start?;
+    let end = Sample::take(broker)?;
+    Some(start.usage_until(&end))
+}

@@ -1,0 +1,10 @@
+DROP TRIGGER IF EXISTS messages_fts_delete;
+DROP TRIGGER IF EXISTS messages_fts_update;
+DROP TRIGGER IF EXISTS messages_fts_insert;
+DROP TABLE IF EXISTS messages_fts;
+DROP TABLE file_uses;
+DROP TABLE files;
+DROP TABLE bans;
+DROP TABLE moderation_hits;
+DROP TABLE reports;
+DROP TABLE blocks;

@@ -1,0 +1,122 @@
+//! Rate limits behind one small trait, so that the in-process limiter used by a single node can
+//! be replaced by a cluster-wide one (Redis) without touching the send path.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use futures_util::future::BoxFuture;
+
+pub use crate::config::Rate;
+
+/// What a limiter decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Within the limit; the event is counted.
+    Allow,
+    /// Over the limit; nothing is counted. The next event may pass after `retry_after`.
+    Deny {
+        /// How long until the oldest counted event leaves the window.
+        retry_after: Duration,
+    },
+}
+
+/// Counts events per key against a rate.
+pub trait RateLimiter: Send + Sync {
+    /// Counts one event for `key` if `limit` allows it.
+    fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision>;
+}
+
+/// An exact sliding-window limiter kept in this process: for each key, the times of the events
+/// still inside the window.
+#[derive(Default)]
+pub struct InProcessLimiter {
+    windows: DashMap<String, VecDeque<Instant>>,
+    checks: AtomicU64,
+}
+
+/// Keys are swept of stale entries once every this many checks, so idle users cost nothing.
+const SWEEP_EVERY: u64 = 4096;
+
+impl InProcessLimiter {
+    /// An empty limiter.
+    pub fn new() -> InProcessLimiter {
+        InProcessLimiter::default()
+    }
+
+    fn decide(&self, key: &str, limit: Rate, now: Instant) -> Decision {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // Windows differ per key, so a key is dropped only when its newest event is older
+            // than the longest window a caller might use (a day is beyond any configured rate).
+            self.windows.retain(|_, events| {
+                events
+                    .back()
+                    .is_some_and(|last| now.duration_since(*last) < Duration::from_secs(86_400))
+            });
+        }
+        let mut events = self.windows.entry(key.to_owned()).or_default();
+        while events
+            .front()
+            .is_some_and(|first| now.duration_since(*first) >= limit.per)
+        {
+            events.pop_front();
+        }
+        let count = usize::try_from(limit.count).unwrap_or(usize::MAX);
+        if events.len() >= count {
+            let oldest = events.front().copied().unwrap_or(now);
+            return Decision::Deny {
+                retry_after: limit.per.saturating_sub(now.duration_since(oldest)),
+            };
+        }
+        events.push_back(now);
+        Decision::Allow
+    }
+}
+
+impl RateLimiter for InProcessLimiter {
+    fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision> {
+        let decision = self.decide(key, limit, Instant::now());
+        Box::pin(async move { decision })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_count_per_window_then_denies_until_the_oldest_leaves() {
+        let limiter = InProcessLimiter::new();
+        let rate = Rate {
+            count: 3,
+            per: Duration::from_secs(10),
+        };
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.decide("u", rate, start), Decision::Allow);
+        }
+        assert!(matches!(
+            limiter.decide("u", rate, start + Duration::from_secs(1)),
+            Decision::Deny { retry_after } if retry_after == Duration::from_secs(9)
+        ));
+        assert_eq!(limiter.decide("other", rate, start), Decision::Allow);
+        assert_eq!(
+            limiter.decide("u", rate, start + Duration::from_secs(10)),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn rates_parse() {
+        let rate: Rate = "30/10s".parse().unwrap();
+        assert_eq!(rate.count, 30);
+        assert_eq!(rate.per, Duration::from_secs(10));
+        let rate: Rate = "3/1m".parse().unwrap();
+        assert_eq!(rate.per, Duration::from_secs(60));
+        assert_eq!("5/m".parse::<Rate>().unwrap().per, Duration::from_secs(60));
+        assert!("0/1s".parse::<Rate>().is_err());
+        assert!("3 per minute".parse::<Rate>().is_err());
+        assert!("3/1y".parse::<Rate>().is_err());
+    }
+}

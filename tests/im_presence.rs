@@ -1,0 +1,230 @@
+//! Typing and presence (contract 5.5) on every configured backend.
+
+mod common;
+
+use common::im::{self, assert_error, drain, error, event_on, quiet, receipt, send_json};
+use common::{Client, TestBroker, db};
+use serde_json::{Value, json};
+
+/// Gives Alice and Bob a private conversation.
+async fn chat(broker: &TestBroker) {
+    let (status, _) = broker
+        .api(
+            "POST",
+            "/api/v1/conversations/private",
+            "alice",
+            Some(json!({"peerId": "bob"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+async fn typing(client: &mut Client, conversation: &str, receipt_id: &str) {
+    send_json(
+        client,
+        "/app/typing",
+        &json!({"conversationId": conversation}),
+        Some(receipt_id),
+    )
+    .await;
+}
+
+async fn presence(broker: &TestBroker, ids: &str) -> Value {
+    let (status, body) = broker
+        .api(
+            "GET",
+            &format!("/api/v1/presence?userIds={ids}"),
+            "alice",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn typing_in_a_private_chat_reaches_the_other_user_on_events() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        chat(&broker).await;
+        let mut alice = broker.im_user("alice").await;
+        let mut bob = broker.im_user("bob").await;
+        let mut bob_phone = broker.im_user("bob").await;
+        typing(&mut alice, "private_alice_bob", "t").await;
+        receipt(&mut alice, "t").await;
+        let expected = json!({"conversationId": "private_alice_bob", "userId": "alice"});
+        assert_eq!(
+            event_on(&mut bob, "/user/queue/events", "typing").await,
+            expected,
+            "{}",
+            database.label
+        );
+        assert_eq!(
+            event_on(&mut bob_phone, "/user/queue/events", "typing").await,
+            expected
+        );
+        quiet(&mut alice).await;
+        // Nothing is stored.
+        assert!(
+            im::history(&broker, "bob", "private_alice_bob", "")
+                .await
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn typing_in_a_group_goes_to_the_group_topic() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        let group = im::create_group(&broker, "alice", "team", &["bob"]).await;
+        let topic = format!("/topic/group.{group}");
+        let mut alice = broker.im_user("alice").await;
+        let mut bob = broker.im_user("bob").await;
+        bob.subscribe(&topic, "g", "auto").await;
+        typing(&mut alice, &group, "t").await;
+        receipt(&mut alice, "t").await;
+        assert_eq!(
+            event_on(&mut bob, &topic, "typing").await,
+            json!({"conversationId": group, "userId": "alice"}),
+            "{}",
+            database.label
+        );
+        quiet(&mut bob).await;
+        assert!(im::history(&broker, "bob", &group, "").await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn typing_where_one_is_not_a_member_is_refused_on_errors() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        chat(&broker).await;
+        let mut mallory = broker.im_user("mallory").await;
+        let mut bob = broker.im_user("bob").await;
+        typing(&mut mallory, "private_alice_bob", "t1").await;
+        let body = error(&mut mallory).await;
+        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(body["receiptId"], "t1", "{}", database.label);
+        typing(&mut mallory, "private_mallory_nobody", "t2").await;
+        let body = error(&mut mallory).await;
+        assert_error(&body, "NOT_FOUND");
+        // The connection stays open, and Bob heard nothing.
+        quiet(&mut mallory).await;
+        quiet(&mut bob).await;
+    }
+}
+
+#[tokio::test]
+async fn presence_is_published_when_the_first_session_opens_and_the_last_closes() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        chat(&broker).await;
+        let mut alice = broker.im_user("alice").await;
+        let topic = "/topic/presence.bob";
+        alice.subscribe(topic, "p", "auto").await;
+        let bob = broker.ws("bob").await;
+        let online = event_on(&mut alice, topic, "presence").await;
+        assert_eq!(
+            online,
+            json!({"userId": "bob", "online": true, "lastSeenAt": null}),
+            "{}",
+            database.label
+        );
+        let bob_phone = broker.ws("bob").await;
+        quiet(&mut alice).await;
+        drop(bob);
+        // The phone is still open: no change. Prove the first close was handled by waiting until
+        // the broker counts one session less.
+        let phone_only = im::eventually("the first session to close", || async {
+            (broker.server.hub().sessions_of("bob").len() == 1).then_some(())
+        });
+        phone_only.await;
+        quiet(&mut alice).await;
+        let before = now_ms();
+        drop(bob_phone);
+        let offline = event_on(&mut alice, topic, "presence").await;
+        assert_eq!(offline["userId"], "bob");
+        assert_eq!(offline["online"], false);
+        let seen = offline["lastSeenAt"].as_i64().expect("lastSeenAt");
+        assert!(seen >= before - 1000 && seen <= now_ms() + 1000);
+        assert_eq!(offline.as_object().unwrap().len(), 3);
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn presence_may_be_watched_only_by_users_sharing_a_conversation() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        chat(&broker).await;
+        let mut mallory = broker.im_user("mallory").await;
+        mallory
+            .send(
+                &stomp_codec::Frame::new(stomp_codec::Command::Subscribe)
+                    .header("destination", "/topic/presence.bob")
+                    .header("id", "p")
+                    .header("receipt", "watch"),
+            )
+            .await;
+        let body = error(&mut mallory).await;
+        assert_error(&body, "FORBIDDEN");
+        assert_eq!(body["receiptId"], "watch", "{}", database.label);
+        // Still connected, and not subscribed: Bob coming online is not told to Mallory.
+        quiet(&mut mallory).await;
+        let _bob = broker.ws("bob").await;
+        quiet(&mut mallory).await;
+        // Sharing a group is enough.
+        im::create_group(&broker, "bob", "club", &["mallory"]).await;
+        drain(&mut mallory).await;
+        mallory.subscribe("/topic/presence.bob", "p2", "auto").await;
+        // One may always watch oneself.
+        mallory
+            .subscribe("/topic/presence.mallory", "p3", "auto")
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn presence_over_rest_reports_online_and_last_seen() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        let bob = broker.ws("bob").await;
+        let answer = presence(&broker, "bob,carol").await;
+        assert_eq!(
+            answer,
+            json!([
+                {"userId": "bob", "online": true, "lastSeenAt": null},
+                {"userId": "carol", "online": false, "lastSeenAt": null},
+            ]),
+            "{}",
+            database.label
+        );
+        drop(bob);
+        let gone = im::eventually("bob offline", || async {
+            let answer = presence(&broker, "bob").await;
+            (answer[0]["online"] == false).then_some(answer)
+        })
+        .await;
+        assert!(gone[0]["lastSeenAt"].as_i64().is_some(), "{gone}");
+        let (status, body) = im::http_json(
+            broker.http_addr(),
+            "GET",
+            "/api/v1/presence?userIds=bob",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+        assert_error(&body, "UNAUTHORIZED");
+    }
+}
