@@ -73,21 +73,25 @@ pub enum Outgoing {
         /// The frame's bytes.
         bytes: Bytes,
     },
-    /// A MESSAGE encoded by the writer from a shared template.
-    Message {
-        /// Shared headers and body.
-        template: Arc<MessageTemplate>,
-        /// The `subscription` header.
-        subscription: ByteString,
-        /// The `message-id` header.
-        message_id: ByteString,
-        /// The `ack` header, for client-ack subscriptions.
-        ack: Option<ByteString>,
-    },
+    /// A MESSAGE encoded by the writer from a shared template. Boxed so that the queue's
+    /// slots, allocated for every session, stay small.
+    Message(Box<Delivery>),
     /// A heart-beat EOL.
     HeartBeat,
     /// Write everything before this, then close the connection.
     Close,
+}
+
+/// A MESSAGE for one subscription, before encoding.
+pub struct Delivery {
+    /// Shared headers and body.
+    pub template: Arc<MessageTemplate>,
+    /// The `subscription` header.
+    pub subscription: ByteString,
+    /// The `message-id` header.
+    pub message_id: ByteString,
+    /// The `ack` header, for client-ack subscriptions.
+    pub ack: Option<ByteString>,
 }
 
 /// A queued item and the bytes it counts for.
@@ -215,12 +219,12 @@ impl SessionHandle {
             (id.clone(), Some(id))
         };
         let queued = self.push(
-            Outgoing::Message {
+            Outgoing::Message(Box::new(Delivery {
                 template: template.clone(),
                 subscription: subscription.clone(),
                 message_id,
                 ack,
-            },
+            })),
             size,
         );
         if queued {

@@ -28,7 +28,7 @@ use crate::config::{Config, HeartBeat};
 use crate::hub::{Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
-use handle::{AckMode, AckTarget, Outgoing, Queued, SessionHandle};
+use handle::{AckMode, AckTarget, Delivery, Outgoing, Queued, SessionHandle};
 use transport::{Inbound, Outbound};
 
 /// What every session needs from the broker.
@@ -273,6 +273,8 @@ pub async fn run<I: Inbound, O: Outbound>(
     if let Some(receipt) = connect.headers.get_shared("receipt") {
         connected.headers.push("receipt-id", receipt.clone());
     }
+    // The CONNECT frame (and its buffer) is not needed for the rest of a long session.
+    drop(connect);
 
     let session = Session {
         handle: handle.clone(),
@@ -294,6 +296,7 @@ pub async fn run<I: Inbound, O: Outbound>(
             }
         };
         push_frame(&handle, &connected);
+        drop(connected);
         let metrics = Metrics::get();
         metrics.connections.increment(1.0);
         for observer in context.router.observers() {
@@ -904,7 +907,8 @@ async fn write_loop<O: Outbound>(
     shutdown: CancellationToken,
 ) {
     let metrics = Metrics::get();
-    let mut batch: Vec<Queued> = Vec::with_capacity(16);
+    // Empty until the first write: idle sessions should cost as little as possible.
+    let mut batch: Vec<Queued> = Vec::new();
     let mut scratch = BytesMut::new();
     // A heart-beat is due one interval after the last write, whatever was written.
     let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
@@ -1005,12 +1009,13 @@ async fn write_batch<O: Outbound>(
                 metrics.frames_out(command, 1);
                 outbound.write(bytes).await?;
             }
-            Outgoing::Message {
-                template,
-                subscription,
-                message_id,
-                ack,
-            } => {
+            Outgoing::Message(delivery) => {
+                let Delivery {
+                    template,
+                    subscription,
+                    message_id,
+                    ack,
+                } = *delivery;
                 template.encode_to(version, &subscription, &message_id, ack.as_deref(), scratch);
                 messages += 1;
                 outbound.write(scratch.split().freeze()).await?;
