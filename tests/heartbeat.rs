@@ -57,13 +57,14 @@ async fn server_sends_heart_beats_at_the_negotiated_interval() {
     )
     .await;
     assert!(
-        (7..=12).contains(&arrivals.len()),
+        (6..=12).contains(&arrivals.len()),
         "about ten heart-beats in a second: {arrivals:?}"
     );
-    assert!(arrivals[0] <= Duration::from_millis(160), "{arrivals:?}");
+    assert!(arrivals[0] <= Duration::from_millis(190), "{arrivals:?}");
     for gap in gaps(&arrivals) {
         assert!(gap >= Duration::from_millis(60), "{arrivals:?}");
-        assert!(gap <= Duration::from_millis(160), "{arrivals:?}");
+        // Never near twice the interval, the point at which a peer may give up.
+        assert!(gap <= Duration::from_millis(190), "{arrivals:?}");
     }
 }
 
@@ -87,14 +88,16 @@ async fn negotiated_interval_is_the_larger_of_both_sides() {
 
 #[tokio::test]
 async fn server_heart_beat_comes_within_one_interval_of_its_last_write() {
-    let broker = TestBroker::start_env(&[("BROKER_STOMP_HEARTBEAT_MS", "300,0")]).await;
+    let broker = TestBroker::start_env(&[("BROKER_STOMP_HEARTBEAT_MS", "400,0")]).await;
     let mut client = broker.ws_raw().await;
     client
-        .connect_heartbeat(&broker.token("alice"), "0,300")
+        .connect_heartbeat(&broker.token("alice"), "0,400")
         .await;
     // Whatever the phase of a write relative to the previous heart-beat, the next heart-beat
     // must follow the write within the interval.
-    for (round, pause) in [0u64, 100, 160, 200, 240].into_iter().enumerate() {
+    // (A writer that checked on a fixed tick whether half an interval had passed left up to
+    // 1.5 intervals of silence after writes made 200 to 400 ms after a heart-beat.)
+    for (round, pause) in [0u64, 150, 210, 240].into_iter().enumerate() {
         match client.next_event().await {
             Event::HeartBeat => {}
             other => panic!("expected a heart-beat, got {other:?}"),
@@ -109,7 +112,7 @@ async fn server_heart_beat_comes_within_one_interval_of_its_last_write() {
         }
         let gap = written.elapsed();
         assert!(
-            gap <= Duration::from_millis(370),
+            gap <= Duration::from_millis(520),
             "round {round} (pause {pause} ms): {gap:?} of silence after a write"
         );
     }

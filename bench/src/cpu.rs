@@ -1,4 +1,5 @@
-//! Who used the CPUs during a run: the broker, this load generator, and everything else.
+//! Who used the CPUs during a run: the broker, this load generator, and everything else; and
+//! how long the broker's and loadgen's threads were ready to run but waited for a CPU.
 //!
 //! Broker and load generator share the machine, and a busy neighbour (a compiler, a fuzzer)
 //! skews every figure; recording the split next to each result makes that visible instead of
@@ -16,6 +17,8 @@ pub struct Sample {
     busy_all: u64,
     broker: Option<u64>,
     own: u64,
+    broker_wait_ns: Option<u64>,
+    own_wait_ns: Option<u64>,
 }
 
 /// Average cores busy between two samples.
@@ -27,15 +30,25 @@ pub struct Usage {
     pub loadgen_cores: f64,
     /// Every other process on the machine.
     pub other_cores: f64,
+    /// The broker's threads' time spent runnable but not running, in seconds per second: the
+    /// average number of its threads waiting for a CPU (from schedstat).
+    pub broker_run_queue: Option<f64>,
+    /// The same for loadgen.
+    pub loadgen_run_queue: Option<f64>,
 }
 
 impl Usage {
-    /// `broker/loadgen/other` cores, e.g. `1.21/0.70/0.05`.
+    /// `broker/loadgen/other` cores, e.g. `1.21/0.70/0.05`, then the threads waiting for a CPU.
     pub fn summary(&self) -> String {
-        let broker = self
-            .broker_cores
-            .map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
-        format!("{broker}/{:.2}/{:.2}", self.loadgen_cores, self.other_cores)
+        let opt = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
+        format!(
+            "{}/{:.2}/{:.2} waiting(broker/loadgen)={}/{}",
+            opt(self.broker_cores),
+            self.loadgen_cores,
+            self.other_cores,
+            opt(self.broker_run_queue),
+            opt(self.loadgen_run_queue),
+        )
     }
 }
 
@@ -58,6 +71,24 @@ fn busy_all() -> Option<u64> {
     Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
 }
 
+/// Nanoseconds the threads of a process spent waiting on a run queue (second field of each
+/// `/proc/<pid>/task/<tid>/schedstat`). Threads that already exited are not counted, which is
+/// fine for tokio's long-lived workers.
+fn run_queue_wait(pid: &str) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            total += text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
 fn process_ticks(path: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(path).ok()?;
     // The command name may contain spaces; fields resume after its closing parenthesis.
@@ -77,6 +108,8 @@ impl Sample {
             busy_all: busy_all()?,
             broker: broker.and_then(|pid| process_ticks(&format!("/proc/{pid}/stat"))),
             own: process_ticks("/proc/self/stat")?,
+            broker_wait_ns: broker.and_then(|pid| run_queue_wait(&pid.to_string())),
+            own_wait_ns: run_queue_wait("self"),
         })
     }
 
@@ -90,10 +123,16 @@ impl Sample {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
+        let waiting = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9 / seconds),
+            _ => None,
+        };
         Usage {
             broker_cores: broker.map(cores),
             loadgen_cores: cores(own),
             other_cores: cores(all.saturating_sub(own + broker.unwrap_or(0))),
+            broker_run_queue: waiting(self.broker_wait_ns, later.broker_wait_ns),
+            loadgen_run_queue: waiting(self.own_wait_ns, later.own_wait_ns),
         }
     }
 }

@@ -156,15 +156,19 @@ fn cells(name: &str, value: Option<&Value>) -> Vec<(&'static str, String)> {
     rows
 }
 
-/// "cores busy: broker / loadgen / other", when recorded.
+/// Cores busy (broker, loadgen, others) and threads waiting for a CPU, when recorded.
 fn cores(v: &Value) -> Option<(&'static str, String)> {
     let cpu = v.get("cpu")?;
     let get = |key: &str| cpu.get(key).and_then(Value::as_f64);
     let broker = get("broker_cores").map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
+    let waiting = match (get("broker_run_queue"), get("loadgen_run_queue")) {
+        (Some(b), Some(l)) => format!("; {b:.2} / {l:.2}"),
+        _ => String::new(),
+    };
     Some((
-        "cores busy: broker / loadgen / other",
+        "cores busy (broker / loadgen / others); waiting for a CPU (broker / loadgen)",
         format!(
-            "{broker} / {:.2} / {:.2}",
+            "{broker} / {:.2} / {:.2}{waiting}",
             get("loadgen_cores").unwrap_or(0.0),
             get("other_cores").unwrap_or(0.0)
         ),

@@ -113,6 +113,9 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("re-encoded {frame:?} decodes to {other:?}"),
         };
         assert!(wire.is_empty(), "re-encoded frame left {:?}", &wire[..]);
-        assert_eq!(without_content_length(&again), without_content_length(frame));
+        assert_eq!(
+            without_content_length(&again),
+            without_content_length(frame)
+        );
     }
 });

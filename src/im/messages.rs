@@ -143,17 +143,11 @@ impl Im {
             }
             ("text", Some(_)) => return Err(invalid("text messages take no attachment")),
             (media, Some(Value::Object(object))) if MEDIA_FORMATS.contains(&media) => {
-                if !object.get("url").is_some_and(Value::is_string) {
-                    return Err(invalid("attachment.url is required"));
-                }
+                super::attachment::check_media(object)?;
                 Some(Value::Object(object.clone()).to_string())
             }
             ("card", Some(Value::Object(object))) => {
-                for field in ["bizType", "bizId", "title"] {
-                    if !object.get(field).is_some_and(Value::is_string) {
-                        return Err(invalid(format!("card attachment needs {field}")));
-                    }
-                }
+                super::attachment::check_card(object)?;
                 Some(Value::Object(object.clone()).to_string())
             }
             (other, _) if MEDIA_FORMATS.contains(&other) || other == "card" => {

@@ -5,6 +5,7 @@
 //! contract's [`AppError`] on refusal, so the STOMP handlers ([`stomp`]) and the REST API
 //! ([`rest`]) share one implementation. Pushes go through the hub, after the store commit.
 
+mod attachment;
 mod delivery;
 mod forward;
 mod groups;
@@ -46,6 +47,8 @@ pub struct ImSettings {
     pub text_max_chars: usize,
     /// Limits and moderation.
     pub safety: safety::SafetySettings,
+    /// Uploads.
+    pub files: crate::files::FilesSettings,
 }
 
 impl ImSettings {
@@ -56,6 +59,11 @@ impl ImSettings {
             max_group_members: config.im.max_group_members,
             text_max_chars: config.limits.text_max_chars,
             safety: safety::SafetySettings::from_config(config),
+            files: crate::files::FilesSettings {
+                dir: config.files.dir.clone(),
+                image_max_bytes: config.limits.image_max_bytes,
+                file_max_bytes: config.limits.file_max_bytes,
+            },
         }
     }
 }
@@ -73,6 +81,7 @@ struct Inner {
     presence: Presence,
     delivery: delivery::Recorder,
     safety: safety::Safety,
+    files: Arc<dyn crate::files::FileStore>,
 }
 
 impl Im {
@@ -99,6 +108,9 @@ impl Im {
             inner: Arc::new(Inner {
                 presence,
                 safety: safety::Safety::with_limiter(settings.safety.clone(), limiter),
+                files: Arc::new(crate::files::LocalFileStore::new(
+                    settings.files.dir.clone(),
+                )),
                 store,
                 hub,
                 settings,
@@ -131,6 +143,16 @@ impl Im {
     /// The rules.
     pub fn settings(&self) -> &ImSettings {
         &self.inner.settings
+    }
+
+    /// Where uploaded files are kept.
+    pub fn files(&self) -> &dyn crate::files::FileStore {
+        self.inner.files.as_ref()
+    }
+
+    /// The upload limits.
+    pub fn files_settings(&self) -> &crate::files::FilesSettings {
+        &self.inner.settings.files
     }
 
     /// Presence.
@@ -224,7 +246,7 @@ fn to_json(body: &impl Serialize) -> Vec<u8> {
 }
 
 /// Maps a storage failure to the contract's error.
-fn store_error(error: StoreError) -> AppError {
+pub(crate) fn store_error(error: StoreError) -> AppError {
     match error {
         StoreError::NotFound => AppError::new(ErrorCode::NotFound, "not found"),
         StoreError::Conflict(reason) if reason == "GROUP_FULL" => AppError::new(

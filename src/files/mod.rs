@@ -1,0 +1,189 @@
+//! Uploaded files: a storage trait (the local directory now; an S3-compatible store can
+//! implement it later), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height
+//! are read) and thumbnails.
+
+pub mod rest;
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+/// Where file bytes are kept, by key.
+pub trait FileStore: Send + Sync {
+    /// Stores `bytes` under `key`, all or nothing.
+    fn put<'a>(&'a self, key: &'a str, bytes: Bytes) -> BoxFuture<'a, std::io::Result<()>>;
+    /// The bytes under `key`, or `None`.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Option<Bytes>>>;
+}
+
+/// Files in a local directory, one file per key.
+pub struct LocalFileStore {
+    dir: PathBuf,
+}
+
+impl LocalFileStore {
+    /// A store under `dir` (created on the first write).
+    pub fn new(dir: PathBuf) -> LocalFileStore {
+        LocalFileStore { dir }
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        // Keys are generated hex ids with an optional suffix; anything else never names a file.
+        let safe = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            && !key.starts_with('.');
+        safe.then(|| self.dir.join(key))
+    }
+}
+
+impl FileStore for LocalFileStore {
+    fn put<'a>(&'a self, key: &'a str, bytes: Bytes) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let path = self
+                .path(key)
+                .ok_or_else(|| std::io::Error::other("invalid file key"))?;
+            tokio::fs::create_dir_all(&self.dir).await?;
+            // Written aside and renamed, so a crash never leaves a partial file under the key.
+            let partial = self
+                .dir
+                .join(format!(".{key}.{:08x}.part", rand::random::<u32>()));
+            if let Err(error) = tokio::fs::write(&partial, &bytes).await {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(error);
+            }
+            tokio::fs::rename(&partial, &path).await
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, std::io::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            let Some(path) = self.path(key) else {
+                return Ok(None);
+            };
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(error),
+            }
+        })
+    }
+}
+
+/// The settings of uploads.
+#[derive(Clone, Debug)]
+pub struct FilesSettings {
+    /// The local store's directory.
+    pub dir: PathBuf,
+    /// Largest image.
+    pub image_max_bytes: u64,
+    /// Largest other file.
+    pub file_max_bytes: u64,
+}
+
+/// What the bytes of an image are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `image/jpeg`, `image/png`, `image/gif` or `image/webp`.
+    pub mime: &'static str,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// A JPEG thumbnail at most 256 pixels on its longer side.
+    pub thumbnail: Option<Vec<u8>>,
+}
+
+/// The image type of the bytes, from their signature.
+pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, image::ImageFormat)> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(("image/jpeg", image::ImageFormat::Jpeg))
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(("image/png", image::ImageFormat::Png))
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some(("image/gif", image::ImageFormat::Gif))
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some(("image/webp", image::ImageFormat::WebP))
+    } else {
+        None
+    }
+}
+
+/// Largest side and memory an upload may decode to, so a small file cannot expand into a huge
+/// bitmap.
+const MAX_SIDE: u32 = 16_384;
+const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+const THUMBNAIL_SIDE: u32 = 256;
+
+/// Checks that `bytes` are a JPEG, PNG, GIF or WebP image, reads its size and makes a
+/// thumbnail. CPU-bound: run it on a blocking thread.
+///
+/// # Errors
+///
+/// A message fit for `INVALID_ARGUMENT` when the bytes are not a readable image of those types.
+pub fn inspect_image(bytes: &[u8]) -> Result<ImageInfo, String> {
+    let (mime, format) =
+        sniff_image(bytes).ok_or("the bytes are not a JPEG, PNG, GIF or WebP image")?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits);
+    let decoded = reader
+        .decode()
+        .map_err(|e| format!("unreadable {mime} image: {e}"))?;
+    let (width, height) = (decoded.width(), decoded.height());
+    let small = decoded
+        .thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+        .into_rgb8();
+    let mut thumbnail = Vec::new();
+    let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut thumbnail, 80)
+        .encode_image(&small)
+        .is_ok();
+    Ok(ImageInfo {
+        mime,
+        width,
+        height,
+        thumbnail: encoded.then_some(thumbnail),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_png_is_measured_and_thumbnailed() {
+        let picture = image::RgbImage::from_pixel(640, 320, image::Rgb([200, 10, 10]));
+        let mut png = Vec::new();
+        picture
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let info = inspect_image(&png).unwrap();
+        assert_eq!(
+            (info.mime, info.width, info.height),
+            ("image/png", 640, 320)
+        );
+        let thumbnail = info.thumbnail.unwrap();
+        assert_eq!(sniff_image(&thumbnail).unwrap().0, "image/jpeg");
+    }
+
+    #[test]
+    fn other_bytes_are_refused_without_panicking() {
+        assert!(inspect_image(b"not an image at all").is_err());
+        assert!(inspect_image(b"\x89PNG\r\n\x1a\ntruncated").is_err());
+        assert!(inspect_image(&[]).is_err());
+    }
+
+    #[test]
+    fn keys_cannot_leave_the_directory() {
+        let store = LocalFileStore::new(PathBuf::from("/tmp/x"));
+        assert!(store.path("../etc/passwd").is_none());
+        assert!(store.path(".hidden").is_none());
+        assert!(store.path("abc123.thumb").is_some());
+    }
+}

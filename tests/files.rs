@@ -1,0 +1,328 @@
+//! Uploads and downloads over real sockets on every configured backend: limits enforced while
+//! streaming, image checks with size and thumbnail, access for the uploader and the members of
+//! conversations the file was sent in, and attachment validation on send.
+
+mod common;
+
+use std::io::Cursor;
+
+use common::{TestBroker, db};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One raw HTTP request; `chunked` sends the body without a Content-Length.
+async fn raw(
+    broker: &TestBroker,
+    method: &str,
+    path: &str,
+    user: &str,
+    content_type: &str,
+    body: &[u8],
+    chunked: bool,
+) -> (u16, String, Vec<u8>) {
+    let token = broker.token(user);
+    let length = if chunked {
+        "Transfer-Encoding: chunked\r\n".to_owned()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(broker.http_addr()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    if chunked {
+        for chunk in body.chunks(1000) {
+            let _ = stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await;
+            let _ = stream.write_all(chunk).await;
+            let _ = stream.write_all(b"\r\n").await;
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    } else {
+        let _ = stream.write_all(body).await;
+    }
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response)).await;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, response[split + 4..].to_vec())
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut bytes = Vec::new();
+    picture
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn images_are_checked_measured_thumbnailed_and_shared_with_conversation_members() {
+    for database in db::all().await {
+        let label = database.label;
+        let dir = tempfile::tempdir().unwrap();
+        let files_dir: &'static str = Box::leak(dir.path().display().to_string().into_boxed_str());
+        let broker = TestBroker::start_im(&database.url, &[("BROKER_FILES_DIR", files_dir)]).await;
+        let picture = png(640, 320);
+        let (status, _, body) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files?name=cat%20photo.png",
+            "bob",
+            "image/png",
+            &picture,
+            false,
+        )
+        .await;
+        let attachment = json_of(&body);
+        assert_eq!(status, 201, "{label}: {attachment}");
+        assert_eq!(attachment["name"], "cat photo.png");
+        assert_eq!(attachment["mime"], "image/png");
+        assert_eq!(attachment["size"], picture.len());
+        assert_eq!(
+            (attachment["width"].as_i64(), attachment["height"].as_i64()),
+            (Some(640), Some(320))
+        );
+        let url = attachment["url"].as_str().unwrap().to_owned();
+        let thumbnail = attachment["thumbnailUrl"].as_str().unwrap().to_owned();
+
+        let (status, head, bytes) =
+            raw(&broker, "GET", &url, "bob", "text/plain", b"", false).await;
+        assert_eq!(status, 200, "{label}: the uploader");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: image/png"),
+            "{head}"
+        );
+        assert_eq!(bytes, picture);
+        let (status, _, _) = raw(&broker, "GET", &url, "alice", "text/plain", b"", false).await;
+        assert_eq!(status, 404, "{label}: not shared yet");
+
+        let (status, sent) = broker
+            .api(
+                "POST",
+                "/api/v1/messages",
+                "bob",
+                Some(json!({"to": "alice", "clientMsgId": "img-1", "format": "image", "attachment": attachment})),
+            )
+            .await;
+        assert_eq!(status, 201, "{label}: {sent}");
+        let (status, _, bytes) = raw(&broker, "GET", &url, "alice", "text/plain", b"", false).await;
+        assert_eq!(
+            (status, bytes.len()),
+            (200, picture.len()),
+            "{label}: a member"
+        );
+        let (status, head, bytes) = raw(
+            &broker,
+            "GET",
+            &thumbnail,
+            "alice",
+            "text/plain",
+            b"",
+            false,
+        )
+        .await;
+        assert_eq!(status, 200, "{label}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: image/jpeg")
+        );
+        let small = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((small.width(), small.height()), (256, 128));
+        let (status, _, _) = raw(&broker, "GET", &url, "carol", "text/plain", b"", false).await;
+        assert_eq!(status, 404, "{label}: not a member");
+
+        // Carol cannot attach bob's file to a message of hers.
+        let (status, body) = broker
+            .api(
+                "POST",
+                "/api/v1/messages",
+                "carol",
+                Some(json!({"to": "dave", "clientMsgId": "steal", "format": "image", "attachment": attachment})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{label}"
+        );
+
+        // Not an image, though declared one.
+        let (status, _, body) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files",
+            "bob",
+            "image/png",
+            b"hello, not a png",
+            false,
+        )
+        .await;
+        assert_eq!(
+            (status, json_of(&body)["code"].as_str()),
+            (400, Some("INVALID_ARGUMENT"))
+        );
+        // Any other file is stored as declared.
+        let (status, _, body) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files?name=notes.pdf",
+            "bob",
+            "application/pdf",
+            b"%PDF-1.4 tiny",
+            false,
+        )
+        .await;
+        let file = json_of(&body);
+        assert_eq!(status, 201, "{file}");
+        assert_eq!(file["mime"], "application/pdf");
+        assert!(file.get("width").is_none() && file.get("thumbnailUrl").is_none());
+        let (status, _, _) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files",
+            "bob",
+            "application/pdf",
+            b"",
+            false,
+        )
+        .await;
+        assert_eq!(status, 400, "empty");
+    }
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused_while_streaming_and_leave_nothing() {
+    for database in db::all().await {
+        let label = database.label;
+        let dir = tempfile::tempdir().unwrap();
+        let files_dir: &'static str = Box::leak(dir.path().display().to_string().into_boxed_str());
+        let broker = TestBroker::start_im(
+            &database.url,
+            &[
+                ("BROKER_FILES_DIR", files_dir),
+                ("BROKER_LIMITS_IMAGE_MAX_BYTES", "2000"),
+                ("BROKER_LIMITS_FILE_MAX_BYTES", "5000"),
+            ],
+        )
+        .await;
+        let big = png(300, 300);
+        assert!(big.len() > 2000);
+        for chunked in [false, true] {
+            let (status, _, body) = raw(
+                &broker,
+                "POST",
+                "/api/v1/files",
+                "bob",
+                "image/png",
+                &big,
+                chunked,
+            )
+            .await;
+            assert_eq!(
+                (status, json_of(&body)["code"].as_str()),
+                (413, Some("PAYLOAD_TOO_LARGE")),
+                "{label}: chunked {chunked}"
+            );
+            let (status, _, _) = raw(
+                &broker,
+                "POST",
+                "/api/v1/files",
+                "bob",
+                "application/zip",
+                &[7u8; 6000],
+                chunked,
+            )
+            .await;
+            assert_eq!(status, 413, "{label}: chunked {chunked}");
+        }
+        assert_eq!(
+            files_in(dir.path()),
+            0,
+            "{label}: nothing partial left behind"
+        );
+        let (status, _, _) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files",
+            "bob",
+            "application/zip",
+            &[7u8; 4000],
+            true,
+        )
+        .await;
+        assert_eq!(status, 201, "{label}: within the file limit");
+    }
+}
+
+#[tokio::test]
+async fn attachments_are_validated() {
+    let database = db::sqlite();
+    let broker = TestBroker::start_im(&database.url, &[]).await;
+    let good = json!({"url": "https://cdn.example/x.mp3", "name": "x.mp3", "size": 10, "mime": "audio/mpeg", "durationMs": 3000});
+    let (status, body) = broker
+        .api(
+            "POST",
+            "/api/v1/messages",
+            "alice",
+            Some(json!({"to": "bob", "clientMsgId": "v1", "format": "voice", "attachment": good})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (format, attachment) in [
+        (
+            "image",
+            json!({"url": "u", "name": "n", "mime": "image/png"}),
+        ),
+        (
+            "file",
+            json!({"url": "u", "name": "n", "size": -1, "mime": "m"}),
+        ),
+        (
+            "video",
+            json!({"url": "u", "name": "n", "size": 1, "mime": "m", "width": "wide"}),
+        ),
+        (
+            "image",
+            json!({"url": "u", "name": "n", "size": 1, "mime": "m", "extra": 1}),
+        ),
+        (
+            "card",
+            json!({"bizType": "order", "bizId": 42, "title": "t"}),
+        ),
+        ("card", json!({"bizType": "order", "bizId": "42"})),
+        ("file", json!("not an object")),
+    ] {
+        let (status, body) = broker
+            .api("POST", "/api/v1/messages", "alice", Some(json!({"to": "bob", "clientMsgId": format!("bad-{attachment}"), "format": format, "attachment": attachment})))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{attachment}"
+        );
+    }
+}
