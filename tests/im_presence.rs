@@ -74,16 +74,19 @@ async fn typing_in_a_private_chat_reaches_the_other_user_on_events() {
 }
 
 #[tokio::test]
-async fn typing_in_a_group_goes_to_the_group_topic() {
+async fn typing_in_a_group_goes_to_the_group_topic_but_not_back_to_the_typing_session() {
     for database in db::all().await {
         let broker = im::broker(&database.url, &[]).await;
         let group = im::create_group(&broker, "alice", "team", &["bob"]).await;
         let topic = format!("/topic/group.{group}");
         let mut alice = broker.im_user("alice").await;
+        alice.subscribe(&topic, "g", "auto").await;
         let mut bob = broker.im_user("bob").await;
         bob.subscribe(&topic, "g", "auto").await;
         typing(&mut alice, &group, "t").await;
         receipt(&mut alice, "t").await;
+        // The typing session is not told about itself.
+        quiet(&mut alice).await;
         assert_eq!(
             event_on(&mut bob, &topic, "typing").await,
             json!({"conversationId": group, "userId": "alice"}),

@@ -467,16 +467,30 @@ impl Im {
             .map_err(store_error)
     }
 
-    /// Tells the other members that the caller is typing. Nothing is stored.
+    /// Tells the other members that the caller is typing (not the session it came from).
+    /// Nothing is stored.
     ///
     /// # Errors
     ///
     /// `NOT_FOUND`, `NOT_MEMBER`.
-    pub async fn typing(&self, caller: &Identity, conversation: &str) -> Result<(), AppError> {
+    pub async fn typing(
+        &self,
+        caller: &Identity,
+        conversation: &str,
+        origin: Origin,
+    ) -> Result<(), AppError> {
         let (row, _) = self.membership(conversation, &caller.user_id).await?;
         let body = json!({"conversationId": conversation, "userId": caller.user_id});
         match row.kind.as_str() {
-            "group" => self.push_group(conversation, "typing", &body),
+            "group" => {
+                // The topic reaches the typing session too; it is not told about itself.
+                let mut publication = Publication::json_event("typing", super::to_json(&body));
+                if let Origin::Session(id) = origin {
+                    publication.exclude_session = Some(id);
+                }
+                self.hub()
+                    .publish(&Route::Topic(group_topic(conversation)), publication);
+            }
             _ => {
                 for user in self.audience(conversation).await? {
                     if user != caller.user_id {

@@ -159,7 +159,12 @@ impl Handler {
                 }
                 Kind::Typing => {
                     let typing: TypingRequest = parse(request.body)?;
-                    im.typing(identity, &typing.conversation_id).await?;
+                    im.typing(
+                        identity,
+                        &typing.conversation_id,
+                        Origin::Session(request.session.id),
+                    )
+                    .await?;
                     Ok(None)
                 }
                 Kind::Notification => {
