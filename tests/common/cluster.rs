@@ -81,6 +81,10 @@ impl Node {
                 "BROKER_AUTH_JWT_SECRET",
                 String::from_utf8_lossy(SECRET).into_owned(),
             )
+            // The shipped send and stranger limits would refuse scripted conversations.
+            .env("BROKER_LIMITS_SEND_RATE", "100000/1s")
+            .env("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "100000")
+            .env("BROKER_LIMITS_STRANGER_RATE", "100000/1s")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
