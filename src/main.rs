@@ -120,6 +120,8 @@ fn migrate(config: &Config) -> ExitCode {
 
 fn serve(config: Config) -> ExitCode {
     tracing_subscriber::fmt()
+        // Colours only on a terminal: logs written to files and pipes stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
