@@ -63,7 +63,7 @@ pub fn routes(state: HttpState) -> HttpRouter {
 pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
     let max_message = max_frame_bytes.saturating_mul(2).max(64 * 1024);
     WebSocketConfig::default()
-        .read_buffer_size(2 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(Some(max_message))

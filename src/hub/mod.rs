@@ -2,8 +2,9 @@
 //!
 //! Every publication is encoded once into a [`MessageTemplate`]; each subscriber's session gets
 //! a reference to it and encodes only its own `subscription` / `message-id` / `ack` headers.
-//! Subscriber lists are copy-on-write slices, so a publish takes a lock only long enough to
-//! clone an `Arc`, and fans out without holding any. Other nodes are reached through the
+//! A publish takes a lock only long enough to clone an `Arc` of the route's subscriber snapshot,
+//! and fans out without holding any; the snapshot is rebuilt on the first publish after a
+//! change, so that a topic gaining N subscribers costs O(N), not O(N²). Other nodes are reached through the
 //! [`Relay`]. The hub knows nothing of chats.
 
 pub mod queue;
@@ -11,7 +12,7 @@ pub mod sequencer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -31,6 +32,27 @@ pub struct Subscriber {
     pub subscription: ByteString,
     /// Its ack mode.
     pub ack: AckMode,
+}
+
+/// The subscribers of one route.
+#[derive(Default)]
+struct RouteEntry {
+    /// Edited in place by SUBSCRIBE and UNSUBSCRIBE.
+    list: Vec<Subscriber>,
+    /// What fan-out iterates; empty after a change until the next publish builds it.
+    snapshot: OnceLock<Arc<[Subscriber]>>,
+}
+
+impl RouteEntry {
+    fn snapshot(&self) -> Arc<[Subscriber]> {
+        self.snapshot
+            .get_or_init(|| Arc::from(self.list.as_slice()))
+            .clone()
+    }
+
+    fn changed(&mut self) {
+        self.snapshot = OnceLock::new();
+    }
 }
 
 /// A message to publish: its headers (beyond the destination, which the route gives) and body.
@@ -142,7 +164,7 @@ pub struct Hub {
 
 struct Inner {
     settings: HubSettings,
-    routes: DashMap<SubscriptionKey, Arc<[Subscriber]>>,
+    routes: DashMap<SubscriptionKey, RouteEntry>,
     users: DashMap<ByteString, Vec<Arc<SessionHandle>>>,
     subscriptions: DashMap<u64, HashMap<ByteString, SessionSubscription>>,
     queues: DashMap<ByteString, Arc<Queue>>,
@@ -335,14 +357,9 @@ impl Hub {
                 );
             }
             _ => {
-                let mut entry = self
-                    .inner
-                    .routes
-                    .entry(key)
-                    .or_insert_with(|| Arc::from(Vec::new()));
-                let mut list = entry.to_vec();
-                list.push(subscriber);
-                *entry = Arc::from(list);
+                let mut entry = self.inner.routes.entry(key).or_default();
+                entry.list.push(subscriber);
+                entry.changed();
             }
         }
         Ok(())
@@ -403,14 +420,15 @@ impl Hub {
             }
             _ => {
                 if let Some(mut entry) = self.inner.routes.get_mut(key) {
-                    let list: Vec<Subscriber> = entry
-                        .iter()
-                        .filter(|s| !(s.session.id == session.id && s.subscription == id))
-                        .cloned()
-                        .collect();
-                    *entry = Arc::from(list);
+                    entry
+                        .list
+                        .retain(|s| !(s.session.id == session.id && s.subscription == id));
+                    entry.changed();
                 }
-                let emptied = self.inner.routes.remove_if(key, |_, list| list.is_empty());
+                let emptied = self
+                    .inner
+                    .routes
+                    .remove_if(key, |_, entry| entry.list.is_empty());
                 if let (Some(_), SubscriptionKey::Topic(name)) = (emptied, key) {
                     self.inner.sequencer.forget(name);
                 }
@@ -518,7 +536,7 @@ impl Hub {
 
     fn deliver_now(&self, route: &Route, publication: Publication) -> Fanout {
         let key = SubscriptionKey::of_route(route);
-        let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
+        let Some(subscribers) = self.inner.routes.get(&key).map(|entry| entry.snapshot()) else {
             return Fanout::default();
         };
         let (template, message_id) = self.template(&key, publication.headers, publication.body);
@@ -543,7 +561,7 @@ impl Hub {
             user: session.user_id().into(),
             queue: queue.into(),
         };
-        let Some(subscribers) = self.inner.routes.get(&key).map(|s| s.clone()) else {
+        let Some(subscribers) = self.inner.routes.get(&key).map(|entry| entry.snapshot()) else {
             return Fanout::default();
         };
         let own: Vec<Subscriber> = subscribers

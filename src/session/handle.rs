@@ -2,14 +2,14 @@
 //! of unacknowledged deliveries. The hub holds these handles; the session's own tasks hold the
 //! rest (socket, decoder, transactions).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use bytestring::ByteString;
 use stomp_codec::{Command, MessageTemplate, Version};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
@@ -97,6 +97,21 @@ pub struct Delivery {
 /// A queued item and the bytes it counts for.
 pub(crate) type Queued = (Outgoing, usize);
 
+/// Above this many slots, a drained batch gives its memory back: a burst should not leave an
+/// idle session holding its buffer.
+const KEPT_QUEUE_SLOTS: usize = 64;
+
+/// The outbound queue: pushed by any task, drained by the session's writer. A deque under a
+/// mutex rather than a channel because an idle session then holds no buffer at all (a tokio
+/// channel allocates a block of slots up front), and the writer takes everything queued in one
+/// swap.
+#[derive(Default)]
+struct Outbox {
+    items: VecDeque<Queued>,
+    /// The writer has ended; nothing more is taken.
+    closed: bool,
+}
+
 /// A delivery awaiting ACK/NACK.
 struct Pending {
     subscription: ByteString,
@@ -115,12 +130,17 @@ pub struct SessionHandle {
     pub identity: Identity,
     /// The negotiated protocol version.
     pub version: Version,
-    tx: mpsc::UnboundedSender<Queued>,
+    outbox: Mutex<Outbox>,
+    /// Wakes the writer: something was queued, or the session is closing.
+    ready: Notify,
     queued_bytes: AtomicUsize,
     max_queued_bytes: usize,
     /// Cancelled when the session must end: slow consumer, shutdown, or its own close.
     closed: CancellationToken,
-    slow: std::sync::atomic::AtomicBool,
+    /// Set with `closed` by [`SessionHandle::close`] and the slow-consumer cut: checked per
+    /// delivery, where the token's own check would take its mutex.
+    closing: AtomicBool,
+    slow: AtomicBool,
     next_delivery: AtomicU64,
     pending: Mutex<BTreeMap<u64, Pending>>,
 }
@@ -142,22 +162,22 @@ impl SessionHandle {
         version: Version,
         max_queued_bytes: usize,
         closed: CancellationToken,
-    ) -> (Arc<SessionHandle>, mpsc::UnboundedReceiver<Queued>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = Arc::new(SessionHandle {
+    ) -> Arc<SessionHandle> {
+        Arc::new(SessionHandle {
             id,
             name,
             identity,
             version,
-            tx,
+            outbox: Mutex::new(Outbox::default()),
+            ready: Notify::new(),
             queued_bytes: AtomicUsize::new(0),
             max_queued_bytes,
             closed,
-            slow: std::sync::atomic::AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            slow: AtomicBool::new(false),
             next_delivery: AtomicU64::new(1),
             pending: Mutex::new(BTreeMap::new()),
-        });
-        (handle, rx)
+        })
     }
 
     /// The user id.
@@ -168,7 +188,8 @@ impl SessionHandle {
     /// Queues an item. Returns false when the session is gone or has just been cut as a slow
     /// consumer because this item would overflow its queue.
     pub fn push(&self, item: Outgoing, size: usize) -> bool {
-        if self.closed.is_cancelled() {
+        // A session ended by shutdown is caught by the send below once its writer is gone.
+        if self.closing.load(Ordering::Relaxed) {
             return false;
         }
         let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
@@ -176,11 +197,48 @@ impl SessionHandle {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             if !self.slow.swap(true, Ordering::Relaxed) {
                 Metrics::get().slow_consumer_cuts.increment(1);
-                self.closed.cancel();
+                self.close();
             }
             return false;
         }
-        self.tx.send((item, size)).is_ok()
+        {
+            let mut outbox = lock(&self.outbox);
+            if outbox.closed {
+                drop(outbox);
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                return false;
+            }
+            outbox.items.push_back((item, size));
+        }
+        self.ready.notify_one();
+        true
+    }
+
+    /// Waits until something is queued or the session is closing.
+    pub(crate) async fn queued(&self) {
+        // `notify_one` leaves a permit when the writer is not waiting, so a push between the
+        // check and the wait is not missed.
+        while !self.closing.load(Ordering::Relaxed) && lock(&self.outbox).items.is_empty() {
+            self.ready.notified().await;
+        }
+    }
+
+    /// Moves everything queued into `batch` (which must be empty).
+    pub(crate) fn take_queued(&self, batch: &mut VecDeque<Queued>) {
+        if batch.capacity() > KEPT_QUEUE_SLOTS {
+            *batch = VecDeque::new();
+        }
+        std::mem::swap(&mut lock(&self.outbox).items, batch);
+    }
+
+    /// Called by the writer as it ends: later pushes fail, and what is queued is dropped.
+    pub(crate) fn close_queue(&self) {
+        let items = {
+            let mut outbox = lock(&self.outbox);
+            outbox.closed = true;
+            std::mem::take(&mut outbox.items)
+        };
+        drop(items);
     }
 
     /// Queues an encoded frame.
@@ -273,7 +331,9 @@ impl SessionHandle {
 
     /// Marks the session for closing.
     pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         self.closed.cancel();
+        self.ready.notify_one();
     }
 
     /// Whether the session was cut as a slow consumer.
@@ -283,7 +343,7 @@ impl SessionHandle {
 
     /// Whether the session has ended or is ending.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.closing.load(Ordering::Relaxed) || self.closed.is_cancelled()
     }
 
     /// Resolves when the session ends.

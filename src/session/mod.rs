@@ -9,7 +9,7 @@
 pub mod handle;
 pub mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
@@ -250,7 +249,7 @@ pub async fn run<I: Inbound, O: Outbound>(
     let name = ByteString::from(format!("{}-{id}", context.router.hub().node_id()));
     let span = info_span!("session", id, user = %accepted.identity.user_id);
     let closed = context.shutdown.child_token();
-    let (handle, queue) = SessionHandle::new(
+    let handle = SessionHandle::new(
         id,
         name.clone(),
         accepted.identity,
@@ -304,16 +303,14 @@ pub async fn run<I: Inbound, O: Outbound>(
         }
         debug!("connected");
 
-        let writer = tokio::spawn(
-            write_loop(
-                outbound,
-                queue,
-                handle.clone(),
-                accepted.outgoing_heartbeat,
-                context.shutdown.clone(),
-            )
-            .in_current_span(),
-        );
+        // Not instrumented with the session's span: entering it on every wake-up is a
+        // measurable part of a delivery, and the writer logs its session id itself.
+        let writer = tokio::spawn(write_loop(
+            outbound,
+            handle.clone(),
+            accepted.outgoing_heartbeat,
+            context.shutdown.clone(),
+        ));
         let ending = session
             .read_loop(
                 &mut inbound,
@@ -510,7 +507,13 @@ impl Session {
         // STOMP: the peer may be considered dead after twice the agreed interval of silence.
         let silence_limit = heartbeat.map(|d| d * 2);
         let far = Duration::from_secs(86400 * 365);
-        let mut deadline = Instant::now() + silence_limit.unwrap_or(far);
+        let silence = tokio::time::sleep(silence_limit.unwrap_or(far));
+        let expired = tokio::time::sleep_until(expiry);
+        // The session's close token is a child of the shutdown token, so this also ends the
+        // session on shutdown; nothing can be queued any more, and the writer sends the ERROR.
+        let closed = self.handle.closed().clone().cancelled_owned();
+        // Created once, not per read: each would register a timer and a waiter again.
+        tokio::pin!(silence, expired, closed);
         // Frames that arrived together with CONNECT.
         if let Some(ending) = self.drain(decoder, buf).await {
             return ending;
@@ -518,15 +521,12 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                // The session's close token is a child of the shutdown token, so nothing can be
-                // queued any more: the writer sends the ERROR itself.
-                () = self.context.shutdown.cancelled() => return Ending::Gone,
-                () = self.handle.closed().cancelled() => return Ending::Gone,
-                () = tokio::time::sleep_until(expiry) => {
+                () = &mut closed => return Ending::Gone,
+                () = &mut expired => {
                     Metrics::get().auth_failures.increment(1);
                     return Ending::Error(Fatal::unauthorized("token expired"));
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut silence => {
                     return Ending::Error(Fatal::new(
                         ErrorReason::HeartbeatTimeout,
                         "heart-beat timeout",
@@ -542,7 +542,7 @@ impl Session {
                         Ok(false) | Err(_) => return Ending::Gone,
                     }
                     if let Some(limit) = silence_limit {
-                        deadline = Instant::now() + limit;
+                        silence.as_mut().reset(Instant::now() + limit);
                     }
                     if let Some(ending) = self.drain(decoder, buf).await {
                         return ending;
@@ -563,7 +563,9 @@ impl Session {
                 Ok(Some(Decoded::HeartBeat)) => {}
                 Ok(Some(Decoded::Frame(frame))) => {
                     Metrics::get().frame_in(frame.command);
-                    match self.handle_frame(frame).await {
+                    // Boxed: the state of handling a frame is large, and held inline it would
+                    // be part of every idle session's task.
+                    match Box::pin(self.handle_frame(frame)).await {
                         Ok(true) => {}
                         Ok(false) => return Some(Ending::Graceful),
                         Err(fatal) => return Some(Ending::Error(fatal)),
@@ -893,92 +895,98 @@ impl Session {
     }
 }
 
-/// Frames taken from the queue per write batch.
-const WRITE_BATCH: usize = 256;
-
 /// Drains the outbound queue into the socket until a Close item or a cut. A session cut as a
 /// slow consumer or ended by the broker's shutdown gets its ERROR from here, since its queue
 /// takes nothing once the session is closed.
 async fn write_loop<O: Outbound>(
     mut outbound: O,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
     handle: Arc<SessionHandle>,
     heartbeat: Option<Duration>,
     shutdown: CancellationToken,
 ) {
+    write_until_closed(&mut outbound, &handle, heartbeat, &shutdown).await;
+    handle.close_queue();
+}
+
+async fn write_until_closed<O: Outbound>(
+    outbound: &mut O,
+    handle: &Arc<SessionHandle>,
+    heartbeat: Option<Duration>,
+    shutdown: &CancellationToken,
+) {
     let metrics = Metrics::get();
-    // Empty until the first write: idle sessions should cost as little as possible.
-    let mut batch: Vec<Queued> = Vec::new();
+    let mut batch = VecDeque::new();
     let mut scratch = BytesMut::new();
     // A heart-beat is due one interval after the last write, whatever was written.
     let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
     let idle = tokio::time::sleep(interval);
     tokio::pin!(idle);
-    let closed = handle.closed().clone();
+    // Polled only while a write is blocked: the closing flag, checked per wake-up, is cheaper.
+    let ending = handle.closed().clone().cancelled_owned();
+    tokio::pin!(ending);
     loop {
+        if handle.is_closed() {
+            let farewell = if handle.is_slow() {
+                Some(Fatal::new(
+                    ErrorReason::SlowConsumer,
+                    "slow consumer",
+                    "the connection did not read its messages fast enough",
+                ))
+            } else if shutdown.is_cancelled() {
+                Some(Fatal::new(
+                    ErrorReason::Shutdown,
+                    "server shutting down",
+                    "the broker is shutting down; reconnect later",
+                ))
+            } else {
+                None
+            };
+            if let Some(fatal) = farewell {
+                metrics.error(fatal.reason);
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    outbound.write(fatal.encode(handle.version)).await?;
+                    outbound.flush().await
+                })
+                .await;
+            }
+            outbound.close(shutdown.is_cancelled()).await;
+            return;
+        }
         tokio::select! {
             biased;
-            () = closed.cancelled() => {
-                let farewell = if handle.is_slow() {
-                    Some(Fatal::new(
-                        ErrorReason::SlowConsumer,
-                        "slow consumer",
-                        "the connection did not read its messages fast enough",
-                    ))
-                } else if shutdown.is_cancelled() {
-                    Some(Fatal::new(
-                        ErrorReason::Shutdown,
-                        "server shutting down",
-                        "the broker is shutting down; reconnect later",
-                    ))
-                } else {
-                    None
-                };
-                if let Some(fatal) = farewell {
-                    metrics.error(fatal.reason);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                        outbound.write(fatal.encode(handle.version)).await?;
-                        outbound.flush().await
-                    })
-                    .await;
-                }
-                outbound.close(shutdown.is_cancelled()).await;
-                return;
-            }
-            received = queue.recv_many(&mut batch, WRITE_BATCH) => {
-                if received == 0 {
-                    outbound.close(false).await;
-                    return;
+            () = handle.queued() => {
+                handle.take_queued(&mut batch);
+                if batch.is_empty() {
+                    continue;
                 }
                 let mut close = false;
                 let written = tokio::select! {
                     biased;
-                    () = closed.cancelled() => continue,
-                    written = write_batch(&mut outbound, &mut batch, &mut scratch, handle.version, &mut close) => written,
+                    written = write_batch(outbound, &mut batch, &mut scratch, handle.version, &mut close) => written,
+                    () = &mut ending => continue,
                 };
                 match written {
                     Ok(bytes) => handle.written(bytes),
                     Err(error) => {
-                        debug!(%error, "write failed");
+                        debug!(session = handle.id, %error, "write failed");
                         handle.close();
                         return;
                     }
                 }
                 idle.as_mut().reset(Instant::now() + interval);
                 if close {
-                    let going_away = handle.closed().is_cancelled();
-                    outbound.close(going_away).await;
+                    outbound.close(handle.is_closed()).await;
                     return;
                 }
             }
             () = &mut idle, if heartbeat.is_some() => {
                 let sent = tokio::select! {
                     biased;
-                    () = closed.cancelled() => continue,
                     sent = async {
                         outbound.write(Bytes::from_static(b"\n")).await?;
                         outbound.flush().await
                     } => sent,
+                    () = &mut ending => continue,
                 };
                 if sent.is_err() {
                     handle.close();
@@ -991,10 +999,9 @@ async fn write_loop<O: Outbound>(
     }
 }
 
-/// Writes a batch and flushes once. Returns the bytes it accounted for.
 async fn write_batch<O: Outbound>(
     outbound: &mut O,
-    batch: &mut Vec<Queued>,
+    batch: &mut VecDeque<Queued>,
     scratch: &mut BytesMut,
     version: Version,
     close: &mut bool,
