@@ -69,7 +69,15 @@ async function showSignIn(problem) {
         },
         h("label", { for: "token" }, "Paste a token"),
         tokenInput,
-        h("p", { class: "hint" }, "Make one with ", h("code", {}, "cargo run --release -- token --sub <name>")),
+        h(
+          "p",
+          { class: "hint" },
+          "Make one with ",
+          h("code", {}, "broker token --sub <name>"),
+          " (from the repository: ",
+          h("code", {}, "cargo run --release -- token --sub <name>"),
+          ")",
+        ),
         h("button", { type: "submit" }, "Sign in"),
       ),
       devForm,
@@ -112,7 +120,6 @@ function start(token) {
 function signOut(problem) {
   sessionStorage.removeItem(TOKEN_KEY);
   session?.stop();
-  location.hash = "";
   for (const key of Object.keys(state)) {
     if (state[key] instanceof Map) state[key].clear();
   }
@@ -217,9 +224,22 @@ async function loadConversations() {
   }
 }
 
+// Merges a list entry from the broker. Pushes and answers race, so positions only move forward:
+// the newest message and last seq by seq, and the read position (`seenSeq`: last seq minus the
+// broker's unread count, which also covers messages from before the user joined) by maximum.
+// The unread count is then derived, never counted up, so no order of events can skew it.
 function upsertConversation(conversation) {
   const known = state.conversations.get(conversation.id);
-  state.conversations.set(conversation.id, { ...known, ...conversation });
+  const merged = { ...known, ...conversation };
+  if (conversation.lastSeq !== undefined && conversation.unreadCount !== undefined) {
+    merged.seenSeq = Math.max(known?.seenSeq ?? 0, conversation.lastSeq - conversation.unreadCount);
+  }
+  if (known) {
+    merged.lastSeq = Math.max(known.lastSeq ?? 0, conversation.lastSeq ?? 0);
+    if ((known.lastMessage?.seq ?? 0) > (conversation.lastMessage?.seq ?? 0)) merged.lastMessage = known.lastMessage;
+  }
+  state.conversations.set(conversation.id, merged);
+  recount(merged);
   follow(conversation);
   // A chat found after the last sync: its peer's presence events only tell of changes, so ask
   // for the current state once.
@@ -230,6 +250,35 @@ function upsertConversation(conversation) {
       renderChatHeader();
     }, () => {});
   }
+}
+
+// The list entry of a conversation that started elsewhere, fetched once however many pushes
+// arrive before the answer.
+const fetching = new Set();
+function fetchConversation(id) {
+  if (fetching.has(id)) return;
+  fetching.add(id);
+  api
+    .conversation(id)
+    .then((c) => {
+      upsertConversation(c);
+      renderList();
+    }, showError)
+    .finally(() => fetching.delete(id));
+}
+
+// Brings the last message and unread count up to what the loaded messages show.
+function recount(conversation) {
+  const chat = chatOf(conversation.id);
+  const last = lastSeqOf(conversation.id);
+  if (last > (conversation.lastSeq ?? 0)) conversation.lastSeq = last;
+  if (last > 0 && last >= (conversation.lastMessage?.seq ?? 0)) conversation.lastMessage = chat.bySeq.get(last);
+  if (state.openId === conversation.id && document.visibilityState === "visible") {
+    // Reading it now: markRead moves the position on the broker.
+    conversation.unreadCount = 0;
+    return;
+  }
+  conversation.unreadCount = Math.max(0, (conversation.lastSeq ?? 0) - (conversation.seenSeq ?? 0));
 }
 
 function forgetConversation(id) {
@@ -258,7 +307,7 @@ async function resync() {
   if (state.openId && !chatOf(state.openId).loaded) await loadHistory(state.openId);
   flushPending();
   renderList();
-  renderChat();
+  refreshChat();
   markRead();
 }
 
@@ -278,18 +327,22 @@ async function loadPresence() {
   }
 }
 
-async function loadHistory(id) {
+// The latest page; callers that arrive while it loads share the one request.
+function loadHistory(id) {
   const chat = chatOf(id);
-  if (chat.loading) return;
-  chat.loading = true;
-  try {
-    const page = await api.history(id, { limit: 30 });
-    for (const message of page.items) putMessage(message);
-    chat.hasMore = page.items.length === 30;
-    chat.loaded = true;
-  } finally {
-    chat.loading = false;
-  }
+  chat.firstPage ??= (async () => {
+    chat.loading = true;
+    try {
+      const page = await api.history(id, { limit: 30 });
+      for (const message of page.items) putMessage(message);
+      chat.hasMore = page.items.length === 30;
+      chat.loaded = true;
+    } finally {
+      chat.loading = false;
+      chat.firstPage = null;
+    }
+  })();
+  return chat.firstPage;
 }
 
 async function loadOlder(id) {
@@ -349,24 +402,16 @@ function onEvent(event, body, source) {
 }
 
 function onMessage(message) {
-  const fresh = putMessage(message);
+  putMessage(message);
   const id = message.conversationId;
   if (state.typing.get(id)?.userId === message.senderId) state.typing.delete(id);
   const conversation = state.conversations.get(id);
   if (!conversation) {
-    // A conversation that started elsewhere: fetch its list entry.
-    api.conversation(id).then((c) => {
-      upsertConversation(c);
-      renderList();
-    }, showError);
+    fetchConversation(id);
     return;
   }
-  if (!conversation.lastMessage || message.seq >= (conversation.lastMessage.seq ?? 0)) {
-    conversation.lastMessage = message;
-    conversation.lastSeq = Math.max(conversation.lastSeq ?? 0, message.seq);
-  }
-  const reading = state.openId === id && document.visibilityState === "visible";
-  if (fresh && message.senderId !== state.me && !reading) conversation.unreadCount = (conversation.unreadCount ?? 0) + 1;
+  if (message.senderId === state.me) conversation.seenSeq = Math.max(conversation.seenSeq ?? 0, message.seq);
+  recount(conversation);
   renderList();
   if (state.openId === id) {
     renderMessages({ stick: true });
@@ -410,12 +455,12 @@ function onConversationUpdated(body) {
   if (body.type) {
     upsertConversation(body);
   } else if (known) {
-    Object.assign(known, body);
+    // Read on another device.
+    known.seenSeq = Math.max(known.seenSeq ?? 0, body.readSeq ?? 0);
+    known.readSeq = Math.max(known.readSeq ?? 0, body.readSeq ?? 0);
+    recount(known);
   } else {
-    api.conversation(id).then((c) => {
-      upsertConversation(c);
-      renderList();
-    }, showError);
+    fetchConversation(id);
   }
   renderList();
   if (state.openId === id) renderChatHeader();
@@ -454,7 +499,7 @@ function onGroupChange(event, body) {
     refreshGroup(id);
   }
   renderList();
-  if (state.openId === id) renderChat();
+  if (state.openId === id) refreshChat();
 }
 
 function onAppError(body) {
@@ -579,7 +624,6 @@ async function openConversation(id, seq) {
   state.openId = id;
   state.replyTo = null;
   state.attachment = null;
-  location.hash = id ? `#${encodeURIComponent(id)}` : "";
   ui.layout?.classList.toggle("chat-open", Boolean(id));
   renderList();
   renderChat();
@@ -594,7 +638,7 @@ async function openConversation(id, seq) {
     showError(e);
   }
   if (state.openId !== id) return;
-  renderChat();
+  refreshChat();
   if (seq) ui.messages?.querySelector(`[data-seq="${seq}"]`)?.scrollIntoView({ block: "center" });
   markRead();
   ui.text?.focus();
@@ -621,19 +665,34 @@ function markRead() {
   const id = state.openId;
   const conversation = state.conversations.get(id);
   if (!conversation || document.visibilityState !== "visible") return;
-  const last = lastSeqOf(id);
-  if (last > (conversation.readSeq ?? 0) || conversation.unreadCount > 0) {
+  const last = Math.max(lastSeqOf(id), conversation.lastSeq ?? 0);
+  if (last > (conversation.readSeq ?? 0) || last > (conversation.seenSeq ?? 0)) {
     if (session.publish("/app/message.read", { conversationId: id, upToSeq: last })) {
       conversation.readSeq = last;
+      conversation.seenSeq = last;
       conversation.unreadCount = 0;
       renderList();
     }
   }
 }
 
+// Re-renders the open chat, keeping the composer (and what is typed in it) when the chat is
+// already on screen.
+function refreshChat() {
+  const conversation = state.conversations.get(state.openId);
+  if (ui.chatFor && ui.chatFor === state.openId && ui.chatStatus === conversation?.status) {
+    renderChatHeader();
+    renderMessages();
+  } else {
+    renderChat();
+  }
+}
+
 function renderChat() {
   if (!ui.chat) return;
   const conversation = state.conversations.get(state.openId);
+  ui.chatFor = conversation?.id ?? null;
+  ui.chatStatus = conversation?.status;
   if (!conversation) {
     ui.messages = null;
     clear(ui.chat, h("div", { class: "placeholder" }, h("p", {}, "Pick a conversation, or start one with New chat.")));
@@ -708,9 +767,14 @@ function renderChatHeader() {
 
 function onMessagesScroll() {
   const id = state.openId;
-  if (!id || ui.messages.scrollTop > 40) return;
+  if (!id || !ui.messages || ui.messages.scrollTop > 40) return;
   const chat = chatOf(id);
-  if (!chat.hasMore || chat.loading) return;
+  if (!chat.hasMore) return;
+  if (chat.loading) {
+    // No scroll event may follow: look again once this load is done.
+    setTimeout(onMessagesScroll, 200);
+    return;
+  }
   const before = ui.messages.scrollHeight;
   loadOlder(id).then(() => {
     if (state.openId !== id) return;
@@ -763,7 +827,16 @@ function renderMessage(m, conversation) {
       mine && conversation.type === "private" ? h("span", { class: `ticks ${status}`, "aria-label": status }, ticks(status)) : null,
       mine && conversation.type !== "private" && pending ? h("span", { class: `ticks ${status}`, "aria-label": status }, ticks(status)) : null,
     ),
-    m.failed ? h("div", { class: "failed" }, m.failed, " ", h("button", { type: "button", class: "link", onclick: () => retry(m) }, "Retry")) : null,
+    m.failed
+      ? h(
+          "div",
+          { class: "failed" },
+          m.failed,
+          " ",
+          h("button", { type: "button", class: "link", onclick: () => retry(m) }, "Retry"),
+          h("button", { type: "button", class: "link", onclick: () => discard(m) }, "Discard"),
+        )
+      : null,
     !pending && !recalled
       ? h(
           "div",
@@ -969,6 +1042,11 @@ function flushPending() {
 function retry(message) {
   message.failed = null;
   publishMessage(message);
+  renderMessages();
+}
+
+function discard(message) {
+  chatOf(message.conversationId).pending.delete(message.clientMsgId);
   renderMessages();
 }
 

@@ -44,6 +44,8 @@ export class Broker {
       BROKER_LIMITS_SEND_RATE: "100000/1s",
       BROKER_LIMITS_STRANGER_BEFORE_REPLY: "100000",
       BROKER_LIMITS_STRANGER_RATE: "100000/1s",
+      // Small enough for the test to show the page's size error without a large upload.
+      BROKER_LIMITS_FILE_MAX_BYTES: "100000",
       NO_COLOR: "1",
       RUST_LOG: "info",
     };

@@ -268,4 +268,91 @@ test("the demo client", async (t) => {
     }
     await screenshot("after-restart");
   });
+
+  await t.test("refused sends and uploads are shown inline", async () => {
+    const { alice } = pages;
+    await say(alice, "x".repeat(501));
+    await alice.locator(".errors .error-item", { hasText: "CONTENT_TOO_LONG" }).waitFor({ timeout: WAIT });
+    await alice.locator('.msg.pending[data-status="failed"]').waitFor({ timeout: WAIT });
+    await alice.locator("#attach").setInputFiles({ name: "big.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(150_000, 7) });
+    await alice.getByRole("button", { name: "Send file" }).click();
+    await alice.locator(".attachment-error", { hasText: "Too large" }).waitFor({ timeout: WAIT });
+    await screenshot("errors");
+    await alice.getByRole("button", { name: "Remove attachment" }).click();
+    await alice.locator(".msg.pending").getByRole("button", { name: "Discard" }).click();
+    await alice.locator(".msg.pending").waitFor({ state: "detached" });
+  });
+
+  await t.test("reply and forward", async () => {
+    const { alice, bob, carol } = pages;
+    const original = bob.locator(".msg", { hasText: "hello bob" });
+    await original.hover();
+    await original.getByRole("button", { name: "Reply" }).click();
+    await bob.locator(".reply-bar", { hasText: "hello bob" }).waitFor();
+    await say(bob, "answering your first message");
+    await alice.locator(".msg", { hasText: "answering your first message" }).locator(".quote", { hasText: "hello bob" }).waitFor({ timeout: WAIT });
+
+    const mine = alice.locator(".msg", { hasText: "hello bob" }).first();
+    await mine.hover();
+    await mine.getByRole("button", { name: "Forward" }).click();
+    const dialog = alice.locator("dialog");
+    await dialog.getByLabel("trio").check();
+    await dialog.getByRole("button", { name: "Forward" }).click();
+    await carol.locator(".msg", { hasText: "hello bob" }).locator(".forwarded", { hasText: "Forwarded from alice" }).waitFor({ timeout: WAIT });
+    await screenshot("reply-forward");
+  });
+
+  await t.test("system notifications appear in the notifications pane", async () => {
+    const { alice } = pages;
+    const system = await (
+      await fetch(`${broker.url}/api/v1/dev/token`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ sub: "backend", roles: ["system"] }),
+      })
+    ).json();
+    const sent = await fetch(`${broker.url}/api/v1/notifications`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${system.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ userIds: ["alice"], title: "Order shipped", content: "Your parcel is on its way" }),
+    });
+    assert.equal(sent.status, 201);
+    await alice.getByRole("button", { name: "Notifications (1)" }).click();
+    await alice.locator(".panel .notifications li", { hasText: "Order shipped" }).waitFor({ timeout: WAIT });
+    await screenshot("notifications");
+    await alice.getByRole("button", { name: "Close panel" }).click();
+  });
+
+  await t.test("older history pages in on scroll up", async () => {
+    const { alice } = pages;
+    const token = await (
+      await fetch(`${broker.url}/api/v1/dev/token`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ sub: "dave" }),
+      })
+    ).json();
+    for (let i = 0; i < 45; i++) {
+      const sent = await fetch(`${broker.url}/api/v1/messages`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token.token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ to: "alice", clientMsgId: `page-${i}`, content: `page test ${i}` }),
+      });
+      assert.equal(sent.status, 201);
+    }
+    await conversationItem(alice, "dave").locator(".badge", { hasText: "45" }).waitFor({ timeout: WAIT });
+    // A reload starts from nothing (the token stays for the tab): only the latest page loads.
+    await alice.reload();
+    await online(alice);
+    await conversationItem(alice, "dave").locator(".badge", { hasText: "45" }).waitFor({ timeout: WAIT });
+    await open(alice, "dave");
+    await seen(alice, "page test 44");
+    assert.equal(await alice.locator(".msg").count(), 30, "the latest page first");
+    await alice.locator(".messages").evaluate((box) => {
+      box.scrollTop = 0;
+    });
+    await seen(alice, "page test 0");
+    const texts = await alice.locator(".msg .text").allTextContents();
+    assert.deepEqual(texts, Array.from({ length: 45 }, (_, i) => `page test ${i}`));
+  });
 });
