@@ -607,13 +607,19 @@ function renderSearch() {
           h(
             "button",
             { type: "button", class: "hit", onclick: () => openConversation(m.conversationId, m.seq) },
-            h("span", { class: "hit-where" }, `${titleOf(state.conversations.get(m.conversationId)) || m.conversationId} · ${m.senderId} · ${time(m.createdAt)}`),
+            h("span", { class: "hit-where" }, hitPlace(m)),
             h("span", { class: "hit-text" }, highlight(m.content, q)),
           ),
         ),
       ),
     ),
   );
+}
+
+function hitPlace(message) {
+  const where = titleOf(state.conversations.get(message.conversationId)) || message.conversationId;
+  const who = message.senderId === where ? "" : ` · ${message.senderId}`;
+  return `${where}${who} · ${time(message.createdAt)}`;
 }
 
 // ---------------------------------------------------------------------------------------------
