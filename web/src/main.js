@@ -493,6 +493,8 @@ function onGroupChange(event, body) {
     });
   }
   if (conversation && event === "group.dissolved") conversation.status = "dissolved";
+  if (conversation && event === "member.added") conversation.memberCount += body.userIds?.length ?? 0;
+  if (conversation && event === "member.removed") conversation.memberCount -= 1;
   if (event === "member.removed" && body.userId === state.me) {
     forgetConversation(id);
   } else if (state.groups.has(id) || state.openId === id) {
@@ -652,7 +654,10 @@ async function openConversation(id, seq) {
 
 async function refreshGroup(id) {
   try {
-    state.groups.set(id, await api.conversation(id));
+    const view = await api.conversation(id);
+    state.groups.set(id, view);
+    const conversation = state.conversations.get(id);
+    if (conversation) conversation.memberCount = view.memberCount;
   } catch (e) {
     if (e.code === "NOT_FOUND" || e.code === "NOT_MEMBER") return forgetConversation(id);
     throw e;

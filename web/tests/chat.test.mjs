@@ -2,6 +2,7 @@
 // desktop-sized pages, carol at phone width) chat through the page itself. Screenshots of every
 // step go to web/test-output/.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -105,6 +106,19 @@ test("the demo client", async (t) => {
     await screenshot("signed-in");
   });
 
+  await t.test("a token from `broker token` can be pasted to sign in", async () => {
+    // Minted in the broker's directory, with the secret it generated there.
+    const token = execFileSync(binary, ["token", "--sub", "erin"], { cwd: broker.dir, env: broker.env() }).toString().trim();
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(broker.url);
+    await page.getByLabel("Paste a token").fill(token);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await online(page);
+    assert.equal(await page.locator(".me-name").textContent(), "erin");
+    await context.close();
+  });
+
   await t.test("private chat both ways, with delivered and read ticks", async () => {
     const { alice, bob } = pages;
     await alice.getByRole("button", { name: "New chat" }).click();
@@ -179,6 +193,18 @@ test("the demo client", async (t) => {
     await alice.getByRole("button", { name: "Post announcement" }).click();
     await carol.locator(".announcement", { hasText: "dinner on friday" }).waitFor({ timeout: WAIT });
     await screenshot("group");
+
+    // Invite, promote and remove a fourth user from the group panel.
+    await alice.getByLabel("Invite").fill("dave");
+    await alice.getByRole("button", { name: "Invite", exact: true }).click();
+    const dave = alice.locator('.member[data-user-id="dave"]');
+    await dave.waitFor({ timeout: WAIT });
+    await alice.locator(".chat-sub", { hasText: "4 members" }).waitFor({ timeout: WAIT });
+    await alice.getByLabel("Role of dave").selectOption("admin");
+    await dave.locator(".role", { hasText: "admin" }).waitFor({ timeout: WAIT });
+    await alice.getByRole("button", { name: "Remove dave" }).click();
+    await dave.waitFor({ state: "detached", timeout: WAIT });
+    await carol.locator(".chat-sub", { hasText: "3 members" }).waitFor({ timeout: WAIT });
     await alice.getByRole("button", { name: "Close panel" }).click();
 
     // Pinned conversations come first.
