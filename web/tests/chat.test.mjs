@@ -328,6 +328,21 @@ test("the demo client", async (t) => {
     await screenshot("reply-forward");
   });
 
+  await t.test("delivered until the reader opens the chat, then read", async () => {
+    const { alice, bob } = pages;
+    await open(bob, "trio");
+    await open(alice, "bob");
+    await say(alice, "are you there?");
+    const tick = alice.locator(".msg.mine", { hasText: "are you there?" });
+    await tick.and(alice.locator('[data-status="delivered"]')).waitFor({ timeout: WAIT });
+    assert.equal(await tick.locator(".ticks").getAttribute("aria-label"), "delivered");
+    await conversationItem(bob, "alice").locator(".badge", { hasText: "1" }).waitFor({ timeout: WAIT });
+    await open(bob, "alice");
+    await tick.and(alice.locator('[data-status="read"]')).waitFor({ timeout: WAIT });
+    await conversationItem(bob, "alice").locator(".badge").waitFor({ state: "detached", timeout: WAIT });
+    await screenshot("delivered-read");
+  });
+
   await t.test("system notifications appear in the notifications pane", async () => {
     const { alice } = pages;
     const system = await (
