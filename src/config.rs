@@ -188,6 +188,8 @@ pub struct ServerConfig {
     pub connect_timeout_ms: u64,
     /// How long shutdown waits for sessions to close before it gives up on them.
     pub shutdown_grace_ms: u64,
+    /// The built demo client served at `/` (`web/dist` after `npm run build` in `web/`).
+    pub web_dir: PathBuf,
 }
 
 /// `[cluster]`
@@ -461,6 +463,15 @@ impl Config {
                 ),
             });
         }
+        if self.auth.dev_login && self.auth.jwt_public_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "auth.dev_login",
+                value: "true".into(),
+                reason: "the dev token endpoint needs a secret to sign with, and \
+                         auth.jwt_public_key_file is set"
+                    .into(),
+            });
+        }
         if let Some(id) = &self.cluster.node_id
             && (id.is_empty()
                 || !id
@@ -621,6 +632,19 @@ mod tests {
         let text = "[server]\nhttp_addr = \"0.0.0.0:8080\"\n[auth]\ndev_login = true\n";
         let error = Config::from_toml("f", text, no_env()).unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");
+    }
+
+    #[test]
+    fn dev_login_needs_a_secret_to_sign_with() {
+        let text = "[auth]\ndev_login = true\njwt_public_key_file = \"/etc/broker/jwt.pem\"\n";
+        let error = Config::from_toml("f", text, no_env()).unwrap_err();
+        assert!(error.to_string().contains("jwt_public_key_file"), "{error}");
+    }
+
+    #[test]
+    fn web_dir_defaults_to_the_build_output() {
+        let config = Config::from_toml("test", "", no_env()).unwrap();
+        assert_eq!(config.server.web_dir, PathBuf::from("web/dist"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! HTTP routes: the WebSocket upgrade to STOMP, health, readiness, metrics and the demo page.
+//! HTTP routes: the WebSocket upgrade to STOMP, health, readiness, metrics and the demo client.
 //!
 //! The upgrade is done here rather than with axum's `ws` feature so that the broker uses one
 //! tungstenite version with its own buffer sizes, which are the main per-connection memory cost.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router as HttpRouter;
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub websocket: WebSocketConfig,
     /// The REST API, when the IM layer runs.
     pub rest: Option<RestState>,
+    /// The built demo client (`server.web_dir`).
+    pub web_dir: PathBuf,
 }
 
 /// The subprotocols we speak, most preferred first.
@@ -50,6 +53,7 @@ pub fn routes(state: HttpState) -> HttpRouter {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        .route("/assets/{*path}", get(asset))
         .with_state(state);
     match api {
         Some(api) => routes.nest("/api/v1", api),
@@ -93,12 +97,86 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-async fn index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        "<!doctype html><title>broker</title><p>STOMP over WebSocket at <code>/ws/im</code>.</p>\n",
-    )
-        .into_response()
+/// What `/` answers when the client has not been built.
+const NOT_BUILT: &str = "<!doctype html>\n<meta charset=\"utf-8\">\n<title>broker</title>\n\
+<h1>broker</h1>\n<p>The demo client has not been built. From the repository, run:</p>\n\
+<pre>npm --prefix web ci &amp;&amp; npm --prefix web run build</pre>\n\
+<p>and reload. STOMP over WebSocket is at <code>/ws/im</code>.</p>\n";
+
+async fn index(State(state): State<HttpState>) -> Response {
+    match tokio::fs::read(state.web_dir.join("index.html")).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                // The page names the hashed assets of the current build: always revalidate it.
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            NOT_BUILT,
+        )
+            .into_response(),
+    }
+}
+
+/// A file of the built client under `<web_dir>/assets/`. Asset names carry a content hash, so
+/// they may be cached for good.
+async fn asset(State(state): State<HttpState>, request: Request) -> Response {
+    let path = request.uri().path();
+    let Some(relative) = path.strip_prefix("/assets/").and_then(safe_relative) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let file = state.web_dir.join("assets").join(relative);
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, content_type(&file)),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// A request path as a relative path inside the asset directory, or `None` when it could leave
+/// it: only plain names of `A-Z a-z 0-9 - _ .` separated by `/`, none starting with a dot, so
+/// no `..`, no hidden files, no percent-encoded tricks and no absolute paths.
+fn safe_relative(path: &str) -> Option<&Path> {
+    let plain_segment = |segment: &str| {
+        !segment.is_empty()
+            && !segment.starts_with('.')
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    path.split('/').all(plain_segment).then(|| Path::new(path))
+}
+
+/// The content type of a built asset, from its extension.
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
@@ -249,6 +327,37 @@ mod tests {
         );
         assert_eq!(choose_subprotocol(&headers), Some("v12.stomp"));
         assert_eq!(choose_subprotocol(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn asset_paths_stay_inside_the_directory() {
+        assert_eq!(safe_relative("app-3F2A.js"), Some(Path::new("app-3F2A.js")));
+        assert_eq!(
+            safe_relative("img/logo.svg"),
+            Some(Path::new("img/logo.svg"))
+        );
+        for bad in [
+            "../secret",
+            "a/../../b",
+            ".env",
+            "",
+            "a//b",
+            "/etc/passwd",
+            "%2e%2e/x",
+            "a\\b",
+        ] {
+            assert_eq!(safe_relative(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(
+            content_type(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
+        assert_eq!(content_type(Path::new("a.bin")), "application/octet-stream");
     }
 
     #[test]

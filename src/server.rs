@@ -185,7 +185,9 @@ impl Server {
             rest: im.clone().map(|im| RestState {
                 im,
                 auth: auth.clone(),
+                dev_login: config.auth.dev_login,
             }),
+            web_dir: config.server.web_dir.clone(),
         };
         let header_timeout = config.connect_timeout();
         tracker.spawn(serve_http(

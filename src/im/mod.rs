@@ -7,6 +7,7 @@
 
 mod attachment;
 mod delivery;
+mod dev;
 mod forward;
 mod groups;
 pub mod json;

@@ -32,6 +32,8 @@ pub struct RestState {
     pub im: Im,
     /// Token verification.
     pub auth: Arc<Authenticator>,
+    /// Whether `POST /dev/token` mints tokens (`auth.dev_login`); 404 otherwise.
+    pub dev_login: bool,
 }
 
 impl IntoResponse for AppError {
@@ -124,6 +126,7 @@ pub fn routes(state: RestState) -> Router {
         .route("/notifications", post(notify))
         .route("/presence", get(presence))
         .merge(super::safety::routes())
+        .merge(super::dev::routes())
         .fallback(|| async { AppError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
 }

@@ -22,6 +22,10 @@ impl TestBroker {
             ("BROKER_AUTH_JWT_SECRET", "test-secret"),
         ]);
         pairs.push(("BROKER_STORAGE_URL".into(), url.to_owned()));
+        pairs.push((
+            "BROKER_SERVER_WEB_DIR".into(),
+            dir.path().join("web").display().to_string(),
+        ));
         // The shipped send and stranger limits would refuse most scripted conversations; tests
         // of those limits set them back through `overrides`, which come later and win.
         pairs.extend(env(&[

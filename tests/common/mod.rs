@@ -90,6 +90,11 @@ impl TestBroker {
             "BROKER_STORAGE_URL".into(),
             format!("sqlite://{}", dir.path().join("broker.db").display()),
         ));
+        // Not the working tree's web/dist: what `/` answers must not depend on a local build.
+        pairs.push((
+            "BROKER_SERVER_WEB_DIR".into(),
+            dir.path().join("web").display().to_string(),
+        ));
         pairs.extend(env(overrides));
         let config = Config::from_toml("test", "", pairs).expect("test config");
         let server = Server::start_with(config, extensions)

@@ -1,0 +1,183 @@
+//! The demo client's side of the broker: the dev token endpoint (contract section 2) and the
+//! built client served at `/` from `server.web_dir`.
+
+mod common;
+
+use common::TestBroker;
+use common::im::{http_json, http_raw};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn im_broker(overrides: &[(&str, &str)]) -> (TestBroker, common::db::TestDatabase) {
+    let db = common::db::sqlite();
+    let broker = TestBroker::start_im(&db.url, overrides).await;
+    (broker, db)
+}
+
+async fn dev_token(broker: &TestBroker, body: Value) -> (u16, Value) {
+    http_json(
+        broker.http_addr(),
+        "POST",
+        "/api/v1/dev/token",
+        None,
+        Some(body),
+    )
+    .await
+}
+
+/// A GET returning status, the raw head (lower-cased) and the body.
+async fn get_raw(broker: &TestBroker, path: &str) -> (u16, String, String) {
+    let addr = broker.http_addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn dev_token_is_minted_when_dev_login_is_on_and_connects() {
+    let (broker, _db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    let (status, body) = dev_token(&broker, json!({"sub": "alice"})).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token string");
+    let identity = broker.server.auth().verify(token).expect("verifies");
+    assert_eq!(identity.user_id, "alice");
+    assert_eq!(identity.roles, vec![broker::auth::Role::User]);
+
+    let mut client = broker.ws_raw().await;
+    let connected = client.connect(token).await;
+    assert_eq!(connected.get("user-name"), Some("alice"));
+
+    // The token works on the REST API too.
+    let (status, list) = http_json(
+        broker.http_addr(),
+        "GET",
+        "/api/v1/conversations",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+}
+
+#[tokio::test]
+async fn dev_token_carries_the_requested_roles() {
+    let (broker, _db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    let (status, body) =
+        dev_token(&broker, json!({"sub": "ops", "roles": ["system", "admin"]})).await;
+    assert_eq!(status, 200, "{body}");
+    let identity = broker
+        .server
+        .auth()
+        .verify(body["token"].as_str().unwrap())
+        .unwrap();
+    assert!(identity.has_role(broker::auth::Role::System));
+    assert!(identity.has_role(broker::auth::Role::Admin));
+    assert!(!identity.has_role(broker::auth::Role::User));
+}
+
+#[tokio::test]
+async fn dev_token_is_404_when_dev_login_is_off() {
+    let (broker, _db) = im_broker(&[]).await;
+    let (status, body) = dev_token(&broker, json!({"sub": "alice"})).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "NOT_FOUND");
+    assert!(body.get("token").is_none());
+}
+
+#[tokio::test]
+async fn dev_token_refuses_bad_input_with_invalid_argument() {
+    let (broker, _db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    for body in [
+        json!({"sub": "bad_user"}),
+        json!({"sub": ""}),
+        json!({"sub": "a".repeat(65)}),
+        json!({"sub": "has space"}),
+        json!({"sub": "alice", "roles": ["root"]}),
+        json!({"sub": 42}),
+        json!({}),
+    ] {
+        let (status, answer) = dev_token(&broker, body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_eq!(answer["code"], "INVALID_ARGUMENT", "{body} -> {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, answer) = http_raw(
+        broker.http_addr(),
+        "POST",
+        "/api/v1/dev/token",
+        &[("Content-Type", "application/json")],
+        "{not json",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["code"], "INVALID_ARGUMENT");
+}
+
+#[tokio::test]
+async fn root_names_the_build_command_when_the_client_is_not_built() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().display().to_string();
+    let broker = TestBroker::start_env(&[("BROKER_SERVER_WEB_DIR", &dir)]).await;
+    let (status, head, body) = get_raw(&broker, "/").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        body.contains("npm --prefix web ci &amp;&amp; npm --prefix web run build"),
+        "{body}"
+    );
+    let (status, _, _) = get_raw(&broker, "/assets/app.js").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn root_serves_the_built_client_and_its_assets() {
+    let built = tempfile::tempdir().unwrap();
+    let index = "<!doctype html><title>chat</title><script src=\"/assets/app-AB12.js\"></script>";
+    std::fs::write(built.path().join("index.html"), index).unwrap();
+    std::fs::create_dir(built.path().join("assets")).unwrap();
+    std::fs::write(built.path().join("assets/app-AB12.js"), "console.log(1);").unwrap();
+    std::fs::write(built.path().join("assets/app-AB12.css"), "body{}").unwrap();
+    std::fs::write(built.path().join("secret.txt"), "do not serve").unwrap();
+    let dir = built.path().display().to_string();
+    let broker = TestBroker::start_env(&[("BROKER_SERVER_WEB_DIR", &dir)]).await;
+
+    let (status, head, body) = get_raw(&broker, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, index);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+
+    let (status, head, body) = get_raw(&broker, "/assets/app-AB12.js").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "console.log(1);");
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(head.contains("immutable"), "{head}");
+    let (status, head, _) = get_raw(&broker, "/assets/app-AB12.css").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/css"), "{head}");
+
+    for path in [
+        "/assets/../secret.txt",
+        "/assets/%2e%2e/secret.txt",
+        "/assets/..%2fsecret.txt",
+        "/assets/missing.js",
+        "/secret.txt",
+    ] {
+        let (status, _, body) = get_raw(&broker, path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("do not serve"), "{path}");
+    }
+}

@@ -1,0 +1,161 @@
+// The REST API under /api/v1 (docs/protocol.md section 6). Every call carries the bearer token;
+// failures become ApiError with the contract's code and message.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function failure(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON: a proxy's or the browser's own error page.
+  }
+  return new ApiError(
+    response.status,
+    body?.code ?? `HTTP_${response.status}`,
+    body?.message ?? response.statusText,
+  );
+}
+
+export class Api {
+  constructor(token) {
+    this.token = token;
+  }
+
+  async request(method, path, body, headers = {}) {
+    let response;
+    try {
+      response = await fetch(`/api/v1${path}`, {
+        method,
+        headers: {
+          Authorization: `Bearer ${this.token}`,
+          ...(body !== undefined && !(body instanceof Blob) ? { "Content-Type": "application/json" } : {}),
+          ...headers,
+        },
+        body: body === undefined ? undefined : body instanceof Blob ? body : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new ApiError(0, "UNAVAILABLE", `the broker cannot be reached (${error.message})`);
+    }
+    if (!response.ok) throw await failure(response);
+    if (response.status === 204) return null;
+    return response.json();
+  }
+
+  conversations(cursor) {
+    const query = new URLSearchParams({ limit: "100" });
+    if (cursor) query.set("cursor", cursor);
+    return this.request("GET", `/conversations?${query}`);
+  }
+  conversation(id) {
+    return this.request("GET", `/conversations/${encodeURIComponent(id)}`);
+  }
+  privateConversation(peerId) {
+    return this.request("POST", "/conversations/private", { peerId });
+  }
+  settings(id, change) {
+    return this.request("PATCH", `/conversations/${encodeURIComponent(id)}/settings`, change);
+  }
+  history(id, { beforeSeq, afterSeq, limit = 30 } = {}) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (beforeSeq !== undefined) query.set("beforeSeq", String(beforeSeq));
+    if (afterSeq !== undefined) query.set("afterSeq", String(afterSeq));
+    return this.request("GET", `/conversations/${encodeURIComponent(id)}/messages?${query}`);
+  }
+  forward(messageIds, toConversationIds) {
+    return this.request("POST", "/messages/forward", { messageIds, toConversationIds });
+  }
+  createGroup(name, memberIds) {
+    return this.request("POST", "/groups", { name, memberIds });
+  }
+  updateGroup(id, change) {
+    return this.request("PATCH", `/groups/${encodeURIComponent(id)}`, change);
+  }
+  invite(id, userIds) {
+    return this.request("POST", `/groups/${encodeURIComponent(id)}/members`, { userIds });
+  }
+  removeMember(id, userId) {
+    return this.request("DELETE", `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
+  }
+  setRole(id, userId, role) {
+    return this.request(
+      "PUT",
+      `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}/role`,
+      { role },
+    );
+  }
+  exitGroup(id) {
+    return this.request("POST", `/groups/${encodeURIComponent(id)}/exit`);
+  }
+  dissolveGroup(id) {
+    return this.request("DELETE", `/groups/${encodeURIComponent(id)}`);
+  }
+  presence(userIds) {
+    return this.request("GET", `/presence?userIds=${userIds.map(encodeURIComponent).join(",")}`);
+  }
+  search(q, cursor) {
+    const query = new URLSearchParams({ q, limit: "50" });
+    if (cursor) query.set("cursor", cursor);
+    return this.request("GET", `/search?${query}`);
+  }
+  upload(file) {
+    const type = file.type || "application/octet-stream";
+    return this.request("POST", `/files?name=${encodeURIComponent(file.name)}`, file, { "Content-Type": type });
+  }
+
+  // Uploaded files need the bearer token, which an <img src> cannot send: fetch them and hand
+  // out object URLs, once per file.
+  blobUrl(url) {
+    this.blobs ??= new Map();
+    if (!this.blobs.has(url)) {
+      const loading = fetch(url, { headers: { Authorization: `Bearer ${this.token}` } }).then(async (r) => {
+        if (!r.ok) throw await failure(r);
+        return URL.createObjectURL(await r.blob());
+      });
+      loading.catch(() => this.blobs.delete(url));
+      this.blobs.set(url, loading);
+    }
+    return this.blobs.get(url);
+  }
+}
+
+// The dev token endpoint answers 400 to an empty body when dev_login is on and 404 when off.
+export async function devLoginAvailable() {
+  try {
+    const response = await fetch("/api/v1/dev/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    });
+    return response.status === 400;
+  } catch {
+    return false;
+  }
+}
+
+export async function devToken(sub) {
+  const response = await fetch("/api/v1/dev/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ sub }),
+  });
+  if (!response.ok) throw await failure(response);
+  return (await response.json()).token;
+}
+
+// The claims of a JWT, unverified: the broker verifies; the page only needs the user id and expiry.
+export function claims(token) {
+  const part = token.split(".")[1];
+  if (!part) throw new Error("not a JWT");
+  const base64 = part.replace(/-/g, "+").replace(/_/g, "/");
+  const text = new TextDecoder().decode(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
+  const parsed = JSON.parse(text);
+  if (typeof parsed.sub !== "string") throw new Error("the token has no sub");
+  return parsed;
+}

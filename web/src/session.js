@@ -1,0 +1,98 @@
+// The STOMP session: one @stomp/stompjs Client on /ws/im that reconnects by itself. Every
+// (re)connect subscribes again (stompjs does not keep subscriptions across connections) and then
+// calls onConnected, where the page re-syncs what it missed by seq.
+import { Client } from "@stomp/stompjs";
+
+const USER_QUEUES = ["messages", "events", "notifications", "errors"];
+
+export class Session {
+  constructor(token, handlers) {
+    this.handlers = handlers;
+    this.topics = new Map(); // destination -> stompjs subscription, or null while offline
+    this.connected = false;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.client = new Client({
+      brokerURL: `${scheme}://${location.host}/ws/im`,
+      connectHeaders: { Authorization: `Bearer ${token}` },
+      heartbeatIncoming: 10000,
+      heartbeatOutgoing: 10000,
+      reconnectDelay: 1000,
+      onConnect: () => this.onConnect(),
+      onStompError: (frame) => {
+        handlers.onStatus?.("error", frame.headers.message || "error");
+        if (frame.headers.message === "unauthorized") {
+          // A bad or expired token will not get better by retrying.
+          this.client.deactivate();
+          handlers.onUnauthorized?.(frame.body);
+        }
+      },
+      onWebSocketClose: () => {
+        this.connected = false;
+        for (const destination of this.topics.keys()) this.topics.set(destination, null);
+        handlers.onStatus?.("offline");
+      },
+    });
+  }
+
+  start() {
+    this.handlers.onStatus?.("connecting");
+    this.client.activate();
+  }
+
+  stop() {
+    return this.client.deactivate();
+  }
+
+  onConnect() {
+    this.connected = true;
+    for (const queue of USER_QUEUES) {
+      this.client.subscribe(`/user/queue/${queue}`, (frame) => this.dispatch(queue, frame));
+    }
+    for (const destination of this.topics.keys()) this.subscribeTopic(destination);
+    this.handlers.onStatus?.("online");
+    this.handlers.onConnected?.();
+  }
+
+  dispatch(source, frame) {
+    let body = null;
+    try {
+      body = JSON.parse(frame.body);
+    } catch {
+      return;
+    }
+    this.handlers.onEvent?.(frame.headers.event, body, source);
+  }
+
+  subscribeTopic(destination) {
+    if (this.connected) {
+      const subscription = this.client.subscribe(destination, (frame) => this.dispatch(destination, frame));
+      this.topics.set(destination, subscription);
+    } else {
+      this.topics.set(destination, null);
+    }
+  }
+
+  // Keeps a topic subscribed across reconnects.
+  follow(destination) {
+    if (!this.topics.has(destination) || (this.connected && !this.topics.get(destination))) {
+      this.subscribeTopic(destination);
+    }
+  }
+
+  unfollow(destination) {
+    const subscription = this.topics.get(destination);
+    this.topics.delete(destination);
+    if (subscription && this.connected) subscription.unsubscribe();
+  }
+
+  // Publishes when connected; false when offline, so that the caller can keep it for later.
+  publish(destination, body) {
+    if (!this.connected) return false;
+    try {
+      this.client.publish({ destination, body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
