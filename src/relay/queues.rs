@@ -78,7 +78,7 @@ fn header_table(headers: &Headers) -> Result<FieldTable, QueueError> {
 
 /// The MESSAGE template of a delivery: the stored headers, its destination, and
 /// `redelivered:true` when RabbitMQ has delivered it before.
-fn template(delivery: &lapin::message::Delivery, destination: &ByteString) -> MessageTemplate {
+fn template(delivery: lapin::message::Delivery, destination: &ByteString) -> MessageTemplate {
     let mut headers = Headers::with_capacity(4);
     headers.push("destination", destination.clone());
     if let Some(table) = delivery.properties.headers() {
@@ -95,7 +95,7 @@ fn template(delivery: &lapin::message::Delivery, destination: &ByteString) -> Me
     if delivery.redelivered {
         headers.set("redelivered", "true");
     }
-    MessageTemplate::new(headers, Bytes::from(delivery.data.clone()))
+    MessageTemplate::new(headers, Bytes::from(delivery.data))
 }
 
 fn unavailable(error: impl std::fmt::Display) -> QueueError {
@@ -548,7 +548,7 @@ async fn pump(
             () = session.closed().cancelled() => break,
             delivery = consumer.next() => {
                 let Some(Ok(delivery)) = delivery else { break };
-                if !deliver(&link, &channel, &opening, &delivery).await {
+                if !deliver(&link, &channel, &opening, delivery).await {
                     break;
                 }
             }
@@ -599,14 +599,14 @@ async fn deliver(
     link: &Arc<Link>,
     channel: &Channel,
     opening: &Opening,
-    delivery: &lapin::message::Delivery,
+    delivery: lapin::message::Delivery,
 ) -> bool {
     let tag = delivery.delivery_tag;
-    let template = Arc::new(template(delivery, &opening.destination));
     let message_id = delivery.properties.message_id().as_ref().map_or_else(
         || ByteString::from(format!("amqp-{tag}")),
         |id| ByteString::from(id.as_str()),
     );
+    let template = Arc::new(template(delivery, &opening.destination));
     let target = match opening.ack {
         AckMode::Auto => AckTarget::None,
         AckMode::Client | AckMode::ClientIndividual => AckTarget::Queue {
