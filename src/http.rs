@@ -78,6 +78,9 @@ async fn ready(State(state): State<HttpState>) -> Response {
     if !state.sessions.router.hub().relay().is_connected() {
         return (StatusCode::SERVICE_UNAVAILABLE, "relay not connected\n").into_response();
     }
+    if !state.sessions.router.hub().queues_connected() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "queues not connected\n").into_response();
+    }
     if let Some(rest) = &state.rest
         && !rest.im.store().ping().await
     {

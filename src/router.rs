@@ -404,12 +404,10 @@ impl Router {
                         message_headers(headers),
                         body.clone(),
                     )
+                    .await
                     .map(|()| None)
-                    .map_err(|full| {
-                        RouteError::App(AppError::new(
-                            crate::app_error::ErrorCode::Unavailable,
-                            full.to_string(),
-                        ))
+                    .map_err(|error| {
+                        RouteError::App(AppError::new(error.code(), error.to_string()))
                     })
             }
             Some(Destination::UserQueue { user, queue }) => {

@@ -24,6 +24,7 @@ use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
 use crate::relay::amqp::AmqpRelay;
+use crate::relay::queues::SharedQueues;
 use crate::relay::{LocalRelay, Relay};
 use crate::router::{Acl, Extensions, Router};
 use crate::session::{self, SessionContext, SessionSettings};
@@ -129,12 +130,18 @@ impl Server {
             Some(amqp) => Arc::new(amqp.clone()),
             None => Arc::new(LocalRelay),
         };
+        let shared_queues = config
+            .relay
+            .amqp_url
+            .as_deref()
+            .map(|url| SharedQueues::new(url, &node_id));
         let hub = Hub::new(
             HubSettings {
                 node_id,
                 queue_max_messages: config.limits.queue_max_messages,
             },
             relay,
+            shared_queues.clone(),
         );
         let (extensions, im) = layer(&hub);
         let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions);
@@ -142,6 +149,9 @@ impl Server {
         let tracker = TaskTracker::new();
         if let Some(amqp) = &amqp {
             amqp.start(hub.clone(), shutdown.clone()).await?;
+        }
+        if let Some(queues) = &shared_queues {
+            queues.start(shutdown.clone()).await?;
         }
         if let (Some(url), Some(im)) = (&config.relay.amqp_url, &im) {
             tracker.spawn(crate::relay::events::publish(

@@ -19,6 +19,14 @@ async fn user(node: &Node, name: &str) -> Client {
     client
 }
 
+/// A client with role `system`, which may use `/queue/*`, with its errors subscribed.
+async fn system(node: &Node, name: &str) -> Client {
+    let mut client = Client::websocket(node.addr, None, &["v12.stomp"]).await;
+    client.connect(&token(name, &[Role::System])).await;
+    client.subscribe("/user/queue/errors", "e", "auto").await;
+    client
+}
+
 async fn send(client: &mut Client, to: &str, id: &str) {
     client
         .send(
@@ -84,14 +92,41 @@ async fn the_cluster_rides_out_a_rabbitmq_restart_and_a_redis_flush() {
     let mut bob = user(&b, &bob_name).await;
     send(&mut alice, &bob_name, "before").await;
     receive(&mut bob, "before").await;
+    let queue = format!("/queue/{cluster}.faults");
+    let mut worker = system(&b, "worker").await;
+    worker.subscribe(&queue, "w", "client-individual").await;
+    let mut backend = system(&a, "backend").await;
+    backend.send_with_receipt(&queue, "q-before", "qb").await;
+    let (frame, body) = worker.message().await;
+    assert_eq!(body, "q-before");
+    worker.ack(Command::Ack, &frame, "qb-acked").await;
 
     rabbitmqctl("stop_app");
     wait_ready(&a, 503).await;
     // Local delivery and storage go on while RabbitMQ is away.
     send(&mut alice, &bob_name, "during").await;
+    // A queue message cannot be kept: the sender is told, and gets no RECEIPT.
+    backend
+        .send(
+            &Frame::new(Command::Send)
+                .header("destination", queue.as_str())
+                .header("receipt", "qd")
+                .body("q-during"),
+        )
+        .await;
+    let (frame, _) = backend.message().await;
+    assert_eq!(frame.get("event"), Some("error"));
+    let error = common::app_error(&frame);
+    assert_eq!(error["code"], "UNAVAILABLE", "{error}");
     rabbitmqctl("start_app");
     wait_ready(&a, 200).await;
     wait_ready(&b, 200).await;
+
+    // The queue consumer on b is back: a message sent now reaches it.
+    backend.send_with_receipt(&queue, "q-after", "qa").await;
+    let (frame, body) = worker.message().await;
+    assert_eq!(body, "q-after");
+    worker.ack(Command::Ack, &frame, "qa-acked").await;
 
     // The relay is back and bound again: new messages cross nodes.
     let mut delivered = false;
@@ -170,4 +205,16 @@ async fn the_cluster_rides_out_a_rabbitmq_restart_and_a_redis_flush() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(online, "presence recovers after a Redis flush");
+
+    let connection = lapin::Connection::connect(&common::cluster::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_delete(
+            format!("stomp.queue.{cluster}.faults").into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
 }

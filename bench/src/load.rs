@@ -432,8 +432,9 @@ async fn run_groups(
         errors.add(format!("{connect_failures} subscribers failed to connect"));
     }
 
+    let publish_target = options.publish_target.clone().unwrap_or(target.clone());
     let publishers = crate::open_many(
-        target.clone(),
+        publish_target,
         options,
         groups.len(),
         |connection, _| async move { Ok(connection) },

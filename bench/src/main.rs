@@ -55,6 +55,10 @@ struct Common {
         default_value = "ws://127.0.0.1:8080/ws/im"
     )]
     url: String,
+    /// Where publishers connect, when not to `--url` (subscribers always use `--url`): another
+    /// node of a cluster, so that every message crosses the relay.
+    #[arg(long, global = true, env = "LOADGEN_PUBLISH_URL")]
+    publish_url: Option<String>,
     /// CONNECT `login` (RabbitMQ: guest).
     #[arg(long, global = true)]
     login: Option<String>,
@@ -198,6 +202,8 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// The broker's process id, for its CPU time and memory.
     pub broker_pid: Option<u32>,
+    /// Where publishers connect, when not where subscribers do.
+    pub publish_target: Option<Arc<Target>>,
 }
 
 /// Failures seen during a run: a count and the first few messages.
@@ -320,20 +326,31 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         print!("{}", report::table(columns));
         return Ok(true);
     }
-    let target = Arc::new(
-        Target::new(
-            &common.url,
-            auth(common)?,
-            common.vhost.clone(),
-            common.source_ips.clone(),
-            seconds(common.connect_timeout, "--connect-timeout")?,
-            (common.heartbeat_ms > 0).then(|| Duration::from_millis(common.heartbeat_ms)),
-        )
-        .await?,
-    );
+    let target_at = |url: &str| {
+        let url = url.to_owned();
+        async move {
+            anyhow::Ok(Arc::new(
+                Target::new(
+                    &url,
+                    auth(common)?,
+                    common.vhost.clone(),
+                    common.source_ips.clone(),
+                    seconds(common.connect_timeout, "--connect-timeout")?,
+                    (common.heartbeat_ms > 0).then(|| Duration::from_millis(common.heartbeat_ms)),
+                )
+                .await?,
+            ))
+        }
+    };
+    let target = target_at(&common.url).await?;
+    let publish_target = match &common.publish_url {
+        Some(url) => Some(target_at(url).await?),
+        None => None,
+    };
     let options = RunOptions {
         concurrency: common.connect_concurrency,
         broker_pid: common.broker_pid,
+        publish_target,
     };
     match &cli.scenario {
         Scenario::Fanout {

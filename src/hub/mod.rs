@@ -19,8 +19,10 @@ use bytestring::ByteString;
 use dashmap::DashMap;
 use stomp_codec::{Headers, MessageTemplate};
 
+use crate::app_error::ErrorCode;
+use crate::relay::queues::SharedQueues;
 use crate::relay::{Interest, Relay, RelayError, Route};
-use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock};
+use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock, settle_targets};
 pub use queue::{Queue, QueueFull};
 
 /// A subscription as the hub sees it.
@@ -168,6 +170,8 @@ struct Inner {
     users: DashMap<ByteString, Vec<Arc<SessionHandle>>>,
     subscriptions: DashMap<u64, HashMap<ByteString, SessionSubscription>>,
     queues: DashMap<ByteString, Arc<Queue>>,
+    /// Cluster mode: generic queues live in RabbitMQ instead of `queues`.
+    shared_queues: Option<Arc<SharedQueues>>,
     relay: Arc<dyn Relay>,
     next_message: AtomicU64,
     /// Serialises changes of interest so that bind and unbind of one key cannot cross.
@@ -188,11 +192,43 @@ pub enum SubscribeError {
     /// The relay could not declare the interest.
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// The queue cannot be consumed (cluster mode: RabbitMQ refused or is away).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Why a message could not be put on a generic queue, or a queue not consumed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue holds its maximum of waiting messages.
+    #[error(transparent)]
+    Full(#[from] QueueFull),
+    /// The name or a header cannot be carried by RabbitMQ.
+    #[error("{0}")]
+    Invalid(String),
+    /// RabbitMQ is unreachable, or did not confirm the message.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl QueueError {
+    /// The contract's error code for it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            QueueError::Invalid(_) => ErrorCode::InvalidArgument,
+            QueueError::Full(_) | QueueError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
 }
 
 impl Hub {
-    /// A hub relaying through `relay`.
-    pub fn new(settings: HubSettings, relay: Arc<dyn Relay>) -> Hub {
+    /// A hub relaying through `relay`, with generic queues in RabbitMQ when `shared_queues`
+    /// is given and in this process otherwise.
+    pub fn new(
+        settings: HubSettings,
+        relay: Arc<dyn Relay>,
+        shared_queues: Option<Arc<SharedQueues>>,
+    ) -> Hub {
         Hub {
             inner: Arc::new(Inner {
                 settings,
@@ -200,6 +236,7 @@ impl Hub {
                 users: DashMap::new(),
                 subscriptions: DashMap::new(),
                 queues: DashMap::new(),
+                shared_queues,
                 relay,
                 next_message: AtomicU64::new(1),
                 interest_changes: tokio::sync::Mutex::new(()),
@@ -228,6 +265,15 @@ impl Hub {
     /// The relay.
     pub fn relay(&self) -> &Arc<dyn Relay> {
         &self.inner.relay
+    }
+
+    /// Whether generic queues can be used now: always on one node; in cluster mode, while
+    /// RabbitMQ is reachable.
+    pub fn queues_connected(&self) -> bool {
+        self.inner
+            .shared_queues
+            .as_ref()
+            .is_none_or(|queues| queues.is_connected())
     }
 
     /// Registers an open session. Returns true when it is the user's first on this node.
@@ -349,6 +395,24 @@ impl Hub {
         };
         match &key {
             SubscriptionKey::Queue(name) => {
+                if let Some(shared) = &self.inner.shared_queues {
+                    if let Err(error) = shared
+                        .subscribe(
+                            &subscriber.session,
+                            &subscriber.subscription,
+                            name,
+                            ack,
+                            prefetch,
+                        )
+                        .await
+                    {
+                        if let Some(mut subs) = self.inner.subscriptions.get_mut(&session.id) {
+                            subs.remove(&subscriber.subscription);
+                        }
+                        return Err(error.into());
+                    }
+                    return Ok(());
+                }
                 self.queue(name).subscribe(
                     subscriber.session,
                     subscriber.subscription,
@@ -412,6 +476,11 @@ impl Hub {
 
     async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, key: &SubscriptionKey) {
         match key {
+            SubscriptionKey::Queue(_) if self.inner.shared_queues.is_some() => {
+                if let Some(shared) = &self.inner.shared_queues {
+                    shared.unsubscribe(session.id, id).await;
+                }
+            }
             SubscriptionKey::Queue(name) => {
                 if let Some(queue) = self.inner.queues.get(name).map(|q| q.clone()) {
                     queue.unsubscribe(session.id, id);
@@ -442,11 +511,12 @@ impl Hub {
         // it had not acknowledged): a NACK while it was still a consumer would hand those
         // messages straight back to it. What is left to settle is no longer lent, or belongs
         // to another queue.
-        for target in session.forget_subscription(id) {
-            if let AckTarget::Queue { queue, tag } = target {
-                queue.nack(tag);
-            }
-        }
+        let unsettled: Vec<AckTarget> = session
+            .forget_subscription(id)
+            .into_iter()
+            .filter(|target| matches!(target, AckTarget::Queue { .. }))
+            .collect();
+        settle_targets(unsettled, false);
     }
 
     async fn add_interest(&self, interest: Interest) -> Result<(), RelayError> {
@@ -582,20 +652,28 @@ impl Hub {
         )
     }
 
-    /// Puts a message on a generic queue.
+    /// Puts a message on a generic queue. In cluster mode it resolves once RabbitMQ has
+    /// confirmed the message, so that a RECEIPT means it is stored.
     ///
     /// # Errors
     ///
-    /// [`QueueFull`] when the queue already holds its maximum of waiting messages.
-    pub fn send_to_queue(
+    /// [`QueueError`] when the queue is full, or (cluster mode) RabbitMQ cannot take it.
+    pub async fn send_to_queue(
         &self,
         name: &ByteString,
-        headers: Headers,
+        mut headers: Headers,
         body: Bytes,
-    ) -> Result<(), QueueFull> {
+    ) -> Result<(), QueueError> {
+        if let Some(shared) = &self.inner.shared_queues {
+            if headers.get("content-type").is_none() {
+                headers.push("content-type", "text/plain;charset=utf-8");
+            }
+            let message_id = self.next_message_id();
+            return shared.send(name, &headers, body, &message_id).await;
+        }
         let key = SubscriptionKey::Queue(name.clone());
         let (template, message_id) = self.template(&key, headers, body);
-        self.queue(name).send(template, message_id)
+        Ok(self.queue(name).send(template, message_id)?)
     }
 
     fn template(

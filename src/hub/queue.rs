@@ -4,12 +4,12 @@
 //! delivered again, to another consumer when there is one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytestring::ByteString;
 use stomp_codec::MessageTemplate;
 
-use crate::session::handle::{AckMode, AckTarget, SessionHandle, lock};
+use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle, lock};
 
 /// A message held by the queue.
 #[derive(Clone)]
@@ -54,6 +54,8 @@ struct State {
 
 /// One queue.
 pub struct Queue {
+    /// Itself, for the ack targets it hands out from `&self`.
+    me: Weak<Queue>,
     name: String,
     max_ready: usize,
     state: Mutex<State>,
@@ -67,7 +69,8 @@ pub struct QueueFull(pub String);
 impl Queue {
     /// An empty queue that keeps at most `max_ready` waiting messages.
     pub fn new(name: String, max_ready: usize) -> Arc<Queue> {
-        Arc::new(Queue {
+        Arc::new_cyclic(|me| Queue {
+            me: me.clone(),
             name,
             max_ready,
             state: Mutex::new(State::default()),
@@ -238,6 +241,24 @@ impl Queue {
                         consumer: key,
                     },
                 );
+            }
+        }
+    }
+}
+
+impl Lender for Queue {
+    fn ack(&self, tags: &[u64]) {
+        if let Some(queue) = self.me.upgrade() {
+            for tag in tags {
+                Queue::ack(&queue, *tag);
+            }
+        }
+    }
+
+    fn nack(&self, tags: &[u64]) {
+        if let Some(queue) = self.me.upgrade() {
+            for tag in tags {
+                Queue::nack(&queue, *tag);
             }
         }
     }

@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod envelope;
 pub mod events;
+pub mod queues;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -13,7 +13,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
-use crate::hub::queue::Queue;
 use crate::metrics::Metrics;
 
 /// How a subscription acknowledges messages.
@@ -48,6 +47,16 @@ pub trait AckHook: Send + Sync {
     fn nacked(&self) {}
 }
 
+/// What lent a queue subscriber the messages it has not settled yet: the node's own queue, or a
+/// RabbitMQ consumer in cluster mode. Sessions settle through it without knowing which.
+pub trait Lender: Send + Sync {
+    /// The client acknowledged the deliveries `tags` (oldest first; one ACK frame's worth).
+    fn ack(&self, tags: &[u64]);
+    /// The client refused the deliveries `tags` (oldest first), or left them unsettled when
+    /// it went: they are delivered again.
+    fn nack(&self, tags: &[u64]);
+}
+
 /// What an ACK or NACK of a delivery acts on.
 #[derive(Clone)]
 pub enum AckTarget {
@@ -55,9 +64,9 @@ pub enum AckTarget {
     None,
     /// A message lent by a generic queue: ACK removes it, NACK gives it back.
     Queue {
-        /// The queue.
-        queue: Arc<Queue>,
-        /// The queue's delivery tag.
+        /// The queue (or its consumer) that lent it.
+        queue: Arc<dyn Lender>,
+        /// The lender's delivery tag.
         tag: u64,
     },
     /// A hook to call.
@@ -354,6 +363,44 @@ impl SessionHandle {
     pub(crate) fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
+}
+
+/// Acts on settled deliveries, oldest first: hooks one by one, and each run of deliveries from
+/// the same lender in one call, so that a cumulative ACK reaches RabbitMQ as one `multiple` ack.
+pub(crate) fn settle_targets(targets: Vec<AckTarget>, positive: bool) {
+    let mut run: Option<(Arc<dyn Lender>, Vec<u64>)> = None;
+    let flush = |run: &mut Option<(Arc<dyn Lender>, Vec<u64>)>| {
+        if let Some((lender, tags)) = run.take() {
+            if positive {
+                lender.ack(&tags);
+            } else {
+                lender.nack(&tags);
+            }
+        }
+    };
+    for target in targets {
+        match target {
+            AckTarget::None => {}
+            AckTarget::Hook(hook) if positive => hook.acked(),
+            AckTarget::Hook(hook) => hook.nacked(),
+            AckTarget::Queue { queue, tag } => {
+                if let Some((lender, tags)) = &mut run
+                    && same_lender(lender, &queue)
+                {
+                    tags.push(tag);
+                    continue;
+                }
+                flush(&mut run);
+                run = Some((queue, vec![tag]));
+            }
+        }
+    }
+    flush(&mut run);
+}
+
+/// Whether two lenders are the same object (by address, not by vtable).
+fn same_lender(a: &Arc<dyn Lender>, b: &Arc<dyn Lender>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: the maps behind these

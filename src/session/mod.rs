@@ -27,7 +27,7 @@ use crate::config::{Config, HeartBeat};
 use crate::hub::{Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
-use handle::{AckMode, AckTarget, Delivery, Outgoing, Queued, SessionHandle};
+use handle::{AckMode, Delivery, Outgoing, Queued, SessionHandle};
 use transport::{Inbound, Outbound};
 
 /// What every session needs from the broker.
@@ -767,6 +767,10 @@ impl Session {
                 );
                 Ok(())
             }
+            Err(SubscribeError::Queue(error)) => {
+                self.app_error(AppError::new(error.code(), error.to_string()), &frame);
+                Ok(())
+            }
         }
     }
 
@@ -813,15 +817,7 @@ impl Session {
             .parse::<u64>()
             .map(|delivery| self.handle.settle(delivery))
             .unwrap_or_default();
-        for target in targets {
-            match target {
-                AckTarget::None => {}
-                AckTarget::Queue { queue, tag } if positive => queue.ack(tag),
-                AckTarget::Queue { queue, tag } => queue.nack(tag),
-                AckTarget::Hook(hook) if positive => hook.acked(),
-                AckTarget::Hook(hook) => hook.nacked(),
-            }
-        }
+        handle::settle_targets(targets, positive);
         self.receipt(&frame);
         Ok(())
     }

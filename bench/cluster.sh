@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The cost of the cluster relay: the same loadgen pairs on one node, on a two-node cluster with
+# publishers and subscribers on the same node, and across the two nodes (publishers on node a,
+# subscribers on node b, so that every message goes through RabbitMQ). See docs/benchmarks.md.
+#
+#   bench/cluster.sh
+#
+# Settings (environment):
+#   BENCH_DURATION=10      seconds of publishing per scenario
+#   BENCH_PAIRS=100        publisher/subscriber pairs
+#   BENCH_RATE=10          messages per second per publisher in the fixed-rate (latency) runs
+#   BENCH_PAYLOAD=100      message body bytes
+#   BENCH_NICE=0           nice value for the nodes and loadgen (needs root for < 0)
+#   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432   server for the cluster's database
+#   BENCH_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
+#   BENCH_REDIS_URL=redis://127.0.0.1:6379
+#   BENCH_OUT=<temp dir>   where the JSON results and node logs go
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+PAIRS=${BENCH_PAIRS:-100}
+RATE=${BENCH_RATE:-10}
+PAYLOAD=${BENCH_PAYLOAD:-100}
+NICE=${BENCH_NICE:-0}
+PG=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+AMQP=${BENCH_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-cluster.XXXXXX)}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+say() { printf '== %s\n' "$*" >&2; }
+
+say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+cargo build --release --quiet -p loadgen --bin loadgen
+cargo build --release --quiet --bin broker
+RELEASE=$(cd "$CARGO_TARGET_DIR/release" && pwd)
+LOADGEN=$RELEASE/loadgen
+BROKER=$RELEASE/broker
+SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+DB=bench_cluster_$$
+mkdir -p "$OUT"
+say "results in $OUT"
+
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+trap 'cleanup; psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
+
+# start_node NAME VAR=VALUE...: a node in a fresh directory, logging to OUT/NAME.log; sets
+# NODE_URL and NODE_PID.
+start_node() {
+  local name=$1 dir log
+  shift
+  dir=$(mktemp -d /tmp/bench-node.XXXXXX)
+  log=$OUT/$name.log
+  (
+    cd "$dir"
+    env BROKER_SERVER_HTTP_ADDR=127.0.0.1:0 BROKER_AUTH_JWT_SECRET="$SECRET" \
+      RUST_LOG=info NO_COLOR=1 "$@" nice -n "$NICE" "$BROKER"
+  ) >"$log" 2>&1 &
+  NODE_PID=$!
+  PIDS+=("$NODE_PID")
+  NODE_URL=
+  for _ in $(seq 1 100); do
+    NODE_URL=$(grep -aoE 'ws://[0-9.]+:[0-9]+/ws/im' "$log" | head -1 || true)
+    [ -n "$NODE_URL" ] && break
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$NODE_URL" ]; then
+    cat "$log" >&2
+    say "node $name did not start"
+    exit 1
+  fi
+  say "node $name pid $NODE_PID at $NODE_URL"
+}
+
+# cluster_node NAME: a node of the two-node cluster.
+cluster_node() {
+  start_node "$1" BROKER_CLUSTER_NODE_ID="bench-$1-$$" BROKER_STORAGE_URL="$PG/$DB" \
+    BROKER_RELAY_AMQP_URL="$AMQP" BROKER_PRESENCE_REDIS_URL="$REDIS"
+}
+
+# run DIR NAME ARGS...: one loadgen run; JSON to DIR/NAME.json, summary line to the console.
+run() {
+  local dir=$1 name=$2
+  shift 2
+  mkdir -p "$dir"
+  say "$(basename "$dir"): $name"
+  nice -n "$NICE" "$LOADGEN" --json "$dir/$name.json" --jwt-secret "$SECRET" --jwt-role system \
+    "$@" || true
+}
+
+# scenarios DIR ARGS...: the pairs runs, throughput then latency, /topic then /queue.
+scenarios() {
+  local dir=$1
+  shift
+  run "$dir" pairs-topic "$@" pairs --pairs "$PAIRS" --kind topic --duration "$DURATION" \
+    --payload "$PAYLOAD"
+  run "$dir" pairs-topic-rate "$@" pairs --pairs "$PAIRS" --kind topic --rate "$RATE" \
+    --duration "$DURATION" --payload "$PAYLOAD"
+  run "$dir" pairs-queue "$@" pairs --pairs "$PAIRS" --kind queue --duration "$DURATION" \
+    --payload "$PAYLOAD"
+  run "$dir" pairs-queue-rate "$@" pairs --pairs "$PAIRS" --kind queue --rate "$RATE" \
+    --duration "$DURATION" --payload "$PAYLOAD"
+}
+
+say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# One node, no relay: the baseline.
+start_node single
+scenarios "$OUT/single" --url "$NODE_URL" --label single --broker-pid "$NODE_PID"
+cleanup
+
+# Two nodes sharing PostgreSQL, RabbitMQ and Redis.
+psql "$PG/postgres" -qc "CREATE DATABASE $DB" >/dev/null
+cluster_node a
+A_URL=$NODE_URL
+A_PID=$NODE_PID
+cluster_node b
+B_URL=$NODE_URL
+scenarios "$OUT/same-node" --url "$A_URL" --label cluster-same-node --broker-pid "$A_PID"
+scenarios "$OUT/cross-node" --url "$B_URL" --publish-url "$A_URL" --label cluster-cross-node \
+  --broker-pid "$A_PID"
+cleanup
+# The /queue pairs left their durable queues in RabbitMQ; one call deletes them all.
+rabbitmqctl -q eval '[rabbit_amqqueue:delete(Q, false, false, <<"bench">>)
+  || Q <- rabbit_amqqueue:list(),
+     binary:match(element(4, amqqueue:get_name(Q)), <<"stomp.queue.lg-pair-">>) =/= nomatch].' \
+  >/dev/null || say "could not delete the stomp.queue.lg-pair-* queues"
+
+say "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+"$LOADGEN" report --column "one node=$OUT/single" --column "cluster, same node=$OUT/same-node" \
+  --column "cluster, across nodes=$OUT/cross-node"

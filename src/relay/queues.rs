@@ -1,0 +1,665 @@
+//! Generic `/queue/<name>` destinations in cluster mode: each is the durable RabbitMQ queue
+//! `stomp.queue.<name>` on the default exchange, so that its messages outlive any node and the
+//! consumers of every node compete for them.
+//!
+//! SEND publishes persistently and resolves on the publisher confirm, so that a RECEIPT means
+//! RabbitMQ holds the message. Each SUBSCRIBE is a consumer on a channel of its own whose
+//! prefetch is the subscription's. The session settles deliveries through the consumer's
+//! [`Lender`], as it does with the in-process queue: `auto` is acknowledged once the frame is
+//! queued to the session, `client` acknowledges cumulatively (`multiple`), `client-individual`
+//! one delivery at a time, and NACK requeues. Closing the channel (UNSUBSCRIBE, the session's
+//! end, the node's death) makes RabbitMQ hand whatever was unacknowledged to another consumer.
+//!
+//! All of it runs on one connection, kept by a supervisor that reconnects with backoff and
+//! opens the consumers again. While RabbitMQ is away a SEND fails with `UNAVAILABLE` rather
+//! than losing the message, and subscriptions wait for the connection.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use stomp_codec::{Headers, MessageTemplate};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::RelayError;
+use crate::hub::QueueError;
+use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle, lock};
+
+/// The prefix of the RabbitMQ queue behind `/queue/<name>`.
+pub const QUEUE_PREFIX: &str = "stomp.queue.";
+
+/// RabbitMQ's limit on queue names (an AMQP short string), in bytes.
+const MAX_QUEUE_NAME: usize = 255;
+
+/// How long a SEND waits for RabbitMQ to confirm its message.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The RabbitMQ queue of `/queue/<name>`.
+///
+/// # Errors
+///
+/// [`QueueError::Invalid`] when the name does not fit RabbitMQ's 255 bytes.
+pub fn amqp_queue_name(name: &str) -> Result<ShortString, QueueError> {
+    ShortString::try_new(format!("{QUEUE_PREFIX}{name}")).map_err(|_| {
+        QueueError::Invalid(format!(
+            "queue name {name:?} is too long: RabbitMQ allows {} bytes after /queue/",
+            MAX_QUEUE_NAME - QUEUE_PREFIX.len()
+        ))
+    })
+}
+
+/// The SEND headers as an AMQP header table (with the default `content-type` already set).
+fn header_table(headers: &Headers) -> Result<FieldTable, QueueError> {
+    let mut table = FieldTable::default();
+    for (name, value) in headers.iter() {
+        let key = ShortString::try_new(name).map_err(|_| {
+            QueueError::Invalid(format!(
+                "header names on /queue destinations are limited to {MAX_QUEUE_NAME} bytes"
+            ))
+        })?;
+        // The first of repeated headers wins, as STOMP says.
+        if !table.contains_key(key.as_str()) {
+            table.insert(key, AMQPValue::LongString(value.into()));
+        }
+    }
+    Ok(table)
+}
+
+/// The MESSAGE template of a delivery: the stored headers, its destination, and
+/// `redelivered:true` when RabbitMQ has delivered it before.
+fn template(delivery: lapin::message::Delivery, destination: &ByteString) -> MessageTemplate {
+    let mut headers = Headers::with_capacity(4);
+    headers.push("destination", destination.clone());
+    if let Some(table) = delivery.properties.headers() {
+        for (name, value) in table {
+            if let AMQPValue::LongString(value) = value {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                headers.push(name.as_str().to_owned(), value);
+            }
+        }
+    }
+    if headers.get("content-type").is_none() {
+        headers.push("content-type", "text/plain;charset=utf-8");
+    }
+    if delivery.redelivered {
+        headers.set("redelivered", "true");
+    }
+    MessageTemplate::new(headers, Bytes::from(delivery.data))
+}
+
+fn unavailable(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(error.to_string())
+}
+
+/// What the consumer's task is told to do, in the order the session did it.
+enum Order {
+    /// Acknowledge (or requeue) a delivery, and with `multiple` every earlier one.
+    Settle {
+        tag: u64,
+        multiple: bool,
+        positive: bool,
+    },
+    /// Close the channel after what was settled before, then reply.
+    Close(oneshot::Sender<()>),
+}
+
+/// One subscription's consumer on one connection: the lender of its deliveries.
+struct Link {
+    /// `client` mode: one ACK settles every earlier delivery too.
+    cumulative: bool,
+    orders: mpsc::UnboundedSender<Order>,
+}
+
+impl Link {
+    fn settle(&self, tags: &[u64], positive: bool) {
+        // Through the consumer's task, so that RabbitMQ sees settlements in the order the
+        // client sent them and before the channel closes. Once the task has ended its channel
+        // is closed and RabbitMQ has taken the messages back, so a failed send loses nothing.
+        let multiple = self.cumulative;
+        let tags = if multiple {
+            tags.last().map_or(&[][..], std::slice::from_ref)
+        } else {
+            tags
+        };
+        for &tag in tags {
+            let _ = self.orders.send(Order::Settle {
+                tag,
+                multiple,
+                positive,
+            });
+        }
+    }
+
+    /// Closes the consumer's channel once what was settled before has reached RabbitMQ.
+    async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.orders.send(Order::Close(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
+        }
+    }
+}
+
+impl Lender for Link {
+    fn ack(&self, tags: &[u64]) {
+        self.settle(tags, true);
+    }
+
+    fn nack(&self, tags: &[u64]) {
+        self.settle(tags, false);
+    }
+}
+
+/// A subscription to a shared queue, kept across reconnections.
+struct Registered {
+    session: Arc<SessionHandle>,
+    subscription: ByteString,
+    queue: ShortString,
+    destination: ByteString,
+    ack: AckMode,
+    prefetch: u16,
+    link: Option<Arc<Link>>,
+}
+
+/// The publishing side of the connection.
+struct Publisher {
+    channel: Channel,
+    /// Queues declared on this connection; a queue is declared before its first message.
+    declared: HashSet<ShortString>,
+}
+
+/// Generic queues in RabbitMQ, shared by every node of the cluster.
+pub struct SharedQueues {
+    url: String,
+    node_id: String,
+    connection: Mutex<Option<Arc<Connection>>>,
+    publisher: tokio::sync::Mutex<Option<Publisher>>,
+    subscriptions: Mutex<HashMap<(u64, ByteString), Registered>>,
+    /// Serialises subscribe, unsubscribe and the reattachment after a reconnection, so that a
+    /// subscription never gets two consumers.
+    changes: tokio::sync::Mutex<()>,
+    connected: AtomicBool,
+}
+
+impl std::fmt::Debug for SharedQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedQueues")
+            .field("node_id", &self.node_id)
+            .field("connected", &self.connected.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedQueues {
+    /// Shared queues on the RabbitMQ at `url`, connected by [`SharedQueues::start`].
+    pub fn new(url: &str, node_id: &str) -> Arc<SharedQueues> {
+        Arc::new(SharedQueues {
+            url: url.to_owned(),
+            node_id: node_id.to_owned(),
+            connection: Mutex::new(None),
+            publisher: tokio::sync::Mutex::new(None),
+            subscriptions: Mutex::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+            connected: AtomicBool::new(false),
+        })
+    }
+
+    /// Connects once (so that an unreachable RabbitMQ stops the start), then keeps the
+    /// connection in a supervisor task.
+    ///
+    /// # Errors
+    ///
+    /// [`RelayError::Unavailable`] when RabbitMQ cannot be reached at start.
+    pub async fn start(self: &Arc<Self>, shutdown: CancellationToken) -> Result<(), RelayError> {
+        tokio::time::timeout(Duration::from_secs(10), self.connect())
+            .await
+            .map_err(|_| RelayError::Unavailable("timed out connecting to RabbitMQ".into()))?
+            .map_err(|error| RelayError::Unavailable(error.to_string()))?;
+        tokio::spawn(self.clone().supervise(shutdown));
+        Ok(())
+    }
+
+    /// Whether RabbitMQ is reachable now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    async fn connect(&self) -> Result<(), lapin::Error> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        *self.publisher.lock().await = Some(Publisher {
+            channel,
+            declared: HashSet::new(),
+        });
+        *lock(&self.connection) = Some(Arc::new(connection));
+        self.reattach().await;
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!("generic queues connected to RabbitMQ");
+        Ok(())
+    }
+
+    async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let connection = lock(&self.connection).take();
+                    if let Some(connection) = connection {
+                        let _ = connection.close(200, "shutdown".into()).await;
+                    }
+                    return;
+                }
+                () = self.until_lost() => {}
+            }
+            self.connected.store(false, Ordering::Relaxed);
+            lock(&self.connection).take();
+            self.publisher.lock().await.take();
+            for registered in lock(&self.subscriptions).values_mut() {
+                registered.link = None;
+            }
+            tracing::warn!("generic queues lost RabbitMQ; reconnecting");
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                match self.connect().await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "RabbitMQ unreachable for queues; retrying");
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves when the connection is found closed.
+    async fn until_lost(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let alive = lock(&self.connection)
+                .as_ref()
+                .is_some_and(|c| c.status().connected());
+            if !alive {
+                return;
+            }
+        }
+    }
+
+    /// Opens a consumer for every subscription that has none (after a reconnection).
+    async fn reattach(&self) {
+        let _serial = self.changes.lock().await;
+        let Some(connection) = lock(&self.connection).clone() else {
+            return;
+        };
+        let keys: Vec<(u64, ByteString)> = lock(&self.subscriptions)
+            .iter()
+            .filter(|(_, r)| r.link.is_none() && !r.session.is_closed())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            let Some(opening) = lock(&self.subscriptions).get(&key).map(Opening::of) else {
+                continue;
+            };
+            match self.open(&connection, opening).await {
+                Ok(link) => {
+                    if let Some(registered) = lock(&self.subscriptions).get_mut(&key) {
+                        registered.link = Some(link);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not reopen a queue consumer"),
+            }
+        }
+    }
+
+    /// Puts a message on the queue `name` and waits for RabbitMQ's confirm.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Invalid`] for a name or header RabbitMQ cannot carry;
+    /// [`QueueError::Unavailable`] when RabbitMQ is away or refuses the message.
+    pub async fn send(
+        &self,
+        name: &str,
+        headers: &Headers,
+        body: Bytes,
+        message_id: &str,
+    ) -> Result<(), QueueError> {
+        let queue = amqp_queue_name(name)?;
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(header_table(headers)?);
+        if let Ok(id) = ShortString::try_new(message_id) {
+            properties = properties.with_message_id(id);
+        }
+        if let Some(Ok(content_type)) = headers.get("content-type").map(ShortString::try_new) {
+            properties = properties.with_content_type(content_type);
+        }
+        // A queue deleted behind our back makes the mandatory publish come back: declare it
+        // again and publish once more.
+        for _ in 0..2 {
+            let confirm = {
+                let mut guard = self.publisher.lock().await;
+                let publisher = guard
+                    .as_mut()
+                    .ok_or_else(|| unavailable("RabbitMQ is unreachable"))?;
+                if !publisher.channel.status().connected() {
+                    return Err(unavailable("RabbitMQ channel closed"));
+                }
+                if !publisher.declared.contains(&queue) {
+                    declare(&publisher.channel, &queue)
+                        .await
+                        .map_err(unavailable)?;
+                    publisher.declared.insert(queue.clone());
+                }
+                publisher
+                    .channel
+                    .basic_publish(
+                        ShortString::from(""),
+                        queue.clone(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &body,
+                        properties.clone(),
+                    )
+                    .await
+                    .map_err(unavailable)?
+            };
+            match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => return Ok(()),
+                Ok(Ok(Confirmation::Ack(Some(_)))) => {
+                    if let Some(publisher) = self.publisher.lock().await.as_mut() {
+                        publisher.declared.remove(&queue);
+                    }
+                }
+                Ok(Ok(Confirmation::Nack(_))) => {
+                    return Err(unavailable(format!(
+                        "RabbitMQ refused the message for {queue} (full?)"
+                    )));
+                }
+                Ok(Err(error)) => return Err(unavailable(error)),
+                Err(_) => return Err(unavailable("RabbitMQ did not confirm in time")),
+            }
+        }
+        Err(unavailable(format!("{queue} could not be declared")))
+    }
+
+    /// Starts consuming the queue `name` for a session's subscription; while RabbitMQ is away
+    /// the subscription waits for the connection.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Invalid`] for a name RabbitMQ cannot carry; [`QueueError::Unavailable`]
+    /// when the consumer cannot be opened.
+    pub async fn subscribe(
+        &self,
+        session: &Arc<SessionHandle>,
+        subscription: &ByteString,
+        name: &str,
+        ack: AckMode,
+        prefetch: usize,
+    ) -> Result<(), QueueError> {
+        let queue = amqp_queue_name(name)?;
+        let mut registered = Registered {
+            session: session.clone(),
+            subscription: subscription.clone(),
+            queue,
+            destination: ByteString::from(format!("/queue/{name}")),
+            ack,
+            prefetch: u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX),
+            link: None,
+        };
+        let _serial = self.changes.lock().await;
+        let connection = lock(&self.connection).clone();
+        if let Some(connection) = connection {
+            let link = self
+                .open(&connection, Opening::of(&registered))
+                .await
+                .map_err(unavailable)?;
+            registered.link = Some(link);
+        }
+        lock(&self.subscriptions).insert((session.id, subscription.clone()), registered);
+        Ok(())
+    }
+
+    /// Ends a subscription's consumer: RabbitMQ gives what it had not acknowledged to another.
+    pub async fn unsubscribe(&self, session_id: u64, subscription: &str) {
+        let _serial = self.changes.lock().await;
+        let removed =
+            lock(&self.subscriptions).remove(&(session_id, ByteString::from(subscription)));
+        if let Some(Registered {
+            link: Some(link), ..
+        }) = removed
+        {
+            link.close().await;
+        }
+    }
+
+    async fn open(
+        &self,
+        connection: &Connection,
+        opening: Opening,
+    ) -> Result<Arc<Link>, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        declare(&channel, &opening.queue).await?;
+        channel
+            .basic_qos(opening.prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = ShortString::try_new(format!("{}.{}", self.node_id, opening.session.id))
+            .unwrap_or_else(|_| ShortString::from(""));
+        let consumer = channel
+            .basic_consume(
+                opening.queue.clone(),
+                tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let (orders, received) = mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            cumulative: opening.ack == AckMode::Client,
+            orders,
+        });
+        tokio::spawn(pump(link.clone(), channel, consumer, received, opening));
+        Ok(link)
+    }
+}
+
+/// What a consumer needs of its subscription.
+struct Opening {
+    session: Arc<SessionHandle>,
+    subscription: ByteString,
+    queue: ShortString,
+    destination: ByteString,
+    ack: AckMode,
+    prefetch: u16,
+}
+
+impl Opening {
+    fn of(registered: &Registered) -> Opening {
+        Opening {
+            session: registered.session.clone(),
+            subscription: registered.subscription.clone(),
+            queue: registered.queue.clone(),
+            destination: registered.destination.clone(),
+            ack: registered.ack,
+            prefetch: registered.prefetch,
+        }
+    }
+}
+
+async fn declare(channel: &Channel, queue: &ShortString) -> Result<(), lapin::Error> {
+    channel
+        .queue_declare(
+            queue.clone(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Hands a consumer's deliveries to its session and its session's settlements to RabbitMQ,
+/// until either ends; then closes the channel, so that RabbitMQ requeues what is unsettled.
+async fn pump(
+    link: Arc<Link>,
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+    mut orders: mpsc::UnboundedReceiver<Order>,
+    opening: Opening,
+) {
+    let session = &opening.session;
+    let mut replies = Vec::new();
+    loop {
+        tokio::select! {
+            // Settlements first: an ACK the client sent before it went must reach RabbitMQ.
+            biased;
+            Some(order) = orders.recv() => match order {
+                Order::Settle { tag, multiple, positive } => {
+                    if settle(&channel, tag, multiple, positive).await.is_err() {
+                        break;
+                    }
+                }
+                Order::Close(reply) => {
+                    replies.push(reply);
+                    break;
+                }
+            },
+            () = session.closed().cancelled() => break,
+            delivery = consumer.next() => {
+                let Some(Ok(delivery)) = delivery else { break };
+                if !deliver(&link, &channel, &opening, delivery).await {
+                    break;
+                }
+            }
+        }
+    }
+    // Whatever the session settled before the end still counts.
+    while let Ok(order) = orders.try_recv() {
+        match order {
+            Order::Settle {
+                tag,
+                multiple,
+                positive,
+            } => {
+                let _ = settle(&channel, tag, multiple, positive).await;
+            }
+            Order::Close(reply) => replies.push(reply),
+        }
+    }
+    let _ = channel.close(200, "consumer ended".into()).await;
+    for reply in replies {
+        let _ = reply.send(());
+    }
+}
+
+async fn settle(
+    channel: &Channel,
+    tag: u64,
+    multiple: bool,
+    positive: bool,
+) -> Result<(), lapin::Error> {
+    if positive {
+        channel.basic_ack(tag, BasicAckOptions { multiple }).await
+    } else {
+        channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple,
+                    requeue: true,
+                },
+            )
+            .await
+    }
+}
+
+/// Hands one delivery to the session; false when the consumer must end.
+async fn deliver(
+    link: &Arc<Link>,
+    channel: &Channel,
+    opening: &Opening,
+    delivery: lapin::message::Delivery,
+) -> bool {
+    let tag = delivery.delivery_tag;
+    let message_id = delivery.properties.message_id().as_ref().map_or_else(
+        || ByteString::from(format!("amqp-{tag}")),
+        |id| ByteString::from(id.as_str()),
+    );
+    let template = Arc::new(template(delivery, &opening.destination));
+    let target = match opening.ack {
+        AckMode::Auto => AckTarget::None,
+        AckMode::Client | AckMode::ClientIndividual => AckTarget::Queue {
+            queue: link.clone(),
+            tag,
+        },
+    };
+    let queued = opening.session.deliver(
+        &opening.subscription,
+        opening.ack,
+        &template,
+        &message_id,
+        target,
+    );
+    // A session that is gone or was cut ends the consumer: closing the channel gives the
+    // message to another one.
+    queued
+        && (opening.ack != AckMode::Auto
+            || channel
+                .basic_ack(tag, BasicAckOptions::default())
+                .await
+                .is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_prefixed_and_bounded_by_rabbitmq() {
+        assert_eq!(
+            amqp_queue_name("jobs").unwrap().as_str(),
+            "stomp.queue.jobs"
+        );
+        let longest = "q".repeat(MAX_QUEUE_NAME - QUEUE_PREFIX.len());
+        assert_eq!(amqp_queue_name(&longest).unwrap().as_str().len(), 255);
+        let error = amqp_queue_name(&format!("{longest}q")).unwrap_err();
+        assert!(matches!(error, QueueError::Invalid(_)));
+        assert!(error.to_string().contains("243 bytes"), "{error}");
+    }
+
+    #[test]
+    fn headers_travel_as_a_table_first_value_winning() {
+        let headers: Headers = [("x-a", "1"), ("content-type", "text/csv"), ("x-a", "2")]
+            .into_iter()
+            .collect();
+        let table = header_table(&headers).unwrap();
+        assert_eq!(table.inner().len(), 2);
+        assert_eq!(
+            table.inner().get("x-a"),
+            Some(&AMQPValue::LongString("1".into()))
+        );
+        let long: Headers = [("h".repeat(256), "v".to_owned())].into_iter().collect();
+        assert!(matches!(header_table(&long), Err(QueueError::Invalid(_))));
+    }
+}

@@ -1,0 +1,197 @@
+//! The send and stranger rates of a cluster counted in Redis, so that a user cannot double them
+//! by spreading sends over nodes; and each node's own limiter when its Redis stops answering.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use broker::auth::Role;
+use common::cluster::{Node, cluster_name, database, redis_url, token};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Sends a private message over REST; the status and the answer.
+async fn send(node: &Node, from: &str, to: &str, id: &str) -> (u16, Value) {
+    common::im::http_json(
+        node.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&token(from, &[Role::User])),
+        Some(json!({"to": to, "clientMsgId": id, "content": id})),
+    )
+    .await
+}
+
+async fn fallbacks(node: &Node) -> f64 {
+    let (status, text) = common::http_get(node.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    common::metric_value(&text, "broker_rate_limit_fallbacks_total").unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_send_rate_counts_a_users_sends_on_every_node_together() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let limits = [("BROKER_LIMITS_SEND_RATE", "4/1m")];
+    let a = Node::start(&cluster, "a", &db.url, &limits).await;
+    let b = Node::start(&cluster, "b", &db.url, &limits).await;
+    let alice = format!("{cluster}-alice");
+    let bob = format!("{cluster}-bob");
+    for i in 0..4 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, answer) = send(node, &alice, &bob, &format!("s-{i}")).await;
+        assert_eq!(status, 201, "send {i} on {}: {answer}", node.id);
+    }
+    // Two on each node: a per-node count would allow four more.
+    for (i, node) in [(4, &a), (5, &b)] {
+        let (status, answer) = send(node, &alice, &bob, &format!("s-{i}")).await;
+        assert_eq!(status, 429, "send {i} on {}: {answer}", node.id);
+        assert_eq!(answer["code"], "RATE_LIMITED", "{answer}");
+    }
+    // Counted per user: bob is not limited by alice's sends.
+    let (status, answer) = send(&b, &bob, &alice, "reply").await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(fallbacks(&a).await, 0.0);
+    assert_eq!(fallbacks(&b).await, 0.0);
+}
+
+#[tokio::test]
+async fn the_stranger_rate_counts_messages_to_strangers_on_every_node_together() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let limits = [
+        ("BROKER_LIMITS_STRANGER_RATE", "3/1m"),
+        ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "100"),
+    ];
+    let a = Node::start(&cluster, "a", &db.url, &limits).await;
+    let b = Node::start(&cluster, "b", &db.url, &limits).await;
+    let alice = format!("{cluster}-alice");
+    for i in 0..3 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let stranger = format!("{cluster}-stranger{i}");
+        let (status, answer) = send(node, &alice, &stranger, &format!("hi-{i}")).await;
+        assert_eq!(status, 201, "message {i} on {}: {answer}", node.id);
+    }
+    for (i, node) in [(3, &b), (4, &a)] {
+        let stranger = format!("{cluster}-stranger{i}");
+        let (status, answer) = send(node, &alice, &stranger, &format!("hi-{i}")).await;
+        assert_eq!(status, 429, "message {i} on {}: {answer}", node.id);
+        assert_eq!(answer["code"], "STRANGER_LIMIT", "{answer}");
+    }
+    // The send rate is not what stopped them: a message to someone who replied still passes.
+    let friend = format!("{cluster}-stranger0");
+    let (status, answer) = send(&a, &friend, &alice, "reply").await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = send(&b, &alice, &friend, "thanks").await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+/// A TCP proxy in front of the test Redis that can be cut: its connections are dropped and its
+/// port closed, so that a node started through it finds Redis gone.
+struct RedisProxy {
+    url: String,
+    cut: CancellationToken,
+}
+
+impl RedisProxy {
+    async fn start() -> RedisProxy {
+        let real = redis_url();
+        let rest = real
+            .strip_prefix("redis://")
+            .expect("a redis:// URL for the test Redis");
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => (format!("{credentials}@"), rest),
+            None => (String::new(), rest),
+        };
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let upstream = host.to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let cut = CancellationToken::new();
+        let token = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = token.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
+                let upstream = upstream.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        let path = if path.is_empty() {
+            String::new()
+        } else {
+            format!("/{path}")
+        };
+        RedisProxy {
+            url: format!("redis://{credentials}{addr}{path}"),
+            cut,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_loses_redis_falls_back_to_its_own_limits_and_counts_it() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let proxy = RedisProxy::start().await;
+    let a = Node::start(
+        &cluster,
+        "a",
+        &db.url,
+        &[
+            ("BROKER_LIMITS_SEND_RATE", "4/1m"),
+            ("BROKER_PRESENCE_REDIS_URL", proxy.url.as_str()),
+        ],
+    )
+    .await;
+    let b = Node::start(
+        &cluster,
+        "b",
+        &db.url,
+        &[("BROKER_LIMITS_SEND_RATE", "4/1m")],
+    )
+    .await;
+    let alice = format!("{cluster}-alice");
+    let bob = format!("{cluster}-bob");
+    let (status, answer) = send(&a, &alice, &bob, "through-redis").await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(fallbacks(&a).await, 0.0);
+
+    proxy.cut.cancel();
+    // Node a counts alone now; it already gave one of the four to Redis, so it allows four
+    // more of its own and refuses the fifth.
+    for i in 0..4 {
+        let (status, answer) = send(&a, &alice, &bob, &format!("alone-{i}")).await;
+        assert_eq!(status, 201, "send {i} without Redis: {answer}");
+    }
+    let (status, answer) = send(&a, &alice, &bob, "alone-4").await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["code"], "RATE_LIMITED", "{answer}");
+    assert!(
+        fallbacks(&a).await >= 5.0,
+        "every check without Redis is counted"
+    );
+    // Node b still counts in Redis, where only the first send was recorded.
+    for i in 0..3 {
+        let (status, answer) = send(&b, &alice, &bob, &format!("via-b-{i}")).await;
+        assert_eq!(status, 201, "send {i} on b: {answer}");
+    }
+    let (status, answer) = send(&b, &alice, &bob, "via-b-3").await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(fallbacks(&b).await, 0.0);
+}
