@@ -19,6 +19,7 @@
 #   BENCH_PAYLOAD=100        characters of content
 #   BENCH_OUT=<temp dir>     JSON results and the broker's logs
 #   BENCH_NICE=0             nice value for the broker and loadgen
+#   BENCH_BUILD=1            0: use the release binaries already in CARGO_TARGET_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,9 +39,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 say() { printf '== %s\n' "$*" >&2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release --quiet -p loadgen --bin loadgen
-cargo build --release --quiet --bin broker
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  cargo build --release --quiet -p loadgen --bin loadgen
+  cargo build --release --quiet --bin broker
+fi
 RELEASE=$(cd "$CARGO_TARGET_DIR/release" && pwd)
 LOADGEN=$RELEASE/loadgen
 BROKER=$RELEASE/broker
@@ -72,7 +75,7 @@ start_broker() {
       BROKER_STORAGE_URL=$url \
       BROKER_LIMITS_SEND_RATE=1000000/1s BROKER_LIMITS_STRANGER_RATE=1000000/1s \
       BROKER_LIMITS_STRANGER_BEFORE_REPLY=1000000 \
-      RUST_LOG=${BENCH_BROKER_LOG:-warn} NO_COLOR=1 exec nice -n "$NICE" "$BROKER"
+      RUST_LOG=${BENCH_BROKER_LOG:-info} NO_COLOR=1 exec nice -n "$NICE" "$BROKER"
   ) >"$OUT/$name/broker.log" 2>&1 &
   BROKER_PID=$!
   BROKER_URL=

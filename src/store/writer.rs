@@ -3,11 +3,13 @@
 //!
 //! In one transaction a batch: finds clientMsgIds already stored (idempotency), creates the
 //! private / system / assistant conversations that do not exist yet, reserves a contiguous range
-//! of seqs per conversation with one `UPDATE .. SET last_seq = last_seq + k RETURNING last_seq`
-//! (a row lock, so nodes sharing PostgreSQL cannot interleave), inserts all messages in one
-//! statement, and advances each sender's read position. Each caller is answered only after the
-//! commit. When a batch fails, its sends are retried one by one, so one bad send cannot fail the
-//! others.
+//! of seqs per conversation with `UPDATE .. SET last_seq = last_seq + k RETURNING last_seq`
+//! (a row lock, so nodes sharing PostgreSQL cannot interleave), advances each sender's read
+//! position, and inserts all messages. On PostgreSQL each of these steps is one statement for
+//! the whole batch (rows passed as arrays and expanded with `unnest`), so a batch costs the same
+//! few round trips however many conversations it touches; see `BatchStatements`. Each caller
+//! is answered only after the commit. When a batch fails, its sends are retried one by one, so
+//! one bad send cannot fail the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
