@@ -234,8 +234,9 @@ async fn apply(
                     }
                 }
             }
-            // Rows are locked in id order, so that writers of several nodes sharing the
-            // database lock common conversations in the same order.
+            // Sorted by id, so that writers of several nodes sharing the database tend to lock
+            // common conversations in the same order; should their locks still cross,
+            // PostgreSQL fails one batch as a deadlock and its sends are retried one by one.
             by_conversation.sort_by(|a, b| a.0.cmp(&b.0));
             let message_ids: Vec<Vec<i64>> = by_conversation
                 .iter()
