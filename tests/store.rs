@@ -74,6 +74,65 @@ async fn concurrent_sends_get_gapless_seqs_on_every_backend() {
 }
 
 #[tokio::test]
+async fn a_batch_over_many_conversations_keeps_each_gapless_and_moves_each_read_position() {
+    for database in db::all().await {
+        let store = open(&database.url).await;
+        // 20 conversations, both sides sending, all at once: the writer commits them in few
+        // batches, each reserving every conversation's range in one go.
+        let sends = (0..400).map(|i| {
+            let store = store.clone();
+            let pair = i % 20;
+            let (a, b) = (format!("u{pair}a"), format!("u{pair}b"));
+            let (from, to) = if i % 3 == 0 { (b, a) } else { (a, b) };
+            async move {
+                store
+                    .send(text(private(&from, &to), &from, &format!("c{i}"), "hi"))
+                    .await
+                    .expect("send")
+            }
+        });
+        let outcomes = futures_util::future::join_all(sends).await;
+        for pair in 0..20 {
+            let conversation = format!("private_u{pair}a_u{pair}b");
+            let mine: Vec<&SendOutcome> = outcomes
+                .iter()
+                .filter(|o| o.message().conversation_id == conversation)
+                .collect();
+            let mut seqs: Vec<i64> = mine.iter().map(|o| o.message().seq).collect();
+            seqs.sort_unstable();
+            assert_eq!(
+                seqs,
+                (1..=20).collect::<Vec<_>>(),
+                "{} {conversation}",
+                database.label
+            );
+            let created = mine
+                .iter()
+                .filter(|o| matches!(o, SendOutcome::Stored { created: true, .. }))
+                .count();
+            assert_eq!(created, 1, "{} {conversation}", database.label);
+            // Each side has read up to its own newest message.
+            for side in ["a", "b"] {
+                let user = format!("u{pair}{side}");
+                let newest_own = mine
+                    .iter()
+                    .filter(|o| o.message().sender_id == user)
+                    .map(|o| o.message().seq)
+                    .max()
+                    .unwrap_or(0);
+                let summary = store.summary(&conversation, &user).await.unwrap().unwrap();
+                assert_eq!(
+                    summary.unread(),
+                    20 - newest_own,
+                    "{} {user}",
+                    database.label
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_repeated_client_msg_id_stores_nothing_new() {
     for database in db::all().await {
         let store = open(&database.url).await;

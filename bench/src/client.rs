@@ -170,7 +170,18 @@ impl Target {
         }
     }
 
-    fn credentials(&self, number: usize) -> anyhow::Result<(String, String)> {
+    /// The broker's socket address (its HTTP API listens there too).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `(login, passcode)` connection `number` presents; with minted tokens, its user id
+    /// and JWT.
+    ///
+    /// # Errors
+    ///
+    /// When a token cannot be minted.
+    pub fn credentials(&self, number: usize) -> anyhow::Result<(String, String)> {
         Ok(match &self.auth {
             Auth::Login { login, passcode } => (login.clone(), passcode.clone()),
             Auth::Token(token) => ("loadgen".to_owned(), token.clone()),

@@ -4,6 +4,8 @@
 //! - `fanout`: one publisher, N subscribers on one topic: deliveries per second, loss, latency;
 //! - `pairs`: N publishers each feeding its own subscriber through its own destination;
 //! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory;
+//! - `im` and `group`: private messages between user pairs and messages to a large group
+//!   through our broker's IM layer, stored before they are confirmed (see `im.rs`);
 //!
 //! and `report`, which prints the markdown table of a `bench/run.sh` run.
 //!
@@ -13,6 +15,7 @@
 mod client;
 mod cpu;
 mod idle;
+mod im;
 mod load;
 mod report;
 mod stats;
@@ -148,6 +151,45 @@ impl Flow {
     }
 }
 
+#[derive(Args, Clone)]
+struct ImFlow {
+    /// Messages per second over all senders (open loop); 0 sends as fast as `--window` allows.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Characters of message content.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Sends per sender awaiting their RECEIPT, at most.
+    #[arg(long, default_value_t = 64)]
+    window: u64,
+    /// After sending, seconds to wait without progress for the last receipts and copies.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Afterwards, check in this PostgreSQL database that every RECEIPTed message is stored
+    /// exactly once.
+    #[arg(long)]
+    verify_postgres: Option<String>,
+}
+
+impl ImFlow {
+    fn load(&self) -> anyhow::Result<im::ImLoad> {
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            bail!("--rate must be 0 or a positive number");
+        }
+        Ok(im::ImLoad {
+            rate: self.rate,
+            duration: seconds(self.duration, "--duration")?,
+            payload: self.payload,
+            window: self.window.max(1),
+            drain: seconds(self.drain, "--drain")?,
+            verify_postgres: self.verify_postgres.clone(),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Scenario {
     /// One publisher, N subscribers on one topic.
@@ -183,6 +225,24 @@ enum Scenario {
         /// Seconds to wait after the last SUBSCRIBE before reading the broker's memory.
         #[arg(long, default_value_t = 3.0)]
         settle: f64,
+    },
+    /// N user pairs sending private messages through `/app/private.send` (our broker only;
+    /// needs --jwt-secret).
+    Im {
+        /// User pairs; user 2i sends to user 2i+1.
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        #[command(flatten)]
+        flow: ImFlow,
+    },
+    /// One group created over REST, all members online, its owner sending (our broker only;
+    /// needs --jwt-secret).
+    Group {
+        /// Members, the owner included.
+        #[arg(long, default_value_t = 500)]
+        members: usize,
+        #[command(flatten)]
+        flow: ImFlow,
     },
     /// Prints the markdown table of the JSON results that bench/run.sh wrote.
     Report {
@@ -398,6 +458,27 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 write_json(path, &report)?;
             }
             Ok(report.connected == *connections && report.errors == 0)
+        }
+        Scenario::Im { pairs, flow }
+        | Scenario::Group {
+            members: pairs,
+            flow,
+        } => {
+            if common.jwt_secret.is_none() {
+                bail!("the IM scenarios need --jwt-secret: each session is its own user");
+            }
+            let mut report = if matches!(cli.scenario, Scenario::Im { .. }) {
+                im::pairs(target, &options, *pairs, flow.load()?).await?
+            } else {
+                im::group(target, &options, *pairs, flow.load()?).await?
+            };
+            report.url.clone_from(&common.url);
+            report.label.clone_from(&common.label);
+            println!("{}", report.summary());
+            if let Some(path) = &common.json {
+                write_json(path, &report)?;
+            }
+            Ok(report.ok())
         }
         Scenario::Report { .. } => Ok(true),
     }

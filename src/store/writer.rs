@@ -3,11 +3,13 @@
 //!
 //! In one transaction a batch: finds clientMsgIds already stored (idempotency), creates the
 //! private / system / assistant conversations that do not exist yet, reserves a contiguous range
-//! of seqs per conversation with one `UPDATE .. SET last_seq = last_seq + k RETURNING last_seq`
-//! (a row lock, so nodes sharing PostgreSQL cannot interleave), inserts all messages in one
-//! statement, and advances each sender's read position. Each caller is answered only after the
-//! commit. When a batch fails, its sends are retried one by one, so one bad send cannot fail the
-//! others.
+//! of seqs per conversation with `UPDATE .. SET last_seq = last_seq + k RETURNING last_seq`
+//! (a row lock, so nodes sharing PostgreSQL cannot interleave), advances each sender's read
+//! position, and inserts all messages. On PostgreSQL each of these steps is one statement for
+//! the whole batch (rows passed as arrays and expanded with `unnest`), so a batch costs the same
+//! few round trips however many conversations it touches; see `BatchStatements`. Each caller
+//! is answered only after the commit. When a batch fails, its sends are retried one by one, so
+//! one bad send cannot fail the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +17,10 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, messages};
+use schema::{
+    ConversationRow, MemberRow, MessageRow, OutboxRow, conversations, event_outbox, members,
+    messages,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, SendOutcome};
@@ -158,17 +163,20 @@ async fn apply(
                 }
             }
 
-            // Conversations created by their first message.
-            let mut created: HashMap<String, bool> = HashMap::new();
+            // Conversations created by their first message: one insert for all of the batch's
+            // candidates, which tells which ones did not exist yet.
+            let mut candidates: Vec<ConversationRow> = Vec::new();
+            let mut participants: HashMap<String, Vec<String>> = HashMap::new();
             for &index in &fresh {
                 let target = &batch[index].target;
                 let Some(kind) = target.kind() else { continue };
                 let id = target.conversation_id();
-                if created.contains_key(&id) {
+                if participants.contains_key(&id) {
                     continue;
                 }
-                let row = ConversationRow {
-                    id: id.clone(),
+                participants.insert(id.clone(), target.participants());
+                candidates.push(ConversationRow {
+                    id,
                     kind: kind.to_owned(),
                     name: None,
                     avatar: None,
@@ -181,70 +189,95 @@ async fn apply(
                     status: "active".to_owned(),
                     settings: "{}".to_owned(),
                     created_at: now,
-                };
-                let inserted = diesel::insert_into(conversations::table)
-                    .values(&row)
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                let member_rows: Vec<MemberRow> = target
-                    .participants()
-                    .into_iter()
-                    .map(|user| MemberRow {
-                        conversation_id: id.clone(),
-                        user_id: user,
-                        role: "member".to_owned(),
-                        joined_at: now,
-                        left_at: None,
-                        joined_seq: 0,
-                        read_seq: 0,
-                        cleared_seq: 0,
-                        pinned: false,
-                        muted: false,
-                        archived: false,
-                    })
-                    .collect();
-                if inserted > 0 {
-                    for member in &member_rows {
-                        diesel::insert_into(members::table)
-                            .values(member)
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
+                });
+            }
+            let mut created: HashMap<String, bool> = candidates
+                .iter()
+                .map(|row| (row.id.clone(), false))
+                .collect();
+            if !candidates.is_empty() {
+                let inserted = BatchStatements::create_conversations(conn, &candidates).await?;
+                let mut member_rows: Vec<MemberRow> = Vec::new();
+                for id in inserted {
+                    for user in participants.remove(&id).unwrap_or_default() {
+                        member_rows.push(MemberRow {
+                            conversation_id: id.clone(),
+                            user_id: user,
+                            role: "member".to_owned(),
+                            joined_at: now,
+                            left_at: None,
+                            joined_seq: 0,
+                            read_seq: 0,
+                            cleared_seq: 0,
+                            pinned: false,
+                            muted: false,
+                            archived: false,
+                        });
                     }
+                    created.insert(id, true);
                 }
-                created.insert(id, inserted > 0);
+                if !member_rows.is_empty() {
+                    BatchStatements::add_members(conn, &member_rows).await?;
+                }
             }
 
             // A contiguous seq range per conversation, in arrival order.
             let mut by_conversation: Vec<(String, Vec<usize>)> = Vec::new();
+            let mut position: HashMap<String, usize> = HashMap::new();
             for &index in &fresh {
                 let id = batch[index].target.conversation_id();
-                match by_conversation.iter_mut().find(|(c, _)| *c == id) {
-                    Some((_, list)) => list.push(index),
-                    None => by_conversation.push((id, vec![index])),
+                match position.get(&id) {
+                    Some(&at) => by_conversation[at].1.push(index),
+                    None => {
+                        position.insert(id.clone(), by_conversation.len());
+                        by_conversation.push((id, vec![index]));
+                    }
                 }
             }
-            let mut rows: Vec<MessageRow> = Vec::with_capacity(fresh.len());
-            let mut row_of: HashMap<usize, usize> = HashMap::new();
-            for (conversation, indexes) in &by_conversation {
+            // Sorted by id, so that writers of several nodes sharing the database tend to lock
+            // common conversations in the same order; should their locks still cross,
+            // PostgreSQL fails one batch as a deadlock and its sends are retried one by one.
+            by_conversation.sort_by(|a, b| a.0.cmp(&b.0));
+            let message_ids: Vec<Vec<i64>> = by_conversation
+                .iter()
+                .map(|(_, indexes)| indexes.iter().map(|_| ids.next()).collect())
+                .collect();
+            let mut reservations = Vec::with_capacity(by_conversation.len());
+            let mut marks = Vec::new();
+            for ((conversation, indexes), message_ids) in by_conversation.iter().zip(&message_ids) {
                 let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
-                let message_ids: Vec<i64> = indexes.iter().map(|_| ids.next()).collect();
-                let last: i64 = diesel::update(
-                    conversations::table
-                        .find(conversation)
-                        .filter(conversations::status.eq("active")),
-                )
-                .set((
-                    conversations::last_seq.eq(conversations::last_seq + count),
-                    conversations::last_message_id.eq(message_ids.last().copied()),
-                    conversations::last_activity_at.eq(now),
-                ))
-                .returning(conversations::last_seq)
-                .get_result(conn)
-                .await
-                .optional()?
-                .ok_or(StoreError::NotFound)?;
+                reservations.push(Reservation {
+                    conversation,
+                    count,
+                    last_message_id: message_ids.last().copied().unwrap_or_default(),
+                });
+                // Sending reads everything before: the sender's own messages never count as
+                // unread for them. Each sender's newest message, counted from the range's end.
+                let mut newest_by_sender: Vec<(&str, i64)> = Vec::new();
+                for (offset, &index) in indexes.iter().enumerate() {
+                    let distance = count - 1 - i64::try_from(offset).unwrap_or(0);
+                    let sender = batch[index].sender.as_str();
+                    match newest_by_sender.iter_mut().find(|(s, _)| *s == sender) {
+                        Some(entry) => entry.1 = distance,
+                        None => newest_by_sender.push((sender, distance)),
+                    }
+                }
+                marks.extend(
+                    newest_by_sender
+                        .into_iter()
+                        .map(|(user, distance)| ReadMark {
+                            conversation,
+                            user,
+                            distance,
+                        }),
+                );
+            }
+            let last_seqs = BatchStatements::reserve(conn, &reservations, &marks, now).await?;
+            let mut rows: Vec<MessageRow> = Vec::with_capacity(fresh.len());
+            let mut row_of: HashMap<usize, usize> = HashMap::with_capacity(fresh.len());
+            for ((conversation, indexes), message_ids) in by_conversation.iter().zip(message_ids) {
+                let last = *last_seqs.get(conversation).ok_or(StoreError::NotFound)?;
+                let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
                 let first_seq = last - count + 1;
                 for (offset, (&index, id)) in indexes.iter().zip(message_ids).enumerate() {
                     let message = &batch[index];
@@ -265,27 +298,9 @@ async fn apply(
                         recalled_at: None,
                     });
                 }
-                // Sending reads everything before: the sender's own messages never count as
-                // unread for them.
-                let mut newest_by_sender: HashMap<&str, i64> = HashMap::new();
-                for &index in indexes {
-                    let seq = rows[row_of[&index]].seq;
-                    newest_by_sender.insert(batch[index].sender.as_str(), seq);
-                }
-                for (sender, seq) in newest_by_sender {
-                    diesel::update(
-                        members::table
-                            .filter(members::conversation_id.eq(conversation))
-                            .filter(members::user_id.eq(sender))
-                            .filter(members::read_seq.lt(seq)),
-                    )
-                    .set(members::read_seq.eq(seq))
-                    .execute(conn)
-                    .await?;
-                }
             }
             if !rows.is_empty() {
-                super::InsertRows::insert_messages(conn, &rows).await?;
+                BatchStatements::insert_rows(conn, &rows).await?;
             }
             // Domain events commit with the messages they describe (cluster mode).
             if let Some(node) = outbox {
@@ -319,21 +334,16 @@ async fn apply(
                         }),
                     ));
                 }
-                for event in &events {
-                    diesel::insert_into(schema::event_outbox::table)
-                        .values(event)
-                        .execute(conn)
-                        .await?;
+                if !events.is_empty() {
+                    BatchStatements::record_events(conn, &events).await?;
                 }
             }
 
             for &index in &fresh {
                 let row = rows[row_of[&index]].clone();
-                let created = created.get(&row.conversation_id).copied().unwrap_or(false)
-                    && rows
-                        .iter()
-                        .find(|r| r.conversation_id == row.conversation_id)
-                        .is_some_and(|r| r.id == row.id);
+                // Only the conversation's first message reports the creation.
+                let created =
+                    created.get(&row.conversation_id).copied().unwrap_or(false) && row.seq == 1;
                 outcomes[index] = Some(SendOutcome::Stored {
                     message: row,
                     created,
@@ -353,4 +363,268 @@ async fn apply(
         })
         .await
     })
+}
+
+/// A conversation's share of a batch: `count` seqs, the last one for message `last_message_id`.
+struct Reservation<'a> {
+    conversation: &'a str,
+    count: i64,
+    last_message_id: i64,
+}
+
+/// A sender's read position moves to its newest message of the batch: the reserved range's
+/// last seq minus `distance`.
+struct ReadMark<'a> {
+    conversation: &'a str,
+    user: &'a str,
+    distance: i64,
+}
+
+/// The statements of a batch whose number would otherwise grow with the batch. PostgreSQL is
+/// a network round trip per statement, so there each is one statement for the whole batch,
+/// with the rows passed as arrays; SQLite runs in process, where a statement per row costs
+/// little.
+trait BatchStatements {
+    /// Reserves each conversation's seq range (locking its row until the commit) and moves
+    /// the senders' read positions; returns each conversation's new `last_seq`. A conversation
+    /// that is missing or not active is left out of the answer.
+    fn reserve(
+        &mut self,
+        reservations: &[Reservation<'_>],
+        marks: &[ReadMark<'_>],
+        now: i64,
+    ) -> impl Future<Output = diesel::QueryResult<HashMap<String, i64>>> + Send;
+
+    /// Inserts the batch's messages.
+    fn insert_rows(
+        &mut self,
+        rows: &[MessageRow],
+    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
+    /// Inserts the conversations that do not exist yet; returns the ids of those inserted.
+    fn create_conversations(
+        &mut self,
+        rows: &[ConversationRow],
+    ) -> impl Future<Output = diesel::QueryResult<Vec<String>>> + Send;
+
+    /// Inserts members, skipping those already there.
+    fn add_members(
+        &mut self,
+        rows: &[MemberRow],
+    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
+    /// Records domain events in the outbox.
+    fn record_events(
+        &mut self,
+        rows: &[OutboxRow],
+    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+}
+
+#[derive(diesel::QueryableByName)]
+struct LastSeq {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    last_seq: i64,
+}
+
+/// Both updates in one statement: the read positions follow from the seqs the conversation
+/// update assigns, which data-modifying CTEs pass along without a second round trip.
+const PG_RESERVE: &str = "\
+WITH reserved AS (\
+    UPDATE conversations AS c \
+    SET last_seq = c.last_seq + v.k, last_message_id = v.last_id, last_activity_at = $4 \
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, k, last_id) \
+    WHERE c.id = v.id AND c.status = 'active' \
+    RETURNING c.id, c.last_seq\
+), marked AS (\
+    UPDATE members AS m SET read_seq = r.last_seq - v.d \
+    FROM unnest($5::text[], $6::text[], $7::bigint[]) AS v(conversation_id, user_id, d) \
+    JOIN reserved AS r ON r.id = v.conversation_id \
+    WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id \
+    AND m.read_seq < r.last_seq - v.d\
+) SELECT id, last_seq FROM reserved";
+
+const PG_INSERT: &str = "\
+INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, format, content, \
+    attachment, reply_to, forwarded_from, status, created_at, recalled_at) \
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+    $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
+    $13::bigint[])";
+
+impl BatchStatements for diesel_async::AsyncPgConnection {
+    async fn reserve(
+        &mut self,
+        reservations: &[Reservation<'_>],
+        marks: &[ReadMark<'_>],
+        now: i64,
+    ) -> diesel::QueryResult<HashMap<String, i64>> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        let ids: Vec<&str> = reservations.iter().map(|r| r.conversation).collect();
+        let counts: Vec<i64> = reservations.iter().map(|r| r.count).collect();
+        let last_ids: Vec<i64> = reservations.iter().map(|r| r.last_message_id).collect();
+        let mark_conversations: Vec<&str> = marks.iter().map(|m| m.conversation).collect();
+        let mark_users: Vec<&str> = marks.iter().map(|m| m.user).collect();
+        let distances: Vec<i64> = marks.iter().map(|m| m.distance).collect();
+        let rows: Vec<LastSeq> = diesel::sql_query(PG_RESERVE)
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<BigInt>, _>(counts)
+            .bind::<Array<BigInt>, _>(last_ids)
+            .bind::<BigInt, _>(now)
+            .bind::<Array<Text>, _>(mark_conversations)
+            .bind::<Array<Text>, _>(mark_users)
+            .bind::<Array<BigInt>, _>(distances)
+            .load(self)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.last_seq)).collect())
+    }
+
+    async fn insert_rows(&mut self, rows: &[MessageRow]) -> diesel::QueryResult<usize> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
+        let column = |f: fn(&MessageRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+        diesel::sql_query(PG_INSERT)
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(column(|r| &r.conversation_id))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(column(|r| &r.sender_id))
+            .bind::<Array<Text>, _>(column(|r| &r.client_msg_id))
+            .bind::<Array<Text>, _>(column(|r| &r.format))
+            .bind::<Array<Text>, _>(column(|r| &r.content))
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.attachment.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.reply_to).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.forwarded_from.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(column(|r| &r.status))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter().map(|r| r.recalled_at).collect::<Vec<_>>(),
+            )
+            .execute(self)
+            .await
+    }
+
+    async fn create_conversations(
+        &mut self,
+        rows: &[ConversationRow],
+    ) -> diesel::QueryResult<Vec<String>> {
+        diesel::insert_into(conversations::table)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(conversations::id)
+            .get_results(self)
+            .await
+    }
+
+    async fn add_members(&mut self, rows: &[MemberRow]) -> diesel::QueryResult<usize> {
+        diesel::insert_into(members::table)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .execute(self)
+            .await
+    }
+
+    async fn record_events(&mut self, rows: &[OutboxRow]) -> diesel::QueryResult<usize> {
+        diesel::insert_into(event_outbox::table)
+            .values(rows)
+            .execute(self)
+            .await
+    }
+}
+
+impl BatchStatements for super::SqliteConn {
+    async fn reserve(
+        &mut self,
+        reservations: &[Reservation<'_>],
+        marks: &[ReadMark<'_>],
+        now: i64,
+    ) -> diesel::QueryResult<HashMap<String, i64>> {
+        let mut last_seqs = HashMap::with_capacity(reservations.len());
+        for reservation in reservations {
+            let last: Option<i64> = diesel::update(
+                conversations::table
+                    .find(reservation.conversation)
+                    .filter(conversations::status.eq("active")),
+            )
+            .set((
+                conversations::last_seq.eq(conversations::last_seq + reservation.count),
+                conversations::last_message_id.eq(Some(reservation.last_message_id)),
+                conversations::last_activity_at.eq(now),
+            ))
+            .returning(conversations::last_seq)
+            .get_result(self)
+            .await
+            .optional()?;
+            if let Some(last) = last {
+                last_seqs.insert(reservation.conversation.to_owned(), last);
+            }
+        }
+        for mark in marks {
+            let Some(last) = last_seqs.get(mark.conversation) else {
+                continue;
+            };
+            let seq = last - mark.distance;
+            diesel::update(
+                members::table
+                    .filter(members::conversation_id.eq(mark.conversation))
+                    .filter(members::user_id.eq(mark.user))
+                    .filter(members::read_seq.lt(seq)),
+            )
+            .set(members::read_seq.eq(seq))
+            .execute(self)
+            .await?;
+        }
+        Ok(last_seqs)
+    }
+
+    async fn insert_rows(&mut self, rows: &[MessageRow]) -> diesel::QueryResult<usize> {
+        super::InsertRows::insert_messages(self, rows).await
+    }
+
+    async fn create_conversations(
+        &mut self,
+        rows: &[ConversationRow],
+    ) -> diesel::QueryResult<Vec<String>> {
+        let mut inserted = Vec::new();
+        for row in rows {
+            let created: Option<String> = diesel::insert_into(conversations::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .returning(conversations::id)
+                .get_result(self)
+                .await
+                .optional()?;
+            inserted.extend(created);
+        }
+        Ok(inserted)
+    }
+
+    async fn add_members(&mut self, rows: &[MemberRow]) -> diesel::QueryResult<usize> {
+        let mut added = 0;
+        for row in rows {
+            added += diesel::insert_into(members::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(self)
+                .await?;
+        }
+        Ok(added)
+    }
+
+    async fn record_events(&mut self, rows: &[OutboxRow]) -> diesel::QueryResult<usize> {
+        let mut recorded = 0;
+        for row in rows {
+            recorded += diesel::insert_into(event_outbox::table)
+                .values(row)
+                .execute(self)
+                .await?;
+        }
+        Ok(recorded)
+    }
 }
