@@ -9,6 +9,7 @@
 //!
 //! The store knows nothing of sessions or STOMP.
 
+mod assistant;
 mod conversations;
 mod messages;
 mod order;
@@ -31,6 +32,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub use assistant::{AssistantPage, AssistantSummary};
 pub use conversations::{ConversationPage, ConversationSummary, GroupChange, SettingsChange};
 pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target};
 
