@@ -226,6 +226,7 @@ async fn apply(
                 }
             }
             let mut rows: Vec<MessageRow> = Vec::with_capacity(fresh.len());
+            let mut marked_read: Vec<(String, String)> = Vec::new();
             let mut row_of: HashMap<usize, usize> = HashMap::new();
             for (conversation, indexes) in &by_conversation {
                 let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
@@ -273,15 +274,30 @@ async fn apply(
                     newest_by_sender.insert(batch[index].sender.as_str(), seq);
                 }
                 for (sender, seq) in newest_by_sender {
-                    diesel::update(
-                        members::table
-                            .filter(members::conversation_id.eq(conversation))
-                            .filter(members::user_id.eq(sender))
-                            .filter(members::read_seq.lt(seq)),
-                    )
-                    .set(members::read_seq.eq(seq))
-                    .execute(conn)
-                    .await?;
+                    let mine = members::table
+                        .filter(members::conversation_id.eq(conversation))
+                        .filter(members::user_id.eq(sender))
+                        .filter(members::read_seq.lt(seq));
+                    // The common case, nothing unread before this batch, takes one statement;
+                    // a lagging position takes a second, which tells that sending read
+                    // messages of others (for the read events, see `SendOutcome`).
+                    let caught_up =
+                        diesel::update(mine.filter(members::read_seq.ge(first_seq - 1)))
+                            .set(members::read_seq.eq(seq))
+                            .execute(conn)
+                            .await?;
+                    let lagged = caught_up == 0
+                        && diesel::update(mine)
+                            .set(members::read_seq.eq(seq))
+                            .execute(conn)
+                            .await?
+                            > 0;
+                    let others_before = indexes
+                        .iter()
+                        .any(|&i| batch[i].sender != sender && rows[row_of[&i]].seq < seq);
+                    if lagged || others_before {
+                        marked_read.push((conversation.clone(), sender.to_owned()));
+                    }
                 }
             }
             if !rows.is_empty() {
@@ -334,9 +350,13 @@ async fn apply(
                         .iter()
                         .find(|r| r.conversation_id == row.conversation_id)
                         .is_some_and(|r| r.id == row.id);
+                let marked_read = marked_read
+                    .iter()
+                    .any(|(c, u)| *c == row.conversation_id && *u == row.sender_id);
                 outcomes[index] = Some(SendOutcome::Stored {
                     message: row,
                     created,
+                    marked_read,
                 });
             }
             for (index, first) in repeats {
