@@ -104,6 +104,8 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Connections refused at accept because of `server.max_connections`.
     pub connections_refused: Counter,
+    /// Messages deleted by the retention purge.
+    pub messages_purged: Counter,
     errors: Vec<Counter>,
 }
 
@@ -129,6 +131,7 @@ impl Metrics {
                 slow_consumer_cuts: counter!("broker_slow_consumer_cuts_total"),
                 auth_failures: counter!("broker_auth_failures_total"),
                 connections_refused: counter!("broker_connections_refused_total"),
+                messages_purged: counter!("broker_messages_purged_total"),
                 errors: ErrorReason::ALL
                     .iter()
                     .map(|r| counter!("broker_stomp_errors_total", "reason" => r.as_str()))

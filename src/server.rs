@@ -216,6 +216,13 @@ impl Server {
                 tracker.clone(),
             ));
         }
+        if let Some(im) = &im {
+            tracker.spawn(crate::im::retention::run_purge(
+                im.clone(),
+                Duration::from_secs(config.im.retention_purge_interval_s),
+                shutdown.clone(),
+            ));
+        }
         tracker.spawn(upkeep(shutdown.clone()));
         tracker.spawn(release_overdue(hub.clone(), shutdown.clone()));
 

@@ -452,3 +452,42 @@ async fn domain_events_reach_im_events_after_the_commit() {
     );
     assert_eq!(seen["message.offline"]["userIds"][0], bob.as_str());
 }
+
+#[tokio::test]
+async fn assistant_messages_reach_staff_and_the_user_across_nodes() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let mut alice = user(&a, "alice", &["messages"]).await;
+    let mut desk = Client::websocket(b.addr, None, &["v12.stomp"]).await;
+    desk.connect(&token("agent", &[Role::Staff])).await;
+    desk.subscribe("/topic/assistant", "desk", "auto").await;
+
+    alice
+        .send(
+            &Frame::new(Command::Send)
+                .header("destination", "/app/assistant.send")
+                .header("receipt", "q")
+                .body(json!({"clientMsgId": "q1", "content": "help"}).to_string()),
+        )
+        .await;
+    let asked = collect_new(&mut desk, Duration::from_millis(1500)).await;
+    assert_eq!(asked, HashMap::from([("q1".to_owned(), 1)]));
+
+    desk.send(
+        &Frame::new(Command::Send)
+            .header("destination", "/app/assistant.send")
+            .header("receipt", "r")
+            .body(
+                json!({"conversationId": "assistant_alice", "clientMsgId": "r1", "content": "on it"})
+                    .to_string(),
+            ),
+    )
+    .await;
+    let answered = collect_new(&mut alice, Duration::from_millis(1500)).await;
+    assert_eq!(
+        answered,
+        HashMap::from([("q1".to_owned(), 1), ("r1".to_owned(), 1)])
+    );
+}

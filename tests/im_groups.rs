@@ -209,7 +209,8 @@ async fn only_the_owner_and_admins_update_a_group() {
         assert_eq!(
             updated,
             json!({"conversationId": group, "name": "renamed", "avatar": null,
-                   "announcement": "hello all", "allowInvite": true, "by": "alice"})
+                   "announcement": "hello all", "allowInvite": true,
+                   "messageRetentionDays": null, "by": "alice"})
         );
         let changed = event_on(&mut bob, "/user/queue/events", "conversation.updated").await;
         assert_eq!(changed["id"], group);

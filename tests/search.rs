@@ -26,6 +26,14 @@ async fn send(broker: &TestBroker, from: &str, to: &str, id: &str, content: &str
     body
 }
 
+/// Every configured backend, and SQLite once more with its trigram index forced: for histories
+/// as small as these it would scan them instead.
+async fn backends() -> Vec<(db::TestDatabase, bool)> {
+    let mut all: Vec<_> = db::all().await.into_iter().map(|d| (d, false)).collect();
+    all.push((db::sqlite(), true));
+    all
+}
+
 async fn search(broker: &TestBroker, user: &str, query: &str) -> (u16, Value) {
     broker
         .api("GET", &format!("/api/v1/search?{query}"), user, None)
@@ -55,9 +63,21 @@ fn q(text: &str) -> String {
 
 #[tokio::test]
 async fn search_finds_cjk_substrings_in_the_callers_conversations_only() {
-    for database in db::all().await {
-        let label = database.label;
+    for (database, trigram) in backends().await {
+        let label = if trigram {
+            "sqlite (trigram)"
+        } else {
+            database.label
+        };
         let broker = TestBroker::start_im(&database.url, &LOOSE).await;
+        if trigram {
+            broker
+                .server
+                .im()
+                .expect("the IM layer")
+                .store()
+                .set_search_scan_limit(-1);
+        }
         let dinner = send(&broker, "alice", "bob", "m1", "今天晚上一起吃饭吗").await;
         send(&broker, "bob", "alice", "m2", "好的，一起吃饭").await;
         send(&broker, "alice", "carol", "m3", "明天一起吃饭").await;
@@ -137,9 +157,21 @@ async fn search_finds_cjk_substrings_in_the_callers_conversations_only() {
 
 #[tokio::test]
 async fn search_pages_newest_first_and_filters_by_time() {
-    for database in db::all().await {
-        let label = database.label;
+    for (database, trigram) in backends().await {
+        let label = if trigram {
+            "sqlite (trigram)"
+        } else {
+            database.label
+        };
         let broker = TestBroker::start_im(&database.url, &LOOSE).await;
+        if trigram {
+            broker
+                .server
+                .im()
+                .expect("the IM layer")
+                .store()
+                .set_search_scan_limit(-1);
+        }
         let mut created = Vec::new();
         for i in 0..7 {
             let message = send(

@@ -16,7 +16,6 @@ use super::safety::json_body;
 use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
-use crate::store::SendOutcome;
 use schema::MessageRow;
 
 /// Messages, and conversations, one request may name.
@@ -137,10 +136,7 @@ impl Im {
                 );
                 self.check_send(caller, &mut message).await?;
                 let outcome = self.store().send(message).await.map_err(store_error)?;
-                let sent = Sent {
-                    duplicate: matches!(outcome, SendOutcome::Duplicate(_)),
-                    message: outcome.message().clone(),
-                };
+                let sent = Sent::from(outcome);
                 self.push_sent(&sent);
                 forwarded.push(sent.message);
             }

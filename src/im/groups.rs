@@ -41,6 +41,9 @@ pub struct UpdateGroup {
     /// Whether plain members may invite.
     #[serde(default)]
     pub allow_invite: Option<bool>,
+    /// Days after which messages are purged; `null` keeps them forever.
+    #[serde(default, deserialize_with = "super::retention::present")]
+    pub message_retention_days: Option<Option<i64>>,
 }
 
 const MAX_NAME_CHARS: usize = 100;
@@ -98,7 +101,7 @@ impl Im {
     }
 
     /// Tells each user that a conversation changed for them.
-    async fn conversation_updated(&self, id: &str, users: &[String]) {
+    pub(super) async fn conversation_updated(&self, id: &str, users: &[String]) {
         for user in users {
             match self.conversation_view(user, id).await {
                 Ok(view) => self.push_user(user, "events", "conversation.updated", &view),
@@ -201,6 +204,9 @@ impl Im {
                 "name must be 1 to {MAX_NAME_CHARS} characters"
             )));
         }
+        if let Some(days) = request.message_retention_days {
+            self.set_retention(caller, id, days).await?;
+        }
         let change = GroupChange {
             name: request.name.map(|n| n.trim().to_owned()),
             avatar: request.avatar,
@@ -221,6 +227,7 @@ impl Im {
                 "avatar": row.avatar,
                 "announcement": row.announcement,
                 "allowInvite": row.allow_invite,
+                "messageRetentionDays": super::retention::retention_days(&row.settings),
                 "by": caller.user_id,
             }),
         );

@@ -118,6 +118,8 @@ pub struct ConversationJson {
     /// Whether plain members may invite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_invite: Option<bool>,
+    /// Days after which messages are purged (conversation-wide), or null to keep them.
+    pub message_retention_days: Option<i64>,
     /// Group members, in the single-conversation view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<MemberJson>>,
@@ -182,6 +184,7 @@ impl ConversationJson {
             },
             owner_id: if is_group { row.owner_id.clone() } else { None },
             allow_invite: is_group.then_some(row.allow_invite),
+            message_retention_days: super::retention::retention_days(&row.settings),
             members: None,
         }
     }

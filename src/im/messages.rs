@@ -24,6 +24,29 @@ pub struct Sent {
     pub message: MessageRow,
     /// A retry of a clientMsgId already stored: nothing new was stored.
     pub duplicate: bool,
+    /// Sending moved the sender's read position past messages of others.
+    pub marked_read: bool,
+}
+
+impl From<SendOutcome> for Sent {
+    fn from(outcome: SendOutcome) -> Sent {
+        match outcome {
+            SendOutcome::Stored {
+                message,
+                marked_read,
+                ..
+            } => Sent {
+                message,
+                duplicate: false,
+                marked_read,
+            },
+            SendOutcome::Duplicate(message) => Sent {
+                message,
+                duplicate: true,
+                marked_read: false,
+            },
+        }
+    }
 }
 
 /// Where a send came from, for the pushes that follow it.
@@ -69,16 +92,7 @@ impl Im {
             .send(message)
             .await
             .map_err(|e| with_id(store_error(e)))?;
-        Ok(match outcome {
-            SendOutcome::Stored { message, .. } => Sent {
-                message,
-                duplicate: false,
-            },
-            SendOutcome::Duplicate(message) => Sent {
-                message,
-                duplicate: true,
-            },
-        })
+        Ok(Sent::from(outcome))
     }
 
     pub(super) async fn target(
@@ -99,6 +113,9 @@ impl Im {
                     a: me.clone(),
                     b: to.clone(),
                 })
+            }
+            (None, Some(id)) if super::json::conversation_type(id) == "assistant" => {
+                self.assistant_target(sender, id).await
             }
             (None, Some(id)) => {
                 let (row, _) = self.membership(id, me).await?;
@@ -199,11 +216,54 @@ impl Im {
         }
         let im = self.clone();
         let new = message.clone();
+        let marked_read = sent.marked_read;
         self.store().push_in_seq_order(
             &message.conversation_id,
             message.seq,
-            Box::new(move || im.push_new(&new)),
+            Box::new(move || {
+                im.push_new(&new);
+                if marked_read {
+                    im.read_by_sending(new);
+                }
+            }),
         );
+    }
+
+    /// Sending moved the sender's read position to their message: the same events as an
+    /// explicit read follow (to all the sender's sessions, since the sending one learns only
+    /// that its message was stored), and in private chats the messages of the other user become
+    /// `read`.
+    fn read_by_sending(&self, message: MessageRow) {
+        let im = self.clone();
+        tokio::spawn(async move {
+            let conversation = &message.conversation_id;
+            let reader = &message.sender_id;
+            let seq = message.seq;
+            im.record(
+                "message.read",
+                json!({"conversationId": conversation, "userIds": [reader], "seq": seq}),
+            )
+            .await;
+            im.push_user(
+                reader,
+                "events",
+                "conversation.updated",
+                &json!({"conversationId": conversation, "readSeq": seq, "unreadCount": 0}),
+            );
+            if super::json::conversation_type(conversation) == "private"
+                && let Some(peer) = peer_of(conversation, reader)
+            {
+                if let Err(error) = im.store().set_read(conversation, reader, seq).await {
+                    tracing::warn!(%error, conversation, "could not mark messages read");
+                }
+                im.push_user(
+                    &peer,
+                    "events",
+                    "message.read",
+                    &json!({"conversationId": conversation, "readerId": reader, "upToSeq": seq}),
+                );
+            }
+        });
     }
 
     fn push_new(&self, message: &MessageRow) {
@@ -248,6 +308,7 @@ impl Im {
                     &body,
                 );
             }
+            "assistant" => self.push_assistant(conversation, "message.new", &body),
             _ => {
                 let hub = self.hub().clone();
                 let im = self.clone();
@@ -380,10 +441,9 @@ impl Im {
             .await
             .map_err(store_error)?
             .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
-        let (row, member) = self
-            .membership(&message.conversation_id, &caller.user_id)
-            .await?;
-        let moderator = row.kind == "group" && matches!(member.role.as_str(), "owner" | "admin");
+        let (row, member) = self.access(&message.conversation_id, caller).await?;
+        let moderator = row.kind == "group"
+            && member.is_some_and(|m| matches!(m.role.as_str(), "owner" | "admin"));
         if !moderator {
             if message.sender_id != caller.user_id {
                 return Err(AppError::forbidden(
@@ -426,6 +486,7 @@ impl Im {
                 "message.recalled",
                 &body,
             ),
+            "assistant" => self.push_assistant(&row.id, "message.recalled", &body),
             _ => {
                 for user in self.audience(&row.id).await? {
                     self.publish_json(&user_route(&user, "messages"), "message.recalled", &body);
@@ -571,10 +632,7 @@ impl Im {
             })
             .await
             .map_err(store_error)?;
-        let sent = Sent {
-            duplicate: matches!(outcome, SendOutcome::Duplicate(_)),
-            message: outcome.message().clone(),
-        };
+        let sent = Sent::from(outcome);
         if !sent.duplicate {
             self.push_sent(&sent);
         }

@@ -5,6 +5,7 @@
 //! contract's [`AppError`] on refusal, so the STOMP handlers ([`stomp`]) and the REST API
 //! ([`rest`]) share one implementation. Pushes go through the hub, after the store commit.
 
+mod assistant;
 mod attachment;
 mod delivery;
 mod dev;
@@ -19,6 +20,7 @@ pub mod notifications_queue;
 pub mod presence;
 pub mod presence_redis;
 pub mod rest;
+pub mod retention;
 pub mod safety;
 mod search;
 pub mod stomp;

@@ -127,6 +127,7 @@ pub fn routes(state: RestState) -> Router {
         .route("/presence", get(presence))
         .merge(super::safety::routes())
         .merge(super::dev::routes())
+        .merge(super::assistant::routes())
         .fallback(|| async { AppError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
 }
@@ -196,13 +197,22 @@ async fn settings(
     body: Bytes,
 ) -> ApiResult {
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct Change {
         pinned: Option<bool>,
         muted: Option<bool>,
         archived: Option<bool>,
+        #[serde(default, deserialize_with = "super::retention::present")]
+        message_retention_days: Option<Option<i64>>,
     }
     let change: Change = parse_body(&body)?;
     state.im.membership(&id, &caller.user_id).await?;
+    // Conversation-wide, unlike the rest: checked and stored first, so a refusal changes
+    // nothing, and every member hears of it.
+    let everyone = match change.message_retention_days {
+        Some(days) => Some(state.im.set_retention(&caller, &id, days).await?),
+        None => None,
+    };
     state
         .im
         .store()
@@ -218,9 +228,12 @@ async fn settings(
         .await
         .map_err(super::store_error)?;
     let view = state.im.conversation_view(&caller.user_id, &id).await?;
-    state
-        .im
-        .push_user(&caller.user_id, "events", "conversation.updated", &view);
+    match everyone {
+        Some(members) => state.im.conversation_updated(&id, &members).await,
+        None => state
+            .im
+            .push_user(&caller.user_id, "events", "conversation.updated", &view),
+    }
     ok(serde_json::to_value(view).unwrap_or_default())
 }
 
@@ -239,8 +252,9 @@ async fn history(
         after_seq: number(&query, "afterSeq")?,
         limit,
     };
-    let (_, member) = state.im.membership(&id, &caller.user_id).await?;
-    let floor = member.joined_seq.max(member.cleared_seq);
+    // Staff read assistant conversations without being members: from the first message.
+    let (_, member) = state.im.access(&id, &caller).await?;
+    let floor = member.map_or(0, |m| m.joined_seq.max(m.cleared_seq));
     let rows = state
         .im
         .store()

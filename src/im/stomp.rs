@@ -28,6 +28,7 @@ pub fn extensions(im: &Im) -> Extensions {
     Extensions::new()
         .app("private.send", handler(Kind::PrivateSend))
         .app("group.send", handler(Kind::GroupSend))
+        .app("assistant.send", handler(Kind::AssistantSend))
         .app("message.read", handler(Kind::Read))
         .app("message.recall", handler(Kind::Recall))
         .app("typing", handler(Kind::Typing))
@@ -35,6 +36,11 @@ pub fn extensions(im: &Im) -> Extensions {
             "group.",
             Arc::new(GroupGuard { im: im.clone() }),
             Some(handler(Kind::TopicSend)),
+        )
+        .topics(
+            super::assistant::ASSISTANT_TOPIC,
+            Arc::new(super::assistant::AssistantGuard),
+            None,
         )
         .topics(
             "presence.",
@@ -49,6 +55,7 @@ pub fn extensions(im: &Im) -> Extensions {
 enum Kind {
     PrivateSend,
     GroupSend,
+    AssistantSend,
     TopicSend,
     Read,
     Recall,
@@ -73,7 +80,7 @@ impl AppHandler for Handler {
         let body = request.body;
         let sends = matches!(
             self.kind,
-            Kind::PrivateSend | Kind::GroupSend | Kind::TopicSend
+            Kind::PrivateSend | Kind::GroupSend | Kind::TopicSend | Kind::AssistantSend
         );
         Box::pin(async move {
             let result = self.dispatch(request).await;
@@ -116,6 +123,19 @@ impl Handler {
                 Kind::GroupSend => {
                     let send: SendRequest = parse(request.body)?;
                     self.group_send(identity, send).await
+                }
+                Kind::AssistantSend => {
+                    let mut send: SendRequest = parse(request.body)?;
+                    let conversation = send
+                        .conversation_id
+                        .get_or_insert_with(|| format!("assistant_{}", identity.user_id));
+                    if super::json::conversation_type(conversation) != "assistant" {
+                        return Err(AppError::invalid(format!(
+                            "{conversation} is not an assistant conversation"
+                        )));
+                    }
+                    send.to = None;
+                    self.send(identity, send).await
                 }
                 Kind::TopicSend => {
                     let mut send: SendRequest = parse(request.body)?;

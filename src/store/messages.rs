@@ -99,6 +99,9 @@ pub enum SendOutcome {
         message: MessageRow,
         /// Whether the conversation was created by it.
         created: bool,
+        /// Whether storing it moved the sender's read position past messages of others
+        /// (sending marks read), so that read events are due.
+        marked_read: bool,
     },
     /// The sender had already sent this clientMsgId: nothing was stored.
     Duplicate(MessageRow),

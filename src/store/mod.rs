@@ -9,6 +9,7 @@
 //!
 //! The store knows nothing of sessions or STOMP.
 
+mod assistant;
 mod conversations;
 mod messages;
 mod order;
@@ -31,6 +32,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub use assistant::{AssistantPage, AssistantSummary};
 pub use conversations::{ConversationPage, ConversationSummary, GroupChange, SettingsChange};
 pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target};
 
@@ -185,6 +187,8 @@ pub struct Store {
     pub(crate) timeout: Duration,
     writer: writer::WriterHandle,
     order: Arc<order::SeqOrder>,
+    /// See [`Store::set_search_scan_limit`].
+    pub(crate) search_scan_limit: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -213,6 +217,9 @@ impl Store {
             timeout: settings.timeout,
             writer,
             order,
+            search_scan_limit: Arc::new(std::sync::atomic::AtomicI64::new(
+                search::SQLITE_SCAN_LIMIT,
+            )),
         })
     }
 
@@ -239,6 +246,13 @@ impl Store {
     /// together. A seq whose push never comes holds the others back for a short while only.
     pub fn push_in_seq_order(&self, conversation: &str, seq: i64, push: Box<dyn FnOnce() + Send>) {
         self.order.release(conversation, seq, push);
+    }
+
+    /// Sets the size of a caller's history (messages) up to which SQLite search scans it instead
+    /// of asking its trigram index (see [`search`]); for tests of both paths.
+    pub fn set_search_scan_limit(&self, messages: i64) {
+        self.search_scan_limit
+            .store(messages, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether this store is PostgreSQL.

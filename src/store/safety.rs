@@ -5,7 +5,7 @@
 //! queries them.
 
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{conversations, members, message_deletions, messages};
 
 use super::{Store, StoreError, now_ms, with_conn};
@@ -553,34 +553,74 @@ impl Store {
         .await
     }
 
-    /// Deletes a conversation's messages stored before `before` (epoch ms), with their
-    /// per-user deletion marks. Returns how many messages went.
+    /// Deletes the oldest messages of a conversation: the longest run from its first message
+    /// on whose messages were all stored before `before` (epoch ms), at most `max_rows` of them,
+    /// with what hangs on them (per-user deletion marks; the SQLite search index follows by
+    /// trigger). Returns how many messages went; the caller repeats while that is `max_rows`.
+    ///
+    /// Only a prefix by seq goes, so history stays gapless and simply starts later. Read
+    /// positions below the purged prefix move up to its end, so purged messages never count as
+    /// unread. Safe to run on several nodes at once: each step is idempotent.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn purge_before(&self, conversation: &str, before: i64) -> Result<usize, StoreError> {
+    pub async fn purge_before(
+        &self,
+        conversation: &str,
+        before: i64,
+        max_rows: i64,
+    ) -> Result<usize, StoreError> {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
-                let old = messages::table
-                    .filter(messages::conversation_id.eq(conversation))
-                    .filter(messages::created_at.lt(before))
-                    .select(messages::id);
-                diesel::delete(
-                    message_deletions::table
-                        .filter(message_deletions::conversation_id.eq(conversation))
-                        .filter(message_deletions::message_id.eq_any(old)),
-                )
-                .execute(conn)
-                .await?;
-                let purged = diesel::delete(
-                    messages::table
+                conn.transaction(async |conn| {
+                    super::InsertRows::lock_for_write(conn).await?;
+                    let oldest: Vec<(i64, i64)> = messages::table
                         .filter(messages::conversation_id.eq(conversation))
-                        .filter(messages::created_at.lt(before)),
-                )
-                .execute(conn)
-                .await?;
-                Ok(purged)
+                        .order(messages::seq.asc())
+                        .limit(max_rows.max(1))
+                        .select((messages::seq, messages::created_at))
+                        .load(conn)
+                        .await?;
+                    // Clocks of different nodes may disagree a little, so a later seq can carry
+                    // an earlier time: the prefix stops at the first message that is too new.
+                    let Some(cutoff) = oldest
+                        .iter()
+                        .take_while(|(_, created)| *created < before)
+                        .map(|(seq, _)| *seq)
+                        .last()
+                    else {
+                        return Ok(0);
+                    };
+                    let purged_ids = messages::table
+                        .filter(messages::conversation_id.eq(conversation))
+                        .filter(messages::seq.le(cutoff))
+                        .select(messages::id);
+                    diesel::delete(
+                        message_deletions::table
+                            .filter(message_deletions::conversation_id.eq(conversation))
+                            .filter(message_deletions::message_id.eq_any(purged_ids)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    let purged = diesel::delete(
+                        messages::table
+                            .filter(messages::conversation_id.eq(conversation))
+                            .filter(messages::seq.le(cutoff)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    diesel::update(
+                        members::table
+                            .filter(members::conversation_id.eq(conversation))
+                            .filter(members::read_seq.lt(cutoff)),
+                    )
+                    .set(members::read_seq.eq(cutoff))
+                    .execute(conn)
+                    .await?;
+                    Ok::<_, StoreError>(purged)
+                })
+                .await
             })
         })
         .await

@@ -3,8 +3,13 @@
 //! PostgreSQL: `ILIKE '%q%'`, served for queries of three characters or more by the pg_trgm GIN
 //! index on `messages.content` (trigrams of CJK text are indexed too under a UTF-8 database).
 //! SQLite: an FTS5 trigram table (`messages_fts`, kept by triggers) for three characters or
-//! more. Shorter queries have no trigram to look up, so both backends fall back to `LIKE` over
+//! more, unless the caller's history (in the conversation searched, or in all their
+//! conversations) is small enough that scanning it is cheaper: the trigram index finds every
+//! match in the whole database before the caller's conversations filter them, so a common phrase
+//! costs in proportion to the whole database, while the scan costs in proportion to the caller's
+//! history. Shorter queries have no trigram to look up, so both backends fall back to `LIKE` over
 //! the caller's conversations, which the join on `members` keeps to those conversations' rows.
+//! (The PostgreSQL planner makes the same choice between its trigram index and the scan itself.)
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -32,6 +37,16 @@ pub struct SearchQuery {
     pub before_id: Option<i64>,
     /// Page size.
     pub limit: i64,
+}
+
+/// Messages in the caller's history up to which SQLite scans them with `LIKE` rather than ask the
+/// trigram index: a scan of this many rows takes a few milliseconds.
+pub(crate) const SQLITE_SCAN_LIMIT: i64 = 50_000;
+
+#[derive(QueryableByName)]
+struct HistorySize {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 #[derive(QueryableByName)]
@@ -66,8 +81,9 @@ enum Bind {
 }
 
 /// Builds the query text for one backend: the `FROM`/`WHERE` clauses are shared, only the
-/// placeholder style, the case-insensitive operator and the trigram source differ.
-fn build(query: &SearchQuery, postgres: bool) -> (String, Vec<Bind>) {
+/// placeholder style, the case-insensitive operator and the trigram source differ. With `scan`,
+/// SQLite does not use its trigram table.
+fn build(query: &SearchQuery, postgres: bool, scan: bool) -> (String, Vec<Bind>) {
     let mut binds: Vec<Bind> = Vec::new();
     let next = |binds: &mut Vec<Bind>, value: Bind| {
         binds.push(value);
@@ -78,7 +94,7 @@ fn build(query: &SearchQuery, postgres: bool) -> (String, Vec<Bind>) {
             format!("?{}", binds.len())
         }
     };
-    let trigram = query.text.chars().count() >= 3;
+    let trigram = !scan && query.text.chars().count() >= 3;
     let user = next(&mut binds, Bind::Text(query.user.clone()));
     let mut sql = String::from("SELECT m.id FROM ");
     let mut filters: Vec<String> = Vec::new();
@@ -164,10 +180,14 @@ impl Store {
     pub async fn search(&self, query: &SearchQuery) -> Result<Vec<MessageRow>, StoreError> {
         // Matches on the pool itself rather than through `with_conn!`: the query is boxed per
         // backend type.
+        let scan_limit = std::sync::atomic::AtomicI64::load(
+            &self.search_scan_limit,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.timed(async {
             match &self.pool {
                 super::Pool::Postgres(pool) => {
-                    let (sql, binds) = build(query, true);
+                    let (sql, binds) = build(query, true, false);
                     let mut pooled = pool
                         .get()
                         .await
@@ -176,12 +196,23 @@ impl Store {
                     run_search!(conn, diesel::pg::Pg, sql, binds)
                 }
                 super::Pool::Sqlite(pool) => {
-                    let (sql, binds) = build(query, false);
                     let mut pooled = pool
                         .get()
                         .await
                         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                     let conn: &mut super::SqliteConn = &mut pooled;
+                    let history: HistorySize = diesel::sql_query(
+                        "SELECT CAST(COALESCE(SUM(c.last_seq - CASE WHEN mb.joined_seq > \
+                         mb.cleared_seq THEN mb.joined_seq ELSE mb.cleared_seq END), 0) AS BIGINT) \
+                         AS n FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
+                         WHERE mb.user_id = ?1 AND mb.left_at IS NULL \
+                         AND (?2 IS NULL OR mb.conversation_id = ?2)",
+                    )
+                    .bind::<Text, _>(&query.user)
+                    .bind::<diesel::sql_types::Nullable<Text>, _>(query.conversation.as_deref())
+                    .get_result(conn)
+                    .await?;
+                    let (sql, binds) = build(query, false, history.n <= scan_limit);
                     run_search!(conn, diesel::sqlite::Sqlite, sql, binds)
                 }
             }
@@ -208,16 +239,21 @@ mod tests {
             limit: 20,
             ..SearchQuery::default()
         };
-        let (sql, _) = build(&query, false);
+        let (sql, _) = build(&query, false, false);
         assert!(!sql.contains("messages_fts"), "{sql}");
         let query = SearchQuery {
             text: "一起吃饭".into(),
             ..query
         };
-        let (sql, binds) = build(&query, false);
+        let (sql, binds) = build(&query, false, false);
         assert!(sql.contains("messages_fts MATCH ?2"), "{sql}");
         assert_eq!(binds.len(), 3);
-        let (sql, _) = build(&query, true);
+        let (sql, _) = build(&query, false, true);
+        assert!(
+            !sql.contains("messages_fts"),
+            "a small history is scanned: {sql}"
+        );
+        let (sql, _) = build(&query, true, false);
         assert!(sql.contains("ILIKE $2"), "{sql}");
         assert!(sql.ends_with("LIMIT $3"), "{sql}");
     }

@@ -272,7 +272,9 @@ async fn apply(
                         }),
                 );
             }
-            let last_seqs = BatchStatements::reserve(conn, &reservations, &marks, now).await?;
+            let Reserved { last_seqs, lagged } =
+                BatchStatements::reserve(conn, &reservations, &marks, now).await?;
+            let mut marked_read: Vec<(String, String)> = Vec::new();
             let mut rows: Vec<MessageRow> = Vec::with_capacity(fresh.len());
             let mut row_of: HashMap<usize, usize> = HashMap::with_capacity(fresh.len());
             for ((conversation, indexes), message_ids) in by_conversation.iter().zip(message_ids) {
@@ -297,6 +299,32 @@ async fn apply(
                         created_at: now,
                         recalled_at: None,
                     });
+                }
+                // A send that moved the sender's read position past messages of others (unread
+                // before the batch, or earlier in it) reads them: see `SendOutcome`.
+                let mut senders: Vec<&str> = Vec::new();
+                for &index in indexes {
+                    let sender = batch[index].sender.as_str();
+                    if !senders.contains(&sender) {
+                        senders.push(sender);
+                    }
+                }
+                for sender in senders {
+                    let newest = indexes
+                        .iter()
+                        .filter(|&&i| batch[i].sender == sender)
+                        .map(|&i| rows[row_of[&i]].seq)
+                        .max()
+                        .unwrap_or_default();
+                    let others_before = indexes
+                        .iter()
+                        .any(|&i| batch[i].sender != sender && rows[row_of[&i]].seq < newest);
+                    let was_behind = lagged
+                        .iter()
+                        .any(|(c, u)| c == conversation && u == sender);
+                    if was_behind || others_before {
+                        marked_read.push((conversation.clone(), sender.to_owned()));
+                    }
                 }
             }
             if !rows.is_empty() {
@@ -344,9 +372,13 @@ async fn apply(
                 // Only the conversation's first message reports the creation.
                 let created =
                     created.get(&row.conversation_id).copied().unwrap_or(false) && row.seq == 1;
+                let marked_read = marked_read
+                    .iter()
+                    .any(|(c, u)| *c == row.conversation_id && *u == row.sender_id);
                 outcomes[index] = Some(SendOutcome::Stored {
                     message: row,
                     created,
+                    marked_read,
                 });
             }
             for (index, first) in repeats {
@@ -384,16 +416,24 @@ struct ReadMark<'a> {
 /// a network round trip per statement, so there each is one statement for the whole batch,
 /// with the rows passed as arrays; SQLite runs in process, where a statement per row costs
 /// little.
+/// What reserving a batch's seq ranges answers.
+struct Reserved {
+    /// Each conversation's new `last_seq`; a conversation missing or not active is absent.
+    last_seqs: HashMap<String, i64>,
+    /// (conversation, user) of senders whose read position was behind the start of the batch's
+    /// range: their send read messages of others.
+    lagged: Vec<(String, String)>,
+}
+
 trait BatchStatements {
     /// Reserves each conversation's seq range (locking its row until the commit) and moves
-    /// the senders' read positions; returns each conversation's new `last_seq`. A conversation
-    /// that is missing or not active is left out of the answer.
+    /// the senders' read positions.
     fn reserve(
         &mut self,
         reservations: &[Reservation<'_>],
         marks: &[ReadMark<'_>],
         now: i64,
-    ) -> impl Future<Output = diesel::QueryResult<HashMap<String, i64>>> + Send;
+    ) -> impl Future<Output = diesel::QueryResult<Reserved>> + Send;
 
     /// Inserts the batch's messages.
     fn insert_rows(
@@ -421,11 +461,14 @@ trait BatchStatements {
 }
 
 #[derive(diesel::QueryableByName)]
-struct LastSeq {
+struct ReservedRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     id: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     last_seq: i64,
+    /// Set on the rows that name a lagging sender rather than a reservation.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    lagging_user: Option<String>,
 }
 
 /// Both updates in one statement: the read positions follow from the seqs the conversation
@@ -436,14 +479,18 @@ WITH reserved AS (\
     SET last_seq = c.last_seq + v.k, last_message_id = v.last_id, last_activity_at = $4 \
     FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, k, last_id) \
     WHERE c.id = v.id AND c.status = 'active' \
-    RETURNING c.id, c.last_seq\
+    RETURNING c.id, c.last_seq, v.k\
 ), marked AS (\
     UPDATE members AS m SET read_seq = r.last_seq - v.d \
     FROM unnest($5::text[], $6::text[], $7::bigint[]) AS v(conversation_id, user_id, d) \
     JOIN reserved AS r ON r.id = v.conversation_id \
+    JOIN members AS was ON was.conversation_id = v.conversation_id \
+        AND was.user_id = v.user_id \
     WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id \
-    AND m.read_seq < r.last_seq - v.d\
-) SELECT id, last_seq FROM reserved";
+    AND m.read_seq < r.last_seq - v.d \
+    RETURNING m.conversation_id, m.user_id, was.read_seq < r.last_seq - r.k AS lagged\
+) SELECT id, last_seq, NULL::text AS lagging_user FROM reserved \
+UNION ALL SELECT conversation_id, 0, user_id FROM marked WHERE lagged";
 
 const PG_INSERT: &str = "\
 INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, format, content, \
@@ -458,7 +505,7 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
         reservations: &[Reservation<'_>],
         marks: &[ReadMark<'_>],
         now: i64,
-    ) -> diesel::QueryResult<HashMap<String, i64>> {
+    ) -> diesel::QueryResult<Reserved> {
         use diesel::sql_types::{Array, BigInt, Text};
         let ids: Vec<&str> = reservations.iter().map(|r| r.conversation).collect();
         let counts: Vec<i64> = reservations.iter().map(|r| r.count).collect();
@@ -466,7 +513,7 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
         let mark_conversations: Vec<&str> = marks.iter().map(|m| m.conversation).collect();
         let mark_users: Vec<&str> = marks.iter().map(|m| m.user).collect();
         let distances: Vec<i64> = marks.iter().map(|m| m.distance).collect();
-        let rows: Vec<LastSeq> = diesel::sql_query(PG_RESERVE)
+        let rows: Vec<ReservedRow> = diesel::sql_query(PG_RESERVE)
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<BigInt>, _>(counts)
             .bind::<Array<BigInt>, _>(last_ids)
@@ -476,7 +523,19 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
             .bind::<Array<BigInt>, _>(distances)
             .load(self)
             .await?;
-        Ok(rows.into_iter().map(|r| (r.id, r.last_seq)).collect())
+        let mut reserved = Reserved {
+            last_seqs: HashMap::with_capacity(reservations.len()),
+            lagged: Vec::new(),
+        };
+        for row in rows {
+            match row.lagging_user {
+                Some(user) => reserved.lagged.push((row.id, user)),
+                None => {
+                    reserved.last_seqs.insert(row.id, row.last_seq);
+                }
+            }
+        }
+        Ok(reserved)
     }
 
     async fn insert_rows(&mut self, rows: &[MessageRow]) -> diesel::QueryResult<usize> {
@@ -544,8 +603,9 @@ impl BatchStatements for super::SqliteConn {
         reservations: &[Reservation<'_>],
         marks: &[ReadMark<'_>],
         now: i64,
-    ) -> diesel::QueryResult<HashMap<String, i64>> {
+    ) -> diesel::QueryResult<Reserved> {
         let mut last_seqs = HashMap::with_capacity(reservations.len());
+        let mut lagged = Vec::new();
         for reservation in reservations {
             let last: Option<i64> = diesel::update(
                 conversations::table
@@ -570,17 +630,31 @@ impl BatchStatements for super::SqliteConn {
                 continue;
             };
             let seq = last - mark.distance;
-            diesel::update(
-                members::table
-                    .filter(members::conversation_id.eq(mark.conversation))
-                    .filter(members::user_id.eq(mark.user))
-                    .filter(members::read_seq.lt(seq)),
-            )
-            .set(members::read_seq.eq(seq))
-            .execute(self)
-            .await?;
+            let before_range = reservations
+                .iter()
+                .find(|r| r.conversation == mark.conversation)
+                .map_or(0, |r| last - r.count);
+            let mine = members::table
+                .filter(members::conversation_id.eq(mark.conversation))
+                .filter(members::user_id.eq(mark.user))
+                .filter(members::read_seq.lt(seq));
+            // The common case, nothing unread before the batch, takes one statement; a lagging
+            // position takes a second, which tells that the send read messages of others.
+            let caught_up = diesel::update(mine.filter(members::read_seq.ge(before_range)))
+                .set(members::read_seq.eq(seq))
+                .execute(self)
+                .await?;
+            if caught_up == 0
+                && diesel::update(mine)
+                    .set(members::read_seq.eq(seq))
+                    .execute(self)
+                    .await?
+                    > 0
+            {
+                lagged.push((mark.conversation.to_owned(), mark.user.to_owned()));
+            }
         }
-        Ok(last_seqs)
+        Ok(Reserved { last_seqs, lagged })
     }
 
     async fn insert_rows(&mut self, rows: &[MessageRow]) -> diesel::QueryResult<usize> {

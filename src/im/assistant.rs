@@ -1,0 +1,205 @@
+//! Assistant (customer-service) conversations: `assistant_<userId>` between a user and every
+//! identity with role `staff`.
+//!
+//! The user is the conversation's only member (it is in their conversation list and unread
+//! counts); staff are not members but may read and write every assistant conversation. New
+//! messages and recalls go to the user's `/user/queue/messages` and to the staff-only topic
+//! `/topic/assistant`, which reaches staff on every node through the relay.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::json;
+
+use super::json::MessageJson;
+use super::rest::{Caller, RestState};
+use super::{Im, store_error};
+use crate::app_error::{AppError, ErrorCode};
+use crate::auth::{Identity, Role};
+use crate::hub::Publication;
+use crate::relay::Route;
+use crate::router::{HandlerFuture, SubscribeGuard};
+use crate::store::{AssistantSummary, Target};
+use schema::{ConversationRow, MemberRow};
+
+/// The staff topic: `/topic/assistant`.
+pub const ASSISTANT_TOPIC: &str = "assistant";
+
+/// The user of an assistant conversation id.
+fn owner_of(conversation: &str) -> Option<&str> {
+    conversation
+        .strip_prefix("assistant_")
+        .filter(|user| crate::auth::is_valid_user_id(user))
+}
+
+impl Im {
+    /// Where a send to assistant conversation `id` goes: the caller's own (created by its first
+    /// message), or, for staff, any existing one.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND` for staff naming one that does not exist; `NOT_MEMBER` for anyone else's.
+    pub(super) async fn assistant_target(
+        &self,
+        sender: &Identity,
+        id: &str,
+    ) -> Result<Target, AppError> {
+        let Some(user) = owner_of(id) else {
+            return Err(AppError::new(
+                ErrorCode::NotFound,
+                format!("no conversation {id}"),
+            ));
+        };
+        if user == sender.user_id {
+            return Ok(Target::Assistant {
+                user: user.to_owned(),
+            });
+        }
+        if !sender.has_role(Role::Staff) {
+            return Err(AppError::new(
+                ErrorCode::NotMember,
+                format!("not a member of {id}"),
+            ));
+        }
+        let row = self.conversation(id).await?;
+        if row.kind != "assistant" {
+            return Err(AppError::new(
+                ErrorCode::NotFound,
+                format!("no conversation {id}"),
+            ));
+        }
+        Ok(Target::Conversation(id.to_owned()))
+    }
+
+    /// The caller's access to a conversation: their membership, or none for staff reading an
+    /// assistant conversation.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`.
+    pub(super) async fn access(
+        &self,
+        conversation: &str,
+        caller: &Identity,
+    ) -> Result<(ConversationRow, Option<MemberRow>), AppError> {
+        match self.membership(conversation, &caller.user_id).await {
+            Ok((row, member)) => Ok((row, Some(member))),
+            Err(error)
+                if error.code == ErrorCode::NotMember
+                    && caller.has_role(Role::Staff)
+                    && owner_of(conversation).is_some() =>
+            {
+                let row = self.conversation(conversation).await?;
+                if row.kind == "assistant" {
+                    Ok((row, None))
+                } else {
+                    Err(error)
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Pushes an event of an assistant conversation to its user and to staff.
+    pub(super) fn push_assistant(&self, conversation: &str, event: &str, body: &[u8]) {
+        if let Some(user) = owner_of(conversation) {
+            self.hub().publish(
+                &Route::User {
+                    user: user.to_owned(),
+                    queue: "messages".to_owned(),
+                },
+                Publication::json_event(event, body.to_vec()),
+            );
+        }
+        self.hub().publish(
+            &Route::Topic(ASSISTANT_TOPIC.to_owned()),
+            Publication::json_event(event, body.to_vec()),
+        );
+    }
+}
+
+/// An assistant conversation in the staff list.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AssistantJson {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user_id: String,
+    last_message: Option<MessageJson>,
+    last_seq: i64,
+    last_activity_at: i64,
+    /// How far the user has read.
+    user_read_seq: i64,
+}
+
+impl From<&AssistantSummary> for AssistantJson {
+    fn from(summary: &AssistantSummary) -> AssistantJson {
+        let row = &summary.conversation;
+        AssistantJson {
+            id: row.id.clone(),
+            kind: "assistant",
+            user_id: owner_of(&row.id).unwrap_or_default().to_owned(),
+            last_message: summary.last_message.as_ref().map(MessageJson::from),
+            last_seq: row.last_seq,
+            last_activity_at: row.last_activity_at,
+            user_read_seq: summary.user_read_seq,
+        }
+    }
+}
+
+/// `GET /api/v1/assistant/conversations`, role `staff`.
+pub(super) fn routes() -> Router<RestState> {
+    Router::new().route("/assistant/conversations", get(list))
+}
+
+async fn list(
+    State(state): State<RestState>,
+    Caller(caller): Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    if !caller.has_role(Role::Staff) {
+        return Err(AppError::forbidden("the assistant list needs role staff"));
+    }
+    let limit = match query.get("limit") {
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| AppError::invalid("limit must be 1 to 100"))?,
+        None => 20,
+    };
+    let page = state
+        .im
+        .store()
+        .assistant_conversations(limit, query.get("cursor").map(String::as_str))
+        .await
+        .map_err(store_error)?;
+    let items: Vec<AssistantJson> = page.items.iter().map(AssistantJson::from).collect();
+    Ok(axum::Json(json!({"items": items, "nextCursor": page.next_cursor})).into_response())
+}
+
+/// Only role `staff` may subscribe to `/topic/assistant`; other names under it do not exist.
+pub(super) struct AssistantGuard;
+
+impl SubscribeGuard for AssistantGuard {
+    fn authorize<'a>(
+        &'a self,
+        identity: &'a Identity,
+        name: &'a str,
+    ) -> HandlerFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            if name != ASSISTANT_TOPIC {
+                return Err(AppError::forbidden(format!("no topic /topic/{name}")));
+            }
+            if !identity.has_role(Role::Staff) {
+                return Err(AppError::forbidden("/topic/assistant needs role staff"));
+            }
+            Ok(())
+        })
+    }
+}
