@@ -319,9 +319,7 @@ async fn apply(
                     let others_before = indexes
                         .iter()
                         .any(|&i| batch[i].sender != sender && rows[row_of[&i]].seq < newest);
-                    let was_behind = lagged
-                        .iter()
-                        .any(|(c, u)| c == conversation && u == sender);
+                    let was_behind = lagged.iter().any(|(c, u)| c == conversation && u == sender);
                     if was_behind || others_before {
                         marked_read.push((conversation.clone(), sender.to_owned()));
                     }
