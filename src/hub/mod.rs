@@ -149,6 +149,64 @@ pub struct SessionSubscription {
     pub ack: AckMode,
 }
 
+/// One session's subscriptions by id. A short vector rather than a map: sessions hold a few
+/// subscriptions, and an idle one then costs one small allocation instead of a hash table.
+#[derive(Default)]
+pub struct SessionSubscriptions {
+    entries: Vec<(ByteString, SessionSubscription)>,
+}
+
+impl SessionSubscriptions {
+    fn position(&self, id: &str) -> Option<usize> {
+        self.entries.iter().position(|(own, _)| own == id)
+    }
+
+    /// Whether `id` is in use.
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// The subscription with this id.
+    pub fn get(&self, id: &str) -> Option<&SessionSubscription> {
+        self.position(id).map(|at| &self.entries[at].1)
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn insert(&mut self, id: ByteString, subscription: SessionSubscription) {
+        // Grown one slot at a time: most sessions hold a handful, and this lives as long as
+        // the session.
+        self.entries.reserve_exact(1);
+        self.entries.push((id, subscription));
+    }
+
+    fn remove(&mut self, id: &str) -> Option<SessionSubscription> {
+        self.position(id).map(|at| self.entries.swap_remove(at).1)
+    }
+
+    /// Every subscription with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (&ByteString, &SessionSubscription)> {
+        self.entries.iter().map(|(id, sub)| (id, sub))
+    }
+}
+
+impl IntoIterator for SessionSubscriptions {
+    type Item = (ByteString, SessionSubscription);
+    type IntoIter = std::vec::IntoIter<(ByteString, SessionSubscription)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
 /// Settings of the hub.
 #[derive(Clone, Debug)]
 pub struct HubSettings {
@@ -168,7 +226,7 @@ struct Inner {
     settings: HubSettings,
     routes: DashMap<SubscriptionKey, RouteEntry>,
     users: DashMap<ByteString, Vec<Arc<SessionHandle>>>,
-    subscriptions: DashMap<u64, HashMap<ByteString, SessionSubscription>>,
+    subscriptions: DashMap<u64, SessionSubscriptions>,
     queues: DashMap<ByteString, Arc<Queue>>,
     /// Cluster mode: generic queues live in RabbitMQ instead of `queues`.
     shared_queues: Option<Arc<SharedQueues>>,
@@ -288,7 +346,9 @@ impl Hub {
             sessions.push(session.clone());
             sessions.len() == 1
         };
-        self.inner.subscriptions.insert(session.id, HashMap::new());
+        self.inner
+            .subscriptions
+            .insert(session.id, SessionSubscriptions::default());
         self.add_interest(Interest::User(user.to_string())).await?;
         Ok(first)
     }

@@ -106,14 +106,10 @@ pub struct Delivery {
 /// A queued item and the bytes it counts for.
 pub(crate) type Queued = (Outgoing, usize);
 
-/// Above this many slots, a drained batch gives its memory back: a burst should not leave an
-/// idle session holding its buffer.
-const KEPT_QUEUE_SLOTS: usize = 64;
-
 /// The outbound queue: pushed by any task, drained by the session's writer. A deque under a
 /// mutex rather than a channel because an idle session then holds no buffer at all (a tokio
-/// channel allocates a block of slots up front), and the writer takes everything queued in one
-/// swap.
+/// channel allocates a block of slots up front), and the writer takes everything queued at
+/// once.
 #[derive(Default)]
 struct Outbox {
     items: VecDeque<Queued>,
@@ -232,12 +228,9 @@ impl SessionHandle {
         }
     }
 
-    /// Moves everything queued into `batch` (which must be empty).
-    pub(crate) fn take_queued(&self, batch: &mut VecDeque<Queued>) {
-        if batch.capacity() > KEPT_QUEUE_SLOTS {
-            *batch = VecDeque::new();
-        }
-        std::mem::swap(&mut lock(&self.outbox).items, batch);
+    /// Takes everything queued, leaving the queue without an allocation.
+    pub(crate) fn take_queued(&self) -> VecDeque<Queued> {
+        std::mem::take(&mut lock(&self.outbox).items)
     }
 
     /// Called by the writer as it ends: later pushes fail, and what is queued is dropped.

@@ -19,7 +19,7 @@ use bytestring::ByteString;
 use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, debug_span};
 
 use crate::app_error::AppError;
 use crate::auth::{AuthError, Authenticator, Identity};
@@ -247,7 +247,9 @@ pub async fn run<I: Inbound, O: Outbound>(
 
     let id = context.ids.fetch_add(1, Ordering::Relaxed);
     let name = ByteString::from(format!("{}-{id}", context.router.hub().node_id()));
-    let span = info_span!("session", id, user = %accepted.identity.user_id);
+    // At debug level only: an enabled span costs every session a registry slot and its
+    // formatted fields for as long as it lives.
+    let span = debug_span!("session", id, user = %accepted.identity.user_id);
     let closed = context.shutdown.child_token();
     let handle = SessionHandle::new(
         id,
@@ -488,9 +490,6 @@ struct Session {
     transactions: HashMap<ByteString, Vec<Frame>>,
 }
 
-/// Buffers larger than this are released once empty, so that idle sessions stay small.
-const IDLE_BUFFER_CAPACITY: usize = 8 * 1024;
-
 impl Session {
     async fn read_loop<I: Inbound>(
         mut self,
@@ -507,13 +506,15 @@ impl Session {
         // STOMP: the peer may be considered dead after twice the agreed interval of silence.
         let silence_limit = heartbeat.map(|d| d * 2);
         let far = Duration::from_secs(86400 * 365);
-        let silence = tokio::time::sleep(silence_limit.unwrap_or(far));
-        let expired = tokio::time::sleep_until(expiry);
+        let mut silent_at = Instant::now() + silence_limit.unwrap_or(far);
+        // One timer for both deadlines, the token's expiry and the heart-beat silence: it fires
+        // at the earlier one.
+        let timer = tokio::time::sleep_until(silent_at.min(expiry));
         // The session's close token is a child of the shutdown token, so this also ends the
         // session on shutdown; nothing can be queued any more, and the writer sends the ERROR.
         let closed = self.handle.closed().clone().cancelled_owned();
         // Created once, not per read: each would register a timer and a waiter again.
-        tokio::pin!(silence, expired, closed);
+        tokio::pin!(timer, closed);
         // Frames that arrived together with CONNECT.
         if let Some(ending) = self.drain(decoder, buf).await {
             return ending;
@@ -522,11 +523,11 @@ impl Session {
             tokio::select! {
                 biased;
                 () = &mut closed => return Ending::Gone,
-                () = &mut expired => {
-                    Metrics::get().auth_failures.increment(1);
-                    return Ending::Error(Fatal::unauthorized("token expired"));
-                }
-                () = &mut silence => {
+                () = &mut timer => {
+                    if Instant::now() >= expiry {
+                        Metrics::get().auth_failures.increment(1);
+                        return Ending::Error(Fatal::unauthorized("token expired"));
+                    }
                     return Ending::Error(Fatal::new(
                         ErrorReason::HeartbeatTimeout,
                         "heart-beat timeout",
@@ -542,13 +543,11 @@ impl Session {
                         Ok(false) | Err(_) => return Ending::Gone,
                     }
                     if let Some(limit) = silence_limit {
-                        silence.as_mut().reset(Instant::now() + limit);
+                        silent_at = Instant::now() + limit;
+                        timer.as_mut().reset(silent_at.min(expiry));
                     }
                     if let Some(ending) = self.drain(decoder, buf).await {
                         return ending;
-                    }
-                    if buf.is_empty() && buf.capacity() > IDLE_BUFFER_CAPACITY {
-                        *buf = BytesMut::new();
                     }
                 }
             }
@@ -559,7 +558,15 @@ impl Session {
     async fn drain(&mut self, decoder: &mut Decoder, buf: &mut BytesMut) -> Option<Ending> {
         loop {
             match decoder.decode(buf) {
-                Ok(None) => return None,
+                Ok(None) => {
+                    // Most sessions are idle most of the time: an empty buffer is given back
+                    // rather than kept for the next frame.
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                        decoder.release_memory();
+                    }
+                    return None;
+                }
                 Ok(Some(Decoded::HeartBeat)) => {}
                 Ok(Some(Decoded::Frame(frame))) => {
                     Metrics::get().frame_in(frame.command);
@@ -911,7 +918,6 @@ async fn write_until_closed<O: Outbound>(
     shutdown: &CancellationToken,
 ) {
     let metrics = Metrics::get();
-    let mut batch = VecDeque::new();
     let mut scratch = BytesMut::new();
     // A heart-beat is due one interval after the last write, whatever was written.
     let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
@@ -937,21 +943,24 @@ async fn write_until_closed<O: Outbound>(
             } else {
                 None
             };
+            // Boxed, like the close below: these run once, and inline they would make every
+            // session's writer task larger for its whole life.
             if let Some(fatal) = farewell {
                 metrics.error(fatal.reason);
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
                     outbound.write(fatal.encode(handle.version)).await?;
                     outbound.flush().await
-                })
+                }))
                 .await;
             }
-            outbound.close(shutdown.is_cancelled()).await;
+            Box::pin(outbound.close(shutdown.is_cancelled())).await;
             return;
         }
         tokio::select! {
             biased;
             () = handle.queued() => {
-                handle.take_queued(&mut batch);
+                // Dropped after the write: an idle session keeps no batch buffer.
+                let mut batch = handle.take_queued();
                 if batch.is_empty() {
                     continue;
                 }
@@ -971,7 +980,7 @@ async fn write_until_closed<O: Outbound>(
                 }
                 idle.as_mut().reset(Instant::now() + interval);
                 if close {
-                    outbound.close(handle.is_closed()).await;
+                    Box::pin(outbound.close(handle.is_closed())).await;
                     return;
                 }
             }

@@ -153,6 +153,12 @@ impl Decoder {
         }
     }
 
+    /// Frees the scratch space kept between frames: for a connection about to sit idle, where
+    /// memory matters more than one allocation on its next frame.
+    pub fn release_memory(&mut self) {
+        self.scratch = Vec::new();
+    }
+
     /// Sets the version whose escaping rules apply to the frames that follow (after CONNECT).
     pub fn set_version(&mut self, version: Version) {
         self.version = version;
