@@ -343,6 +343,13 @@ impl SessionHandle {
         self.slow.load(Ordering::Relaxed)
     }
 
+    /// Whether [`SessionHandle::close`] was called (or the session was cut): cheaper than
+    /// [`SessionHandle::is_closed`], which also sees a shutdown that has not reached the
+    /// session yet.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
     /// Whether the session has ended or is ending.
     pub fn is_closed(&self) -> bool {
         self.closing.load(Ordering::Relaxed) || self.closed.is_cancelled()

@@ -927,7 +927,9 @@ async fn write_until_closed<O: Outbound>(
     let ending = handle.closed().clone().cancelled_owned();
     tokio::pin!(ending);
     loop {
-        if handle.is_closed() {
+        // The flag alone, not the token's mutex: a shutdown reaches it through the reader,
+        // which closes the session when the token fires.
+        if handle.is_closing() {
             let farewell = if handle.is_slow() {
                 Some(Fatal::new(
                     ErrorReason::SlowConsumer,
