@@ -496,8 +496,9 @@ impl Im {
         Ok(recalled)
     }
 
-    /// The users a non-group conversation's messages are pushed to.
-    async fn audience(&self, conversation: &str) -> Result<Vec<String>, AppError> {
+    /// The conversation's members: for a non-group conversation, the users its messages are
+    /// pushed to.
+    pub(super) async fn audience(&self, conversation: &str) -> Result<Vec<String>, AppError> {
         Ok(self
             .store()
             .members(conversation)

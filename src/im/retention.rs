@@ -104,14 +104,7 @@ impl Im {
             .set_conversation_settings(conversation, &Value::Object(settings).to_string())
             .await
             .map_err(store_error)?;
-        Ok(self
-            .store()
-            .members(conversation)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|m| m.user_id)
-            .collect())
+        self.audience(conversation).await
     }
 
     /// Purges, in every conversation with a retention, the messages older than it (as of

@@ -10,6 +10,36 @@ pub struct TestDatabase {
     /// The URL to give the broker.
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    /// For PostgreSQL: the server URL to connect to for dropping the database, and its name.
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((base, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on a future: a thread with a
+        // runtime of its own does the work. FORCE ends a broker's connections that are still
+        // open; a failure only leaves the database behind.
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&base).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
 }
 
 /// The PostgreSQL server URL from the environment, or a failure in CI when it is missing.
@@ -34,6 +64,7 @@ pub fn sqlite() -> TestDatabase {
         label: "sqlite",
         url,
         _dir: Some(dir),
+        postgres: None,
     }
 }
 
@@ -58,6 +89,7 @@ pub async fn postgres_at(base: &str) -> TestDatabase {
         label: "postgres",
         url: format!("{prefix}/{name}"),
         _dir: None,
+        postgres: Some((base.to_owned(), name)),
     }
 }
 
