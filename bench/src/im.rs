@@ -498,6 +498,8 @@ struct Plan {
     client_prefix: String,
     scenario: &'static str,
     recipients_per_message: usize,
+    /// Which sessions send (they connect to --publish-url when it is given).
+    is_sender: fn(usize) -> bool,
 }
 
 /// Sends one private message and waits for its RECEIPT. A recipient who has replied is no
@@ -533,7 +535,13 @@ async fn run_plan(
     let count = plan.watches.len();
     let subscriptions = Arc::new(plan.subscriptions);
     let greetings = Arc::new(plan.greetings);
-    let opened = crate::open_many(target.clone(), options, count, {
+    // With --publish-url, the senders (even sessions of the `im` scenario, the owner of a
+    // group) connect there and everyone else to --url, so that every message crosses nodes.
+    let other = options
+        .publish_target
+        .clone()
+        .map(|publish| (publish, plan.is_sender));
+    let opened = crate::open_many_split(target.clone(), other, options, count, {
         let subscriptions = subscriptions.clone();
         let greetings = greetings.clone();
         move |mut connection: Connection, number| {
@@ -934,6 +942,7 @@ pub async fn pairs(
         client_prefix,
         scenario: "im",
         recipients_per_message: 1,
+        is_sender: |number| number % 2 == 0,
     };
     run_plan(target, options, plan, load, new_shared(false), setup_start).await
 }
@@ -1002,6 +1011,7 @@ pub async fn group(
         client_prefix,
         scenario: "group",
         recipients_per_message: members,
+        is_sender: |number| number == 0,
     };
     run_plan(target, options, plan, load, new_shared(true), setup_start).await
 }

@@ -58,8 +58,9 @@ struct Common {
         default_value = "ws://127.0.0.1:8080/ws/im"
     )]
     url: String,
-    /// Where publishers connect, when not to `--url` (subscribers always use `--url`): another
-    /// node of a cluster, so that every message crosses the relay.
+    /// Where publishers (and the senders of `im` and `group`) connect, when not to `--url`
+    /// (everyone else uses `--url`): another node of a cluster, so that every message crosses
+    /// the relay.
     #[arg(long, global = true, env = "LOADGEN_PUBLISH_URL")]
     publish_url: Option<String>,
     /// CONNECT `login` (RabbitMQ: guest).
@@ -323,11 +324,33 @@ where
     F: Fn(Connection, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<Connection>> + Send + 'static,
 {
+    open_many_split(target, None, options, count, setup).await
+}
+
+/// Another target, and which session numbers connect to it.
+pub type OtherTarget = (Arc<Target>, fn(usize) -> bool);
+
+/// As [`open_many`], but the sessions that `other` picks connect to its target: senders on
+/// one cluster node, their recipients on another.
+pub async fn open_many_split<F, Fut>(
+    target: Arc<Target>,
+    other: Option<OtherTarget>,
+    options: &RunOptions,
+    count: usize,
+    setup: F,
+) -> Vec<anyhow::Result<Connection>>
+where
+    F: Fn(Connection, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Connection>> + Send + 'static,
+{
     let setup = Arc::new(setup);
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     for number in 0..count {
-        let target = target.clone();
+        let target = match &other {
+            Some((other, on_other)) if on_other(number) => other.clone(),
+            _ => target.clone(),
+        };
         let setup = setup.clone();
         let semaphore = semaphore.clone();
         tasks.spawn(async move {
