@@ -302,26 +302,19 @@ async fn apply(
                 }
                 // A send that moved the sender's read position past messages of others (unread
                 // before the batch, or earlier in it) reads them: see `SendOutcome`.
-                let mut senders: Vec<&str> = Vec::new();
-                for &index in indexes {
-                    let sender = batch[index].sender.as_str();
-                    if !senders.contains(&sender) {
-                        senders.push(sender);
-                    }
-                }
-                for sender in senders {
-                    let newest = indexes
-                        .iter()
-                        .filter(|&&i| batch[i].sender == sender)
-                        .map(|&i| rows[row_of[&i]].seq)
-                        .max()
-                        .unwrap_or_default();
+                for mark in marks
+                    .iter()
+                    .filter(|m| m.conversation == conversation.as_str())
+                {
+                    let newest = last - mark.distance;
                     let others_before = indexes
                         .iter()
-                        .any(|&i| batch[i].sender != sender && rows[row_of[&i]].seq < newest);
-                    let was_behind = lagged.iter().any(|(c, u)| c == conversation && u == sender);
+                        .any(|&i| batch[i].sender != mark.user && rows[row_of[&i]].seq < newest);
+                    let was_behind = lagged
+                        .iter()
+                        .any(|(c, u)| c == conversation && u == mark.user);
                     if was_behind || others_before {
-                        marked_read.push((conversation.clone(), sender.to_owned()));
+                        marked_read.push((conversation.clone(), mark.user.to_owned()));
                     }
                 }
             }
