@@ -107,8 +107,41 @@ pub enum ModerationAction {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
+    /// Which store keeps uploads.
+    pub store: FileStoreKind,
     /// Where the local store keeps uploads.
     pub dir: PathBuf,
+    /// The bucket of the S3 store.
+    #[serde(default)]
+    pub s3_bucket: Option<String>,
+    /// The S3 endpoint (MinIO, Ceph, R2...); AWS when unset.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region.
+    pub s3_region: String,
+    /// A folder in the bucket under which the keys are kept.
+    #[serde(default)]
+    pub s3_prefix: String,
+    /// The access key; `AWS_ACCESS_KEY_ID` (or the instance's role) when unset.
+    #[serde(default)]
+    pub s3_access_key_id: Option<String>,
+    /// The secret key; `AWS_SECRET_ACCESS_KEY` when unset.
+    #[serde(default)]
+    pub s3_secret_access_key: Option<String>,
+    /// Allows a plain `http://` endpoint.
+    pub s3_allow_http: bool,
+    /// Bound on each request to the store, retries included.
+    pub s3_timeout_ms: u64,
+}
+
+/// `files.store`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStoreKind {
+    /// Files under `files.dir`.
+    Local,
+    /// Objects in `files.s3_bucket` of an S3-compatible store.
+    S3,
 }
 
 /// A rate such as `30/10s`: at most `count` events per `per`.
@@ -445,6 +478,19 @@ impl Config {
             "im.retention_purge_interval_s",
             usize::try_from(self.im.retention_purge_interval_s).unwrap_or(1),
         )?;
+        if self.files.store == FileStoreKind::S3
+            && self.files.s3_bucket.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::Invalid {
+                key: "files.s3_bucket",
+                value: String::new(),
+                reason: "files.store = \"s3\" needs a bucket".into(),
+            });
+        }
+        positive(
+            "files.s3_timeout_ms",
+            usize::try_from(self.files.s3_timeout_ms).unwrap_or(1),
+        )?;
         if self.storage.pool_size == 0 {
             return Err(ConfigError::Invalid {
                 key: "storage.pool_size",
@@ -632,6 +678,16 @@ mod tests {
         let text = "[server]\nhttp_addr = \"0.0.0.0:8080\"\n[auth]\ndev_login = true\n";
         let error = Config::from_toml("f", text, no_env()).unwrap_err();
         assert!(error.to_string().contains("loopback"), "{error}");
+    }
+
+    #[test]
+    fn an_s3_file_store_needs_a_bucket() {
+        let error = Config::from_toml("f", "[files]\nstore = \"s3\"\n", no_env()).unwrap_err();
+        assert!(error.to_string().contains("files.s3_bucket"), "{error}");
+        let text = "[files]\nstore = \"s3\"\ns3_bucket = \"chat\"\n";
+        let config = Config::from_toml("f", text, no_env()).unwrap();
+        assert_eq!(config.files.store, FileStoreKind::S3);
+        assert!(Config::from_toml("f", "[files]\nstore = \"ftp\"\n", no_env()).is_err());
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum StartError {
     /// Redis could not be reached.
     #[error("presence: {0}")]
     Presence(crate::im::presence_redis::PresenceError),
+    /// The file store's settings do not make a client.
+    #[error("files: {0}")]
+    Files(String),
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -86,6 +89,7 @@ impl Server {
         })
         .await?;
         let settings = ImSettings::from_config(&config);
+        let files = crate::files::open_store(&config.files).map_err(StartError::Files)?;
         let redis = match &config.presence.redis_url {
             Some(url) => Some(
                 RedisPresence::connect(url, &node_id)
@@ -95,7 +99,7 @@ impl Server {
             None => None,
         };
         Server::start_inner(config, node_id, |hub| {
-            let im = Im::new(store, hub.clone(), settings, redis);
+            let im = Im::new(store, hub.clone(), settings, files, redis);
             (crate::im::stomp::extensions(&im), Some(im))
         })
         .await

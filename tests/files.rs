@@ -326,3 +326,209 @@ async fn attachments_are_validated() {
         );
     }
 }
+
+/// The S3-compatible server of the tests (`tests/s3/start.sh`), or a failure in CI when it is
+/// missing.
+fn s3_url() -> Option<String> {
+    match std::env::var("BROKER_TEST_S3_URL") {
+        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_owned()),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but BROKER_TEST_S3_URL is not set"
+            );
+            eprintln!("skipped: BROKER_TEST_S3_URL is not set (tests/s3/start.sh starts a server)");
+            None
+        }
+    }
+}
+
+/// A fresh bucket on the test server (which takes unsigned requests), by one raw `PUT`.
+async fn fresh_bucket(url: &str) -> String {
+    let bucket = format!("broker-test-{:016x}", rand::random::<u64>());
+    let host = url.strip_prefix("http://").expect("an http:// test URL");
+    let mut stream = TcpStream::connect(host).await.expect("the S3 test server");
+    let request = format!(
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response)).await;
+    let head = String::from_utf8_lossy(&response);
+    assert!(head.starts_with("HTTP/1.1 200"), "create bucket: {head}");
+    bucket
+}
+
+/// A client of the bucket, to look at what the broker stored.
+fn bucket_client(url: &str, bucket: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(url)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .unwrap()
+}
+
+async fn object_names(client: &object_store::aws::AmazonS3) -> Vec<String> {
+    use futures_util::StreamExt;
+    use object_store::ObjectStore;
+    let mut names: Vec<String> = client
+        .list(None)
+        .map(|meta| meta.expect("list").location.to_string())
+        .collect()
+        .await;
+    names.sort();
+    names
+}
+
+fn s3_overrides<'a>(url: &'a str, bucket: &'a str, files_dir: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("BROKER_FILES_STORE", "s3"),
+        ("BROKER_FILES_DIR", files_dir),
+        ("BROKER_FILES_S3_ENDPOINT", url),
+        ("BROKER_FILES_S3_BUCKET", bucket),
+        ("BROKER_FILES_S3_PREFIX", "chat/uploads"),
+        ("BROKER_FILES_S3_ACCESS_KEY_ID", "test"),
+        ("BROKER_FILES_S3_SECRET_ACCESS_KEY", "test"),
+        ("BROKER_FILES_S3_ALLOW_HTTP", "true"),
+        ("BROKER_LIMITS_IMAGE_MAX_BYTES", "200000"),
+    ]
+}
+
+#[tokio::test]
+async fn uploads_kept_in_an_s3_compatible_store_are_served_after_a_restart() {
+    let Some(url) = s3_url() else { return };
+    for database in db::all().await {
+        let label = database.label;
+        let bucket = fresh_bucket(&url).await;
+        let dir = tempfile::tempdir().unwrap();
+        let files_dir = dir.path().display().to_string();
+        let overrides = s3_overrides(&url, &bucket, &files_dir);
+        let broker = TestBroker::start_im(&database.url, &overrides).await;
+
+        let picture = png(400, 200);
+        let (status, _, body) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files?name=map.png",
+            "bob",
+            "image/png",
+            &picture,
+            false,
+        )
+        .await;
+        let attachment = json_of(&body);
+        assert_eq!(status, 201, "{label}: {attachment}");
+        let url_path = attachment["url"].as_str().unwrap().to_owned();
+        let id = url_path.rsplit('/').next().unwrap().to_owned();
+        let thumbnail = attachment["thumbnailUrl"].as_str().unwrap().to_owned();
+
+        // The bytes went to the bucket, under the prefix, and not to the local directory.
+        let client = bucket_client(&url, &bucket);
+        assert_eq!(
+            object_names(&client).await,
+            vec![
+                format!("chat/uploads/{id}"),
+                format!("chat/uploads/{id}.thumb")
+            ],
+            "{label}"
+        );
+        assert_eq!(files_in(dir.path()), 0, "{label}: nothing stored locally");
+
+        // Over the limit: refused while streaming, nothing added to the bucket.
+        let big = vec![0u8; 300_000];
+        let (status, _, _) = raw(
+            &broker,
+            "POST",
+            "/api/v1/files",
+            "bob",
+            "image/png",
+            &big,
+            true,
+        )
+        .await;
+        assert_eq!(status, 413, "{label}");
+        assert_eq!(object_names(&client).await.len(), 2, "{label}");
+
+        // Shared in a message, then read back by the other member from a restarted broker.
+        let (status, sent) = broker
+            .api(
+                "POST",
+                "/api/v1/messages",
+                "bob",
+                Some(json!({"to": "alice", "clientMsgId": "s3-1", "format": "image", "attachment": attachment})),
+            )
+            .await;
+        assert_eq!(status, 201, "{label}: {sent}");
+        common::im::stop(broker).await;
+        let broker = TestBroker::start_im(&database.url, &overrides).await;
+        let (status, head, bytes) =
+            raw(&broker, "GET", &url_path, "alice", "text/plain", b"", false).await;
+        assert_eq!(status, 200, "{label}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: image/png")
+        );
+        assert_eq!(bytes, picture, "{label}");
+        let (status, _, bytes) = raw(
+            &broker,
+            "GET",
+            &thumbnail,
+            "alice",
+            "text/plain",
+            b"",
+            false,
+        )
+        .await;
+        assert_eq!(status, 200, "{label}");
+        let small = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((small.width(), small.height()), (256, 128), "{label}");
+        let (status, _, _) =
+            raw(&broker, "GET", &url_path, "carol", "text/plain", b"", false).await;
+        assert_eq!(status, 404, "{label}: not a member");
+    }
+}
+
+#[tokio::test]
+async fn an_object_store_that_does_not_answer_gets_unavailable_and_the_broker_carries_on() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let database = db::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let files_dir = dir.path().display().to_string();
+    let mut overrides = s3_overrides(&endpoint, "nowhere", &files_dir);
+    overrides.push(("BROKER_FILES_S3_TIMEOUT_MS", "1500"));
+    let broker = TestBroker::start_im(&database.url, &overrides).await;
+
+    let (status, _, body) = raw(
+        &broker,
+        "POST",
+        "/api/v1/files?name=a.txt",
+        "bob",
+        "text/plain",
+        b"hello",
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["code"].as_str()),
+        (503, Some("UNAVAILABLE"))
+    );
+    // No file row was recorded, and the rest of the broker still answers.
+    let (status, _) = broker.get("/healthz").await;
+    assert_eq!(status, 200);
+    let (status, sent) = broker
+        .api(
+            "POST",
+            "/api/v1/messages",
+            "bob",
+            Some(json!({"to": "alice", "clientMsgId": "after", "format": "text", "content": "still here"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+}

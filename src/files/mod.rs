@@ -1,11 +1,13 @@
-//! Uploaded files: a storage trait (the local directory now; an S3-compatible store can
-//! implement it later), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height
-//! are read) and thumbnails.
+//! Uploaded files: a storage trait with two stores (a local directory, or an S3-compatible object
+//! store), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height are read) and
+//! thumbnails.
 
+pub mod object;
 pub mod rest;
 
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -30,13 +32,31 @@ impl LocalFileStore {
     }
 
     fn path(&self, key: &str) -> Option<PathBuf> {
-        // Keys are generated hex ids with an optional suffix; anything else never names a file.
-        let safe = !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-            && !key.starts_with('.');
-        safe.then(|| self.dir.join(key))
+        valid_key(key).then(|| self.dir.join(key))
+    }
+}
+
+/// Keys are generated hex ids with an optional suffix; anything else never names a stored file,
+/// so a key can neither leave the directory nor the store's prefix.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && !key.starts_with('.')
+}
+
+/// The store `config` names: the local directory, or an S3-compatible bucket.
+///
+/// # Errors
+///
+/// A one-line reason when the S3 settings cannot make a client.
+pub fn open_store(config: &crate::config::FilesConfig) -> Result<Arc<dyn FileStore>, String> {
+    match config.store {
+        crate::config::FileStoreKind::Local => {
+            Ok(Arc::new(LocalFileStore::new(config.dir.clone())))
+        }
+        crate::config::FileStoreKind::S3 => Ok(Arc::new(object::ObjectFileStore::s3(config)?)),
     }
 }
 
@@ -76,8 +96,6 @@ impl FileStore for LocalFileStore {
 /// The settings of uploads.
 #[derive(Clone, Debug)]
 pub struct FilesSettings {
-    /// The local store's directory.
-    pub dir: PathBuf,
     /// Largest image.
     pub image_max_bytes: u64,
     /// Largest other file.

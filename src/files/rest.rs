@@ -37,9 +37,11 @@ fn too_large(limit: u64) -> AppError {
     )
 }
 
-fn internal(error: &dyn std::fmt::Display) -> AppError {
+/// A store that fails is treated as away for now (a full disk, an object store that does not
+/// answer): the client may retry, and nothing was recorded.
+fn unavailable(error: &dyn std::fmt::Display) -> AppError {
     tracing::error!(%error, "file store failure");
-    AppError::new(ErrorCode::Internal, "internal error")
+    AppError::new(ErrorCode::Unavailable, "file storage unavailable")
 }
 
 /// The attachment object of a stored file.
@@ -124,7 +126,7 @@ async fn upload(
         let data = bytes.clone();
         let info = tokio::task::spawn_blocking(move || inspect_image(&data))
             .await
-            .map_err(|e| internal(&e))?
+            .map_err(|e| unavailable(&e))?
             .map_err(AppError::invalid)?;
         (
             info.mime.to_owned(),
@@ -144,12 +146,12 @@ async fn upload(
     store
         .put(&id, bytes.clone())
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| unavailable(&e))?;
     let has_thumbnail = match thumb {
         Some(thumb) => store
             .put(&format!("{id}.thumb"), Bytes::from(thumb))
             .await
-            .map_err(|e| internal(&e))
+            .map_err(|e| unavailable(&e))
             .map(|()| true)?,
         None => false,
     };
@@ -201,7 +203,7 @@ async fn serve(state: &RestState, key: &str, mime: &str) -> Result<Response, App
         .files()
         .get(key)
         .await
-        .map_err(|e| internal(&e))?
+        .map_err(|e| unavailable(&e))?
         .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such file"))?;
     Ok((
         [

@@ -63,7 +63,6 @@ impl ImSettings {
             text_max_chars: config.limits.text_max_chars,
             safety: safety::SafetySettings::from_config(config),
             files: crate::files::FilesSettings {
-                dir: config.files.dir.clone(),
                 image_max_bytes: config.limits.image_max_bytes,
                 file_max_bytes: config.limits.file_max_bytes,
             },
@@ -88,11 +87,13 @@ struct Inner {
 }
 
 impl Im {
-    /// The service over `store` and `hub`, with presence in Redis when given.
+    /// The service over `store` and `hub`, keeping uploads in `files`, with presence in Redis
+    /// when given.
     pub fn new(
         store: Store,
         hub: Hub,
         settings: ImSettings,
+        files: Arc<dyn crate::files::FileStore>,
         redis: Option<presence_redis::RedisPresence>,
     ) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
@@ -111,9 +112,7 @@ impl Im {
             inner: Arc::new(Inner {
                 presence,
                 safety: safety::Safety::with_limiter(settings.safety.clone(), limiter),
-                files: Arc::new(crate::files::LocalFileStore::new(
-                    settings.files.dir.clone(),
-                )),
+                files,
                 store,
                 hub,
                 settings,
