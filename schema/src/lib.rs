@@ -41,6 +41,7 @@ pub mod tables {
             joined_seq -> BigInt,
             read_seq -> BigInt,
             cleared_seq -> BigInt,
+            delivered_seq -> BigInt,
             pinned -> Bool,
             muted -> Bool,
             archived -> Bool,
@@ -153,6 +154,8 @@ pub struct MemberRow {
     pub read_seq: i64,
     /// Messages up to this seq were cleared from their history.
     pub cleared_seq: i64,
+    /// Messages of others up to this seq reached one of their sessions (private chats).
+    pub delivered_seq: i64,
     /// Pinned in their list.
     pub pinned: bool,
     /// Muted.

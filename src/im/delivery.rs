@@ -1,6 +1,7 @@
-//! Message status changes to `delivered`, written in batches off the send path: a status is
-//! informational (the message itself is already committed), so it is recorded a few
-//! milliseconds late rather than costing every send a transaction of its own.
+//! Delivered positions, written in batches off the send path: a status is informational (the
+//! message itself is already committed), so it is recorded a few milliseconds late rather than
+//! costing every send a transaction of its own. Each batch moves each recipient's position
+//! once, to the furthest seq delivered (see [`Store::mark_delivered`]).
 
 use std::time::Duration;
 
@@ -11,22 +12,22 @@ use crate::store::Store;
 /// Records deliveries in the background.
 #[derive(Clone)]
 pub(crate) struct Recorder {
-    queue: mpsc::UnboundedSender<i64>,
+    queue: mpsc::UnboundedSender<(String, String, i64)>,
 }
 
-/// Most ids written per statement.
+/// Most deliveries taken per write.
 const BATCH: usize = 1024;
 
 impl Recorder {
     pub(crate) fn start(store: Store) -> Recorder {
-        let (queue, mut ids) = mpsc::unbounded_channel::<i64>();
+        let (queue, mut deliveries) = mpsc::unbounded_channel::<(String, String, i64)>();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
-            while ids.recv_many(&mut batch, BATCH).await > 0 {
+            while deliveries.recv_many(&mut batch, BATCH).await > 0 {
                 // Retry a failed write a few times; a lost status update is tolerable, a
                 // tight loop against a dead database is not.
                 for attempt in 0..3 {
-                    match store.set_delivered(&batch).await {
+                    match store.mark_delivered(&batch).await {
                         Ok(()) => break,
                         Err(error) => {
                             tracing::warn!(%error, attempt, "recording deliveries failed");
@@ -40,8 +41,10 @@ impl Recorder {
         Recorder { queue }
     }
 
-    /// Marks a message delivered (if it is still `sent`).
-    pub(crate) fn delivered(&self, message_id: i64) {
-        let _ = self.queue.send(message_id);
+    /// Records that the message at `seq` of `conversation` reached `recipient`.
+    pub(crate) fn delivered(&self, conversation: &str, recipient: &str, seq: i64) {
+        let _ = self
+            .queue
+            .send((conversation.to_owned(), recipient.to_owned(), seq));
     }
 }

@@ -253,9 +253,6 @@ impl Im {
             if super::json::conversation_type(conversation) == "private"
                 && let Some(peer) = peer_of(conversation, reader)
             {
-                if let Err(error) = im.store().set_read(conversation, reader, seq).await {
-                    tracing::warn!(%error, conversation, "could not mark messages read");
-                }
                 im.push_user(
                     &peer,
                     "events",
@@ -356,7 +353,11 @@ impl Im {
 
     /// Records a private message as delivered and tells the sender.
     fn delivered(&self, message: &MessageRow) {
-        self.inner.delivery.delivered(message.id);
+        if let Some(recipient) = peer_of(&message.conversation_id, &message.sender_id) {
+            self.inner
+                .delivery
+                .delivered(&message.conversation_id, &recipient, message.seq);
+        }
         self.push_user(
             &message.sender_id,
             "events",
@@ -414,10 +415,6 @@ impl Im {
         if row.kind == "private"
             && let Some(peer) = peer_of(conversation, &reader.user_id)
         {
-            self.store()
-                .set_read(conversation, &reader.user_id, read_seq)
-                .await
-                .map_err(store_error)?;
             self.push_user(
                 &peer,
                 "events",

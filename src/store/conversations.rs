@@ -83,6 +83,7 @@ fn member_row(conversation: &str, user: &str, role: &str, now: i64, seq: i64) ->
         joined_seq: seq,
         read_seq: seq,
         cleared_seq: 0,
+        delivered_seq: 0,
         pinned: false,
         muted: false,
         archived: false,
@@ -196,75 +197,92 @@ impl Store {
     ) -> Result<ConversationPage, StoreError> {
         let limit = limit.clamp(1, 100);
         let cursor = cursor.and_then(parse_cursor);
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let mut query = members::table
-                    .inner_join(conversations::table)
-                    .filter(members::user_id.eq(user))
-                    .filter(members::left_at.is_null())
-                    .select((ConversationRow::as_select(), MemberRow::as_select()))
-                    .order((
-                        members::pinned.desc(),
-                        conversations::last_activity_at.desc(),
-                        conversations::id.desc(),
-                    ))
-                    .limit(limit + 1)
-                    .into_boxed();
-                if let Some((pinned, activity, id)) = cursor {
-                    let same_pin_after = members::pinned.eq(pinned).and(
-                        conversations::last_activity_at.lt(activity).or(
-                            conversations::last_activity_at
-                                .eq(activity)
-                                .and(conversations::id.lt(id)),
-                        ),
-                    );
-                    query = if pinned {
-                        query.filter(members::pinned.eq(false).or(same_pin_after))
-                    } else {
-                        query.filter(same_pin_after)
-                    };
-                }
-                let mut rows: Vec<(ConversationRow, MemberRow)> = query.load(conn).await?;
-                let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-                let ids: Vec<String> = rows.iter().map(|(c, _)| c.id.clone()).collect();
-                let last_ids: Vec<i64> =
-                    rows.iter().filter_map(|(c, _)| c.last_message_id).collect();
-                let last_messages: HashMap<i64, MessageRow> = messages::table
-                    .filter(messages::id.eq_any(&last_ids))
-                    .select(MessageRow::as_select())
-                    .load(conn)
-                    .await?
-                    .into_iter()
-                    .map(|m| (m.id, m))
-                    .collect();
-                let counts: HashMap<String, i64> = members::table
-                    .filter(members::conversation_id.eq_any(&ids))
-                    .filter(members::left_at.is_null())
-                    .group_by(members::conversation_id)
-                    .select((members::conversation_id, diesel::dsl::count_star()))
-                    .load::<(String, i64)>(conn)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let next_cursor = more.then(|| rows.last()).flatten().map(|(c, m)| {
-                    format!("{}.{}.{}", u8::from(m.pinned), c.last_activity_at, c.id)
-                });
-                let items = rows
-                    .into_iter()
-                    .map(|(conversation, member)| ConversationSummary {
-                        last_message: conversation
-                            .last_message_id
-                            .and_then(|id| last_messages.get(&id).cloned()),
-                        member_count: counts.get(&conversation.id).copied().unwrap_or(0),
-                        conversation,
-                        member,
-                    })
-                    .collect();
-                Ok(ConversationPage { items, next_cursor })
+        let mut page = self
+            .timed(async {
+                with_conn!(&self.pool, |conn| {
+                    let mut query = members::table
+                        .inner_join(conversations::table)
+                        .filter(members::user_id.eq(user))
+                        .filter(members::left_at.is_null())
+                        .select((ConversationRow::as_select(), MemberRow::as_select()))
+                        .order((
+                            members::pinned.desc(),
+                            conversations::last_activity_at.desc(),
+                            conversations::id.desc(),
+                        ))
+                        .limit(limit + 1)
+                        .into_boxed();
+                    if let Some((pinned, activity, id)) = cursor {
+                        let same_pin_after = members::pinned.eq(pinned).and(
+                            conversations::last_activity_at.lt(activity).or(
+                                conversations::last_activity_at
+                                    .eq(activity)
+                                    .and(conversations::id.lt(id)),
+                            ),
+                        );
+                        query = if pinned {
+                            query.filter(members::pinned.eq(false).or(same_pin_after))
+                        } else {
+                            query.filter(same_pin_after)
+                        };
+                    }
+                    let mut rows: Vec<(ConversationRow, MemberRow)> = query.load(conn).await?;
+                    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+                    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                    let ids: Vec<String> = rows.iter().map(|(c, _)| c.id.clone()).collect();
+                    let last_ids: Vec<i64> =
+                        rows.iter().filter_map(|(c, _)| c.last_message_id).collect();
+                    let last_messages: HashMap<i64, MessageRow> = messages::table
+                        .filter(messages::id.eq_any(&last_ids))
+                        .select(MessageRow::as_select())
+                        .load(conn)
+                        .await?
+                        .into_iter()
+                        .map(|m| (m.id, m))
+                        .collect();
+                    let counts: HashMap<String, i64> = members::table
+                        .filter(members::conversation_id.eq_any(&ids))
+                        .filter(members::left_at.is_null())
+                        .group_by(members::conversation_id)
+                        .select((members::conversation_id, diesel::dsl::count_star()))
+                        .load::<(String, i64)>(conn)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let next_cursor = more.then(|| rows.last()).flatten().map(|(c, m)| {
+                        format!("{}.{}.{}", u8::from(m.pinned), c.last_activity_at, c.id)
+                    });
+                    let items = rows
+                        .into_iter()
+                        .map(|(conversation, member)| ConversationSummary {
+                            last_message: conversation
+                                .last_message_id
+                                .and_then(|id| last_messages.get(&id).cloned()),
+                            member_count: counts.get(&conversation.id).copied().unwrap_or(0),
+                            conversation,
+                            member,
+                        })
+                        .collect();
+                    Ok(ConversationPage { items, next_cursor })
+                })
             })
-        })
-        .await
+            .await?;
+        let mut last: Vec<MessageRow> = page
+            .items
+            .iter_mut()
+            .filter_map(|item| item.last_message.take())
+            .collect();
+        self.with_statuses(&mut last).await?;
+        let mut last = last.into_iter().peekable();
+        for item in &mut page.items {
+            if last
+                .peek()
+                .is_some_and(|m| Some(m.id) == item.conversation.last_message_id)
+            {
+                item.last_message = last.next();
+            }
+        }
+        Ok(page)
     }
 
     /// One conversation as the list shows it, for `user`.
@@ -283,10 +301,13 @@ impl Store {
         let Some(member) = self.member(conversation, user).await? else {
             return Ok(None);
         };
-        let last_message = match row.last_message_id {
+        let mut last_message = match row.last_message_id {
             Some(id) => self.message(id).await?,
             None => None,
         };
+        if let Some(message) = &mut last_message {
+            self.with_statuses(std::slice::from_mut(message)).await?;
+        }
         let member_count = i64::try_from(self.members(conversation).await?.len()).unwrap_or(0);
         Ok(Some(ConversationSummary {
             conversation: row,

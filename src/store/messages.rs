@@ -171,39 +171,42 @@ impl Store {
         query: HistoryQuery,
     ) -> Result<Vec<MessageRow>, StoreError> {
         let limit = query.limit.clamp(1, 100);
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let deleted = message_deletions::table
-                    .filter(message_deletions::user_id.eq(user))
-                    .filter(message_deletions::conversation_id.eq(conversation))
-                    .select(message_deletions::message_id);
-                let mut page = messages::table
-                    .filter(messages::conversation_id.eq(conversation))
-                    .filter(messages::seq.gt(floor_seq))
-                    .filter(messages::id.ne_all(deleted))
-                    .select(MessageRow::as_select())
-                    .limit(limit)
-                    .into_boxed();
-                if let Some(after) = query.after_seq {
-                    page = page.filter(messages::seq.gt(after));
-                }
-                if let Some(before) = query.before_seq {
-                    page = page.filter(messages::seq.lt(before));
-                }
-                let ascending = query.after_seq.is_some();
-                page = if ascending {
-                    page.order(messages::seq.asc())
-                } else {
-                    page.order(messages::seq.desc())
-                };
-                let mut rows: Vec<MessageRow> = page.load(conn).await?;
-                if !ascending {
-                    rows.reverse();
-                }
-                Ok(rows)
+        let mut rows = self
+            .timed(async {
+                with_conn!(&self.pool, |conn| {
+                    let deleted = message_deletions::table
+                        .filter(message_deletions::user_id.eq(user))
+                        .filter(message_deletions::conversation_id.eq(conversation))
+                        .select(message_deletions::message_id);
+                    let mut page = messages::table
+                        .filter(messages::conversation_id.eq(conversation))
+                        .filter(messages::seq.gt(floor_seq))
+                        .filter(messages::id.ne_all(deleted))
+                        .select(MessageRow::as_select())
+                        .limit(limit)
+                        .into_boxed();
+                    if let Some(after) = query.after_seq {
+                        page = page.filter(messages::seq.gt(after));
+                    }
+                    if let Some(before) = query.before_seq {
+                        page = page.filter(messages::seq.lt(before));
+                    }
+                    let ascending = query.after_seq.is_some();
+                    page = if ascending {
+                        page.order(messages::seq.asc())
+                    } else {
+                        page.order(messages::seq.desc())
+                    };
+                    let mut rows: Vec<MessageRow> = page.load(conn).await?;
+                    if !ascending {
+                        rows.reverse();
+                    }
+                    Ok(rows)
+                })
             })
-        })
-        .await
+            .await?;
+        self.with_statuses(&mut rows).await?;
+        Ok(rows)
     }
 
     /// Moves a member's read position forward to `up_to` (never back, never past the last
@@ -241,56 +244,56 @@ impl Store {
         .await
     }
 
-    /// Marks messages `delivered` that are still `sent`.
+    /// Fills in the status of private messages, which follows from the recipient's positions:
+    /// `read` up to their read position, `delivered` up to their delivered position, else
+    /// `sent` (recalled messages stay `recalled`). Rows are never rewritten when delivered or
+    /// read, so a send costs one row write.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database fails.
-    pub async fn set_delivered(&self, ids: &[i64]) -> Result<(), StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                diesel::update(
-                    messages::table
-                        .filter(messages::id.eq_any(ids))
-                        .filter(messages::status.eq("sent")),
-                )
-                .set(messages::status.eq("delivered"))
-                .execute(conn)
-                .await?;
-                Ok(())
+    pub async fn with_statuses(&self, rows: &mut [MessageRow]) -> Result<(), StoreError> {
+        let mut private: Vec<&str> = rows
+            .iter()
+            .filter(|row| row.status != "recalled" && row.conversation_id.starts_with("private_"))
+            .map(|row| row.conversation_id.as_str())
+            .collect();
+        if private.is_empty() {
+            return Ok(());
+        }
+        private.sort_unstable();
+        private.dedup();
+        let positions: Vec<(String, String, i64, i64)> = self
+            .timed(async {
+                with_conn!(&self.pool, |conn| {
+                    Ok(members::table
+                        .filter(members::conversation_id.eq_any(&private))
+                        .select((
+                            members::conversation_id,
+                            members::user_id,
+                            members::read_seq,
+                            members::delivered_seq,
+                        ))
+                        .load(conn)
+                        .await?)
+                })
             })
-        })
-        .await
-    }
-
-    /// Marks the messages of a conversation up to `up_to` that others sent to `reader` as
-    /// `read`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn set_read(
-        &self,
-        conversation: &str,
-        reader: &str,
-        up_to: i64,
-    ) -> Result<(), StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                diesel::update(
-                    messages::table
-                        .filter(messages::conversation_id.eq(conversation))
-                        .filter(messages::seq.le(up_to))
-                        .filter(messages::sender_id.ne(reader))
-                        .filter(messages::status.eq_any(["sent", "delivered"])),
-                )
-                .set(messages::status.eq("read"))
-                .execute(conn)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+            .await?;
+        for row in rows
+            .iter_mut()
+            .filter(|row| row.status != "recalled" && row.conversation_id.starts_with("private_"))
+        {
+            let recipient = positions
+                .iter()
+                .find(|(c, u, _, _)| *c == row.conversation_id && *u != row.sender_id);
+            let status = match recipient {
+                Some((_, _, read, _)) if row.seq <= *read => "read",
+                Some((_, _, _, delivered)) if row.seq <= *delivered => "delivered",
+                _ => "sent",
+            };
+            status.clone_into(&mut row.status);
+        }
+        Ok(())
     }
 
     /// Recalls a message: empties its content and attachment and marks it `recalled`.

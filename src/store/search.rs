@@ -184,40 +184,43 @@ impl Store {
             &self.search_scan_limit,
             std::sync::atomic::Ordering::Relaxed,
         );
-        self.timed(async {
-            match &self.pool {
-                super::Pool::Postgres(pool) => {
-                    let (sql, binds) = build(query, true, false);
-                    let mut pooled = pool
-                        .get()
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    let conn: &mut diesel_async::AsyncPgConnection = &mut pooled;
-                    run_search!(conn, diesel::pg::Pg, sql, binds)
-                }
-                super::Pool::Sqlite(pool) => {
-                    let mut pooled = pool
-                        .get()
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    let conn: &mut super::SqliteConn = &mut pooled;
-                    let history: HistorySize = diesel::sql_query(
-                        "SELECT CAST(COALESCE(SUM(c.last_seq - CASE WHEN mb.joined_seq > \
+        let mut rows = self
+            .timed(async {
+                match &self.pool {
+                    super::Pool::Postgres(pool) => {
+                        let (sql, binds) = build(query, true, false);
+                        let mut pooled = pool
+                            .get()
+                            .await
+                            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                        let conn: &mut diesel_async::AsyncPgConnection = &mut pooled;
+                        run_search!(conn, diesel::pg::Pg, sql, binds)
+                    }
+                    super::Pool::Sqlite(pool) => {
+                        let mut pooled = pool
+                            .get()
+                            .await
+                            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                        let conn: &mut super::SqliteConn = &mut pooled;
+                        let history: HistorySize = diesel::sql_query(
+                            "SELECT CAST(COALESCE(SUM(c.last_seq - CASE WHEN mb.joined_seq > \
                          mb.cleared_seq THEN mb.joined_seq ELSE mb.cleared_seq END), 0) AS BIGINT) \
                          AS n FROM members mb JOIN conversations c ON c.id = mb.conversation_id \
                          WHERE mb.user_id = ?1 AND mb.left_at IS NULL \
                          AND (?2 IS NULL OR mb.conversation_id = ?2)",
-                    )
-                    .bind::<Text, _>(&query.user)
-                    .bind::<diesel::sql_types::Nullable<Text>, _>(query.conversation.as_deref())
-                    .get_result(conn)
-                    .await?;
-                    let (sql, binds) = build(query, false, history.n <= scan_limit);
-                    run_search!(conn, diesel::sqlite::Sqlite, sql, binds)
+                        )
+                        .bind::<Text, _>(&query.user)
+                        .bind::<diesel::sql_types::Nullable<Text>, _>(query.conversation.as_deref())
+                        .get_result(conn)
+                        .await?;
+                        let (sql, binds) = build(query, false, history.n <= scan_limit);
+                        run_search!(conn, diesel::sqlite::Sqlite, sql, binds)
+                    }
                 }
-            }
-        })
-        .await
+            })
+            .await?;
+        self.with_statuses(&mut rows).await?;
+        Ok(rows)
     }
 }
 

@@ -52,6 +52,50 @@ impl super::Store {
     pub(crate) fn writer(&self) -> &WriterHandle {
         &self.writer
     }
+
+    /// Moves recipients' delivered positions forward (never back): `(conversation, recipient,
+    /// seq)` means the message at `seq` reached one of the recipient's sessions. One statement
+    /// on PostgreSQL however many positions move.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn mark_delivered(
+        &self,
+        deliveries: &[(String, String, i64)],
+    ) -> Result<(), StoreError> {
+        // One position per member, the furthest: an UPDATE .. FROM with two rows for the same
+        // member would apply either.
+        let mut furthest: HashMap<(&str, &str), i64> = HashMap::with_capacity(deliveries.len());
+        for (conversation, recipient, seq) in deliveries {
+            let entry = furthest
+                .entry((conversation.as_str(), recipient.as_str()))
+                .or_insert(*seq);
+            *entry = (*entry).max(*seq);
+        }
+        let marks: Vec<DeliveryMark<'_>> = furthest
+            .into_iter()
+            .map(|((conversation, user), seq)| DeliveryMark {
+                conversation,
+                user,
+                seq,
+            })
+            .collect();
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                BatchStatements::mark_delivered(conn, &marks).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+/// A recipient's new delivered position.
+struct DeliveryMark<'a> {
+    conversation: &'a str,
+    user: &'a str,
+    seq: i64,
 }
 
 /// Pending sends the queue holds before senders wait for room.
@@ -204,6 +248,7 @@ async fn apply(
                             joined_seq: 0,
                             read_seq: 0,
                             cleared_seq: 0,
+                            delivered_seq: 0,
                             pinned: false,
                             muted: false,
                             archived: false,
@@ -446,6 +491,12 @@ trait BatchStatements {
         rows: &[MemberRow],
     ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
 
+    /// Moves delivered positions forward; at most one mark per member.
+    fn mark_delivered(
+        &mut self,
+        marks: &[DeliveryMark<'_>],
+    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
     /// Records domain events in the outbox.
     fn record_events(
         &mut self,
@@ -505,7 +556,23 @@ struct IdRow {
     id: i64,
 }
 
+const PG_MARK_DELIVERED: &str = "\
+UPDATE members AS m SET delivered_seq = v.seq \
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(conversation_id, user_id, seq) \
+WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id \
+AND m.delivered_seq < v.seq";
+
 impl BatchStatements for diesel_async::AsyncPgConnection {
+    async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        diesel::sql_query(PG_MARK_DELIVERED)
+            .bind::<Array<Text>, _>(marks.iter().map(|m| m.conversation).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(marks.iter().map(|m| m.user).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(marks.iter().map(|m| m.seq).collect::<Vec<_>>())
+            .execute(self)
+            .await
+    }
+
     async fn find_stored(
         &mut self,
         senders: &[&str],
@@ -627,6 +694,22 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
 }
 
 impl BatchStatements for super::SqliteConn {
+    async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
+        let mut moved = 0;
+        for mark in marks {
+            moved += diesel::update(
+                members::table
+                    .filter(members::conversation_id.eq(mark.conversation))
+                    .filter(members::user_id.eq(mark.user))
+                    .filter(members::delivered_seq.lt(mark.seq)),
+            )
+            .set(members::delivered_seq.eq(mark.seq))
+            .execute(self)
+            .await?;
+        }
+        Ok(moved)
+    }
+
     async fn find_stored(
         &mut self,
         senders: &[&str],
