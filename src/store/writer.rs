@@ -543,12 +543,14 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::tex
     $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
     $13::bigint[])";
 
-/// The pairs are joined, not matched as two `= ANY` lists: PostgreSQL would probe the unique
-/// index with every sender times every clientMsgId (262,144 probes for a batch of 512).
+/// One probe of the unique index per pair. Not two `= ANY` lists, which PostgreSQL probes with
+/// every sender times every clientMsgId (262,144 probes for a batch of 512), and not a plain
+/// join, which the planner turns into a hash join over a scan of the whole table (15 ms at
+/// 44,000 messages, against 2 ms of probes); the `LIMIT` keeps the subquery from being flattened.
 const PG_FIND_STORED: &str = "\
-SELECT m.id FROM messages AS m \
-JOIN unnest($1::text[], $2::text[]) AS k(sender_id, client_msg_id) \
-ON m.sender_id = k.sender_id AND m.client_msg_id = k.client_msg_id";
+SELECT m.id FROM unnest($1::text[], $2::text[]) AS k(sender_id, client_msg_id) \
+CROSS JOIN LATERAL (SELECT id FROM messages \
+    WHERE sender_id = k.sender_id AND client_msg_id = k.client_msg_id LIMIT 1) AS m";
 
 #[derive(diesel::QueryableByName)]
 struct IdRow {
