@@ -187,6 +187,25 @@ async fn a_blocked_sender_gets_blocked_until_unblocked() {
         assert_eq!(error["code"], "BLOCKED", "{label}");
         let (status, body) = send_rest(&broker, "alice", "bob", "x2", "hi").await;
         assert_eq!((status, body["code"].as_str()), (403, Some("BLOCKED")));
+        // Refused in the transaction that would have stored them: a send that goes in the same
+        // batch is stored, and the refused ones created no conversation.
+        let (blocked, other) = tokio::join!(
+            send_rest(&broker, "alice", "bob", "x2b", "hi again"),
+            send_rest(&broker, "carol", "bob", "c1", "hello bob"),
+        );
+        assert_eq!(
+            (blocked.0, blocked.1["code"].as_str()),
+            (403, Some("BLOCKED"))
+        );
+        assert_eq!(other.0, 201, "{label}: {}", other.1);
+        let (_, list) = broker
+            .api("GET", "/api/v1/conversations", "alice", None)
+            .await;
+        assert_eq!(
+            list["items"].as_array().map(Vec::len),
+            Some(0),
+            "{label}: {list}"
+        );
         // Bob may still write to alice; blocks are one way.
         let (status, _) = send_rest(&broker, "bob", "alice", "y1", "I can write").await;
         assert_eq!(status, 201, "{label}");

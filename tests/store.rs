@@ -33,6 +33,7 @@ fn text(target: Target, sender: &str, client_msg_id: &str, content: &str) -> New
         attachment: None,
         reply_to: None,
         forwarded_from: None,
+        unless_blocked_by: None,
     }
 }
 

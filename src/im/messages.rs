@@ -196,6 +196,7 @@ impl Im {
             attachment,
             reply_to,
             forwarded_from: None,
+            unless_blocked_by: None,
         })
     }
 
@@ -627,6 +628,7 @@ impl Im {
                 attachment,
                 reply_to: None,
                 forwarded_from: None,
+                unless_blocked_by: None,
             })
             .await
             .map_err(store_error)?;

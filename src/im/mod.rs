@@ -256,6 +256,10 @@ pub(crate) fn store_error(error: StoreError) -> AppError {
             "the group has no room for more members",
         ),
         StoreError::Conflict(reason) => AppError::new(ErrorCode::Conflict, reason),
+        StoreError::Blocked(user) => AppError::new(
+            ErrorCode::Blocked,
+            format!("{user} does not accept your messages"),
+        ),
         StoreError::Timeout | StoreError::Unavailable(_) => {
             tracing::warn!(%error, "storage unavailable");
             AppError::new(ErrorCode::Unavailable, "storage is unavailable; retry")

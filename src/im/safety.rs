@@ -175,18 +175,8 @@ impl Im {
             Target::Conversation(id) if conversation_type(id) == "private" => peer_of(id, me),
             _ => None,
         };
-        if let Some(peer) = &peer
-            && self
-                .store()
-                .is_blocked(peer, me)
-                .await
-                .map_err(store_error)?
-        {
-            return Err(AppError::new(
-                ErrorCode::Blocked,
-                format!("{peer} does not accept your messages"),
-            ));
-        }
+        // The writer refuses the message with BLOCKED if the peer has blocked the sender.
+        message.unless_blocked_by.clone_from(&peer);
         self.moderate(me, &conversation, message).await?;
         self.check_file(me, &conversation, message).await?;
         if let Some(peer) = &peer {

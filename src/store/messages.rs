@@ -88,6 +88,9 @@ pub struct NewMessage {
     pub reply_to: Option<i64>,
     /// JSON of the forwarded original.
     pub forwarded_from: Option<String>,
+    /// A user whose blocks refuse the message ([`StoreError::Blocked`]): the peer of a private
+    /// chat. Checked in the transaction that stores it, as one statement per batch.
+    pub unless_blocked_by: Option<String>,
 }
 
 /// What a send did.

@@ -66,6 +66,9 @@ pub enum StoreError {
     /// The change is not allowed in the row's state.
     #[error("{0}")]
     Conflict(String),
+    /// The recipient (named) has blocked the sender: the message was not stored.
+    #[error("{0} has blocked the sender")]
+    Blocked(String),
 }
 
 /// The pool behind the store.

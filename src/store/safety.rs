@@ -208,26 +208,6 @@ impl Store {
         .await
     }
 
-    /// Whether `user` has blocked `sender`.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn is_blocked(&self, user: &str, sender: &str) -> Result<bool, StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let count: i64 = blocks::table
-                    .filter(blocks::user_id.eq(user))
-                    .filter(blocks::blocked_id.eq(sender))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                Ok(count > 0)
-            })
-        })
-        .await
-    }
-
     /// Stores a report.
     ///
     /// # Errors

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, SendOutcome};
 use super::order::SeqOrder;
+use super::safety::tables::blocks;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
@@ -141,7 +142,7 @@ async fn commit(
 ) -> Vec<Result<SendOutcome, StoreError>> {
     let whole = tokio::time::timeout(timeout, apply(pool, ids, outbox, batch)).await;
     match whole {
-        Ok(Ok(outcomes)) => outcomes.into_iter().map(Ok).collect(),
+        Ok(Ok(outcomes)) => outcomes,
         Ok(Err(_)) if batch.len() > 1 => {
             let mut outcomes = Vec::with_capacity(batch.len());
             for message in batch {
@@ -151,7 +152,7 @@ async fn commit(
                 )
                 .await
                 .unwrap_or(Err(StoreError::Timeout))
-                .map(|mut o| o.remove(0));
+                .and_then(|mut o| o.remove(0));
                 outcomes.push(single);
             }
             outcomes
@@ -166,7 +167,7 @@ async fn apply(
     ids: &IdGenerator,
     outbox: Option<&str>,
     batch: &[NewMessage],
-) -> Result<Vec<SendOutcome>, StoreError> {
+) -> Result<Vec<Result<SendOutcome, StoreError>>, StoreError> {
     with_conn!(pool, |conn| {
         conn.transaction(async |conn| {
             super::InsertRows::lock_for_write(conn).await?;
@@ -199,6 +200,36 @@ async fn apply(
                         index,
                     );
                     fresh.push(index);
+                }
+            }
+
+            // Blocks: one lookup for every private send of the batch, in the transaction that
+            // stores them.
+            let mut blocked: Vec<usize> = Vec::new();
+            let mut checks: Vec<(&str, &str)> = fresh
+                .iter()
+                .filter_map(|&i| {
+                    let message = &batch[i];
+                    let user = message.unless_blocked_by.as_deref()?;
+                    Some((user, message.sender.as_str()))
+                })
+                .collect();
+            if !checks.is_empty() {
+                checks.sort_unstable();
+                checks.dedup();
+                let found = BatchStatements::find_blocks(conn, &checks).await?;
+                if !found.is_empty() {
+                    fresh.retain(|&i| {
+                        let message = &batch[i];
+                        let refused = found.iter().any(|(user, sender)| {
+                            message.unless_blocked_by.as_deref() == Some(user.as_str())
+                                && *sender == message.sender
+                        });
+                        if refused {
+                            blocked.push(i);
+                        }
+                        !refused
+                    });
                 }
             }
 
@@ -412,14 +443,22 @@ async fn apply(
                     marked_read,
                 });
             }
-            for (index, first) in repeats {
-                let row = outcomes[first]
-                    .as_ref()
-                    .map(|o| o.message().clone())
-                    .ok_or(StoreError::NotFound)?;
-                outcomes[index] = Some(SendOutcome::Duplicate(row));
+            let refusal = |index: usize| {
+                StoreError::Blocked(batch[index].unless_blocked_by.clone().unwrap_or_default())
+            };
+            let mut answers: Vec<Option<Result<SendOutcome, StoreError>>> =
+                outcomes.into_iter().map(|o| o.map(Ok)).collect();
+            for &index in &blocked {
+                answers[index] = Some(Err(refusal(index)));
             }
-            outcomes
+            for (index, first) in repeats {
+                answers[index] = Some(match &answers[first] {
+                    Some(Ok(outcome)) => Ok(SendOutcome::Duplicate(outcome.message().clone())),
+                    Some(Err(_)) => Err(refusal(first)),
+                    None => Err(StoreError::NotFound),
+                });
+            }
+            answers
                 .into_iter()
                 .map(|o| o.ok_or(StoreError::NotFound))
                 .collect::<Result<Vec<_>, StoreError>>()
@@ -490,6 +529,12 @@ trait BatchStatements {
         &mut self,
         rows: &[MemberRow],
     ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
+    /// The `(user, sender)` pairs among `pairs` where the user has blocked the sender.
+    fn find_blocks(
+        &mut self,
+        pairs: &[(&str, &str)],
+    ) -> impl Future<Output = diesel::QueryResult<Vec<(String, String)>>> + Send;
 
     /// Moves delivered positions forward; at most one mark per member.
     fn mark_delivered(
@@ -564,7 +609,37 @@ FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(conversation_id, user_id,
 WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id \
 AND m.delivered_seq < v.seq";
 
+/// Probes per pair, for the reason given at [`PG_FIND_STORED`].
+const PG_FIND_BLOCKS: &str = "\
+SELECT b.user_id, b.blocked_id FROM unnest($1::text[], $2::text[]) AS k(user_id, blocked_id) \
+CROSS JOIN LATERAL (SELECT user_id, blocked_id FROM blocks \
+    WHERE user_id = k.user_id AND blocked_id = k.blocked_id LIMIT 1) AS b";
+
+#[derive(diesel::QueryableByName)]
+struct BlockRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    user_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    blocked_id: String,
+}
+
 impl BatchStatements for diesel_async::AsyncPgConnection {
+    async fn find_blocks(
+        &mut self,
+        pairs: &[(&str, &str)],
+    ) -> diesel::QueryResult<Vec<(String, String)>> {
+        use diesel::sql_types::{Array, Text};
+        let rows: Vec<BlockRow> = diesel::sql_query(PG_FIND_BLOCKS)
+            .bind::<Array<Text>, _>(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+            .load(self)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.user_id, row.blocked_id))
+            .collect())
+    }
+
     async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
         use diesel::sql_types::{Array, BigInt, Text};
         diesel::sql_query(PG_MARK_DELIVERED)
@@ -696,6 +771,23 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
 }
 
 impl BatchStatements for super::SqliteConn {
+    async fn find_blocks(
+        &mut self,
+        pairs: &[(&str, &str)],
+    ) -> diesel::QueryResult<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        for &(user, sender) in pairs {
+            let blocked: Option<(String, String)> = blocks::table
+                .find((user, sender))
+                .select((blocks::user_id, blocks::blocked_id))
+                .first(self)
+                .await
+                .optional()?;
+            found.extend(blocked);
+        }
+        Ok(found)
+    }
+
     async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
         let mut moved = 0;
         for mark in marks {
