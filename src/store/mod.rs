@@ -205,14 +205,7 @@ impl Store {
         let pool = connect(settings).await?;
         let ids = Arc::new(IdGenerator::new(settings.node_number));
         let order = Arc::new(order::SeqOrder::default());
-        let writer = writer::start(
-            pool.clone(),
-            ids.clone(),
-            settings.outbox_node.clone(),
-            settings.max_batch,
-            settings.timeout,
-            order.clone(),
-        );
+        let writer = writer::start(settings, ids.clone(), order.clone()).await?;
         Ok(Store {
             pool,
             ids,
@@ -341,6 +334,15 @@ fn prepare_sqlite_dir(path: &str) -> Result<(), StoreError> {
 }
 
 async fn connect(settings: &StoreSettings) -> Result<Pool, StoreError> {
+    connect_sized(settings, settings.pool_size, 4).await
+}
+
+/// A pool of at most `postgres_size` connections on PostgreSQL, `sqlite_size` on SQLite.
+async fn connect_sized(
+    settings: &StoreSettings,
+    postgres_size: u32,
+    sqlite_size: u32,
+) -> Result<Pool, StoreError> {
     let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
     if let Some(path) = sqlite_path(&settings.url) {
         let mut config = ManagerConfig::<SqliteConn>::default();
@@ -364,7 +366,7 @@ async fn connect(settings: &StoreSettings) -> Result<Pool, StoreError> {
         });
         let manager = AsyncDieselConnectionManager::new_with_config(path, config);
         let pool = Bb8Pool::builder()
-            .max_size(4)
+            .max_size(sqlite_size)
             .connection_timeout(settings.timeout)
             .build(manager)
             .await
@@ -376,7 +378,7 @@ async fn connect(settings: &StoreSettings) -> Result<Pool, StoreError> {
         config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::new_with_config(&settings.url, config);
         let pool = Bb8Pool::builder()
-            .max_size(settings.pool_size)
+            .max_size(postgres_size)
             .connection_timeout(settings.timeout)
             .build(manager)
             .await

@@ -102,34 +102,84 @@ struct DeliveryMark<'a> {
 /// Pending sends the queue holds before senders wait for room.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
-pub(crate) fn start(
+/// Connections of the writer's own pool: one commits; a second stands by for a reconnect.
+const WRITER_CONNECTIONS: u32 = 2;
+
+/// Starts the writer on a thread of its own, with a runtime and a pool of its own.
+///
+/// Why a thread: a batch is a handful of round trips to the database, and on the shared runtime
+/// each answer wakes the writer behind every session task that is ready at that moment (with
+/// thousands of senders, milliseconds per round trip), which stretched each batch and so the
+/// latency of every send in it. On its own thread the writer is scheduled by the kernel as soon
+/// as its answer arrives. Its connections live on that runtime too, for the same reason.
+pub(crate) async fn start(
+    settings: &super::StoreSettings,
+    ids: Arc<IdGenerator>,
+    order: Arc<SeqOrder>,
+) -> Result<WriterHandle, StoreError> {
+    let (queue, jobs) = mpsc::channel::<(NewMessage, Reply)>(QUEUE_CAPACITY);
+    let (ready, started) = oneshot::channel::<Result<(), StoreError>>();
+    let settings = settings.clone();
+    std::thread::Builder::new()
+        .name("broker-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready.send(Err(StoreError::Unavailable(error.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let pool =
+                    match super::connect_sized(&settings, WRITER_CONNECTIONS, WRITER_CONNECTIONS)
+                        .await
+                    {
+                        Ok(pool) => pool,
+                        Err(error) => {
+                            let _ = ready.send(Err(error));
+                            return;
+                        }
+                    };
+                let _ = ready.send(Ok(()));
+                run(pool, ids, settings, order, jobs).await;
+            });
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+    started
+        .await
+        .map_err(|_| StoreError::Unavailable("the writer did not start".into()))??;
+    Ok(WriterHandle { queue })
+}
+
+/// Takes batches off the queue until every handle (every Store clone) is gone.
+async fn run(
     pool: Pool,
     ids: Arc<IdGenerator>,
-    outbox_node: Option<String>,
-    max_batch: usize,
-    timeout: Duration,
+    settings: super::StoreSettings,
     order: Arc<SeqOrder>,
-) -> WriterHandle {
-    let (queue, mut jobs) = mpsc::channel::<(NewMessage, Reply)>(QUEUE_CAPACITY);
-    tokio::spawn(async move {
-        let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
-        // Ends when every handle (every Store clone) is gone.
-        while jobs.recv_many(&mut batch, max_batch.max(1)).await > 0 {
-            let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
-            let outcomes = commit(&pool, &ids, outbox_node.as_deref(), &messages, timeout).await;
-            // Before anyone hears of the commit: the pushes of these seqs will be run in order.
-            order.committed(outcomes.iter().filter_map(|outcome| match outcome {
-                Ok(SendOutcome::Stored { message, .. }) => {
-                    Some((message.conversation_id.as_str(), message.seq))
-                }
-                _ => None,
-            }));
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
+    mut jobs: mpsc::Receiver<(NewMessage, Reply)>,
+) {
+    let max_batch = settings.max_batch.max(1);
+    let outbox_node = settings.outbox_node.as_deref();
+    let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
+    while jobs.recv_many(&mut batch, max_batch).await > 0 {
+        let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
+        let outcomes = commit(&pool, &ids, outbox_node, &messages, settings.timeout).await;
+        // Before anyone hears of the commit: the pushes of these seqs will be run in order.
+        order.committed(outcomes.iter().filter_map(|outcome| match outcome {
+            Ok(SendOutcome::Stored { message, .. }) => {
+                Some((message.conversation_id.as_str(), message.seq))
             }
+            _ => None,
+        }));
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
         }
-    });
-    WriterHandle { queue }
+    }
 }
 
 /// Commits a batch, or each send alone when the batch fails.
