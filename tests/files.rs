@@ -74,6 +74,15 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
+/// Bob uploads a PNG under `name` (URL-encoded); the attachment object of a 201.
+async fn upload_png(broker: &TestBroker, name: &str, bytes: &[u8], label: &str) -> Value {
+    let path = format!("/api/v1/files?name={name}");
+    let (status, _, body) = raw(broker, "POST", &path, "bob", "image/png", bytes, false).await;
+    let attachment = json_of(&body);
+    assert_eq!(status, 201, "{label}: {attachment}");
+    attachment
+}
+
 fn files_in(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
@@ -86,18 +95,7 @@ async fn images_are_checked_measured_thumbnailed_and_shared_with_conversation_me
         let files_dir: &'static str = Box::leak(dir.path().display().to_string().into_boxed_str());
         let broker = TestBroker::start_im(&database.url, &[("BROKER_FILES_DIR", files_dir)]).await;
         let picture = png(640, 320);
-        let (status, _, body) = raw(
-            &broker,
-            "POST",
-            "/api/v1/files?name=cat%20photo.png",
-            "bob",
-            "image/png",
-            &picture,
-            false,
-        )
-        .await;
-        let attachment = json_of(&body);
-        assert_eq!(status, 201, "{label}: {attachment}");
+        let attachment = upload_png(&broker, "cat%20photo.png", &picture, label).await;
         assert_eq!(attachment["name"], "cat photo.png");
         assert_eq!(attachment["mime"], "image/png");
         assert_eq!(attachment["size"], picture.len());
@@ -410,18 +408,7 @@ async fn uploads_kept_in_an_s3_compatible_store_are_served_after_a_restart() {
         let broker = TestBroker::start_im(&database.url, &overrides).await;
 
         let picture = png(400, 200);
-        let (status, _, body) = raw(
-            &broker,
-            "POST",
-            "/api/v1/files?name=map.png",
-            "bob",
-            "image/png",
-            &picture,
-            false,
-        )
-        .await;
-        let attachment = json_of(&body);
-        assert_eq!(status, 201, "{label}: {attachment}");
+        let attachment = upload_png(&broker, "map.png", &picture, label).await;
         let url_path = attachment["url"].as_str().unwrap().to_owned();
         let id = url_path.rsplit('/').next().unwrap().to_owned();
         let thumbnail = attachment["thumbnailUrl"].as_str().unwrap().to_owned();
