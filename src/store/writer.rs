@@ -25,7 +25,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{NewMessage, SendOutcome};
 use super::order::SeqOrder;
-use super::safety::tables::blocks;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
@@ -820,22 +819,51 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
     }
 }
 
+/// `select` over `k(a, b)`, a table of `pairs` given as one `VALUES` list: a whole batch's
+/// lookup in one statement, so one hop to SQLite's blocking thread rather than one per pair.
+/// `select` joins `k` with `CROSS JOIN`, which in SQLite keeps `k` outside, so that each pair is
+/// one search of the unique index (a row-value `IN` scans the whole index instead).
+fn sqlite_pairs<'a>(
+    select: &str,
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::sqlite::Sqlite, diesel::query_builder::SqlQuery>
+{
+    use diesel::sql_types::Text;
+    let mut sql = String::with_capacity(select.len() + pairs.len() * 8 + 32);
+    sql.push_str("WITH k(a, b) AS (VALUES ");
+    let mut query_pairs = Vec::with_capacity(pairs.len());
+    for (index, pair) in pairs.enumerate() {
+        sql.push_str(if index == 0 { "(?, ?)" } else { ", (?, ?)" });
+        query_pairs.push(pair);
+    }
+    sql.push_str(") ");
+    sql.push_str(select);
+    let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+    for (first, second) in query_pairs {
+        query = query.bind::<Text, _>(first).bind::<Text, _>(second);
+    }
+    query
+}
+
 impl BatchStatements for super::SqliteConn {
     async fn find_blocks(
         &mut self,
         pairs: &[(&str, &str)],
     ) -> diesel::QueryResult<Vec<(String, String)>> {
-        let mut found = Vec::new();
-        for &(user, sender) in pairs {
-            let blocked: Option<(String, String)> = blocks::table
-                .find((user, sender))
-                .select((blocks::user_id, blocks::blocked_id))
-                .first(self)
-                .await
-                .optional()?;
-            found.extend(blocked);
+        if pairs.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(found)
+        let rows: Vec<BlockRow> = sqlite_pairs(
+            "SELECT b.user_id, b.blocked_id FROM k CROSS JOIN blocks AS b \
+             ON b.user_id = k.a AND b.blocked_id = k.b",
+            pairs.iter().copied(),
+        )
+        .load(self)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.user_id, row.blocked_id))
+            .collect())
     }
 
     async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
@@ -859,21 +887,24 @@ impl BatchStatements for super::SqliteConn {
         senders: &[&str],
         client_ids: &[&str],
     ) -> diesel::QueryResult<Vec<MessageRow>> {
-        // One indexed lookup per pair: in process, a statement costs no round trip.
-        let mut stored = Vec::new();
-        for (sender, client_id) in senders.iter().zip(client_ids) {
-            if let Some(row) = messages::table
-                .filter(messages::sender_id.eq(sender))
-                .filter(messages::client_msg_id.eq(client_id))
-                .select(MessageRow::as_select())
-                .first(self)
-                .await
-                .optional()?
-            {
-                stored.push(row);
-            }
+        if senders.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(stored)
+        let ids: Vec<IdRow> = sqlite_pairs(
+            "SELECT m.id FROM k CROSS JOIN messages AS m \
+             ON m.sender_id = k.a AND m.client_msg_id = k.b",
+            senders.iter().copied().zip(client_ids.iter().copied()),
+        )
+        .load(self)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        messages::table
+            .filter(messages::id.eq_any(ids.into_iter().map(|row| row.id).collect::<Vec<_>>()))
+            .select(MessageRow::as_select())
+            .load(self)
+            .await
     }
 
     async fn reserve(
