@@ -974,8 +974,18 @@ impl BatchStatements for super::SqliteConn {
         &mut self,
         rows: &[ConversationRow],
     ) -> diesel::QueryResult<Vec<String>> {
+        // Nearly every candidate exists already: one lookup by key leaves the inserts (a
+        // statement each, so a hop each to the blocking thread) to the new ones.
+        let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+        let existing: std::collections::HashSet<String> = conversations::table
+            .filter(conversations::id.eq_any(&ids))
+            .select(conversations::id)
+            .load::<String>(self)
+            .await?
+            .into_iter()
+            .collect();
         let mut inserted = Vec::new();
-        for row in rows {
+        for row in rows.iter().filter(|row| !existing.contains(&row.id)) {
             let created: Option<String> = diesel::insert_into(conversations::table)
                 .values(row)
                 .on_conflict_do_nothing()
