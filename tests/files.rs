@@ -74,6 +74,11 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     bytes
 }
 
+/// `user` fetches a stored file (or its thumbnail) at `path`.
+async fn download(broker: &TestBroker, path: &str, user: &str) -> (u16, String, Vec<u8>) {
+    raw(broker, "GET", path, user, "text/plain", b"", false).await
+}
+
 /// Bob uploads a PNG under `name` (URL-encoded); the attachment object of a 201.
 async fn upload_png(broker: &TestBroker, name: &str, bytes: &[u8], label: &str) -> Value {
     let path = format!("/api/v1/files?name={name}");
@@ -106,8 +111,7 @@ async fn images_are_checked_measured_thumbnailed_and_shared_with_conversation_me
         let url = attachment["url"].as_str().unwrap().to_owned();
         let thumbnail = attachment["thumbnailUrl"].as_str().unwrap().to_owned();
 
-        let (status, head, bytes) =
-            raw(&broker, "GET", &url, "bob", "text/plain", b"", false).await;
+        let (status, head, bytes) = download(&broker, &url, "bob").await;
         assert_eq!(status, 200, "{label}: the uploader");
         assert!(
             head.to_ascii_lowercase()
@@ -115,7 +119,7 @@ async fn images_are_checked_measured_thumbnailed_and_shared_with_conversation_me
             "{head}"
         );
         assert_eq!(bytes, picture);
-        let (status, _, _) = raw(&broker, "GET", &url, "alice", "text/plain", b"", false).await;
+        let (status, _, _) = download(&broker, &url, "alice").await;
         assert_eq!(status, 404, "{label}: not shared yet");
 
         let (status, sent) = broker
@@ -127,22 +131,13 @@ async fn images_are_checked_measured_thumbnailed_and_shared_with_conversation_me
             )
             .await;
         assert_eq!(status, 201, "{label}: {sent}");
-        let (status, _, bytes) = raw(&broker, "GET", &url, "alice", "text/plain", b"", false).await;
+        let (status, _, bytes) = download(&broker, &url, "alice").await;
         assert_eq!(
             (status, bytes.len()),
             (200, picture.len()),
             "{label}: a member"
         );
-        let (status, head, bytes) = raw(
-            &broker,
-            "GET",
-            &thumbnail,
-            "alice",
-            "text/plain",
-            b"",
-            false,
-        )
-        .await;
+        let (status, head, bytes) = download(&broker, &thumbnail, "alice").await;
         assert_eq!(status, 200, "{label}");
         assert!(
             head.to_ascii_lowercase()
@@ -150,7 +145,7 @@ async fn images_are_checked_measured_thumbnailed_and_shared_with_conversation_me
         );
         let small = image::load_from_memory(&bytes).unwrap();
         assert_eq!((small.width(), small.height()), (256, 128));
-        let (status, _, _) = raw(&broker, "GET", &url, "carol", "text/plain", b"", false).await;
+        let (status, _, _) = download(&broker, &url, "carol").await;
         assert_eq!(status, 404, "{label}: not a member");
 
         // Carol cannot attach bob's file to a message of hers.
@@ -452,29 +447,18 @@ async fn uploads_kept_in_an_s3_compatible_store_are_served_after_a_restart() {
         assert_eq!(status, 201, "{label}: {sent}");
         common::im::stop(broker).await;
         let broker = TestBroker::start_im(&database.url, &overrides).await;
-        let (status, head, bytes) =
-            raw(&broker, "GET", &url_path, "alice", "text/plain", b"", false).await;
+        let (status, head, bytes) = download(&broker, &url_path, "alice").await;
         assert_eq!(status, 200, "{label}: {head}");
         assert!(
             head.to_ascii_lowercase()
                 .contains("content-type: image/png")
         );
         assert_eq!(bytes, picture, "{label}");
-        let (status, _, bytes) = raw(
-            &broker,
-            "GET",
-            &thumbnail,
-            "alice",
-            "text/plain",
-            b"",
-            false,
-        )
-        .await;
+        let (status, _, bytes) = download(&broker, &thumbnail, "alice").await;
         assert_eq!(status, 200, "{label}");
         let small = image::load_from_memory(&bytes).unwrap();
         assert_eq!((small.width(), small.height()), (256, 128), "{label}");
-        let (status, _, _) =
-            raw(&broker, "GET", &url_path, "carol", "text/plain", b"", false).await;
+        let (status, _, _) = download(&broker, &url_path, "carol").await;
         assert_eq!(status, 404, "{label}: not a member");
     }
 }
