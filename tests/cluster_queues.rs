@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use broker::auth::Role;
 use common::cluster::{Node, amqp_url, cluster_name, database, token};
+use common::db::TestDatabase;
 use common::{Client, Received};
 use stomp_codec::{Command, Frame};
 
@@ -48,6 +49,24 @@ impl TestQueue {
     }
 }
 
+/// Two nodes of a fresh cluster sharing a fresh database (kept alive by the first value), and
+/// a queue named `name` unique to the test.
+async fn two_nodes(name: &str) -> (TestDatabase, Node, Node, TestQueue) {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let queue = TestQueue::new(&cluster, name);
+    (db, a, b, queue)
+}
+
+/// A fresh subscriber on `node` finds nothing: every message was acknowledged for good.
+async fn expect_empty(node: &Node, queue: &TestQueue) {
+    let mut other = system(node, "other").await;
+    other.subscribe(&queue.destination, "o", "auto").await;
+    other.expect_nothing(Duration::from_millis(800)).await;
+}
+
 /// Sends `count` messages `<prefix>-<i>`, each waiting for its RECEIPT.
 async fn produce(client: &mut Client, destination: &str, prefix: &str, count: usize) {
     for i in 0..count {
@@ -83,11 +102,7 @@ async fn drain(client: &mut Client, quiet: Duration, ack: bool) -> Vec<String> {
 
 #[tokio::test]
 async fn consumers_on_both_nodes_compete_and_each_message_goes_to_exactly_one() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "jobs");
+    let (_db, a, b, queue) = two_nodes("jobs").await;
     let prefetch_one = [("ack", "client-individual"), ("prefetch-count", "1")];
     let mut worker_a = system(&a, "worker-a").await;
     worker_a
@@ -127,11 +142,7 @@ async fn consumers_on_both_nodes_compete_and_each_message_goes_to_exactly_one() 
 
 #[tokio::test]
 async fn a_nacked_message_is_delivered_again_marked_redelivered() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "retry");
+    let (_db, a, b, queue) = two_nodes("retry").await;
     let mut worker = system(&b, "worker").await;
     worker
         .subscribe(&queue.destination, "w", "client-individual")
@@ -159,19 +170,13 @@ async fn a_nacked_message_is_delivered_again_marked_redelivered() {
     worker
         .request(Frame::new(Command::Unsubscribe).header("id", "w"), "unsub")
         .await;
-    let mut other = system(&a, "other").await;
-    other.subscribe(&queue.destination, "o", "auto").await;
-    other.expect_nothing(Duration::from_millis(800)).await;
+    expect_empty(&a, &queue).await;
     queue.delete().await;
 }
 
 #[tokio::test]
 async fn a_message_sent_with_nobody_subscribed_waits_for_a_subscriber_on_the_other_node() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "later");
+    let (_db, a, b, queue) = two_nodes("later").await;
     let mut producer = system(&a, "producer").await;
     producer
         .request(
@@ -205,11 +210,7 @@ async fn a_message_sent_with_nobody_subscribed_waits_for_a_subscriber_on_the_oth
 
 #[tokio::test]
 async fn what_a_killed_node_left_unacknowledged_goes_to_a_consumer_on_the_other_node() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let mut a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "orphans");
+    let (_db, mut a, b, queue) = two_nodes("orphans").await;
     let mut worker_a = system(&a, "worker-a").await;
     worker_a
         .subscribe_with(
@@ -245,11 +246,7 @@ async fn what_a_killed_node_left_unacknowledged_goes_to_a_consumer_on_the_other_
 
 #[tokio::test]
 async fn receipted_sends_survive_the_death_of_the_sending_node() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let mut a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "durable");
+    let (_db, mut a, b, queue) = two_nodes("durable").await;
     let mut producer = system(&a, "producer").await;
     // Pipelined: every SEND goes out before the first RECEIPT is read.
     for i in 0..20 {
@@ -279,11 +276,7 @@ async fn receipted_sends_survive_the_death_of_the_sending_node() {
 
 #[tokio::test]
 async fn client_acks_are_cumulative_and_follow_transactions() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "batch");
+    let (_db, a, b, queue) = two_nodes("batch").await;
     let mut producer = system(&a, "producer").await;
     produce(&mut producer, &queue.destination, "b", 3).await;
     let mut worker = system(&b, "worker").await;
@@ -346,19 +339,13 @@ async fn client_acks_are_cumulative_and_follow_transactions() {
     worker
         .request(Frame::new(Command::Unsubscribe).header("id", "w"), "u2")
         .await;
-    let mut other = system(&a, "other").await;
-    other.subscribe(&queue.destination, "o", "auto").await;
-    other.expect_nothing(Duration::from_millis(800)).await;
+    expect_empty(&a, &queue).await;
     queue.delete().await;
 }
 
 #[tokio::test]
 async fn a_queue_subscriber_that_disconnects_hands_its_unacknowledged_messages_on() {
-    let cluster = cluster_name();
-    let db = database().await;
-    let a = Node::start(&cluster, "a", &db.url, &[]).await;
-    let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let queue = TestQueue::new(&cluster, "handover");
+    let (_db, a, b, queue) = two_nodes("handover").await;
     let mut producer = system(&a, "producer").await;
     produce(&mut producer, &queue.destination, "h", 4).await;
     let mut first = system(&a, "first").await;
