@@ -143,3 +143,16 @@ pub fn since(start: Option<Sample>, broker: Option<u32>) -> Option<Usage> {
     let end = Sample::take(broker)?;
     Some(start.usage_until(&end))
 }
+
+/// CPU time of the calling thread in nanoseconds (first field of its `schedstat`).
+///
+/// The kernel brings this figure up to date when the thread leaves the CPU, so it is exact
+/// right after a blocking call and may lag by up to a scheduler tick otherwise.
+pub fn thread_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

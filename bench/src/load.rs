@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -124,7 +125,6 @@ impl FlowReport {
 /// Timing shared by all tasks of a run.
 struct Clock {
     first_send: AtomicU64,
-    last_receive: AtomicU64,
 }
 
 /// The body: `<seq> <send time ns> ` padded with `x` to the payload size. Text, so that both
@@ -295,45 +295,82 @@ async fn read_receipts(mut reader: Reader, flow: Arc<Flow>, errors: Arc<Errors>)
     }
 }
 
+/// What one subscriber received.
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    out_of_order: u64,
+    /// When the last copy arrived ([`now_ns`]); 0 when none did.
+    last_receive: u64,
+}
+
+/// Frames a subscriber may count before it tells the flow, even while more keep arriving.
+const REPORT_EVERY: u64 = 32;
+
 /// Counts and times what one subscriber receives until `stop` fires or the connection ends.
-/// Returns (received, out of order).
-#[allow(clippy::too_many_arguments)]
+///
+/// A thousand subscribers on a couple of threads share the flow's counter, the latency
+/// histograms and the stop signal, so per frame this task only updates its own state: it tells
+/// the flow what arrived when it has nothing left to read (or every [`REPORT_EVERY`] frames),
+/// records latencies in batches, and looks at the stop signal only when it would wait.
 async fn consume(
     connection: Connection,
     who: usize,
     flow: Arc<Flow>,
     latencies: Arc<Latencies>,
-    clock: Arc<Clock>,
     errors: Arc<Errors>,
     mut stop: watch::Receiver<bool>,
-) -> (u64, u64) {
+) -> Tally {
     // The writer is kept so the socket stays fully open while we read.
     let Connection { writer, mut reader } = connection;
-    let mut received = 0u64;
-    let mut out_of_order = 0u64;
+    let mut tally = Tally::default();
+    let mut unreported = 0u64;
+    // Latencies are only read once every subscriber has stopped, so they can wait here.
+    let mut samples = [0u64; 32];
+    let mut sampled = 0;
     let mut next_seq = 0u64;
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
-        let frame = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            frame = reader.next() => frame,
-        };
+        let next = reader.next();
+        tokio::pin!(next);
+        let frame = std::future::poll_fn(|cx| {
+            if let Poll::Ready(frame) = next.as_mut().poll(cx) {
+                return Poll::Ready(Some(frame));
+            }
+            if unreported > 0 {
+                flow.on_received(unreported);
+                unreported = 0;
+            }
+            stopped.as_mut().poll(cx).map(|_| None)
+        })
+        .await;
+        let Some(frame) = frame else { break };
         match frame {
             Ok(Some(frame)) if frame.command == Command::Message => {
                 let now = now_ns();
                 match parse_body(&frame.body) {
                     Some((seq, sent_at)) => {
-                        latencies.record(who, now.saturating_sub(sent_at));
+                        samples[sampled] = now.saturating_sub(sent_at);
+                        sampled += 1;
+                        if sampled == samples.len() {
+                            latencies.record_all(who, &samples);
+                            sampled = 0;
+                        }
                         if seq < next_seq {
-                            out_of_order += 1;
+                            tally.out_of_order += 1;
                         }
                         next_seq = next_seq.max(seq + 1);
                     }
                     None => errors.add(format!("subscriber {who}: unparsable body")),
                 }
-                received += 1;
-                clock.last_receive.fetch_max(now, Ordering::Relaxed);
-                flow.on_received(1);
+                tally.received += 1;
+                tally.last_receive = now;
+                unreported += 1;
+                if unreported == REPORT_EVERY {
+                    flow.on_received(unreported);
+                    unreported = 0;
+                }
             }
             Ok(Some(frame)) => {
                 errors.add(format!("subscriber {who} got {}", describe(&frame)));
@@ -351,8 +388,12 @@ async fn consume(
             }
         }
     }
+    if unreported > 0 {
+        flow.on_received(unreported);
+    }
+    latencies.record_all(who, &samples[..sampled]);
     drop(writer);
-    (received, out_of_order)
+    tally
 }
 
 /// One publisher's destination and the subscribers it feeds.
@@ -374,7 +415,6 @@ async fn run_groups(
     let latencies = Arc::new(Latencies::new());
     let clock = Arc::new(Clock {
         first_send: AtomicU64::new(0),
-        last_receive: AtomicU64::new(0),
     });
     let flows: Vec<Arc<Flow>> = groups
         .iter()
@@ -417,7 +457,6 @@ async fn run_groups(
                     number,
                     flow,
                     latencies.clone(),
-                    clock.clone(),
                     errors.clone(),
                     stop_rx.clone(),
                 ));
@@ -499,14 +538,15 @@ async fn run_groups(
     let _ = stop_tx.send(true);
     let mut received = 0u64;
     let mut out_of_order = 0u64;
+    let mut last_rx = 0u64;
     while let Some(result) = subscribers.join_next().await {
-        if let Ok((r, o)) = result {
-            received += r;
-            out_of_order += o;
+        if let Ok(tally) = result {
+            received += tally.received;
+            out_of_order += tally.out_of_order;
+            last_rx = last_rx.max(tally.last_receive);
         }
     }
     let first = clock.first_send.load(Ordering::Relaxed);
-    let last_rx = clock.last_receive.load(Ordering::Relaxed);
     let span = (last_rx.saturating_sub(first)) as f64 / 1e9;
     let deliveries_per_sec = if span > 0.0 {
         received as f64 / span

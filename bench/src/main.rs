@@ -1,4 +1,4 @@
-//! `loadgen`: the broker's load generator. Three scenarios over STOMP 1.2 on WebSocket, each
+//! `loadgen`: the broker's load generator. Scenarios over STOMP 1.2 on WebSocket, each
 //! printing a one-line summary (and JSON with `--json`):
 //!
 //! - `fanout`: one publisher, N subscribers on one topic: deliveries per second, loss, latency;
@@ -7,6 +7,8 @@
 //! - `im` and `group`: private messages between user pairs and messages to a large group
 //!   through our broker's IM layer, stored before they are confirmed (see `im.rs`);
 //!
+//! `floor`, the same kind of fan-out over bare loopback TCP sockets with no broker at all: the
+//! latency and CPU per delivery that the machine itself allows, to read the others against;
 //! and `report`, which prints the markdown table of a `bench/run.sh` run.
 //!
 //! It speaks to our broker (`--token` or `--jwt-secret`) and to RabbitMQ Web-STOMP
@@ -14,6 +16,7 @@
 
 mod client;
 mod cpu;
+mod floor;
 mod idle;
 mod im;
 mod load;
@@ -245,6 +248,29 @@ enum Scenario {
         #[command(flatten)]
         flow: ImFlow,
     },
+    /// No broker: writer threads send a timestamped message to each of N loopback TCP
+    /// sockets per publication, reader threads poll the other ends; the kernel's own latency
+    /// and CPU per delivery for a fan-out.
+    Floor {
+        /// Connected socket pairs.
+        #[arg(long, default_value_t = 1000)]
+        sockets: usize,
+        /// Threads writing, each to its share of the sockets (blocking writes).
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+        /// Threads reading, each polling its share of the sockets.
+        #[arg(long, default_value_t = 2)]
+        readers: usize,
+        /// Publications per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Seconds of publishing.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Bytes per message (250: about a STOMP MESSAGE frame of the fanout scenario).
+        #[arg(long, default_value_t = 250)]
+        payload: usize,
+    },
     /// Prints the markdown table of the JSON results that bench/run.sh wrote.
     Report {
         /// `NAME=DIR`: a column headed NAME from the results in DIR; repeat per broker.
@@ -409,6 +435,31 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         print!("{}", report::table(columns));
         return Ok(true);
     }
+    if let Scenario::Floor {
+        sockets,
+        writers,
+        readers,
+        rate,
+        duration,
+        payload,
+    } = &cli.scenario
+    {
+        let floor = floor::Floor {
+            sockets: *sockets,
+            writers: *writers,
+            readers: *readers,
+            rate: *rate,
+            duration: seconds(*duration, "--duration")?,
+            payload: *payload,
+        };
+        let mut report = tokio::task::spawn_blocking(move || floor::run(&floor)).await??;
+        report.label.clone_from(&common.label);
+        println!("{}", report.summary());
+        if let Some(path) = &common.json {
+            write_json(path, &report)?;
+        }
+        return Ok(report.lost == 0 && report.errors == 0);
+    }
     let target_at = |url: &str| {
         let url = url.to_owned();
         async move {
@@ -503,7 +554,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(report.ok())
         }
-        Scenario::Report { .. } => Ok(true),
+        Scenario::Report { .. } | Scenario::Floor { .. } => Ok(true),
     }
 }
 

@@ -36,11 +36,20 @@ impl Latencies {
 
     /// Records one latency, in nanoseconds, into the shard of `who`.
     pub fn record(&self, who: usize, nanos: u64) {
-        let micros = (nanos / 1000).clamp(1, MAX_MICROS);
+        self.record_all(who, &[nanos]);
+    }
+
+    /// Records latencies, in nanoseconds, into the shard of `who` under one lock.
+    pub fn record_all(&self, who: usize, nanos: &[u64]) {
+        if nanos.is_empty() {
+            return;
+        }
         let mut shard = self.shards[who % SHARDS]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        shard.saturating_record(micros);
+        for &n in nanos {
+            shard.saturating_record((n / 1000).clamp(1, MAX_MICROS));
+        }
     }
 
     /// All shards merged.
