@@ -9,12 +9,6 @@ use broker::server::Server;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// Sessions allocate and free small buffers per frame and per delivery from every worker
-/// thread; mimalloc's thread-local free lists make that several times cheaper than glibc's
-/// arenas (see docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "broker",
