@@ -62,11 +62,13 @@ async fn a_private_message_crosses_nodes_once_to_every_session() {
     let db = database().await;
     let a = Node::start(&cluster, "a", &db.url, &[]).await;
     let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let mut alice_a = user(&a, "alice", &["messages"]).await;
-    let mut alice_b = user(&b, "alice", &["messages"]).await;
-    let mut bob_b = user(&b, "bob", &["messages"]).await;
+    // Users of their own: the tests of this file share RabbitMQ's `im.route` exchange.
+    let (alice, bob) = (format!("{cluster}-alice"), format!("{cluster}-bob"));
+    let mut alice_a = user(&a, &alice, &["messages"]).await;
+    let mut alice_b = user(&b, &alice, &["messages"]).await;
+    let mut bob_b = user(&b, &bob, &["messages"]).await;
 
-    send_private(&mut alice_a, "bob", "x-1", "r1").await;
+    send_private(&mut alice_a, &bob, "x-1", "r1").await;
     alice_a.expect(Command::Receipt).await;
 
     let wait = Duration::from_millis(700);
@@ -86,19 +88,20 @@ async fn a_group_split_across_nodes_gets_each_message_once_in_seq_order() {
     let db = database().await;
     let a = Node::start(&cluster, "a", &db.url, &[]).await;
     let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let names = ["alice", "bob", "carol"].map(|name| format!("{cluster}-{name}"));
     let (status, group) = common::im::http_json(
         a.addr,
         "POST",
         "/api/v1/groups",
-        Some(&token("alice", &[Role::User])),
-        Some(json!({"name": "split", "memberIds": ["bob", "carol"]})),
+        Some(&token(&names[0], &[Role::User])),
+        Some(json!({"name": "split", "memberIds": [names[1], names[2]]})),
     )
     .await;
     assert_eq!(status, 201, "{group}");
     let id = group["id"].as_str().unwrap().to_owned();
     let topic = format!("/topic/group.{id}");
     let mut members = Vec::new();
-    for (node, name) in [(&a, "alice"), (&b, "bob"), (&b, "carol")] {
+    for (node, name) in [(&a, &names[0]), (&b, &names[1]), (&b, &names[2])] {
         let mut client = user(node, name, &[]).await;
         client.subscribe(&topic, "g", "auto").await;
         members.push(client);
@@ -156,11 +159,14 @@ async fn after_a_node_is_killed_its_users_find_every_receipted_message_on_the_ot
     let db = database().await;
     let mut a = Node::start(&cluster, "a", &db.url, &[]).await;
     let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let mut alice = user(&a, "alice", &[]).await;
+    let (alice_id, bob) = (format!("{cluster}-alice"), format!("{cluster}-bob"));
+    let history =
+        format!("/api/v1/conversations/private_{alice_id}_{bob}/messages?afterSeq=0&limit=100");
+    let mut alice = user(&a, &alice_id, &[]).await;
     let mut receipted = Vec::new();
     for i in 0..30 {
         let id = format!("k-{i}");
-        send_private(&mut alice, "bob", &id, &id).await;
+        send_private(&mut alice, &bob, &id, &id).await;
         if i < 25 {
             let frame = alice.expect(Command::Receipt).await;
             receipted.push(frame.get("receipt-id").unwrap().to_owned());
@@ -175,8 +181,8 @@ async fn after_a_node_is_killed_its_users_find_every_receipted_message_on_the_ot
     let (status, page) = common::im::http_json(
         b.addr,
         "GET",
-        "/api/v1/conversations/private_alice_bob/messages?afterSeq=0&limit=100",
-        Some(&token("alice", &[Role::User])),
+        &history,
+        Some(&token(&alice_id, &[Role::User])),
         None,
     )
     .await;
@@ -200,17 +206,17 @@ async fn after_a_node_is_killed_its_users_find_every_receipted_message_on_the_ot
     );
 
     // Retrying the unconfirmed sends on the surviving node stores each once.
-    let mut alice = user(&b, "alice", &[]).await;
+    let mut alice = user(&b, &alice_id, &[]).await;
     for i in 25..30 {
         let id = format!("k-{i}");
-        send_private(&mut alice, "bob", &id, &id).await;
+        send_private(&mut alice, &bob, &id, &id).await;
         alice.expect(Command::Receipt).await;
     }
     let (_, page) = common::im::http_json(
         b.addr,
         "GET",
-        "/api/v1/conversations/private_alice_bob/messages?afterSeq=0&limit=100",
-        Some(&token("alice", &[Role::User])),
+        &history,
+        Some(&token(&alice_id, &[Role::User])),
         None,
     )
     .await;
@@ -459,7 +465,8 @@ async fn assistant_messages_reach_staff_and_the_user_across_nodes() {
     let db = database().await;
     let a = Node::start(&cluster, "a", &db.url, &[]).await;
     let b = Node::start(&cluster, "b", &db.url, &[]).await;
-    let mut alice = user(&a, "alice", &["messages"]).await;
+    let alice_id = format!("{cluster}-alice");
+    let mut alice = user(&a, &alice_id, &["messages"]).await;
     let mut desk = Client::websocket(b.addr, None, &["v12.stomp"]).await;
     desk.connect(&token("agent", &[Role::Staff])).await;
     desk.subscribe("/topic/assistant", "desk", "auto").await;
@@ -480,7 +487,7 @@ async fn assistant_messages_reach_staff_and_the_user_across_nodes() {
             .header("destination", "/app/assistant.send")
             .header("receipt", "r")
             .body(
-                json!({"conversationId": "assistant_alice", "clientMsgId": "r1", "content": "on it"})
+                json!({"conversationId": format!("assistant_{alice_id}"), "clientMsgId": "r1", "content": "on it"})
                     .to_string(),
             ),
     )
