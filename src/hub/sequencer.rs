@@ -3,7 +3,9 @@
 //! sessions directly and the other node's copy arrives through RabbitMQ a moment later, so
 //! without this a member could see seq 15 before 14. A publication ahead of the next expected
 //! seq waits (briefly, and boundedly) for the gap to fill; a gap that does not fill in time is
-//! skipped, since clients can fetch any missing seq from history.
+//! skipped, since clients can fetch any missing seq from history. A node orders a topic from
+//! the first publication it sees there: should an earlier seq from another node arrive after
+//! that first one, it is delivered as it comes.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
