@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use stomp_codec::Command;
 
@@ -106,6 +106,13 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Messages deleted by the retention purge.
     pub messages_purged: Counter,
+    /// Sends committed per batch by the group-commit writer.
+    pub store_batch_messages: Histogram,
+    /// Seconds from a batch's first statement to its commit (retries of a failed batch
+    /// included): what every send of the batch waited for the database.
+    pub store_batch_seconds: Histogram,
+    /// Batches that failed as a whole and were retried one send at a time.
+    pub store_batch_failures: Counter,
     errors: Vec<Counter>,
 }
 
@@ -132,6 +139,9 @@ impl Metrics {
                 auth_failures: counter!("broker_auth_failures_total"),
                 connections_refused: counter!("broker_connections_refused_total"),
                 messages_purged: counter!("broker_messages_purged_total"),
+                store_batch_messages: histogram!("broker_store_batch_messages"),
+                store_batch_seconds: histogram!("broker_store_batch_seconds"),
+                store_batch_failures: counter!("broker_store_batch_failures_total"),
                 errors: ErrorReason::ALL
                     .iter()
                     .map(|r| counter!("broker_stomp_errors_total", "reason" => r.as_str()))

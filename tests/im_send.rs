@@ -325,3 +325,32 @@ async fn concurrent_senders_get_gapless_seqs() {
         assert_eq!(conversation["lastSeq"], total);
     }
 }
+
+#[tokio::test]
+async fn metrics_count_the_writers_batches_and_the_sends_in_them() {
+    for database in db::all().await {
+        let label = &database.label;
+        let broker = im::broker(&database.url, &[]).await;
+        let before_batches = broker.metric("broker_store_batch_seconds_count").await;
+        let before_sends = broker.metric("broker_store_batch_messages_sum").await;
+        let mut amy = broker.im_user("amy").await;
+        for i in 0..3 {
+            private_send(&mut amy, "ben", &format!("m-{i}"), "hi", &format!("r{i}")).await;
+            receipt(&mut amy, &format!("r{i}")).await;
+            event_on(&mut amy, "/user/queue/messages", "message.new").await;
+        }
+        // The metrics are the process's, shared with the tests running beside this one.
+        let batches = broker.metric("broker_store_batch_seconds_count").await - before_batches;
+        let sends = broker.metric("broker_store_batch_messages_sum").await - before_sends;
+        assert!(batches >= 1.0, "{label}: {batches} batches");
+        assert!(sends >= 3.0, "{label}: {sends} sends");
+        let text = broker.metrics().await;
+        for series in [
+            "broker_store_batch_seconds{quantile=\"0.99\"}",
+            "broker_store_batch_messages{quantile=\"0.5\"}",
+            "broker_store_batch_failures_total",
+        ] {
+            assert!(text.contains(series), "{label}: /metrics lacks {series}");
+        }
+    }
+}

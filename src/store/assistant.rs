@@ -50,10 +50,12 @@ impl Store {
         let cursor = cursor.and_then(parse_cursor);
         self.timed(async {
             with_conn!(&self.pool, |conn| {
+                // The generated column is set on exactly the assistant conversations, so its
+                // partial index serves this query and no other update has to maintain it.
                 let mut query = conversations::table
-                    .filter(conversations::kind.eq("assistant"))
+                    .filter(conversations::assistant_activity_at.is_not_null())
                     .order((
-                        conversations::last_activity_at.desc(),
+                        conversations::assistant_activity_at.desc(),
                         conversations::id.desc(),
                     ))
                     .select(ConversationRow::as_select())
@@ -61,8 +63,8 @@ impl Store {
                     .into_boxed();
                 if let Some((activity, id)) = cursor {
                     query = query.filter(
-                        conversations::last_activity_at.lt(activity).or(
-                            conversations::last_activity_at
+                        conversations::assistant_activity_at.lt(activity).or(
+                            conversations::assistant_activity_at
                                 .eq(activity)
                                 .and(conversations::id.lt(id)),
                         ),

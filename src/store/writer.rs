@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::messages::{NewMessage, SendOutcome};
 use super::order::SeqOrder;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
+use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
 
@@ -167,7 +168,11 @@ async fn run(
     let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
+        let started = Instant::now();
         let outcomes = commit(&pool, &ids, outbox_node, &messages, settings.timeout).await;
+        let metrics = Metrics::get();
+        metrics.store_batch_seconds.record(started.elapsed());
+        metrics.store_batch_messages.record(messages.len() as f64);
         // Before anyone hears of the commit: the pushes of these seqs will be run in order.
         order.committed(outcomes.iter().filter_map(|outcome| match outcome {
             Ok(SendOutcome::Stored { message, .. }) => {
@@ -193,6 +198,7 @@ async fn commit(
     match whole {
         Ok(Ok(outcomes)) => outcomes,
         Ok(Err(_)) if batch.len() > 1 => {
+            Metrics::get().store_batch_failures.increment(1);
             let mut outcomes = Vec::with_capacity(batch.len());
             for message in batch {
                 let single = tokio::time::timeout(
