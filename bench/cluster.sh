@@ -29,7 +29,8 @@ REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-cluster.XXXXXX)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-say() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release --quiet -p loadgen --bin loadgen
@@ -37,7 +38,7 @@ cargo build --release --quiet --bin broker
 RELEASE=$(cd "$CARGO_TARGET_DIR/release" && pwd)
 LOADGEN=$RELEASE/loadgen
 BROKER=$RELEASE/broker
-SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+SECRET=$(new_secret)
 DB=bench_cluster_$$
 mkdir -p "$OUT"
 say "results in $OUT"
@@ -46,39 +47,20 @@ PIDS=()
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_process "$pid"
   done
   PIDS=()
 }
 trap 'cleanup; psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
 
-# start_node NAME VAR=VALUE...: a node in a fresh directory, logging to OUT/NAME.log; sets
-# NODE_URL and NODE_PID.
+# start_node NAME VAR=VALUE...: a node logging to OUT/NAME.log; sets NODE_URL and NODE_PID.
 start_node() {
-  local name=$1 dir log
+  local name=$1
   shift
-  dir=$(mktemp -d /tmp/bench-node.XXXXXX)
-  log=$OUT/$name.log
-  (
-    cd "$dir"
-    env BROKER_SERVER_HTTP_ADDR=127.0.0.1:0 BROKER_AUTH_JWT_SECRET="$SECRET" \
-      RUST_LOG=info NO_COLOR=1 "$@" nice -n "$NICE" "$BROKER"
-  ) >"$log" 2>&1 &
-  NODE_PID=$!
+  start_broker "$OUT/$name.log" "$@"
+  NODE_PID=$STARTED_PID
+  NODE_URL=$STARTED_URL
   PIDS+=("$NODE_PID")
-  NODE_URL=
-  for _ in $(seq 1 100); do
-    NODE_URL=$(grep -aoE 'ws://[0-9.]+:[0-9]+/ws/im' "$log" | head -1 || true)
-    [ -n "$NODE_URL" ] && break
-    kill -0 "$NODE_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$NODE_URL" ]; then
-    cat "$log" >&2
-    say "node $name did not start"
-    exit 1
-  fi
   say "node $name pid $NODE_PID at $NODE_URL"
 }
 

@@ -36,7 +36,8 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench.XXXXXX)}
 NICE=${BENCH_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-say() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Each connection is a file descriptor in loadgen and in the broker.
@@ -57,44 +58,10 @@ say "results in $OUT"
 BROKER_PID=
 cleanup() {
   if [ -n "$BROKER_PID" ]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
+    stop_process "$BROKER_PID"
   fi
 }
 trap cleanup EXIT
-
-# Starts our broker on a free port in a fresh directory (its SQLite and generated files stay
-# there); sets BROKER_PID and BROKER_URL.
-start_broker() {
-  local dir
-  dir=$(mktemp -d /tmp/bench-broker.XXXXXX)
-  SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  (
-    cd "$dir"
-    BROKER_SERVER_HTTP_ADDR=127.0.0.1:0 BROKER_AUTH_JWT_SECRET=$SECRET \
-      RUST_LOG=${BENCH_BROKER_LOG:-info} NO_COLOR=1 exec nice -n "$NICE" "$BROKER"
-  ) >"$OUT/broker/broker.log" 2>&1 &
-  BROKER_PID=$!
-  BROKER_URL=
-  for _ in $(seq 1 100); do
-    BROKER_URL=$(grep -aoE 'ws://[0-9.]+:[0-9]+/ws/im' "$OUT/broker/broker.log" | head -1 || true)
-    [ -n "$BROKER_URL" ] && break
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$BROKER_URL" ]; then
-    cat "$OUT/broker/broker.log" >&2
-    say "the broker did not start"
-    exit 1
-  fi
-  say "broker pid $BROKER_PID at $BROKER_URL"
-}
-
-stop_broker() {
-  kill "$BROKER_PID" 2>/dev/null || true
-  wait "$BROKER_PID" 2>/dev/null || true
-  BROKER_PID=
-}
 
 # run_scenario DIR NAME ARGS...: one loadgen run; its JSON goes to DIR/NAME.json, its summary
 # line to the console. A scenario that loses messages still reports, so failures do not stop
@@ -119,14 +86,19 @@ flows() {
 
 # --- our broker ------------------------------------------------------------------------------
 # Idle first, on a fresh process, so that its RSS before is the broker's real baseline.
-start_broker
+SECRET=$(new_secret)
+start_broker "$OUT/broker/broker.log"
+BROKER_PID=$STARTED_PID
+BROKER_URL=$STARTED_URL
+say "broker pid $BROKER_PID at $BROKER_URL"
 OURS=(--url "$BROKER_URL" --jwt-secret "$SECRET" --jwt-role system --label broker
   --broker-pid "$BROKER_PID")
 run_scenario "$OUT/broker" idle "${OURS[@]}" --source-ips "$SOURCES" \
   idle --connections "$IDLE" --hold "$HOLD"
 sleep 2
 flows "$OUT/broker" "${OURS[@]}"
-stop_broker
+stop_process "$BROKER_PID"
+BROKER_PID=
 
 # --- RabbitMQ Web-STOMP ----------------------------------------------------------------------
 beam_pid() { pgrep -x beam.smp | head -1; }

@@ -36,7 +36,8 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-im.XXXXXX)}
 NICE=${BENCH_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-say() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
@@ -53,50 +54,13 @@ BROKER_PID=
 DB=
 cleanup() {
   if [ -n "$BROKER_PID" ]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
+    stop_process "$BROKER_PID"
   fi
   if [ -n "$DB" ]; then
     psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
-
-# start_broker NAME STORAGE_URL: our broker with the send limits out of the way (the shipped
-# 30 messages per 10 s per user, and the stranger rules, would refuse nearly every send); sets
-# BROKER_PID and BROKER_URL.
-start_broker() {
-  local name=$1 url=$2 dir
-  dir=$(mktemp -d /tmp/bench-im-broker.XXXXXX)
-  SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  (
-    cd "$dir"
-    BROKER_SERVER_HTTP_ADDR=127.0.0.1:0 BROKER_AUTH_JWT_SECRET=$SECRET \
-      BROKER_STORAGE_URL=$url \
-      BROKER_LIMITS_SEND_RATE=1000000/1s BROKER_LIMITS_STRANGER_RATE=1000000/1s \
-      BROKER_LIMITS_STRANGER_BEFORE_REPLY=1000000 \
-      RUST_LOG=${BENCH_BROKER_LOG:-info} NO_COLOR=1 exec nice -n "$NICE" "$BROKER"
-  ) >"$OUT/$name/broker.log" 2>&1 &
-  BROKER_PID=$!
-  BROKER_URL=
-  for _ in $(seq 1 100); do
-    BROKER_URL=$(grep -aoE 'ws://[0-9.]+:[0-9]+/ws/im' "$OUT/$name/broker.log" | head -1 || true)
-    [ -n "$BROKER_URL" ] && break
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$BROKER_URL" ]; then
-    cat "$OUT/$name/broker.log" >&2
-    say "the broker did not start"
-    exit 1
-  fi
-}
-
-stop_broker() {
-  kill "$BROKER_PID" 2>/dev/null || true
-  wait "$BROKER_PID" 2>/dev/null || true
-  BROKER_PID=
-}
 
 # run NAME ARGS...: one loadgen run, its JSON in $OUT/<backend>/NAME.json.
 run() {
@@ -121,7 +85,14 @@ for BACKEND in $BACKENDS; do
     sqlite) URL=sqlite://$OUT/sqlite/broker.db ;;
     *) say "unknown backend $BACKEND"; exit 1 ;;
   esac
-  start_broker "$BACKEND" "$URL"
+  # The shipped send limits (30 messages per 10 s per user) and the stranger rules would
+  # refuse nearly every send.
+  SECRET=$(new_secret)
+  start_broker "$OUT/$BACKEND/broker.log" BROKER_STORAGE_URL="$URL" \
+    BROKER_LIMITS_SEND_RATE=1000000/1s BROKER_LIMITS_STRANGER_RATE=1000000/1s \
+    BROKER_LIMITS_STRANGER_BEFORE_REPLY=1000000
+  BROKER_PID=$STARTED_PID
+  BROKER_URL=$STARTED_URL
   say "$BACKEND: broker pid $BROKER_PID at $BROKER_URL"
   # Warm-up: creates the private conversations, so the measured runs store into existing ones.
   "$LOADGEN" --url "$BROKER_URL" --jwt-secret "$SECRET" --jwt-role user \
@@ -134,7 +105,8 @@ for BACKEND in $BACKENDS; do
   done
   run "group-$MEMBERS" group --members "$MEMBERS" --rate "$GROUP_RATE" --duration "$DURATION" \
     --payload "$PAYLOAD" "${VERIFY[@]}"
-  stop_broker
+  stop_process "$BROKER_PID"
+  BROKER_PID=
   if [ -n "$DB" ]; then
     psql "$PG/postgres" -qc "DROP DATABASE $DB" >/dev/null
     DB=

@@ -73,7 +73,33 @@ fn parse_cursor(cursor: &str) -> Option<(bool, i64, String)> {
     Some((pinned, activity, id))
 }
 
-fn member_row(conversation: &str, user: &str, role: &str, now: i64, seq: i64) -> MemberRow {
+/// A new active conversation with nothing in it yet.
+pub(super) fn new_conversation(id: String, kind: &str, now: i64) -> ConversationRow {
+    ConversationRow {
+        id,
+        kind: kind.to_owned(),
+        name: None,
+        avatar: None,
+        announcement: None,
+        owner_id: None,
+        allow_invite: false,
+        last_seq: 0,
+        last_message_id: None,
+        last_activity_at: now,
+        status: "active".to_owned(),
+        settings: "{}".to_owned(),
+        created_at: now,
+    }
+}
+
+/// A member who joined at `seq` and has read up to it.
+pub(super) fn member_row(
+    conversation: &str,
+    user: &str,
+    role: &str,
+    now: i64,
+    seq: i64,
+) -> MemberRow {
     MemberRow {
         conversation_id: conversation.to_owned(),
         user_id: user.to_owned(),
@@ -363,33 +389,16 @@ impl Store {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
                 conn.transaction(async |conn| {
-                    let row = ConversationRow {
-                        id: id.clone(),
-                        kind: "private".to_owned(),
-                        name: None,
-                        avatar: None,
-                        announcement: None,
-                        owner_id: None,
-                        allow_invite: false,
-                        last_seq: 0,
-                        last_message_id: None,
-                        last_activity_at: now,
-                        status: "active".to_owned(),
-                        settings: "{}".to_owned(),
-                        created_at: now,
-                    };
                     diesel::insert_into(conversations::table)
-                        .values(&row)
+                        .values(&new_conversation(id.clone(), "private", now))
                         .on_conflict_do_nothing()
                         .execute(conn)
                         .await?;
-                    for user in &users {
-                        diesel::insert_into(members::table)
-                            .values(&member_row(&id, user, "member", now, 0))
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
-                    }
+                    let rows: Vec<MemberRow> = users
+                        .iter()
+                        .map(|user| member_row(&id, user, "member", now, 0))
+                        .collect();
+                    super::InsertRows::insert_members(conn, &rows).await?;
                     Ok::<_, StoreError>(())
                 })
                 .await
@@ -414,19 +423,10 @@ impl Store {
     ) -> Result<ConversationRow, StoreError> {
         let now = now_ms();
         let row = ConversationRow {
-            id: id.to_owned(),
-            kind: "group".to_owned(),
             name: Some(name.to_owned()),
             avatar: avatar.map(str::to_owned),
-            announcement: None,
             owner_id: Some(owner.to_owned()),
-            allow_invite: false,
-            last_seq: 0,
-            last_message_id: None,
-            last_activity_at: now,
-            status: "active".to_owned(),
-            settings: "{}".to_owned(),
-            created_at: now,
+            ..new_conversation(id.to_owned(), "group", now)
         };
         let mut rows = vec![member_row(id, owner, "owner", now, 0)];
         rows.extend(
@@ -442,13 +442,7 @@ impl Store {
                         .values(&row)
                         .execute(conn)
                         .await?;
-                    for member in &rows {
-                        diesel::insert_into(members::table)
-                            .values(member)
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
-                    }
+                    super::InsertRows::insert_members(conn, &rows).await?;
                     Ok::<_, StoreError>(())
                 })
                 .await

@@ -113,6 +113,12 @@ pub(crate) trait InsertRows {
         rows: &[schema::MessageRow],
     ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
 
+    /// Inserts member rows, skipping members already there.
+    fn insert_members(
+        &mut self,
+        rows: &[schema::MemberRow],
+    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
+
     /// Called first in a transaction that reads before it writes. SQLite cannot turn a read
     /// transaction into a write transaction once another connection has written since the read
     /// began: it fails at once with "database is locked" instead of waiting for the busy
@@ -135,6 +141,20 @@ impl InsertRows for AsyncPgConnection {
         Ok(inserted)
     }
 
+    async fn insert_members(&mut self, rows: &[schema::MemberRow]) -> diesel::QueryResult<usize> {
+        use diesel_async::RunQueryDsl;
+        // 12 bind parameters per row.
+        let mut inserted = 0;
+        for chunk in rows.chunks(5000) {
+            inserted += diesel::insert_into(schema::members::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(self)
+                .await?;
+        }
+        Ok(inserted)
+    }
+
     async fn lock_for_write(&mut self) -> diesel::QueryResult<()> {
         Ok(())
     }
@@ -147,6 +167,19 @@ impl InsertRows for SqliteConn {
         for row in rows {
             inserted += diesel::insert_into(schema::messages::table)
                 .values(row)
+                .execute(self)
+                .await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_members(&mut self, rows: &[schema::MemberRow]) -> diesel::QueryResult<usize> {
+        use diesel_async::RunQueryDsl;
+        let mut inserted = 0;
+        for row in rows {
+            inserted += diesel::insert_into(schema::members::table)
+                .values(row)
+                .on_conflict_do_nothing()
                 .execute(self)
                 .await?;
         }

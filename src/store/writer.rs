@@ -23,6 +23,7 @@ use schema::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::conversations::{member_row, new_conversation};
 use super::messages::{NewMessage, SendOutcome};
 use super::order::SeqOrder;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
@@ -300,21 +301,7 @@ async fn apply(
                     continue;
                 }
                 participants.insert(id.clone(), target.participants());
-                candidates.push(ConversationRow {
-                    id,
-                    kind: kind.to_owned(),
-                    name: None,
-                    avatar: None,
-                    announcement: None,
-                    owner_id: None,
-                    allow_invite: false,
-                    last_seq: 0,
-                    last_message_id: None,
-                    last_activity_at: now,
-                    status: "active".to_owned(),
-                    settings: "{}".to_owned(),
-                    created_at: now,
-                });
+                candidates.push(new_conversation(id, kind, now));
             }
             let mut created: HashMap<String, bool> = candidates
                 .iter()
@@ -325,25 +312,12 @@ async fn apply(
                 let mut member_rows: Vec<MemberRow> = Vec::new();
                 for id in inserted {
                     for user in participants.remove(&id).unwrap_or_default() {
-                        member_rows.push(MemberRow {
-                            conversation_id: id.clone(),
-                            user_id: user,
-                            role: "member".to_owned(),
-                            joined_at: now,
-                            left_at: None,
-                            joined_seq: 0,
-                            read_seq: 0,
-                            cleared_seq: 0,
-                            delivered_seq: 0,
-                            pinned: false,
-                            muted: false,
-                            archived: false,
-                        });
+                        member_rows.push(member_row(&id, &user, "member", now, 0));
                     }
                     created.insert(id, true);
                 }
                 if !member_rows.is_empty() {
-                    BatchStatements::add_members(conn, &member_rows).await?;
+                    super::InsertRows::insert_members(conn, &member_rows).await?;
                 }
             }
 
@@ -579,12 +553,6 @@ trait BatchStatements {
         rows: &[ConversationRow],
     ) -> impl Future<Output = diesel::QueryResult<Vec<String>>> + Send;
 
-    /// Inserts members, skipping those already there.
-    fn add_members(
-        &mut self,
-        rows: &[MemberRow],
-    ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
-
     /// The `(user, sender)` pairs among `pairs` where the user has blocked the sender.
     fn find_blocks(
         &mut self,
@@ -809,14 +777,6 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
             .await
     }
 
-    async fn add_members(&mut self, rows: &[MemberRow]) -> diesel::QueryResult<usize> {
-        diesel::insert_into(members::table)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .execute(self)
-            .await
-    }
-
     async fn record_events(&mut self, rows: &[OutboxRow]) -> diesel::QueryResult<usize> {
         diesel::insert_into(event_outbox::table)
             .values(rows)
@@ -1002,18 +962,6 @@ impl BatchStatements for super::SqliteConn {
             inserted.extend(created);
         }
         Ok(inserted)
-    }
-
-    async fn add_members(&mut self, rows: &[MemberRow]) -> diesel::QueryResult<usize> {
-        let mut added = 0;
-        for row in rows {
-            added += diesel::insert_into(members::table)
-                .values(row)
-                .on_conflict_do_nothing()
-                .execute(self)
-                .await?;
-        }
-        Ok(added)
     }
 
     async fn record_events(&mut self, rows: &[OutboxRow]) -> diesel::QueryResult<usize> {
