@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{TestBroker, app_error};
+use common::{Received, TestBroker, app_error};
 use stomp_codec::{Command, Frame};
 
 #[tokio::test]
@@ -345,4 +345,44 @@ async fn own_user_queue_gets_only_this_users_messages() {
         .await;
     assert_eq!(alice.message().await.1, "for alice");
     bob.expect_nothing(Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn a_session_with_many_subscriptions_keeps_each_apart() {
+    let broker = TestBroker::start().await;
+    let mut alice = broker.ws("alice").await;
+    for i in 0..40 {
+        alice
+            .subscribe(&format!("/user/queue/q{i}"), &format!("s{i}"), "auto")
+            .await;
+    }
+    for i in [0, 7, 8, 39] {
+        alice
+            .request(
+                Frame::new(Command::Unsubscribe).header("id", format!("s{i}")),
+                &format!("u{i}"),
+            )
+            .await;
+    }
+    let mut backend = broker.ws_system("backend").await;
+    for i in 0..40 {
+        backend
+            .send_with_receipt(&format!("/user/alice/queue/q{i}"), &format!("m{i}"), "p")
+            .await;
+    }
+    let mut got = Vec::new();
+    while let Some(received) = alice.receive_within(Duration::from_millis(300)).await {
+        let Received::Frame(frame) = received else {
+            panic!("the connection closed");
+        };
+        let subscription = frame.get("subscription").unwrap().to_owned();
+        let body = String::from_utf8(frame.body.to_vec()).unwrap();
+        assert_eq!(subscription[1..], body[1..], "{subscription} got {body}");
+        got.push(body);
+    }
+    let expected: Vec<String> = (0..40)
+        .filter(|i| ![0, 7, 8, 39].contains(i))
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(got, expected);
 }

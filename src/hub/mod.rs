@@ -149,6 +149,9 @@ pub struct SessionSubscription {
     pub ack: AckMode,
 }
 
+/// Up to this many subscriptions, a session's vector holds no spare slot.
+const EXACT_SUBSCRIPTION_SLOTS: usize = 8;
+
 /// One session's subscriptions by id. A short vector rather than a map: sessions hold a few
 /// subscriptions, and an idle one then costs one small allocation instead of a hash table.
 #[derive(Default)]
@@ -182,9 +185,12 @@ impl SessionSubscriptions {
     }
 
     fn insert(&mut self, id: ByteString, subscription: SessionSubscription) {
-        // Grown one slot at a time: most sessions hold a handful, and this lives as long as
-        // the session.
-        self.entries.reserve_exact(1);
+        // Grown one slot at a time while small: most sessions hold a handful, and this lives
+        // as long as the session. Past that, the usual doubling, so that a session filling up
+        // to `stomp.max_subscriptions` does not copy the vector on every SUBSCRIBE.
+        if self.entries.len() < EXACT_SUBSCRIPTION_SLOTS {
+            self.entries.reserve_exact(1);
+        }
         self.entries.push((id, subscription));
     }
 
