@@ -106,7 +106,8 @@ async fn a_group_split_across_nodes_gets_each_message_once_in_seq_order() {
         client.subscribe(&topic, "g", "auto").await;
         members.push(client);
     }
-    // A node orders a group's messages from the first one it sees (see `hub::sequencer`): one
+    // A node orders a group's messages from the first one it sees once the group has a
+    // subscriber there (see `hub::sequencer`): one
     // message first, so that both nodes know where the group stands before the race.
     members[0]
         .send(

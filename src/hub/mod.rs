@@ -659,6 +659,17 @@ impl Hub {
     /// A sequenced topic publication may wait for earlier ones (see [`sequencer`]).
     pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {
         if let (Route::Topic(topic), Some(seq)) = (route, publication.sequence) {
+            // Nobody here to order for: a stream started now would outlive its use (streams
+            // are forgotten when a topic's last subscriber leaves) and, missing the seqs that
+            // only reach this node while it has subscribers, hold the next ones for nothing.
+            if !self.inner.sequencer.tracks(topic)
+                && !self
+                    .inner
+                    .routes
+                    .contains_key(&SubscriptionKey::Topic(topic.as_str().into()))
+            {
+                return Fanout::default();
+            }
             let mut total = Fanout::default();
             for ready in self.inner.sequencer.offer(topic, seq, publication) {
                 let fanout = self.deliver_now(route, ready);
@@ -790,4 +801,78 @@ fn fan_out(
         }
     }
     fanout
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use stomp_codec::Version;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::auth::{Identity, Role};
+    use crate::relay::LocalRelay;
+
+    fn hub() -> Hub {
+        Hub::new(
+            HubSettings {
+                node_id: "n".into(),
+                queue_max_messages: 16,
+            },
+            Arc::new(LocalRelay),
+            None,
+        )
+    }
+
+    fn session(id: u64) -> Arc<SessionHandle> {
+        let identity = Identity {
+            user_id: format!("u{id}"),
+            roles: vec![Role::User],
+            name: None,
+            expires_at: SystemTime::now() + Duration::from_secs(60),
+        };
+        SessionHandle::new(
+            id,
+            format!("s{id}").into(),
+            identity,
+            Version::V1_2,
+            1 << 20,
+            CancellationToken::new(),
+        )
+    }
+
+    fn sequenced(seq: i64) -> Publication {
+        let mut publication = Publication::json_event("message.new", "{}");
+        publication.sequence = Some(seq);
+        publication
+    }
+
+    #[tokio::test]
+    async fn a_topic_without_subscribers_keeps_no_order_that_would_hold_later_seqs() {
+        let hub = hub();
+        let route = Route::Topic("group.g".into());
+        // Seen while nobody here subscribes (seqs 2-4 then go only to other nodes).
+        assert_eq!(hub.deliver_local(&route, sequenced(1)).total(), 0);
+        assert!(!hub.inner.sequencer.tracks("group.g"));
+
+        let member = session(1);
+        hub.subscribe(
+            &member,
+            "sub".into(),
+            SubscriptionKey::Topic("group.g".into()),
+            AckMode::Auto,
+            1,
+            8,
+        )
+        .await
+        .unwrap();
+        // The first seq seen with a subscriber passes at once, and the order starts there.
+        assert_eq!(hub.deliver_local(&route, sequenced(5)).auto, 1);
+        assert_eq!(hub.deliver_local(&route, sequenced(7)).total(), 0);
+        assert_eq!(hub.deliver_local(&route, sequenced(6)).auto, 2);
+
+        hub.unsubscribe(&member, "sub").await;
+        assert!(!hub.inner.sequencer.tracks("group.g"));
+    }
 }

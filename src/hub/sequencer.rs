@@ -3,9 +3,10 @@
 //! sessions directly and the other node's copy arrives through RabbitMQ a moment later, so
 //! without this a member could see seq 15 before 14. A publication ahead of the next expected
 //! seq waits (briefly, and boundedly) for the gap to fill; a gap that does not fill in time is
-//! skipped, since clients can fetch any missing seq from history. A node orders a topic from
-//! the first publication it sees there: should an earlier seq from another node arrive after
-//! that first one, it is delivered as it comes.
+//! skipped, since clients can fetch any missing seq from history. A node orders a topic while
+//! it has subscribers there, from the first publication it sees after the first of them
+//! subscribed: should an earlier seq from another node arrive after that first one, it is
+//! delivered as it comes.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -100,6 +101,11 @@ impl<T> Sequencer<T> {
             released.push((entry.key().clone(), ready));
         }
         released
+    }
+
+    /// Whether a stream is kept for `key`.
+    pub fn tracks(&self, key: &str) -> bool {
+        self.streams.contains_key(key)
     }
 
     /// Forgets a key (its topic has no subscribers left).
