@@ -156,6 +156,12 @@ pub trait SubscribeGuard: Send + Sync + 'static {
         identity: &'a Identity,
         name: &'a str,
     ) -> HandlerFuture<'a, Result<(), AppError>>;
+
+    /// Called once a subscription to `/topic/<name>` that [`SubscribeGuard::authorize`] allowed
+    /// is registered, before its RECEIPT; e.g. to tell the hub where the topic's order starts.
+    fn subscribed<'a>(&'a self, _identity: &'a Identity, _name: &'a str) -> HandlerFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Told when sessions open and close, e.g. for presence.
@@ -284,6 +290,15 @@ impl Router {
             .topics
             .iter()
             .find(|claimed| name.starts_with(claimed.prefix.as_str()))
+    }
+
+    /// Tells the application layer that a subscription to `destination` is registered.
+    pub async fn subscribed(&self, session: &Arc<SessionHandle>, destination: &str) {
+        if let Some(Destination::Topic(name)) = Destination::parse(destination)
+            && let Some(claimed) = self.claimed_topic(name)
+        {
+            claimed.guard.subscribed(&session.identity, name).await;
+        }
     }
 
     /// Checks that the session may subscribe to `destination` and says where to register it.

@@ -313,12 +313,9 @@ impl Hub {
     /// Releases sequenced publications that waited too long for an earlier one; the server
     /// calls it a few times per hold period.
     pub fn release_overdue(&self) {
-        for (topic, ready) in self.inner.sequencer.expire() {
-            let route = Route::Topic(topic);
-            for publication in ready {
-                self.deliver_now(&route, publication);
-            }
-        }
+        self.inner.sequencer.expire(|topic, publication| {
+            self.deliver_now(&Route::Topic(topic.to_owned()), publication);
+        });
     }
 
     /// This node's id.
@@ -655,6 +652,19 @@ impl Hub {
         self.deliver_local(route, publication)
     }
 
+    /// Orders the sequenced publications of `topic` from `next` on, if it has local subscribers
+    /// and is not ordered yet (see [`sequencer`]). Call it after the subscription is registered,
+    /// with a seq read after that, so that no publication between the two is awaited in vain.
+    pub fn order_topic_from(&self, topic: &str, next: i64) {
+        if self
+            .inner
+            .routes
+            .contains_key(&SubscriptionKey::Topic(topic.into()))
+        {
+            self.inner.sequencer.start_at(topic, next);
+        }
+    }
+
     /// Delivers to local subscribers only: for publications that arrive from other nodes.
     /// A sequenced topic publication may wait for earlier ones (see [`sequencer`]).
     pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {
@@ -671,11 +681,13 @@ impl Hub {
                 return Fanout::default();
             }
             let mut total = Fanout::default();
-            for ready in self.inner.sequencer.offer(topic, seq, publication) {
-                let fanout = self.deliver_now(route, ready);
-                total.auto += fanout.auto;
-                total.client += fanout.client;
-            }
+            self.inner
+                .sequencer
+                .offer(topic, seq, publication, |ready| {
+                    let fanout = self.deliver_now(route, ready);
+                    total.auto += fanout.auto;
+                    total.client += fanout.client;
+                });
             return total;
         }
         self.deliver_now(route, publication)
@@ -874,5 +886,33 @@ mod tests {
 
         hub.unsubscribe(&member, "sub").await;
         assert!(!hub.inner.sequencer.tracks("group.g"));
+    }
+
+    #[tokio::test]
+    async fn a_topic_ordered_from_a_stored_seq_waits_for_that_seq() {
+        let hub = hub();
+        let route = Route::Topic("group.g".into());
+        // Without local subscribers there is nothing to order.
+        hub.order_topic_from("group.g", 11);
+        assert!(!hub.inner.sequencer.tracks("group.g"));
+
+        let member = session(1);
+        hub.subscribe(
+            &member,
+            "sub".into(),
+            SubscriptionKey::Topic("group.g".into()),
+            AckMode::Auto,
+            1,
+            8,
+        )
+        .await
+        .unwrap();
+        hub.order_topic_from("group.g", 11);
+        // 12, stored on another node right after 11, arrives first: it waits for 11.
+        assert_eq!(hub.deliver_local(&route, sequenced(12)).total(), 0);
+        assert_eq!(hub.deliver_local(&route, sequenced(11)).auto, 2);
+        // Once ordered, a later start is ignored.
+        hub.order_topic_from("group.g", 3);
+        assert_eq!(hub.deliver_local(&route, sequenced(13)).auto, 1);
     }
 }

@@ -4,12 +4,13 @@
 //! without this a member could see seq 15 before 14. A publication ahead of the next expected
 //! seq waits (briefly, and boundedly) for the gap to fill; a gap that does not fill in time is
 //! skipped, since clients can fetch any missing seq from history. A node orders a topic while
-//! it has subscribers there, from the first publication it sees after the first of them
-//! subscribed: should an earlier seq from another node arrive after that first one, it is
-//! delivered as it comes.
+//! it has subscribers there. The application layer tells where the order starts once the first
+//! of them is registered (a group's stored last seq, read after this node's binding exists, so
+//! every later seq reaches it); until then, or without that, the order starts at the first
+//! publication seen, and an earlier seq arriving after it is delivered as it comes.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -29,9 +30,13 @@ struct Stream<T> {
     held: BTreeMap<i64, (Instant, T)>,
 }
 
-/// Reorders items by seq per key.
+/// Reorders items by seq per key, and hands them on in that order.
+///
+/// Items are handed on while their stream's lock is held: released under the lock and handed
+/// on after it, two items released one after the other by two threads could still overtake each
+/// other on their way to the sessions.
 pub struct Sequencer<T> {
-    streams: DashMap<String, Mutex<Stream<T>>>,
+    streams: DashMap<String, Arc<Mutex<Stream<T>>>>,
 }
 
 impl<T> Default for Sequencer<T> {
@@ -43,40 +48,56 @@ impl<T> Default for Sequencer<T> {
 }
 
 impl<T> Sequencer<T> {
-    /// Offers an item; returns the items now ready, in seq order.
-    pub fn offer(&self, key: &str, seq: i64, item: T) -> Vec<T> {
-        let entry = self.streams.entry(key.to_owned()).or_insert_with(|| {
-            Mutex::new(Stream {
-                next: seq,
-                held: BTreeMap::new(),
+    /// The stream of `key`, created at `next` if there is none; the map's shard is not kept
+    /// locked while the stream is used.
+    fn stream(&self, key: &str, next: i64) -> Arc<Mutex<Stream<T>>> {
+        if let Some(stream) = self.streams.get(key) {
+            return stream.clone();
+        }
+        self.streams
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Stream {
+                    next,
+                    held: BTreeMap::new(),
+                }))
             })
-        });
-        let mut guard = lock(&entry);
+            .clone()
+    }
+
+    /// Offers an item; hands `deliver` every item now ready, in seq order.
+    pub fn offer(&self, key: &str, seq: i64, item: T, mut deliver: impl FnMut(T)) {
+        let stream = self.stream(key, seq);
+        let mut guard = lock(&stream);
         let Stream { next, held } = &mut *guard;
         if seq < *next {
             // Late (after a skipped gap) or a repeat: deliver as it comes.
-            return vec![item];
+            deliver(item);
+            return;
         }
         held.insert(seq, (Instant::now(), item));
-        let mut ready = Vec::new();
         while let Some(first) = held.first_key_value().map(|(seq, _)| *seq) {
             if first != *next && held.len() <= MAX_HELD {
                 break;
             }
             if let Some((_, item)) = held.remove(&first) {
                 *next = first + 1;
-                ready.push(item);
+                deliver(item);
             }
         }
-        ready
     }
 
-    /// Releases, per key, what has waited longer than [`HOLD`] (skipping the gaps before it).
-    pub fn expire(&self) -> Vec<(String, Vec<T>)> {
+    /// Hands `deliver`, per key, what has waited longer than [`HOLD`] (skipping the gaps
+    /// before it).
+    pub fn expire(&self, mut deliver: impl FnMut(&str, T)) {
         let now = Instant::now();
-        let mut released = Vec::new();
-        for entry in &self.streams {
-            let mut guard = lock(entry.value());
+        let streams: Vec<(String, Arc<Mutex<Stream<T>>>)> = self
+            .streams
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect();
+        for (key, stream) in streams {
+            let mut guard = lock(&stream);
             let Stream { next, held } = &mut *guard;
             let overdue = held
                 .values()
@@ -85,7 +106,6 @@ impl<T> Sequencer<T> {
             if !overdue {
                 continue;
             }
-            let mut ready = Vec::new();
             while let Some((first, since)) = held
                 .first_key_value()
                 .map(|(seq, (since, _))| (*seq, *since))
@@ -95,12 +115,15 @@ impl<T> Sequencer<T> {
                 }
                 if let Some((_, item)) = held.remove(&first) {
                     *next = first + 1;
-                    ready.push(item);
+                    deliver(&key, item);
                 }
             }
-            released.push((entry.key().clone(), ready));
         }
-        released
+    }
+
+    /// Starts ordering `key` at `next` unless it is already ordered.
+    pub fn start_at(&self, key: &str, next: i64) {
+        self.stream(key, next);
     }
 
     /// Whether a stream is kept for `key`.
@@ -118,30 +141,68 @@ impl<T> Sequencer<T> {
 mod tests {
     use super::*;
 
+    fn offer(sequencer: &Sequencer<i64>, seq: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        sequencer.offer("g", seq, seq, |item| out.push(item));
+        out
+    }
+
     #[test]
     fn in_order_items_pass_at_once() {
         let sequencer = Sequencer::default();
-        assert_eq!(sequencer.offer("g", 5, 5), vec![5]);
-        assert_eq!(sequencer.offer("g", 6, 6), vec![6]);
+        assert_eq!(offer(&sequencer, 5), vec![5]);
+        assert_eq!(offer(&sequencer, 6), vec![6]);
     }
 
     #[test]
     fn an_early_item_waits_for_the_gap() {
         let sequencer = Sequencer::default();
-        assert_eq!(sequencer.offer("g", 1, 1), vec![1]);
-        assert!(sequencer.offer("g", 3, 3).is_empty());
-        assert_eq!(sequencer.offer("g", 2, 2), vec![2, 3]);
+        assert_eq!(offer(&sequencer, 1), vec![1]);
+        assert!(offer(&sequencer, 3).is_empty());
+        assert_eq!(offer(&sequencer, 2), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_stream_started_at_a_seq_waits_for_it() {
+        let sequencer = Sequencer::default();
+        sequencer.start_at("g", 4);
+        assert!(offer(&sequencer, 5).is_empty());
+        assert_eq!(offer(&sequencer, 4), vec![4, 5]);
+        sequencer.start_at("g", 1);
+        assert_eq!(offer(&sequencer, 6), vec![6]);
     }
 
     #[test]
     fn a_gap_that_does_not_fill_is_skipped_after_the_hold() {
         let sequencer = Sequencer::default();
-        sequencer.offer("g", 1, 1);
-        assert!(sequencer.offer("g", 3, 3).is_empty());
+        offer(&sequencer, 1);
+        assert!(offer(&sequencer, 3).is_empty());
         std::thread::sleep(HOLD + Duration::from_millis(10));
-        let released = sequencer.expire();
-        assert_eq!(released, vec![("g".to_owned(), vec![3])]);
-        assert_eq!(sequencer.offer("g", 2, 2), vec![2]);
-        assert_eq!(sequencer.offer("g", 4, 4), vec![4]);
+        let mut released = Vec::new();
+        sequencer.expire(|key, item| released.push((key.to_owned(), item)));
+        assert_eq!(released, vec![("g".to_owned(), 3)]);
+        assert_eq!(offer(&sequencer, 2), vec![2]);
+        assert_eq!(offer(&sequencer, 4), vec![4]);
+    }
+
+    #[test]
+    fn items_reach_the_receiver_in_seq_order_from_many_threads() {
+        let sequencer = Arc::new(Sequencer::default());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        sequencer.start_at("g", 0);
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let sequencer = sequencer.clone();
+                let received = received.clone();
+                scope.spawn(move || {
+                    // Fewer than MAX_HELD in all, so that none is released early.
+                    for seq in (thread..200).step_by(4) {
+                        sequencer.offer("g", seq, seq, |item| lock(&received).push(item));
+                    }
+                });
+            }
+        });
+        let received = lock(&received).clone();
+        assert_eq!(received, (0..200).collect::<Vec<_>>());
     }
 }

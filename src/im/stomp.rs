@@ -253,6 +253,16 @@ impl SubscribeGuard for GroupGuard {
             }
         })
     }
+
+    fn subscribed<'a>(&'a self, _identity: &'a Identity, name: &'a str) -> HandlerFuture<'a, ()> {
+        Box::pin(async move {
+            // Read now that this node's binding exists: every seq after this one reaches it.
+            let conversation = name.strip_prefix("group.").unwrap_or_default();
+            if let Ok(row) = self.im.conversation(conversation).await {
+                self.im.hub().order_topic_from(name, row.last_seq + 1);
+            }
+        })
+    }
 }
 
 /// Users who share a conversation with `<userId>` may subscribe to `/topic/presence.<userId>`.

@@ -749,6 +749,7 @@ impl Session {
             .await;
         match result {
             Ok(()) => {
+                router.subscribed(&self.handle, destination).await;
                 self.receipt(&frame);
                 Ok(())
             }
