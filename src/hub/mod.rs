@@ -665,6 +665,11 @@ impl Hub {
         }
     }
 
+    /// Whether sequenced publications of `topic` are being ordered here.
+    pub fn orders_topic(&self, topic: &str) -> bool {
+        self.inner.sequencer.tracks(topic)
+    }
+
     /// Delivers to local subscribers only: for publications that arrive from other nodes.
     /// A sequenced topic publication may wait for earlier ones (see [`sequencer`]).
     pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {

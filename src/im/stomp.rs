@@ -256,6 +256,10 @@ impl SubscribeGuard for GroupGuard {
 
     fn subscribed<'a>(&'a self, _identity: &'a Identity, name: &'a str) -> HandlerFuture<'a, ()> {
         Box::pin(async move {
+            // Only the group's first subscriber here needs the read.
+            if self.im.hub().orders_topic(name) {
+                return;
+            }
             // Read now that this node's binding exists: every seq after this one reaches it.
             let conversation = name.strip_prefix("group.").unwrap_or_default();
             if let Ok(row) = self.im.conversation(conversation).await {
