@@ -859,6 +859,22 @@ mod tests {
         )
     }
 
+    /// A session subscribed to `/topic/<topic>` as `sub`.
+    async fn subscriber(hub: &Hub, topic: &str) -> Arc<SessionHandle> {
+        let member = session(1);
+        hub.subscribe(
+            &member,
+            "sub".into(),
+            SubscriptionKey::Topic(topic.into()),
+            AckMode::Auto,
+            1,
+            8,
+        )
+        .await
+        .unwrap();
+        member
+    }
+
     fn sequenced(seq: i64) -> Publication {
         let mut publication = Publication::json_event("message.new", "{}");
         publication.sequence = Some(seq);
@@ -873,17 +889,7 @@ mod tests {
         assert_eq!(hub.deliver_local(&route, sequenced(1)).total(), 0);
         assert!(!hub.inner.sequencer.tracks("group.g"));
 
-        let member = session(1);
-        hub.subscribe(
-            &member,
-            "sub".into(),
-            SubscriptionKey::Topic("group.g".into()),
-            AckMode::Auto,
-            1,
-            8,
-        )
-        .await
-        .unwrap();
+        let member = subscriber(&hub, "group.g").await;
         // The first seq seen with a subscriber passes at once, and the order starts there.
         assert_eq!(hub.deliver_local(&route, sequenced(5)).auto, 1);
         assert_eq!(hub.deliver_local(&route, sequenced(7)).total(), 0);
@@ -901,17 +907,7 @@ mod tests {
         hub.order_topic_from("group.g", 11);
         assert!(!hub.inner.sequencer.tracks("group.g"));
 
-        let member = session(1);
-        hub.subscribe(
-            &member,
-            "sub".into(),
-            SubscriptionKey::Topic("group.g".into()),
-            AckMode::Auto,
-            1,
-            8,
-        )
-        .await
-        .unwrap();
+        let _member = subscriber(&hub, "group.g").await;
         hub.order_topic_from("group.g", 11);
         // 12, stored on another node right after 11, arrives first: it waits for 11.
         assert_eq!(hub.deliver_local(&route, sequenced(12)).total(), 0);
