@@ -656,13 +656,16 @@ impl Hub {
     /// and is not ordered yet (see [`sequencer`]). Call it after the subscription is registered,
     /// with a seq read after that, so that no publication between the two is awaited in vain.
     pub fn order_topic_from(&self, topic: &str, next: i64) {
-        if self
-            .inner
-            .routes
-            .contains_key(&SubscriptionKey::Topic(topic.into()))
-        {
+        if self.has_topic_subscribers(topic) {
             self.inner.sequencer.start_at(topic, next);
         }
+    }
+
+    /// Whether any session on this node subscribes to `/topic/<topic>`.
+    fn has_topic_subscribers(&self, topic: &str) -> bool {
+        self.inner
+            .routes
+            .contains_key(&SubscriptionKey::Topic(topic.into()))
     }
 
     /// Whether sequenced publications of `topic` are being ordered here.
@@ -677,12 +680,7 @@ impl Hub {
             // Nobody here to order for: a stream started now would outlive its use (streams
             // are forgotten when a topic's last subscriber leaves) and, missing the seqs that
             // only reach this node while it has subscribers, hold the next ones for nothing.
-            if !self.inner.sequencer.tracks(topic)
-                && !self
-                    .inner
-                    .routes
-                    .contains_key(&SubscriptionKey::Topic(topic.as_str().into()))
-            {
+            if !self.inner.sequencer.tracks(topic) && !self.has_topic_subscribers(topic) {
                 return Fanout::default();
             }
             let mut total = Fanout::default();
