@@ -248,6 +248,14 @@ pub struct AuthConfig {
     pub generated_secret_file: PathBuf,
     /// The dev token endpoint; loopback `http_addr` only.
     pub dev_login: bool,
+    /// The `iss` every token must carry; not checked when unset.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A value every token's `aud` must name; any `aud`, or none, is accepted when unset.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_s: u64,
 }
 
 /// `[storage]`
@@ -517,6 +525,25 @@ impl Config {
                          auth.jwt_public_key_file is set"
                     .into(),
             });
+        }
+        if self.auth.leeway_s > crate::auth::MAX_LEEWAY_S {
+            return Err(ConfigError::Invalid {
+                key: "auth.leeway_s",
+                value: self.auth.leeway_s.to_string(),
+                reason: format!("at most {}", crate::auth::MAX_LEEWAY_S),
+            });
+        }
+        for (key, value) in [
+            ("auth.issuer", &self.auth.issuer),
+            ("auth.audience", &self.auth.audience),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: String::new(),
+                    reason: "leave it unset rather than empty".into(),
+                });
+            }
         }
         if let Some(id) = &self.cluster.node_id
             && (id.is_empty()
