@@ -197,6 +197,7 @@ impl Im {
             reply_to,
             forwarded_from: None,
             unless_blocked_by: None,
+            shared_file: None,
         })
     }
 
@@ -629,6 +630,7 @@ impl Im {
                 reply_to: None,
                 forwarded_from: None,
                 unless_blocked_by: None,
+                shared_file: None,
             })
             .await
             .map_err(store_error)?;

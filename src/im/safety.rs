@@ -178,7 +178,7 @@ impl Im {
         // The writer refuses the message with BLOCKED if the peer has blocked the sender.
         message.unless_blocked_by.clone_from(&peer);
         self.moderate(me, &conversation, message).await?;
-        self.check_file(me, &conversation, message).await?;
+        self.check_file(me, message).await?;
         if let Some(peer) = &peer {
             self.check_stranger(me, peer, &conversation, message)
                 .await?;
@@ -187,13 +187,8 @@ impl Im {
     }
 
     /// An attachment naming a file uploaded here must be the sender's own upload or one
-    /// already shared with them; the conversation is recorded so its members may download it.
-    async fn check_file(
-        &self,
-        me: &str,
-        conversation: &str,
-        message: &NewMessage,
-    ) -> Result<(), AppError> {
+    /// already shared with them; the message shares it with its conversation when stored.
+    async fn check_file(&self, me: &str, message: &mut NewMessage) -> Result<(), AppError> {
         let Some(id) = message
             .attachment
             .as_deref()
@@ -213,10 +208,8 @@ impl Im {
                 "attachment.url names no file of yours: {id}"
             )));
         }
-        store
-            .add_file_use(&id, conversation)
-            .await
-            .map_err(store_error)
+        message.shared_file = Some(id);
+        Ok(())
     }
 
     async fn moderate(
