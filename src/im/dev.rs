@@ -49,10 +49,18 @@ fn is_loopback_host(host: &str) -> bool {
     let Ok(authority) = host.parse::<Authority>() else {
         return false;
     };
-    if authority.as_str().contains('@') {
+    let name = authority.host();
+    // Only a port may follow the name (the parser lets user info and a bad port through).
+    let port_ok = match authority.as_str().strip_prefix(name) {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .is_some_and(|port| port.parse::<u16>().is_ok()),
+        None => false,
+    };
+    if !port_ok {
         return false;
     }
-    let name = authority.host();
     match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         Some(v6) => v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()),
         None => {
