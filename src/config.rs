@@ -132,6 +132,8 @@ pub struct FilesConfig {
     pub s3_allow_http: bool,
     /// Bound on each request to the store, retries included.
     pub s3_timeout_ms: u64,
+    /// `https://` URL prefixes a media attachment may point under, besides this broker's files.
+    pub external_url_prefixes: Vec<String>,
 }
 
 /// `files.store`
@@ -526,24 +528,21 @@ impl Config {
                     .into(),
             });
         }
+        if let Err(reason) =
+            crate::files::urls::ExternalPrefixes::parse(&self.files.external_url_prefixes)
+        {
+            return Err(ConfigError::Invalid {
+                key: "files.external_url_prefixes",
+                value: self.files.external_url_prefixes.join(" "),
+                reason,
+            });
+        }
         if self.auth.leeway_s > crate::auth::MAX_LEEWAY_S {
             return Err(ConfigError::Invalid {
                 key: "auth.leeway_s",
                 value: self.auth.leeway_s.to_string(),
                 reason: format!("at most {}", crate::auth::MAX_LEEWAY_S),
             });
-        }
-        for (key, value) in [
-            ("auth.issuer", &self.auth.issuer),
-            ("auth.audience", &self.auth.audience),
-        ] {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(ConfigError::Invalid {
-                    key,
-                    value: String::new(),
-                    reason: "leave it unset rather than empty".into(),
-                });
-            }
         }
         if let Some(id) = &self.cluster.node_id
             && (id.is_empty()
