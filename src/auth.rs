@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::AuthConfig;
 
@@ -72,19 +72,79 @@ impl fmt::Display for Role {
     }
 }
 
-/// The claims the broker reads and writes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The claims the broker reads. `nbf`, `iss` and `aud` are checked by the verifier and not kept.
+#[derive(Clone, Debug, Deserialize)]
 pub struct Claims {
     /// The user id.
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
+    #[serde(deserialize_with = "numeric_date")]
     pub exp: u64,
     /// Roles; missing means `["user"]`. Unknown names are ignored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// A display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub name: Option<String>,
+    /// Minted by the dev token endpoint: accepted only by a broker with `auth.dev_login` on.
+    #[serde(default)]
+    pub dev: bool,
+}
+
+/// The claims the broker writes.
+#[derive(Serialize)]
+struct Minted<'a> {
+    sub: &'a str,
+    exp: u64,
+    roles: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dev: bool,
+}
+
+/// A JWT NumericDate: an integer or, as RFC 7519 allows, a non-integer number of seconds. The
+/// verifier has already refused values that do not fit a `u64`; fractions are dropped.
+fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                // `as` saturates: a float past u64::MAX becomes u64::MAX.
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom("exp must be a non-negative number of seconds"))
+}
+
+/// The furthest a session's expiry is set from now. A token may carry any `exp` up to
+/// `u64::MAX`; past this horizon it is treated as never expiring, so that neither `SystemTime`
+/// nor a session's timer arithmetic can overflow.
+const EXPIRY_HORIZON: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The largest `auth.leeway_s` accepted: the verifier adds it to and subtracts it from the
+/// current time in seconds.
+pub const MAX_LEEWAY_S: u64 = 300;
+
+/// When a token stops being accepted: `exp` plus the leeway, capped at [`EXPIRY_HORIZON`].
+fn expiry(exp: u64, leeway: u64) -> SystemTime {
+    let now = SystemTime::now();
+    let horizon = now.checked_add(EXPIRY_HORIZON).unwrap_or(now);
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(exp.saturating_add(leeway)))
+        .map_or(horizon, |at| at.min(horizon))
+}
+
+/// The token of an `Authorization` value `Bearer <token>`; the scheme is matched in any case
+/// (RFC 9110: authentication schemes are case-insensitive).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A verified identity.
@@ -121,6 +181,11 @@ pub struct Authenticator {
     decoding: DecodingKey,
     encoding: Option<EncodingKey>,
     validation: Validation,
+    /// `auth.issuer` and `auth.audience`, written into minted tokens so that they verify.
+    issuer: Option<String>,
+    audience: Option<String>,
+    /// Whether tokens of the dev token endpoint are accepted (`auth.dev_login`).
+    accept_dev: bool,
 }
 
 impl fmt::Debug for Authenticator {
@@ -140,17 +205,38 @@ impl Authenticator {
     /// [`AuthError::Key`] when the key file cannot be read or parsed, or the generated secret
     /// cannot be written.
     pub fn from_config(config: &AuthConfig) -> Result<Authenticator, AuthError> {
-        if let Some(secret) = &config.jwt_secret {
-            return Ok(Authenticator::hs256(secret.as_bytes()));
-        }
-        if let Some(path) = &config.jwt_public_key_file {
+        let keyed = if let Some(secret) = &config.jwt_secret {
+            Authenticator::hs256(secret.as_bytes())
+        } else if let Some(path) = &config.jwt_public_key_file {
             let pem = std::fs::read(path)
                 .map_err(|e| AuthError::Key(format!("cannot read {}: {e}", path.display())))?;
-            return Authenticator::public_key(&pem)
-                .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())));
+            Authenticator::public_key(&pem)
+                .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))?
+        } else {
+            let secret = load_or_create_secret(&config.generated_secret_file)?;
+            Authenticator::hs256(secret.as_bytes())
+        };
+        Ok(keyed.with_rules(config))
+    }
+
+    /// Applies the claim rules of `[auth]`: issuer, audience, leeway, dev tokens.
+    pub fn with_rules(mut self, config: &AuthConfig) -> Authenticator {
+        let mut required = vec!["exp", "sub"];
+        self.validation.leeway = config.leeway_s.min(MAX_LEEWAY_S);
+        if let Some(issuer) = &config.issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
-        let secret = load_or_create_secret(&config.generated_secret_file)?;
-        Ok(Authenticator::hs256(secret.as_bytes()))
+        if let Some(audience) = &config.audience {
+            self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
+            required.push("aud");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.issuer.clone_from(&config.issuer);
+        self.audience.clone_from(&config.audience);
+        self.accept_dev = config.dev_login;
+        self
     }
 
     /// HS256 with a shared secret; can also mint tokens.
@@ -159,6 +245,9 @@ impl Authenticator {
             decoding: DecodingKey::from_secret(secret),
             encoding: Some(EncodingKey::from_secret(secret)),
             validation: validation(&[Algorithm::HS256]),
+            issuer: None,
+            audience: None,
+            accept_dev: false,
         }
     }
 
@@ -181,6 +270,9 @@ impl Authenticator {
             decoding,
             encoding: None,
             validation: validation(&[algorithm]),
+            issuer: None,
+            audience: None,
+            accept_dev: false,
         })
     }
 
@@ -188,12 +280,18 @@ impl Authenticator {
     ///
     /// # Errors
     ///
-    /// [`AuthError::InvalidToken`] for a malformed, badly signed or expired token;
-    /// [`AuthError::InvalidUserId`] when its `sub` breaks the user-id alphabet.
+    /// [`AuthError::InvalidToken`] for a malformed, badly signed, expired or not yet valid
+    /// token, one of another issuer or audience than configured, or a dev token when dev login
+    /// is off; [`AuthError::InvalidUserId`] when its `sub` breaks the user-id alphabet.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         let claims = data.claims;
+        if claims.dev && !self.accept_dev {
+            return Err(AuthError::InvalidToken(
+                "a dev token, and this broker runs without auth.dev_login".into(),
+            ));
+        }
         if !is_valid_user_id(&claims.sub) {
             return Err(AuthError::InvalidUserId(claims.sub));
         }
@@ -208,7 +306,7 @@ impl Authenticator {
             user_id: claims.sub,
             roles,
             name: claims.name,
-            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+            expires_at: expiry(claims.exp, self.validation.leeway),
         })
     }
 
@@ -219,6 +317,26 @@ impl Authenticator {
     /// [`AuthError::Key`] when the broker verifies with a public key and so cannot sign;
     /// [`AuthError::InvalidUserId`] for a bad `sub`.
     pub fn mint(&self, sub: &str, roles: &[Role], ttl: Duration) -> Result<String, AuthError> {
+        self.mint_claims(sub, roles, ttl, false)
+    }
+
+    /// Signs a token as [`Authenticator::mint`] does, marked `"dev": true`: only a broker with
+    /// `auth.dev_login` on accepts it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Authenticator::mint`].
+    pub fn mint_dev(&self, sub: &str, roles: &[Role], ttl: Duration) -> Result<String, AuthError> {
+        self.mint_claims(sub, roles, ttl, true)
+    }
+
+    fn mint_claims(
+        &self,
+        sub: &str,
+        roles: &[Role],
+        ttl: Duration,
+        dev: bool,
+    ) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or_else(|| {
             AuthError::Key(
                 "the broker verifies tokens with a public key; mint them with the private key"
@@ -233,11 +351,13 @@ impl Authenticator {
             .unwrap_or(SystemTime::now())
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let claims = Claims {
-            sub: sub.to_owned(),
+        let claims = Minted {
+            sub,
             exp,
-            roles: Some(roles.iter().map(|r| r.as_str().to_owned()).collect()),
-            name: None,
+            roles: roles.iter().map(|r| r.as_str()).collect(),
+            iss: self.issuer.as_deref(),
+            aud: self.audience.as_deref(),
+            dev,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
             .map_err(|e| AuthError::Key(e.to_string()))
@@ -248,8 +368,13 @@ fn validation(algorithms: &[Algorithm]) -> Validation {
     let mut validation = Validation::new(algorithms[0]);
     validation.algorithms = algorithms.to_vec();
     validation.set_required_spec_claims(&["exp", "sub"]);
-    // Expiry is enforced to the second: an open session is closed exactly when its token ends.
+    // Expiry is enforced to the second unless `auth.leeway_s` says otherwise: an open session is
+    // closed exactly when its token ends.
     validation.leeway = 0;
+    validation.validate_nbf = true;
+    // Without a configured audience a token's `aud` names someone else's concern, not a reason
+    // to refuse it (the library's default would refuse every token carrying one).
+    validation.validate_aud = false;
     validation
 }
 
@@ -346,6 +471,26 @@ mod tests {
         assert!(!is_valid_user_id("a/b"));
         assert!(!is_valid_user_id(""));
         assert!(!is_valid_user_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn bearer_scheme_is_matched_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER \tabc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+
+    #[test]
+    fn a_huge_exp_is_capped_at_the_horizon() {
+        for exp in [u64::MAX, i64::MAX as u64, u64::MAX - 1] {
+            let earliest = SystemTime::now() + EXPIRY_HORIZON;
+            let at = expiry(exp, MAX_LEEWAY_S);
+            assert!(earliest <= at && at <= SystemTime::now() + EXPIRY_HORIZON);
+        }
+        assert_eq!(expiry(10, 5), UNIX_EPOCH + Duration::from_secs(15));
     }
 
     #[test]

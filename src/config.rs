@@ -132,6 +132,8 @@ pub struct FilesConfig {
     pub s3_allow_http: bool,
     /// Bound on each request to the store, retries included.
     pub s3_timeout_ms: u64,
+    /// `https://` URL prefixes a media attachment may point under, besides this broker's files.
+    pub external_url_prefixes: Vec<String>,
 }
 
 /// `files.store`
@@ -248,6 +250,14 @@ pub struct AuthConfig {
     pub generated_secret_file: PathBuf,
     /// The dev token endpoint; loopback `http_addr` only.
     pub dev_login: bool,
+    /// The `iss` every token must carry; not checked when unset.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A value every token's `aud` must name; any `aud`, or none, is accepted when unset.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_s: u64,
 }
 
 /// `[storage]`
@@ -516,6 +526,22 @@ impl Config {
                 reason: "the dev token endpoint needs a secret to sign with, and \
                          auth.jwt_public_key_file is set"
                     .into(),
+            });
+        }
+        if let Err(reason) =
+            crate::files::urls::ExternalPrefixes::parse(&self.files.external_url_prefixes)
+        {
+            return Err(ConfigError::Invalid {
+                key: "files.external_url_prefixes",
+                value: self.files.external_url_prefixes.join(" "),
+                reason,
+            });
+        }
+        if self.auth.leeway_s > crate::auth::MAX_LEEWAY_S {
+            return Err(ConfigError::Invalid {
+                key: "auth.leeway_s",
+                value: self.auth.leeway_s.to_string(),
+                reason: format!("at most {}", crate::auth::MAX_LEEWAY_S),
             });
         }
         if let Some(id) = &self.cluster.node_id

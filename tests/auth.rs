@@ -437,3 +437,186 @@ async fn subscribing_to_another_users_queue_is_a_forbidden_error() {
     assert_eq!(body["receiptId"], "s");
     alice.ping("open").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Claim rules: huge expiries, nbf, issuer, audience, leeway, and the Bearer scheme, each over
+// STOMP and over REST.
+// ---------------------------------------------------------------------------------------------
+
+/// A broker with the REST API and `overrides`; these tests store nothing, so SQLite is enough.
+async fn rest_broker(overrides: &[(&str, &str)]) -> (TestBroker, common::db::TestDatabase) {
+    let database = common::db::sqlite();
+    let broker = TestBroker::start_im(&database.url, overrides).await;
+    (broker, database)
+}
+
+/// The status of a REST call made with `authorization` as the Authorization header.
+async fn rest_status(broker: &TestBroker, authorization: &str) -> u16 {
+    let (status, _) = common::im::http_raw(
+        broker.http_addr(),
+        "GET",
+        "/api/v1/unread",
+        &[("Authorization", authorization)],
+        "",
+    )
+    .await;
+    status
+}
+
+/// Whether CONNECT with `token` as passcode is accepted; a refusal must be a clean ERROR
+/// `unauthorized` followed by the close, and an accepted session must answer a RECEIPT.
+async fn stomp_accepts(broker: &TestBroker, token: &str) -> bool {
+    let mut client = broker.ws_raw().await;
+    let answer = client
+        .connect_with(
+            Command::Connect,
+            &[("accept-version", "1.2"), ("passcode", token)],
+        )
+        .await;
+    match answer.command {
+        Command::Connected => {
+            client.ping("alive").await;
+            true
+        }
+        _ => {
+            assert_eq!(answer.get("message"), Some("unauthorized"), "{answer:?}");
+            client.expect_closed().await;
+            false
+        }
+    }
+}
+
+/// Both transports agree: `true` when the token is accepted over STOMP and REST.
+async fn accepted_over_both(broker: &TestBroker, token: &str) -> bool {
+    let stomp = stomp_accepts(broker, token).await;
+    let rest = rest_status(broker, &format!("Bearer {token}")).await;
+    assert!(rest == 200 || rest == 401, "REST answered {rest}");
+    assert_eq!(stomp, rest == 200, "STOMP and REST disagree on {token}");
+    stomp
+}
+
+#[tokio::test]
+async fn a_token_with_a_huge_exp_is_accepted_and_the_session_works() {
+    let (broker, _db) = rest_broker(&[]).await;
+    for exp in [serde_json::json!(i64::MAX), serde_json::json!(u64::MAX)] {
+        let token = signed(&serde_json::json!({"sub": "alice", "exp": exp}));
+        assert!(accepted_over_both(&broker, &token).await, "exp {exp}");
+        // The connection's task is alive: it subscribes and answers.
+        let mut client = broker.ws_token(&token).await;
+        client.subscribe("/user/queue/alerts", "a", "auto").await;
+        client.ping("still-alive").await;
+    }
+    let mut other = broker.ws("bob").await;
+    other.ping("others-keep-working").await;
+}
+
+#[tokio::test]
+async fn a_token_with_an_exp_beyond_any_integer_is_refused_cleanly() {
+    let (broker, _db) = rest_broker(&[]).await;
+    for exp in [
+        serde_json::json!(1e300),
+        serde_json::json!(-1),
+        serde_json::json!("soon"),
+    ] {
+        let token = signed(&serde_json::json!({"sub": "alice", "exp": exp}));
+        assert!(!accepted_over_both(&broker, &token).await, "exp {exp}");
+    }
+    let mut other = broker.ws("bob").await;
+    other.ping("others-keep-working").await;
+}
+
+#[tokio::test]
+async fn a_token_not_valid_before_a_future_time_is_refused() {
+    let (broker, _db) = rest_broker(&[]).await;
+    let early = signed(
+        &serde_json::json!({"sub": "alice", "exp": now_secs() + 600, "nbf": now_secs() + 300}),
+    );
+    assert!(!accepted_over_both(&broker, &early).await);
+    let due = signed(
+        &serde_json::json!({"sub": "alice", "exp": now_secs() + 600, "nbf": now_secs() - 5}),
+    );
+    assert!(accepted_over_both(&broker, &due).await);
+}
+
+#[tokio::test]
+async fn a_token_of_another_issuer_is_refused_when_an_issuer_is_configured() {
+    let (broker, _db) = rest_broker(&[("BROKER_AUTH_ISSUER", "https://login.example")]).await;
+    let exp = now_secs() + 600;
+    let ours =
+        signed(&serde_json::json!({"sub": "alice", "exp": exp, "iss": "https://login.example"}));
+    assert!(accepted_over_both(&broker, &ours).await);
+    let theirs =
+        signed(&serde_json::json!({"sub": "alice", "exp": exp, "iss": "https://evil.example"}));
+    assert!(!accepted_over_both(&broker, &theirs).await);
+    let none = signed(&serde_json::json!({"sub": "alice", "exp": exp}));
+    assert!(!accepted_over_both(&broker, &none).await);
+    // Tokens the broker mints carry the configured issuer.
+    assert!(accepted_over_both(&broker, &broker.token("alice")).await);
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused_when_an_audience_is_configured() {
+    let (broker, _db) = rest_broker(&[("BROKER_AUTH_AUDIENCE", "broker")]).await;
+    let exp = now_secs() + 600;
+    for aud in [
+        serde_json::json!("broker"),
+        serde_json::json!(["mail", "broker"]),
+    ] {
+        let token = signed(&serde_json::json!({"sub": "alice", "exp": exp, "aud": aud}));
+        assert!(accepted_over_both(&broker, &token).await, "aud {aud}");
+    }
+    for aud in [
+        serde_json::json!("mail"),
+        serde_json::json!(["mail"]),
+        serde_json::Value::Null,
+    ] {
+        let token = signed(&serde_json::json!({"sub": "alice", "exp": exp, "aud": aud}));
+        assert!(!accepted_over_both(&broker, &token).await, "aud {aud}");
+    }
+    assert!(accepted_over_both(&broker, &broker.token("alice")).await);
+}
+
+#[tokio::test]
+async fn a_token_with_an_aud_is_accepted_when_no_audience_is_configured() {
+    let (broker, _db) = rest_broker(&[]).await;
+    let exp = now_secs() + 600;
+    for aud in [
+        serde_json::json!("somebody-else"),
+        serde_json::json!(["a", "b"]),
+    ] {
+        let token = signed(&serde_json::json!({"sub": "alice", "exp": exp, "aud": aud}));
+        assert!(accepted_over_both(&broker, &token).await, "aud {aud}");
+    }
+}
+
+#[tokio::test]
+async fn leeway_accepts_a_token_that_expired_within_it_and_no_longer() {
+    let (broker, _db) = rest_broker(&[("BROKER_AUTH_LEEWAY_S", "60")]).await;
+    let now = now_secs();
+    let lately = signed(&serde_json::json!({"sub": "alice", "exp": now - 5}));
+    assert!(accepted_over_both(&broker, &lately).await);
+    let early = signed(&serde_json::json!({"sub": "alice", "exp": now + 600, "nbf": now + 30}));
+    assert!(accepted_over_both(&broker, &early).await);
+    let long_ago = signed(&serde_json::json!({"sub": "alice", "exp": now - 120}));
+    assert!(!accepted_over_both(&broker, &long_ago).await);
+}
+
+#[tokio::test]
+async fn without_leeway_a_token_expired_a_second_ago_is_refused() {
+    let (broker, _db) = rest_broker(&[]).await;
+    let expired = signed(&serde_json::json!({"sub": "alice", "exp": now_secs() - 2}));
+    assert!(!accepted_over_both(&broker, &expired).await);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_accepted_in_any_case() {
+    let (broker, _db) = rest_broker(&[]).await;
+    let token = broker.token("alice");
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let value = format!("{scheme} {token}");
+        let connected = connect_headers(&broker, &[("Authorization", &value)]).await;
+        assert_eq!(connected.get("user-name"), Some("alice"), "{scheme}");
+        assert_eq!(rest_status(&broker, &value).await, 200, "{scheme}");
+    }
+    assert_eq!(rest_status(&broker, &format!("Basic {token}")).await, 401);
+}

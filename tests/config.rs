@@ -102,6 +102,39 @@ fn dev_login_on_a_public_address_is_refused_on_one_line() {
 }
 
 #[test]
+fn an_external_url_prefix_that_is_not_a_plain_https_url_is_refused_on_one_line() {
+    for prefix in [
+        "http://cdn.example/",
+        "https://user@cdn.example/",
+        "https://cdn.example/a/../b",
+        "cdn.example",
+    ] {
+        let text = format!("[files]\nexternal_url_prefixes = [\"{prefix}\"]\n");
+        let message = config_error(&text, &[]);
+        assert_one_line(&message);
+        assert!(message.contains("files.external_url_prefixes"), "{message}");
+    }
+    let pairs = env(&[(
+        "BROKER_FILES_EXTERNAL_URL_PREFIXES",
+        r#"["https://cdn.example/media/"]"#,
+    )]);
+    let config = Config::from_toml("test", "", pairs).expect("a plain prefix");
+    assert_eq!(
+        config.files.external_url_prefixes,
+        ["https://cdn.example/media/"]
+    );
+}
+
+#[test]
+fn a_leeway_over_five_minutes_is_refused_on_one_line() {
+    let message = config_error("[auth]\nleeway_s = 301\n", &[]);
+    assert_one_line(&message);
+    assert!(message.contains("auth.leeway_s"), "{message}");
+    let config = Config::from_toml("test", "[auth]\nleeway_s = 300\n", env(&[])).unwrap();
+    assert_eq!(config.auth.leeway_s, 300);
+}
+
+#[test]
 fn invalid_node_id_is_refused_on_one_line() {
     let message = config_error("", &[("BROKER_CLUSTER_NODE_ID", "has space")]);
     assert_one_line(&message);

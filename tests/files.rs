@@ -274,7 +274,14 @@ async fn uploads_over_the_limit_are_refused_while_streaming_and_leave_nothing() 
 #[tokio::test]
 async fn attachments_are_validated() {
     let database = db::sqlite();
-    let broker = TestBroker::start_im(&database.url, &[]).await;
+    let broker = TestBroker::start_im(
+        &database.url,
+        &[(
+            "BROKER_FILES_EXTERNAL_URL_PREFIXES",
+            r#"["https://cdn.example/"]"#,
+        )],
+    )
+    .await;
     let good = json!({"url": "https://cdn.example/x.mp3", "name": "x.mp3", "size": 10, "mime": "audio/mpeg", "durationMs": 3000});
     let (status, body) = broker
         .api(

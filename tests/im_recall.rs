@@ -80,7 +80,14 @@ async fn the_sender_recalls_within_the_window_and_both_users_are_told() {
 #[tokio::test]
 async fn a_recalled_attachment_is_emptied_too() {
     for database in db::all().await {
-        let broker = im::broker(&database.url, &[]).await;
+        let broker = im::broker(
+            &database.url,
+            &[(
+                "BROKER_FILES_EXTERNAL_URL_PREFIXES",
+                r#"["https://example.com/"]"#,
+            )],
+        )
+        .await;
         let (status, message) = broker
             .api(
                 "POST",

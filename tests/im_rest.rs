@@ -512,7 +512,14 @@ async fn content_over_the_limit_is_content_too_long_and_500_chinese_characters_p
 #[tokio::test]
 async fn a_wrong_format_or_attachment_is_invalid_argument() {
     for database in db::all().await {
-        let broker = im::broker(&database.url, &[]).await;
+        let broker = im::broker(
+            &database.url,
+            &[(
+                "BROKER_FILES_EXTERNAL_URL_PREFIXES",
+                r#"["https://example.com/"]"#,
+            )],
+        )
+        .await;
         let image = json!({"url": "https://example.com/a.png", "name": "a.png", "size": 1, "mime": "image/png"});
         for (n, (format, content, attachment)) in [
             ("gif", "x", Value::Null),

@@ -34,6 +34,7 @@ fn text(target: Target, sender: &str, client_msg_id: &str, content: &str) -> New
         reply_to: None,
         forwarded_from: None,
         unless_blocked_by: None,
+        shared_file: None,
     }
 }
 

@@ -181,3 +181,181 @@ async fn root_serves_the_built_client_and_its_assets() {
         assert!(!body.contains("do not serve"), "{path}");
     }
 }
+
+/// A raw `POST /api/v1/dev/token` with the given `Host` and `Content-Type` (each left out when
+/// `None`); returns the status and the JSON body.
+async fn dev_request(
+    broker: &TestBroker,
+    host: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let mut head = "POST /api/v1/dev/token HTTP/1.1\r\n".to_owned();
+    if let Some(host) = host {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
+    if let Some(content_type) = content_type {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut stream = tokio::net::TcpStream::connect(broker.http_addr())
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+const ALICE: &str = r#"{"sub":"alice"}"#;
+
+#[tokio::test]
+async fn dev_token_is_forbidden_unless_the_host_is_a_loopback_name() {
+    let (broker, _db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    let json = Some("application/json");
+    let port = broker.http_addr().port();
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        format!("10.1.2.3:{port}"),
+    ] {
+        let (status, body) = dev_request(&broker, Some(&host), json, ALICE).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("FORBIDDEN")),
+            "{host}: {body}"
+        );
+        assert!(body.get("token").is_none());
+    }
+    let (status, _) = dev_request(&broker, None, json, ALICE).await;
+    assert_eq!(status, 403, "no Host at all");
+    for host in [
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("127.3.2.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let (status, body) = dev_request(&broker, Some(&host), json, ALICE).await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body["token"].is_string(), "{host}");
+    }
+}
+
+#[tokio::test]
+async fn dev_token_needs_a_json_content_type() {
+    let (broker, _db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    let host = Some("localhost");
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+    ] {
+        let (status, body) = dev_request(&broker, host, content_type, ALICE).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{content_type:?}: {body}"
+        );
+        assert!(body.get("token").is_none());
+    }
+    for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
+        let (status, body) = dev_request(&broker, host, Some(content_type), ALICE).await;
+        assert_eq!(status, 200, "{content_type}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn dev_token_refuses_a_large_body_as_payload_too_large() {
+    let (broker, _db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    let big = format!(r#"{{"sub":"alice","pad":"{}"}}"#, "x".repeat(10_000));
+    let (status, body) =
+        dev_request(&broker, Some("localhost"), Some("application/json"), &big).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn dev_token_off_answers_404_without_reading_the_body() {
+    let (broker, _db) = im_broker(&[]).await;
+    // The head announces a body (under any framework limit) that never comes: an answer proves
+    // that nothing waited for it.
+    let head = "POST /api/v1/dev/token HTTP/1.1\r\nHost: localhost\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{";
+    let mut stream = tokio::net::TcpStream::connect(broker.http_addr())
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = vec![0u8; 4096];
+    let mut read = 0;
+    while !String::from_utf8_lossy(&response[..read]).contains("NOT_FOUND") {
+        let n = tokio::time::timeout(common::WAIT, stream.read(&mut response[read..]))
+            .await
+            .expect("an answer without the body")
+            .expect("read");
+        assert!(n > 0, "closed without an answer");
+        read += n;
+    }
+    let text = String::from_utf8_lossy(&response[..read]);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+}
+
+#[tokio::test]
+async fn a_dev_token_is_refused_by_a_broker_without_dev_login() {
+    let (dev, _dev_db) = im_broker(&[("BROKER_AUTH_DEV_LOGIN", "true")]).await;
+    let (status, body) = dev_token(&dev, json!({"sub": "alice"})).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+
+    // Same secret, no dev login.
+    let (plain, _plain_db) = im_broker(&[]).await;
+    let mut client = plain.ws_raw().await;
+    client
+        .send(&common::connect_frame(
+            stomp_codec::Command::Connect,
+            &[("accept-version", "1.2"), ("passcode", &token)],
+        ))
+        .await;
+    let error = client.expect_error("unauthorized").await;
+    assert!(
+        String::from_utf8_lossy(&error.body).contains("dev"),
+        "{error:?}"
+    );
+    let (status, body) = http_json(
+        plain.http_addr(),
+        "GET",
+        "/api/v1/unread",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("UNAUTHORIZED")),
+        "{body}"
+    );
+    // Its own tokens still work there.
+    let mut alice = plain.ws("alice").await;
+    alice.ping("ok").await;
+}

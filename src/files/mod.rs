@@ -1,9 +1,10 @@
 //! Uploaded files: a storage trait with two stores (a local directory, or an S3-compatible object
-//! store), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height are read) and
-//! thumbnails.
+//! store), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height are read),
+//! thumbnails, and the URLs a message may name ([`urls`]).
 
 pub mod object;
 pub mod rest;
+pub mod urls;
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -100,6 +101,8 @@ pub struct FilesSettings {
     pub image_max_bytes: u64,
     /// Largest other file.
     pub file_max_bytes: u64,
+    /// Where media attachments may point besides this broker's files.
+    pub external_url_prefixes: urls::ExternalPrefixes,
 }
 
 /// What the bytes of an image are.

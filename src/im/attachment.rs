@@ -2,10 +2,18 @@
 //! `{url, name, size, mime, width?, height?, durationMs?, thumbnailUrl?}`, cards
 //! `{bizType, bizId, title, summary?, url?}`. Unknown keys are refused so that clients cannot
 //! smuggle data into other users' messages.
+//!
+//! A media attachment names a file of this broker that its sender may use, or an external
+//! `https://` URL the operator allows (see [`crate::files::urls`]); for a file of this broker
+//! the message stores what the upload recorded (size, type, image size, thumbnail), not what the
+//! client declared, and the upload limits hold.
 
 use serde_json::{Map, Value};
 
+use super::{Im, store_error};
 use crate::app_error::AppError;
+use crate::files::urls;
+use crate::store::safety::FileRow;
 
 fn text(
     object: &Map<String, Value>,
@@ -42,12 +50,12 @@ fn only(object: &Map<String, Value>, allowed: &[&str]) -> Result<(), AppError> {
     }
 }
 
-/// Checks a media attachment (`image`, `file`, `voice`, `video`).
+/// Checks the shape of a media attachment (`image`, `file`, `voice`, `video`).
 ///
 /// # Errors
 ///
 /// `INVALID_ARGUMENT` naming the offending field.
-pub(super) fn check_media(object: &Map<String, Value>) -> Result<(), AppError> {
+fn check_media(object: &Map<String, Value>) -> Result<(), AppError> {
     only(
         object,
         &[
@@ -71,6 +79,131 @@ pub(super) fn check_media(object: &Map<String, Value>) -> Result<(), AppError> {
     text(object, "thumbnailUrl", false, 2048)
 }
 
+/// A checked media attachment: the JSON to store, and the uploaded file the message shares
+/// with its conversation once stored.
+pub(super) struct Media {
+    /// The attachment as stored.
+    pub(super) stored: String,
+    /// The id of the file of this broker it names.
+    pub(super) file: Option<String>,
+}
+
+impl Im {
+    /// Checks a media attachment of a message `sender` sends in `format`: its shape, its URLs,
+    /// and for a file of this broker the sender's right to it and the upload limits. Only
+    /// messages with an attachment pay for the lookup of the file.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` naming what is wrong; `UNAVAILABLE` when the database does not answer.
+    pub(super) async fn media_attachment(
+        &self,
+        sender: &str,
+        format: &str,
+        object: &Map<String, Value>,
+    ) -> Result<Media, AppError> {
+        check_media(object)?;
+        let url = object
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let thumbnail = object.get("thumbnailUrl").and_then(Value::as_str);
+        if let Some(id) = urls::file_id(url) {
+            if thumbnail.is_some_and(|t| t != urls::thumbnail_url(id)) {
+                return Err(AppError::invalid(
+                    "attachment.thumbnailUrl must be the thumbnail of attachment.url's file",
+                ));
+            }
+            let row = self.usable_file(sender, id).await?;
+            self.check_upload_limits(format, &row)?;
+            // What the upload recorded wins over what the client declared; the name and the
+            // duration are the sender's to give.
+            let mut stored = crate::files::rest::attachment(&row);
+            stored["name"] = object.get("name").cloned().unwrap_or(Value::Null);
+            if let Some(duration) = object.get("durationMs").filter(|d| !d.is_null()) {
+                stored["durationMs"] = duration.clone();
+            }
+            return Ok(Media {
+                stored: stored.to_string(),
+                file: Some(row.id),
+            });
+        }
+        let external = &self.files_settings().external_url_prefixes;
+        let refused = |key: &str| {
+            AppError::invalid(if external.is_empty() {
+                format!(
+                    "attachment.{key} must name a file uploaded here ({}<id>)",
+                    crate::files::rest::FILE_URL_PREFIX
+                )
+            } else {
+                format!(
+                    "attachment.{key} must name a file uploaded here ({}<id>) or an https URL \
+                     under files.external_url_prefixes",
+                    crate::files::rest::FILE_URL_PREFIX
+                )
+            })
+        };
+        let mut stored = object.clone();
+        let admitted = external.admit(url).ok_or_else(|| refused("url"))?;
+        stored.insert("url".into(), Value::String(admitted));
+        if let Some(thumbnail) = thumbnail {
+            let admitted = external
+                .admit(thumbnail)
+                .ok_or_else(|| refused("thumbnailUrl"))?;
+            stored.insert("thumbnailUrl".into(), Value::String(admitted));
+        }
+        Ok(Media {
+            stored: Value::Object(stored).to_string(),
+            file: None,
+        })
+    }
+
+    /// The file `id` when `sender` uploaded it or it is shared with them; the same refusal
+    /// otherwise as for no file, so ids cannot be probed.
+    async fn usable_file(&self, sender: &str, id: &str) -> Result<FileRow, AppError> {
+        let refused = || AppError::invalid(format!("attachment.url names no file of yours: {id}"));
+        let store = self.store();
+        let row = store
+            .file(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(refused)?;
+        if row.owner_id == sender
+            || store
+                .file_shared_with(id, sender)
+                .await
+                .map_err(store_error)?
+        {
+            Ok(row)
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// The upload limits hold for messages too (they may be lower than when the file was
+    /// uploaded), and an image message needs an image upload.
+    fn check_upload_limits(&self, format: &str, row: &FileRow) -> Result<(), AppError> {
+        let settings = self.files_settings();
+        let image = format == "image";
+        if image && !(row.mime.starts_with("image/") && row.width.is_some()) {
+            return Err(AppError::invalid(
+                "an image message needs an uploaded JPEG, PNG, GIF or WebP image",
+            ));
+        }
+        let limit = if image {
+            settings.image_max_bytes
+        } else {
+            settings.file_max_bytes
+        };
+        if u64::try_from(row.size).map_or(true, |size| size > limit) {
+            return Err(AppError::invalid(format!(
+                "the file is larger than {limit} bytes, the limit of {format} messages"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Checks a card attachment.
 ///
 /// # Errors
@@ -87,12 +220,4 @@ pub(super) fn check_card(object: &Map<String, Value>) -> Result<(), AppError> {
     text(object, "title", true, 200)?;
     text(object, "summary", false, 1000)?;
     text(object, "url", false, 2048)
-}
-
-/// The file id of an attachment URL naming a file uploaded here.
-pub(super) fn uploaded_file_id(attachment: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(attachment).ok()?;
-    let url = value.get("url")?.as_str()?;
-    let id = url.strip_prefix(crate::files::rest::FILE_URL_PREFIX)?;
-    Some(id.split('/').next().unwrap_or_default().to_owned())
 }

@@ -1,14 +1,22 @@
 //! `POST /api/v1/dev/token` (contract section 2): tokens for the demo client's "try as" button
 //! when `auth.dev_login` is on. The configuration refuses the flag unless the HTTP listener is on
-//! a loopback address, so only someone on this machine can mint.
+//! a loopback address; this handler also refuses any request whose `Host` is not a loopback name
+//! (a page on another site can reach a loopback listener by DNS rebinding, under its own host
+//! name), and anything but `application/json` (which a cross-site form cannot send without a
+//! preflight). The tokens it mints carry `"dev": true`, which a broker without dev login refuses.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header, uri::Authority};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -18,6 +26,9 @@ use crate::auth::{AuthError, Role, is_valid_user_id};
 
 /// How long a dev token lasts: a working day of trying the demo.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// The largest body read: `{"sub", "roles"}` fits many times over.
+const MAX_BODY_BYTES: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,11 +43,91 @@ pub(super) fn routes() -> Router<RestState> {
     Router::new().route("/dev/token", post(dev_token))
 }
 
-async fn dev_token(State(state): State<RestState>, body: Bytes) -> Result<Response, AppError> {
-    // Off means absent, not forbidden: the endpoint must not even be discoverable.
+/// Whether `host` (a `Host` value or a URI authority) names this machine: `localhost`, an
+/// address of `127.0.0.0/8` or `[::1]`, with an optional port.
+fn is_loopback_host(host: &str) -> bool {
+    let Ok(authority) = host.parse::<Authority>() else {
+        return false;
+    };
+    let name = authority.host();
+    // Only a port may follow the name (the parser lets user info and a bad port through).
+    let port_ok = match authority.as_str().strip_prefix(name) {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix(':')
+            .is_some_and(|port| port.parse::<u16>().is_ok()),
+        None => false,
+    };
+    if !port_ok {
+        return false;
+    }
+    match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()),
+        None => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        }
+    }
+}
+
+/// Every name the request gives for its target (the `Host` header, and the authority of an
+/// absolute-form request target) is a loopback one, and there is at least one.
+fn names_loopback(parts: &Parts) -> bool {
+    let header = match parts.headers.get(header::HOST) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(text) => Some(text),
+            Err(_) => return false,
+        },
+    };
+    let target = parts.uri.authority().map(Authority::as_str);
+    (header.is_some() || target.is_some())
+        && header.is_none_or(is_loopback_host)
+        && target.is_none_or(is_loopback_host)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The body, refused past [`MAX_BODY_BYTES`] as it streams.
+async fn read_body(mut body: Body) -> Result<BytesMut, AppError> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| AppError::invalid(format!("body interrupted: {e}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            if buffer.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(AppError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                ));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+    }
+    Ok(buffer)
+}
+
+async fn dev_token(State(state): State<RestState>, request: Request) -> Result<Response, AppError> {
+    // Off means absent, not forbidden: the endpoint must not even be discoverable, and nothing
+    // of the request is read.
     if !state.dev_login {
         return Err(AppError::new(ErrorCode::NotFound, "no such endpoint"));
     }
+    let (parts, body) = request.into_parts();
+    if !names_loopback(&parts) {
+        return Err(AppError::forbidden(
+            "dev tokens are only handed out to requests for localhost, 127.0.0.0/8 or [::1]",
+        ));
+    }
+    if !is_json(&parts.headers) {
+        return Err(AppError::invalid("Content-Type must be application/json"));
+    }
+    let body = read_body(body).await?;
     let request: DevTokenRequest = serde_json::from_slice(&body)
         .map_err(|e| AppError::invalid(format!("invalid JSON body: {e}")))?;
     if !is_valid_user_id(&request.sub) {
@@ -58,11 +149,43 @@ async fn dev_token(State(state): State<RestState>, body: Bytes) -> Result<Respon
     if roles.is_empty() {
         roles.push(Role::User);
     }
-    match state.auth.mint(&request.sub, &roles, DEV_TOKEN_TTL) {
+    match state.auth.mint_dev(&request.sub, &roles, DEV_TOKEN_TTL) {
         Ok(token) => Ok(axum::Json(json!({ "token": token })).into_response()),
         Err(AuthError::InvalidUserId(sub)) => {
             Err(AppError::invalid(format!("invalid user id {sub:?}")))
         }
         Err(error) => Err(AppError::new(ErrorCode::Internal, error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts_with_and_without_a_port() {
+        for host in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1",
+            "127.9.8.7:80",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "user@localhost",
+            "localhost:port",
+            "",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

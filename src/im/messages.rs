@@ -151,6 +151,7 @@ impl Im {
                 format!("content is longer than {limit} characters"),
             ));
         }
+        let mut shared_file = None;
         let attachment = match (format.as_str(), &request.attachment) {
             ("text", None | Some(Value::Null)) => {
                 if content.trim().is_empty() {
@@ -160,8 +161,11 @@ impl Im {
             }
             ("text", Some(_)) => return Err(invalid("text messages take no attachment")),
             (media, Some(Value::Object(object))) if MEDIA_FORMATS.contains(&media) => {
-                super::attachment::check_media(object)?;
-                Some(Value::Object(object.clone()).to_string())
+                let checked = self
+                    .media_attachment(&sender.user_id, media, object)
+                    .await?;
+                shared_file = checked.file;
+                Some(checked.stored)
             }
             ("card", Some(Value::Object(object))) => {
                 super::attachment::check_card(object)?;
@@ -197,6 +201,7 @@ impl Im {
             reply_to,
             forwarded_from: None,
             unless_blocked_by: None,
+            shared_file,
         })
     }
 
@@ -629,6 +634,7 @@ impl Im {
                 reply_to: None,
                 forwarded_from: None,
                 unless_blocked_by: None,
+                shared_file: None,
             })
             .await
             .map_err(store_error)?;

@@ -65,6 +65,11 @@ impl ImSettings {
             files: crate::files::FilesSettings {
                 image_max_bytes: config.limits.image_max_bytes,
                 file_max_bytes: config.limits.file_max_bytes,
+                // Checked when the configuration was loaded.
+                external_url_prefixes: crate::files::urls::ExternalPrefixes::parse(
+                    &config.files.external_url_prefixes,
+                )
+                .unwrap_or_default(),
             },
         }
     }

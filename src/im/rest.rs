@@ -60,7 +60,7 @@ impl FromRequestParts<RestState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::auth::bearer_token)
             .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
         state.auth.verify(token).map(Caller).map_err(|error| {
             Metrics::get().auth_failures.increment(1);

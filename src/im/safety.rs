@@ -178,45 +178,11 @@ impl Im {
         // The writer refuses the message with BLOCKED if the peer has blocked the sender.
         message.unless_blocked_by.clone_from(&peer);
         self.moderate(me, &conversation, message).await?;
-        self.check_file(me, &conversation, message).await?;
         if let Some(peer) = &peer {
             self.check_stranger(me, peer, &conversation, message)
                 .await?;
         }
         Ok(())
-    }
-
-    /// An attachment naming a file uploaded here must be the sender's own upload or one
-    /// already shared with them; the conversation is recorded so its members may download it.
-    async fn check_file(
-        &self,
-        me: &str,
-        conversation: &str,
-        message: &NewMessage,
-    ) -> Result<(), AppError> {
-        let Some(id) = message
-            .attachment
-            .as_deref()
-            .and_then(super::attachment::uploaded_file_id)
-        else {
-            return Ok(());
-        };
-        let store = self.store();
-        let row = store.file(&id).await.map_err(store_error)?;
-        let allowed = match &row {
-            Some(row) if row.owner_id == me => true,
-            Some(_) => store.file_shared_with(&id, me).await.map_err(store_error)?,
-            None => false,
-        };
-        if !allowed {
-            return Err(AppError::invalid(format!(
-                "attachment.url names no file of yours: {id}"
-            )));
-        }
-        store
-            .add_file_use(&id, conversation)
-            .await
-            .map_err(store_error)
     }
 
     async fn moderate(

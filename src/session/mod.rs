@@ -437,7 +437,7 @@ fn accept(
     let token = connect
         .get("Authorization")
         .or_else(|| connect.get("authorization"))
-        .map(|value| value.strip_prefix("Bearer ").unwrap_or(value))
+        .map(|value| crate::auth::bearer_token(value).unwrap_or(value))
         .or_else(|| connect.get("passcode"))
         .or(query_token)
         .filter(|t| !t.trim().is_empty());

@@ -2,7 +2,7 @@
 //! recall and per-user deletion.
 
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{MessageDeletionRow, MessageRow, conversations, members, message_deletions, messages};
 
 use super::{Store, StoreError, now_ms, with_conn};
@@ -91,6 +91,9 @@ pub struct NewMessage {
     /// A user whose blocks refuse the message ([`StoreError::Blocked`]): the peer of a private
     /// chat. Checked in the transaction that stores it, as one statement per batch.
     pub unless_blocked_by: Option<String>,
+    /// The id of an uploaded file the message carries: shared with the conversation's members
+    /// in the transaction that stores the message, and only then.
+    pub shared_file: Option<String>,
 }
 
 /// What a send did.
@@ -299,41 +302,51 @@ impl Store {
         Ok(())
     }
 
-    /// Recalls a message: empties its content and attachment and marks it `recalled`.
-    /// Returns the updated row.
+    /// Recalls a message: empties its content and attachment, marks it `recalled`, and takes
+    /// back the file it shared (its recipients can no longer download it). Returns the updated
+    /// row.
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Conflict`] when it was
     /// recalled already.
     pub async fn recall(&self, id: i64) -> Result<MessageRow, StoreError> {
+        use super::shares::file_shares;
         let now = now_ms();
         self.timed(async {
             with_conn!(&self.pool, |conn| {
-                let changed = diesel::update(
-                    messages::table
+                conn.transaction(async |conn| {
+                    let changed = diesel::update(
+                        messages::table
+                            .find(id)
+                            .filter(messages::recalled_at.is_null()),
+                    )
+                    .set((
+                        messages::content.eq(""),
+                        messages::attachment.eq(None::<String>),
+                        messages::status.eq("recalled"),
+                        messages::recalled_at.eq(Some(now)),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if changed > 0 {
+                        diesel::delete(file_shares::table.find(id))
+                            .execute(conn)
+                            .await?;
+                    }
+                    let row: Option<MessageRow> = messages::table
                         .find(id)
-                        .filter(messages::recalled_at.is_null()),
-                )
-                .set((
-                    messages::content.eq(""),
-                    messages::attachment.eq(None::<String>),
-                    messages::status.eq("recalled"),
-                    messages::recalled_at.eq(Some(now)),
-                ))
-                .execute(conn)
-                .await?;
-                let row: Option<MessageRow> = messages::table
-                    .find(id)
-                    .select(MessageRow::as_select())
-                    .first(conn)
-                    .await
-                    .optional()?;
-                match (row, changed) {
-                    (None, _) => Err(StoreError::NotFound),
-                    (Some(_), 0) => Err(StoreError::Conflict("already recalled".into())),
-                    (Some(row), _) => Ok(row),
-                }
+                        .select(MessageRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    match (row, changed) {
+                        (None, _) => Err(StoreError::NotFound),
+                        (Some(_), 0) => Err(StoreError::Conflict("already recalled".into())),
+                        (Some(row), _) => Ok(row),
+                    }
+                })
+                .await
             })
         })
         .await

@@ -16,6 +16,7 @@ mod order;
 pub mod outbox;
 pub mod safety;
 pub mod search;
+mod shares;
 pub mod writer;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! Safety and content tables: blocks, reports, sensitive-word hits, bans, uploaded files and the
-//! conversations they were sent in, and the retention purge.
+//! Safety and content tables: blocks, reports, sensitive-word hits, bans, uploaded files (their
+//! shares are in [`super::shares`]), and the retention purge.
 //!
 //! The tables are declared here rather than in the `schema` crate because only this module
 //! queries them.
@@ -71,17 +71,9 @@ pub mod tables {
             created_at -> BigInt,
         }
     }
-
-    diesel::table! {
-        /// The conversations a file was sent in.
-        file_uses (file_id, conversation_id) {
-            file_id -> Text,
-            conversation_id -> Text,
-        }
-    }
 }
 
-use tables::{bans, blocks, file_uses, files, moderation_hits, reports};
+use tables::{bans, blocks, files, moderation_hits, reports};
 
 /// A row of `reports`.
 #[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -445,54 +437,6 @@ impl Store {
         .await
     }
 
-    /// Records that a file was sent in a conversation.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn add_file_use(&self, file: &str, conversation: &str) -> Result<(), StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                diesel::insert_into(file_uses::table)
-                    .values((
-                        file_uses::file_id.eq(file),
-                        file_uses::conversation_id.eq(conversation),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Whether `user` is a current member of a conversation the file was sent in.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn file_shared_with(&self, file: &str, user: &str) -> Result<bool, StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let used_in: Vec<String> = file_uses::table
-                    .filter(file_uses::file_id.eq(file))
-                    .select(file_uses::conversation_id)
-                    .load(conn)
-                    .await?;
-                let count: i64 = members::table
-                    .filter(members::user_id.eq(user))
-                    .filter(members::left_at.is_null())
-                    .filter(members::conversation_id.eq_any(used_in))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                Ok(count > 0)
-            })
-        })
-        .await
-    }
-
     /// Conversations whose settings mention a retention, with their settings JSON.
     ///
     /// # Errors
@@ -580,6 +524,21 @@ impl Store {
                         message_deletions::table
                             .filter(message_deletions::conversation_id.eq(conversation))
                             .filter(message_deletions::message_id.eq_any(purged_ids)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    // A purged message shares its file no more. The ids are read first: the
+                    // share table is declared apart from the schema crate's, so diesel cannot
+                    // nest a query of one in the other.
+                    let purged: Vec<i64> = messages::table
+                        .filter(messages::conversation_id.eq(conversation))
+                        .filter(messages::seq.le(cutoff))
+                        .select(messages::id)
+                        .load(conn)
+                        .await?;
+                    diesel::delete(
+                        super::shares::file_shares::table
+                            .filter(super::shares::file_shares::message_id.eq_any(purged)),
                     )
                     .execute(conn)
                     .await?;

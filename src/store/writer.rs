@@ -421,6 +421,12 @@ async fn apply(
             if !rows.is_empty() {
                 BatchStatements::insert_rows(conn, &rows).await?;
             }
+            // A file becomes downloadable by a conversation only with the message carrying it.
+            let shares =
+                super::shares::of_batch(batch, fresh.iter().map(|&i| (i, &rows[row_of[&i]])));
+            if !shares.is_empty() {
+                super::shares::RecordShares::record_shares(conn, &shares).await?;
+            }
             // Domain events commit with the messages they describe (cluster mode).
             if let Some(node) = outbox {
                 let mut events = Vec::new();

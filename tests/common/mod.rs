@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod files;
 pub mod im;
 
 use std::net::SocketAddr;

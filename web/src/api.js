@@ -23,6 +23,23 @@ async function failure(response) {
   );
 }
 
+// This broker's files, /api/v1/files/<id> and its /thumbnail: the only URLs besides the API
+// itself that the page sends the token to. The path of such a URL, or null for anything else: a
+// message can name any URL, and an external one is shown as a plain link, never fetched.
+const FILE_PATH = /^\/api\/v1\/files\/[A-Za-z0-9]{1,64}(\/thumbnail)?$/;
+
+export function brokerFilePath(url) {
+  if (typeof url !== "string") return null;
+  let parsed;
+  try {
+    parsed = new URL(url, location.origin);
+  } catch {
+    return null;
+  }
+  const plain = parsed.origin === location.origin && !parsed.username && !parsed.password && !parsed.search && !parsed.hash;
+  return plain && FILE_PATH.test(parsed.pathname) ? parsed.pathname : null;
+}
+
 export class Api {
   constructor(token) {
     this.token = token;
@@ -110,18 +127,26 @@ export class Api {
   }
 
   // Uploaded files need the bearer token, which an <img src> cannot send: fetch them and hand
-  // out object URLs, once per file.
+  // out object URLs, once per file. Only this broker's files: the token goes nowhere else, not
+  // even by a redirect.
   blobUrl(url) {
+    const path = brokerFilePath(url);
+    if (!path) return Promise.reject(new ApiError(0, "INVALID_ARGUMENT", "not a file of this broker"));
     this.blobs ??= new Map();
-    if (!this.blobs.has(url)) {
-      const loading = fetch(url, { headers: { Authorization: `Bearer ${this.token}` } }).then(async (r) => {
+    if (!this.blobs.has(path)) {
+      const loading = fetch(path, {
+        headers: { Authorization: `Bearer ${this.token}` },
+        credentials: "same-origin",
+        redirect: "error",
+        referrerPolicy: "no-referrer",
+      }).then(async (r) => {
         if (!r.ok) throw await failure(r);
         return URL.createObjectURL(await r.blob());
       });
-      loading.catch(() => this.blobs.delete(url));
-      this.blobs.set(url, loading);
+      loading.catch(() => this.blobs.delete(path));
+      this.blobs.set(path, loading);
     }
-    return this.blobs.get(url);
+    return this.blobs.get(path);
   }
 }
 

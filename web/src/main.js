@@ -1,7 +1,7 @@
 // The demo chat client: sign-in, then the conversation list, the chat view and the side panels,
 // kept current by the STOMP session and re-synced by seq after every reconnect.
 import "./style.css";
-import { Api, ApiError, claims, devLoginAvailable, devToken } from "./api.js";
+import { Api, ApiError, brokerFilePath, claims, devLoginAvailable, devToken } from "./api.js";
 import { Session } from "./session.js";
 import {
   chatOf,
@@ -866,12 +866,20 @@ function ticks(status) {
 
 function renderBody(m) {
   const a = m.attachment;
+  // An attachment elsewhere than this broker's files: a plain link, never fetched by the page
+  // (no <img>, no token).
+  if (["image", "file", "voice", "video"].includes(m.format) && a?.url && !m.localPreview && !brokerFilePath(a.url)) {
+    return externalLink(a);
+  }
   switch (m.format) {
     case "image": {
       const img = h("img", { alt: a?.name ?? "image", width: a?.width, height: a?.height, loading: "lazy" });
       const source = m.localPreview ?? null;
       if (source) img.src = source;
-      else if (a?.url) api.blobUrl(a.thumbnailUrl ?? a.url).then((u) => (img.src = u), () => (img.alt = "image unavailable"));
+      else if (a?.url) {
+        const shown = brokerFilePath(a.thumbnailUrl) ? a.thumbnailUrl : a.url;
+        api.blobUrl(shown).then((u) => (img.src = u), () => (img.alt = "image unavailable"));
+      }
       return h("button", { type: "button", class: "image", "aria-label": `Open image ${a?.name ?? ""}`, onclick: () => openFile(a) }, img);
     }
     case "file":
@@ -885,8 +893,23 @@ function renderBody(m) {
   }
 }
 
+// A link to an external attachment: opened by the user in a new tab, without the page's
+// referrer or any access to the page; only http(s) URLs become links.
+function externalLink(a) {
+  let href = null;
+  try {
+    const url = new URL(a.url);
+    if (url.protocol === "https:" || url.protocol === "http:") href = url.href;
+  } catch {
+    // Not a URL: shown as text.
+  }
+  const label = `${a.name ?? a.url} (external link)`;
+  if (!href) return h("p", { class: "file external" }, label);
+  return h("a", { class: "file external", href, target: "_blank", rel: "noopener noreferrer", referrerpolicy: "no-referrer" }, label);
+}
+
 async function openFile(attachment) {
-  if (!attachment?.url) return;
+  if (!brokerFilePath(attachment?.url)) return;
   try {
     const url = await api.blobUrl(attachment.url);
     const link = h("a", { href: url, download: attachment.name, target: "_blank", rel: "noopener" });

@@ -19,10 +19,12 @@ export async function freePort() {
 }
 
 export class Broker {
-  constructor({ binary, webDir, port }) {
+  // `env`: extra BROKER_* settings of this test file's broker.
+  constructor({ binary, webDir, port, env = {} }) {
     this.binary = binary;
     this.webDir = webDir;
     this.port = port;
+    this.extraEnv = env;
     this.dir = mkdtempSync(join(tmpdir(), "broker-web-"));
     this.log = [];
     this.child = null;
@@ -48,6 +50,7 @@ export class Broker {
       BROKER_LIMITS_FILE_MAX_BYTES: "100000",
       NO_COLOR: "1",
       RUST_LOG: "info",
+      ...this.extraEnv,
     };
   }
 

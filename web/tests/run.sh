@@ -5,7 +5,7 @@
 # build), then runs `node --test`; the tests start the broker on a free port with a temporary
 # data directory and --dev, restart it in the middle, and stop it. Screenshots of every step go
 # to web/test-output/. Needs Chromium at /usr/bin/chromium (Debian's package `chromium`) or
-# WEB_TEST_CHROMIUM.
+# WEB_TEST_CHROMIUM, and openssl (the attachments test makes a certificate for its HTTPS server).
 #
 #   web/tests/run.sh            # from anywhere in the repository
 
@@ -17,6 +17,7 @@ root="$(cd "$web/.." && pwd)"
 
 chromium="${WEB_TEST_CHROMIUM:-/usr/bin/chromium}"
 [ -x "$chromium" ] || { echo "web: no Chromium at $chromium (apt-get install chromium)" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "web: no openssl (apt-get install openssl)" >&2; exit 1; }
 
 cd "$root"
 echo "web: building the broker"
