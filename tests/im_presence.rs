@@ -107,7 +107,7 @@ async fn typing_where_one_is_not_a_member_is_refused_on_errors() {
         let mut bob = broker.im_user("bob").await;
         typing(&mut mallory, "private_alice_bob", "t1").await;
         let body = error(&mut mallory).await;
-        assert_error(&body, "NOT_MEMBER");
+        assert_error(&body, "NOT_FOUND");
         assert_eq!(body["receiptId"], "t1", "{}", database.label);
         typing(&mut mallory, "private_mallory_nobody", "t2").await;
         let body = error(&mut mallory).await;

@@ -431,15 +431,19 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `NOT_FOUND`, `NOT_MEMBER`, `FORBIDDEN`, `RECALL_WINDOW_EXPIRED`, `CONFLICT`.
+    /// `NOT_FOUND` (also for a message in a conversation the caller is not in), `FORBIDDEN`,
+    /// `RECALL_WINDOW_EXPIRED`, `CONFLICT`.
     pub async fn recall(&self, caller: &Identity, id: i64) -> Result<MessageRow, AppError> {
         let message = self
             .store()
             .message(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
-        let (row, member) = self.access(&message.conversation_id, caller).await?;
+            .ok_or_else(super::no_message)?;
+        let (row, member) = self
+            .access(&message.conversation_id, caller)
+            .await
+            .map_err(hide_conversation)?;
         let moderator = row.kind == "group"
             && member.is_some_and(|m| matches!(m.role.as_str(), "owner" | "admin"));
         if !moderator {
@@ -511,16 +515,18 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `NOT_FOUND`, `NOT_MEMBER`, `UNAVAILABLE`.
+    /// `NOT_FOUND` (also for a message in a conversation the caller is not in),
+    /// `UNAVAILABLE`.
     pub async fn delete(&self, caller: &Identity, id: i64) -> Result<(), AppError> {
         let message = self
             .store()
             .message(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
+            .ok_or_else(super::no_message)?;
         self.membership(&message.conversation_id, &caller.user_id)
-            .await?;
+            .await
+            .map_err(hide_conversation)?;
         self.store()
             .delete_for(&caller.user_id, &message)
             .await
@@ -637,6 +643,15 @@ impl Im {
             self.push_sent(&sent);
         }
         Ok(sent.message)
+    }
+}
+
+/// A message's conversation that the caller may not see answers as if the message did not
+/// exist: naming the conversation would tell its id (who talks to whom, a group's secret id).
+fn hide_conversation(error: AppError) -> AppError {
+    match error.code {
+        ErrorCode::NotFound | ErrorCode::NotMember => super::no_message(),
+        _ => error,
     }
 }
 

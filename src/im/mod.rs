@@ -168,28 +168,33 @@ impl Im {
             .conversation(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no conversation {id}")))
+            .ok_or_else(|| no_conversation(id))
     }
 
-    /// The caller's membership, or `NOT_FOUND` / `NOT_MEMBER`.
+    /// The caller's membership. A group the caller is not in is `NOT_MEMBER`; any other
+    /// conversation the caller is not in is `NOT_FOUND`, word for word as one that does not
+    /// exist: their ids are made of user ids, so anything else would tell who talks to whom
+    /// (and who has written to customer service). A group's id is 128 random bits that only
+    /// its members and former members know.
     async fn membership(
         &self,
         conversation: &str,
         user: &str,
     ) -> Result<(ConversationRow, MemberRow), AppError> {
         let row = self.conversation(conversation).await?;
-        let member = self
+        match self
             .store()
             .member(conversation, user)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::NotMember,
-                    format!("not a member of {conversation}"),
-                )
-            })?;
-        Ok((row, member))
+        {
+            Some(member) => Ok((row, member)),
+            None if row.kind == "group" => Err(AppError::new(
+                ErrorCode::NotMember,
+                format!("not a member of {conversation}"),
+            )),
+            None => Err(no_conversation(conversation)),
+        }
     }
 
     /// Pushes an event to every session of `user` subscribed to `/user/queue/<queue>`.
@@ -236,6 +241,17 @@ impl Im {
             tracing::warn!(%error, event, "could not record a domain event");
         }
     }
+}
+
+/// The answer for a conversation that does not exist, or that the caller may not know of.
+fn no_conversation(id: &str) -> AppError {
+    AppError::new(ErrorCode::NotFound, format!("no conversation {id}"))
+}
+
+/// The answer for a message that does not exist, or that is in a conversation the caller
+/// cannot see (a group's too: message ids are time-ordered, so they can be guessed).
+fn no_message() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such message")
 }
 
 /// The topic name of a group conversation: `/topic/group.<conversationId>`.
