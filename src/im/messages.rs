@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::json::{MessageJson, NotificationRequest, SendRequest, message_id, peer_of};
+use super::json::{MessageJson, SendRequest, message_id, peer_of};
 use super::{Im, group_topic, store_error};
 use crate::app_error::{AppError, ErrorCode};
-use crate::auth::{Identity, Role, is_valid_user_id};
+use crate::auth::{Identity, is_valid_user_id};
 use crate::hub::Publication;
 use crate::relay::Route;
 use crate::session::handle::AckHook;
@@ -164,7 +164,7 @@ impl Im {
                 Some(Value::Object(object.clone()).to_string())
             }
             ("card", Some(Value::Object(object))) => {
-                super::attachment::check_card(object)?;
+                super::attachment::check_card(object, self.settings().bounds.card_data_max_bytes)?;
                 Some(Value::Object(object.clone()).to_string())
             }
             (other, _) if MEDIA_FORMATS.contains(&other) || other == "card" => {
@@ -566,83 +566,6 @@ impl Im {
             }
         }
         Ok(())
-    }
-
-    /// Stores a system notification in `system_<user>` and pushes it as `notification.new`.
-    ///
-    /// # Errors
-    ///
-    /// `FORBIDDEN` without role `system`; `INVALID_ARGUMENT`; `UNAVAILABLE`.
-    pub async fn notify(
-        &self,
-        sender: &Identity,
-        user: &str,
-        request: &NotificationRequest,
-    ) -> Result<MessageRow, AppError> {
-        if !sender.has_role(Role::System) {
-            return Err(AppError::forbidden("notifications need role system"));
-        }
-        if !is_valid_user_id(user) {
-            return Err(invalid(format!("invalid user id {user:?}")));
-        }
-        if request.title.trim().is_empty() {
-            return Err(invalid("title is required"));
-        }
-        let (format, attachment, content) = match &request.biz_type {
-            Some(biz_type) => (
-                "card",
-                Some(
-                    json!({
-                        "bizType": biz_type,
-                        "bizId": request.biz_id.clone().unwrap_or_default(),
-                        "title": request.title,
-                        "summary": request.content,
-                        "data": request.data,
-                    })
-                    .to_string(),
-                ),
-                request.content.clone(),
-            ),
-            None => (
-                "text",
-                request
-                    .data
-                    .as_ref()
-                    .map(|data| json!({"title": request.title, "data": data}).to_string()),
-                if request.content.is_empty() {
-                    request.title.clone()
-                } else {
-                    format!("{}\n{}", request.title, request.content)
-                },
-            ),
-        };
-        // One notification to many users: each copy needs its own idempotency key.
-        let client_msg_id = match &request.client_msg_id {
-            Some(id) => format!("{id}:{user}"),
-            None => format!("n-{:016x}", rand::random::<u64>()),
-        };
-        let outcome = self
-            .store()
-            .send(NewMessage {
-                target: Target::System {
-                    user: user.to_owned(),
-                },
-                sender: sender.user_id.clone(),
-                client_msg_id,
-                format: format.to_owned(),
-                content,
-                attachment,
-                reply_to: None,
-                forwarded_from: None,
-                unless_blocked_by: None,
-            })
-            .await
-            .map_err(store_error)?;
-        let sent = Sent::from(outcome);
-        if !sent.duplicate {
-            self.push_sent(&sent);
-        }
-        Ok(sent.message)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod limits_redis;
 mod messages;
 pub mod moderation;
 pub mod notifications_queue;
+pub mod notify;
 pub mod presence;
 pub mod presence_redis;
 pub mod rest;
@@ -48,6 +49,8 @@ pub struct ImSettings {
     pub max_group_members: usize,
     /// Characters per text message.
     pub text_max_chars: usize,
+    /// Bounds of the fields pushed to every member of a group, and of cards' data.
+    pub bounds: Bounds,
     /// Limits and moderation.
     pub safety: safety::SafetySettings,
     /// Uploads.
@@ -61,6 +64,11 @@ impl ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
             text_max_chars: config.limits.text_max_chars,
+            bounds: Bounds {
+                group_name_max_chars: config.limits.group_name_max_chars,
+                group_announcement_max_chars: config.limits.group_announcement_max_chars,
+                card_data_max_bytes: config.limits.card_data_max_bytes,
+            },
             safety: safety::SafetySettings::from_config(config),
             files: crate::files::FilesSettings {
                 image_max_bytes: config.limits.image_max_bytes,
@@ -69,6 +77,22 @@ impl ImSettings {
         }
     }
 }
+
+/// Bounds of what a user (or a backend system) writes once and the broker pushes to many
+/// sessions: beyond them a request is `INVALID_ARGUMENT`, so that no such push can cut its
+/// receivers as slow consumers.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// `limits.group_name_max_chars`.
+    pub group_name_max_chars: usize,
+    /// `limits.group_announcement_max_chars`.
+    pub group_announcement_max_chars: usize,
+    /// `limits.card_data_max_bytes`: a card's `data`, and a notification's.
+    pub card_data_max_bytes: usize,
+}
+
+/// Characters of a URL the broker pushes (a group's avatar, an attachment's `url`).
+pub const URL_MAX_CHARS: usize = 2048;
 
 /// The IM service.
 #[derive(Clone)]

@@ -422,9 +422,7 @@ async fn notify(State(state): State<RestState>, Caller(caller): Caller, body: By
         return Err(AppError::forbidden("notifications need role system"));
     }
     let request: NotificationRequest = parse_body(&body)?;
-    if request.user_ids.is_empty() {
-        return Err(AppError::invalid("userIds must name at least one user"));
-    }
+    super::notify::check_recipients(&request)?;
     let mut items = Vec::with_capacity(request.user_ids.len());
     for user in &request.user_ids {
         let message = state.im.notify(&caller, user, &request).await?;
