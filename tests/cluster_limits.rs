@@ -87,6 +87,82 @@ async fn the_stranger_rate_counts_messages_to_strangers_on_every_node_together()
     assert_eq!(status, 201, "{answer}");
 }
 
+/// A REST call as `user` on `node`.
+async fn call(node: &Node, user: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    common::im::http_json(
+        node.addr,
+        method,
+        path,
+        Some(&token(user, &[Role::User])),
+        Some(body),
+    )
+    .await
+}
+
+/// Sends on `node` until the answer's status is `status`, for at most 30 s (nodes reload the
+/// bans in force every 10 s).
+async fn eventually_sends(node: &Node, from: &str, to: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    for attempt in 0.. {
+        let (got, answer) = send(node, from, to, &format!("try-{status}-{attempt}")).await;
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {got} on {}: {answer}",
+            node.id
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_ban_made_or_lifted_on_one_node_applies_on_every_node() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let rules = [
+        ("BROKER_MODERATION_BAN_THRESHOLD", "1"),
+        ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "100"),
+        ("BROKER_LIMITS_SEND_RATE", "1000/1s"),
+    ];
+    let a = Node::start(&cluster, "a", &db.url, &rules).await;
+    let b = Node::start(&cluster, "b", &db.url, &rules).await;
+    let alice = format!("{cluster}-alice");
+    for reporter in ["r1", "r2"] {
+        let reporter = format!("{cluster}-{reporter}");
+        let (status, answer) = send(&b, &alice, &reporter, &format!("to-{reporter}")).await;
+        assert_eq!(status, 201, "{answer}");
+        let (status, answer) = call(
+            &a,
+            &reporter,
+            "POST",
+            "/api/v1/reports",
+            json!({"userId": alice, "reason": "abuse"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let friend = format!("{cluster}-r1");
+    let (status, answer) = send(&a, &alice, &friend, "on-a").await;
+    assert_eq!((status, answer["code"].as_str()), (403, Some("BANNED")));
+    eventually_sends(&b, &alice, &friend, 403).await;
+
+    let admin = token("root", &[Role::Admin]);
+    let (status, answer) = common::im::http_json(
+        b.addr,
+        "DELETE",
+        &format!("/api/v1/admin/bans/{alice}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{answer}");
+    let (status, answer) = send(&b, &alice, &friend, "lifted-on-b").await;
+    assert_eq!(status, 201, "{answer}");
+    eventually_sends(&a, &alice, &friend, 201).await;
+}
+
 /// A TCP proxy in front of the test Redis that can be cut: its connections are dropped and its
 /// port closed, so that a node started through it finds Redis gone.
 struct RedisProxy {

@@ -20,6 +20,7 @@ pub mod notifications_queue;
 pub mod notify;
 pub mod presence;
 pub mod presence_redis;
+pub mod reports;
 pub mod rest;
 pub mod retention;
 pub mod safety;
@@ -147,13 +148,12 @@ impl Im {
         im
     }
 
-    /// Starts what runs beside the requests: loading bans, watching the sensitive-word list.
-    /// The tasks end when the service is dropped.
+    /// Starts what runs beside the requests: keeping the bans in force, watching the
+    /// sensitive-word list. The tasks end when the service is dropped.
     fn start_safety_tasks(&self) {
         let alive = Arc::downgrade(&self.inner);
         self.inner.safety.words().watch(alive);
-        let im = self.clone();
-        tokio::spawn(async move { im.load_bans().await });
+        self.watch_bans();
     }
 
     /// The store.

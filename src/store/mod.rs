@@ -14,6 +14,7 @@ mod conversations;
 mod messages;
 mod order;
 pub mod outbox;
+mod reports;
 pub mod safety;
 pub mod search;
 pub mod writer;
