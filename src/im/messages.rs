@@ -534,7 +534,8 @@ impl Im {
     }
 
     /// Tells the other members that the caller is typing (not the session it came from).
-    /// Nothing is stored.
+    /// Nothing is stored. Signals of a private chat where either user blocked the other are
+    /// dropped without an error.
     ///
     /// # Errors
     ///
@@ -556,6 +557,19 @@ impl Im {
                 }
                 self.hub()
                     .publish(&Route::Topic(group_topic(conversation)), publication);
+            }
+            "private" => {
+                let Some(peer) = peer_of(conversation, &caller.user_id) else {
+                    return Ok(());
+                };
+                let blocked = self
+                    .store()
+                    .blocked_between(&caller.user_id, &peer)
+                    .await
+                    .map_err(store_error)?;
+                if !blocked {
+                    self.push_user(&peer, "events", "typing", &body);
+                }
             }
             _ => {
                 for user in self.audience(conversation).await? {

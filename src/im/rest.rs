@@ -182,10 +182,8 @@ async fn private_conversation(
     }
     let id = state
         .im
-        .store()
-        .ensure_private(&caller.user_id, &request.peer_id)
-        .await
-        .map_err(super::store_error)?;
+        .open_private(&caller.user_id, &request.peer_id)
+        .await?;
     let view = state.im.conversation_view(&caller.user_id, &id).await?;
     ok(serde_json::to_value(view).unwrap_or_default())
 }
@@ -431,9 +429,11 @@ async fn notify(State(state): State<RestState>, Caller(caller): Caller, body: By
     Ok((StatusCode::CREATED, axum::Json(json!({"items": items}))).into_response())
 }
 
+/// Users whose presence the caller may not see (see [`Im::presence_of`]) answer as a user who
+/// never connected.
 async fn presence(
     State(state): State<RestState>,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let users: Vec<&str> = query
@@ -448,6 +448,6 @@ async fn presence(
     if users.len() > 200 {
         return Err(AppError::invalid("at most 200 userIds"));
     }
-    let presence = state.im.presence().lookup(&users).await;
+    let presence = state.im.presence_of(&caller.user_id, &users).await?;
     ok(serde_json::to_value(presence).unwrap_or_default())
 }

@@ -23,6 +23,7 @@ use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::config::{Config, ModerationAction};
+use crate::hub::SubscriptionKey;
 use crate::store::safety::{BanRow, HitRow, row_id};
 use crate::store::{NewMessage, Target, now_ms};
 
@@ -179,6 +180,29 @@ impl Im {
                 ),
             )),
         }
+    }
+
+    /// The private conversation of `me` and `peer`, created when it does not exist yet (refused
+    /// when `peer` has blocked `me`). Returns its id.
+    ///
+    /// # Errors
+    ///
+    /// `BLOCKED`, `UNAVAILABLE`.
+    pub(super) async fn open_private(&self, me: &str, peer: &str) -> Result<String, AppError> {
+        let id = crate::store::private_id(me, peer);
+        if self
+            .store()
+            .conversation(&id)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(id);
+        }
+        self.store()
+            .create_private(me, peer)
+            .await
+            .map_err(store_error)
     }
 
     /// Forgets this node's cached ban of `user` (an admin lifted it).
@@ -465,6 +489,10 @@ async fn block(
         .block(&caller.user_id, &user)
         .await
         .map_err(store_error)?;
+    // A later SUBSCRIBE is refused by the presence guard; one made before goes now, as a
+    // removed member's group subscription does.
+    let presence = SubscriptionKey::Topic(format!("presence.{}", caller.user_id).into());
+    state.im.hub().unsubscribe_user(&user, &presence).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
