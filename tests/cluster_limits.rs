@@ -1,5 +1,6 @@
 //! The send and stranger rates of a cluster counted in Redis, so that a user cannot double them
-//! by spreading sends over nodes; and each node's own limiter when its Redis stops answering.
+//! by spreading sends over nodes, and so are the rates of other actions; and each node's own
+//! limiter when its Redis stops answering.
 
 mod common;
 
@@ -97,6 +98,79 @@ async fn call(node: &Node, user: &str, method: &str, path: &str, body: Value) ->
         Some(body),
     )
     .await
+}
+
+#[tokio::test]
+async fn the_rates_of_other_actions_count_a_users_actions_on_every_node_together() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let limits = [
+        ("BROKER_LIMITS_GROUP_CREATE_RATE", "2/1m"),
+        ("BROKER_LIMITS_CONVERSATION_CREATE_RATE", "2/1m"),
+        ("BROKER_LIMITS_REPORT_RATE", "2/1m"),
+    ];
+    let a = Node::start(&cluster, "a", &db.url, &limits).await;
+    let b = Node::start(&cluster, "b", &db.url, &limits).await;
+    let alice = format!("{cluster}-alice");
+    let user = |i: usize| format!("{cluster}-u{i}");
+    // One of each action on each node: a per-node count would allow one more everywhere.
+    for (i, node) in [&a, &b].into_iter().enumerate() {
+        let (status, answer) = call(
+            node,
+            &alice,
+            "POST",
+            "/api/v1/groups",
+            json!({"name": format!("g{i}"), "memberIds": []}),
+        )
+        .await;
+        assert_eq!(status, 201, "group {i} on {}: {answer}", node.id);
+        let (status, answer) = call(
+            node,
+            &alice,
+            "POST",
+            "/api/v1/conversations/private",
+            json!({"peerId": user(i)}),
+        )
+        .await;
+        assert_eq!(status, 200, "conversation {i} on {}: {answer}", node.id);
+        let (status, answer) = call(
+            node,
+            &alice,
+            "POST",
+            "/api/v1/reports",
+            json!({"userId": user(i), "reason": "spam"}),
+        )
+        .await;
+        assert_eq!(status, 201, "report {i} on {}: {answer}", node.id);
+    }
+    for node in [&a, &b] {
+        for (path, body) in [
+            ("/api/v1/groups", json!({"name": "g", "memberIds": []})),
+            ("/api/v1/conversations/private", json!({"peerId": user(9)})),
+            (
+                "/api/v1/reports",
+                json!({"userId": user(9), "reason": "spam"}),
+            ),
+        ] {
+            let (status, answer) = call(node, &alice, "POST", path, body).await;
+            assert_eq!(status, 429, "{path} on {}: {answer}", node.id);
+            assert_eq!(answer["code"], "RATE_LIMITED", "{answer}");
+        }
+    }
+    // Counted per user and per action: another user still may, and alice may still send.
+    let (status, answer) = call(
+        &b,
+        &user(0),
+        "POST",
+        "/api/v1/groups",
+        json!({"name": "theirs", "memberIds": []}),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = send(&a, &alice, &user(0), "still-sends").await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(fallbacks(&a).await, 0.0);
+    assert_eq!(fallbacks(&b).await, 0.0);
 }
 
 /// Sends on `node` until the answer's status is `status`, for at most 30 s (nodes reload the

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::json::{ConversationJson, MemberJson};
+use super::limits::Action;
 use super::{Bounds, Im, URL_MAX_CHARS, group_topic, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
@@ -156,7 +157,7 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `INVALID_ARGUMENT`, `GROUP_FULL`, `UNAVAILABLE`.
+    /// `INVALID_ARGUMENT`, `GROUP_FULL`, `RATE_LIMITED`, `UNAVAILABLE`.
     pub async fn create_group(
         &self,
         caller: &Identity,
@@ -185,6 +186,7 @@ impl Im {
                 ),
             ));
         }
+        self.limit(Action::GroupCreate, &caller.user_id).await?;
         let id = format!("group_{:032x}", rand::random::<u128>());
         self.store()
             .create_group(
@@ -266,7 +268,7 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `FORBIDDEN`, `GROUP_FULL`, `INVALID_ARGUMENT`, `NOT_MEMBER`.
+    /// `FORBIDDEN`, `GROUP_FULL`, `INVALID_ARGUMENT`, `NOT_MEMBER`, `RATE_LIMITED`.
     pub async fn invite(
         &self,
         caller: &Identity,
@@ -278,6 +280,7 @@ impl Im {
         if role == "member" && !row.allow_invite {
             return Err(AppError::forbidden("only the owner or an admin may invite"));
         }
+        self.limit(Action::Invite, &caller.user_id).await?;
         let added = self
             .store()
             .add_members(id, users, self.settings().max_group_members)

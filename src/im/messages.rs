@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::json::{MessageJson, SendRequest, message_id, peer_of};
+use super::limits::Action;
 use super::{Im, group_topic, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
@@ -534,8 +535,9 @@ impl Im {
     }
 
     /// Tells the other members that the caller is typing (not the session it came from).
-    /// Nothing is stored. Signals of a private chat where either user blocked the other are
-    /// dropped without an error.
+    /// Nothing is stored. Signals beyond `limits.typing_rate` are dropped without an error (a
+    /// client sends them while the user types and has nothing to do about a refusal), as are
+    /// those of a private chat where either user blocked the other.
     ///
     /// # Errors
     ///
@@ -546,6 +548,9 @@ impl Im {
         conversation: &str,
         origin: Origin,
     ) -> Result<(), AppError> {
+        if !self.within_rate(Action::Typing, &caller.user_id).await {
+            return Ok(());
+        }
         let (row, _) = self.membership(conversation, &caller.user_id).await?;
         let body = json!({"conversationId": conversation, "userId": caller.user_id});
         match row.kind.as_str() {

@@ -161,6 +161,15 @@ impl Im {
         }
     }
 
+    /// Counts one `action` of `user` if its rate allows it; returns whether it did.
+    pub(super) async fn within_rate(&self, action: Action, user: &str) -> bool {
+        let rate = self.safety().settings.actions.of(action);
+        matches!(
+            self.safety().limiter.check(&action.key(user), rate).await,
+            Decision::Allow
+        )
+    }
+
     /// Counts one `action` of `user`.
     ///
     /// # Errors
@@ -182,12 +191,13 @@ impl Im {
         }
     }
 
-    /// The private conversation of `me` and `peer`, created when it does not exist yet (refused
-    /// when `peer` has blocked `me`). Returns its id.
+    /// The private conversation of `me` and `peer`, created when it does not exist yet: then
+    /// counted against `limits.conversation_create_rate`, and refused when `peer` has blocked
+    /// `me`. Returns its id.
     ///
     /// # Errors
     ///
-    /// `BLOCKED`, `UNAVAILABLE`.
+    /// `RATE_LIMITED`, `BLOCKED`, `UNAVAILABLE`.
     pub(super) async fn open_private(&self, me: &str, peer: &str) -> Result<String, AppError> {
         let id = crate::store::private_id(me, peer);
         if self
@@ -199,6 +209,7 @@ impl Im {
         {
             return Ok(id);
         }
+        self.limit(Action::ConversationCreate, me).await?;
         self.store()
             .create_private(me, peer)
             .await
