@@ -85,7 +85,8 @@ pub struct ModerationConfig {
     pub words_file: Option<PathBuf>,
     /// What a hit does to the message.
     pub action: ModerationAction,
-    /// Reports plus rejected messages a user may collect within the window before a ban.
+    /// Offences (distinct counted reporters plus rejected messages) a user may collect within
+    /// the window before a ban.
     pub ban_threshold: u32,
     /// The window those are counted in, in seconds.
     pub ban_window_s: u64,
