@@ -16,8 +16,9 @@ use schema::MessageRow;
 const TITLE_MAX_CHARS: usize = 200;
 /// Characters of its content (a card's summary).
 const CONTENT_MAX_CHARS: usize = 1000;
-/// Characters of its `bizType` and `bizId` (a card's).
+/// Characters of its `bizType` (a card's).
 const BIZ_TYPE_MAX_CHARS: usize = 64;
+/// Characters of its `bizId`.
 const BIZ_ID_MAX_CHARS: usize = 128;
 /// Characters of its `clientMsgId` (a message's).
 const CLIENT_MSG_ID_MAX_CHARS: usize = 64;
