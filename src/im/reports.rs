@@ -27,7 +27,7 @@ use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, Role, is_valid_user_id};
 use crate::store::now_ms;
-use crate::store::safety::ReportRow;
+use crate::store::safety::{ReportRow, row_id};
 
 /// Characters of a report's reason: it is stored and shown to admins.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -84,8 +84,7 @@ impl Im {
                 .await
                 .map_err(store_error)?;
         let row = ReportRow {
-            // Strictly increasing on a node, so that the admin listing pages in report order.
-            id: self.store().ids.next(),
+            id: row_id(),
             reporter_id: caller.user_id.clone(),
             user_id: request.user_id.clone(),
             message_id: message,
@@ -183,22 +182,27 @@ async fn list_reports(
             .ok_or_else(|| AppError::invalid("limit must be 1 to 100"))?,
         None => 20,
     };
-    let before = query
+    // A cursor is `<createdAt>.<id>` of the last report of the previous page.
+    let after = query
         .get("cursor")
         .filter(|c| !c.is_empty())
         .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| AppError::invalid("cursor is not one this API returned"))
+            c.split_once('.')
+                .and_then(|(time, id)| Some((time.parse().ok()?, id.parse().ok()?)))
+                .ok_or_else(|| AppError::invalid("cursor is not one this API returned"))
         })
         .transpose()?;
     let rows = state
         .im
         .store()
-        .reports_page(user.map(String::as_str), before, limit)
+        .reports_page(user.map(String::as_str), after, limit)
         .await
         .map_err(store_error)?;
     let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|row| row.id.to_string()))
+        .then(|| {
+            rows.last()
+                .map(|row| format!("{}.{}", row.created_at, row.id))
+        })
         .flatten();
     let items: Vec<Value> = rows
         .iter()

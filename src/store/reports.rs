@@ -36,8 +36,9 @@ impl Store {
         .await
     }
 
-    /// Reports, newest first: all of them, or those against `user`; only those older than the
-    /// report `before` when given; at most `limit`.
+    /// Reports, newest first (by time, then id): all of them, or those against `user`; only
+    /// those after `after` in that order, a report's `(created_at, id)`, when given; at most
+    /// `limit`.
     ///
     /// # Errors
     ///
@@ -45,21 +46,25 @@ impl Store {
     pub async fn reports_page(
         &self,
         user: Option<&str>,
-        before: Option<i64>,
+        after: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<ReportRow>, StoreError> {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
                 let mut query = reports::table
-                    .order(reports::id.desc())
+                    .order((reports::created_at.desc(), reports::id.desc()))
                     .limit(limit)
                     .select(ReportRow::as_select())
                     .into_boxed();
                 if let Some(user) = user {
                     query = query.filter(reports::user_id.eq(user.to_owned()));
                 }
-                if let Some(before) = before {
-                    query = query.filter(reports::id.lt(before));
+                if let Some((created_at, id)) = after {
+                    query = query.filter(
+                        reports::created_at
+                            .lt(created_at)
+                            .or(reports::created_at.eq(created_at).and(reports::id.lt(id))),
+                    );
                 }
                 Ok(query.load(conn).await?)
             })

@@ -4,5 +4,8 @@
 ALTER TABLE reports ADD COLUMN counted BOOLEAN NOT NULL DEFAULT FALSE;
 -- The distinct reporters whose reports count against a user within the ban window.
 CREATE INDEX reports_counted_by_user ON reports (user_id, created_at, reporter_id) WHERE counted;
--- The admin listing of one user's reports, newest first (report ids are time-ordered).
-CREATE INDEX reports_by_user_id ON reports (user_id, id);
+-- The admin listing, newest first: of one user's reports (this index replaces reports_by_user,
+-- its prefix), and of all.
+DROP INDEX reports_by_user;
+CREATE INDEX reports_by_user_time ON reports (user_id, created_at, id);
+CREATE INDEX reports_by_time ON reports (created_at, id);
