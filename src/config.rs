@@ -85,7 +85,8 @@ pub struct ModerationConfig {
     pub words_file: Option<PathBuf>,
     /// What a hit does to the message.
     pub action: ModerationAction,
-    /// Reports plus rejected messages a user may collect within the window before a ban.
+    /// Offences (distinct counted reporters plus rejected messages) a user may collect within
+    /// the window before a ban.
     pub ban_threshold: u32,
     /// The window those are counted in, in seconds.
     pub ban_window_s: u64,
@@ -342,6 +343,22 @@ pub struct LimitsConfig {
     pub stranger_rate: Rate,
     /// Messages to a user who never replied, until they reply.
     pub stranger_before_reply: u32,
+    /// Characters of a group's name.
+    pub group_name_max_chars: usize,
+    /// Characters of a group's announcement.
+    pub group_announcement_max_chars: usize,
+    /// Bytes of the JSON of a card's or a notification's `data`.
+    pub card_data_max_bytes: usize,
+    /// Typing signals one user may send; extra ones are dropped.
+    pub typing_rate: Rate,
+    /// Groups one user may create.
+    pub group_create_rate: Rate,
+    /// Invitation requests one user may make.
+    pub invite_rate: Rate,
+    /// Reports one user may file.
+    pub report_rate: Rate,
+    /// Private conversations one user may create over REST.
+    pub conversation_create_rate: Rate,
 }
 
 /// `[acl]`: who may SUBSCRIBE and SEND to generic `/topic/*` and `/queue/*` destinations.
@@ -484,6 +501,14 @@ impl Config {
         positive("storage.max_batch", self.storage.max_batch)?;
         positive("im.max_group_members", self.im.max_group_members)?;
         positive("limits.text_max_chars", self.limits.text_max_chars)?;
+        positive(
+            "limits.group_name_max_chars",
+            self.limits.group_name_max_chars,
+        )?;
+        positive(
+            "limits.card_data_max_bytes",
+            self.limits.card_data_max_bytes,
+        )?;
         positive(
             "im.retention_purge_interval_s",
             usize::try_from(self.im.retention_purge_interval_s).unwrap_or(1),

@@ -1,5 +1,6 @@
 //! The send and stranger rates of a cluster counted in Redis, so that a user cannot double them
-//! by spreading sends over nodes; and each node's own limiter when its Redis stops answering.
+//! by spreading sends over nodes, and so are the rates of other actions; and each node's own
+//! limiter when its Redis stops answering.
 
 mod common;
 
@@ -85,6 +86,155 @@ async fn the_stranger_rate_counts_messages_to_strangers_on_every_node_together()
     assert_eq!(status, 201, "{answer}");
     let (status, answer) = send(&b, &alice, &friend, "thanks").await;
     assert_eq!(status, 201, "{answer}");
+}
+
+/// A REST call as `user` on `node`.
+async fn call(node: &Node, user: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    common::im::http_json(
+        node.addr,
+        method,
+        path,
+        Some(&token(user, &[Role::User])),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_rates_of_other_actions_count_a_users_actions_on_every_node_together() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let limits = [
+        ("BROKER_LIMITS_GROUP_CREATE_RATE", "2/1m"),
+        ("BROKER_LIMITS_CONVERSATION_CREATE_RATE", "2/1m"),
+        ("BROKER_LIMITS_REPORT_RATE", "2/1m"),
+    ];
+    let a = Node::start(&cluster, "a", &db.url, &limits).await;
+    let b = Node::start(&cluster, "b", &db.url, &limits).await;
+    let alice = format!("{cluster}-alice");
+    let user = |i: usize| format!("{cluster}-u{i}");
+    // One of each action on each node: a per-node count would allow one more everywhere.
+    for (i, node) in [&a, &b].into_iter().enumerate() {
+        let (status, answer) = call(
+            node,
+            &alice,
+            "POST",
+            "/api/v1/groups",
+            json!({"name": format!("g{i}"), "memberIds": []}),
+        )
+        .await;
+        assert_eq!(status, 201, "group {i} on {}: {answer}", node.id);
+        let (status, answer) = call(
+            node,
+            &alice,
+            "POST",
+            "/api/v1/conversations/private",
+            json!({"peerId": user(i)}),
+        )
+        .await;
+        assert_eq!(status, 200, "conversation {i} on {}: {answer}", node.id);
+        let (status, answer) = call(
+            node,
+            &alice,
+            "POST",
+            "/api/v1/reports",
+            json!({"userId": user(i), "reason": "spam"}),
+        )
+        .await;
+        assert_eq!(status, 201, "report {i} on {}: {answer}", node.id);
+    }
+    for node in [&a, &b] {
+        for (path, body) in [
+            ("/api/v1/groups", json!({"name": "g", "memberIds": []})),
+            ("/api/v1/conversations/private", json!({"peerId": user(9)})),
+            (
+                "/api/v1/reports",
+                json!({"userId": user(9), "reason": "spam"}),
+            ),
+        ] {
+            let (status, answer) = call(node, &alice, "POST", path, body).await;
+            assert_eq!(status, 429, "{path} on {}: {answer}", node.id);
+            assert_eq!(answer["code"], "RATE_LIMITED", "{answer}");
+        }
+    }
+    // Counted per user and per action: another user still may, and alice may still send.
+    let (status, answer) = call(
+        &b,
+        &user(0),
+        "POST",
+        "/api/v1/groups",
+        json!({"name": "theirs", "memberIds": []}),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = send(&a, &alice, &user(0), "still-sends").await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(fallbacks(&a).await, 0.0);
+    assert_eq!(fallbacks(&b).await, 0.0);
+}
+
+/// Sends on `node` until the answer's status is `status`, for at most 30 s (nodes reload the
+/// bans in force every 10 s).
+async fn eventually_sends(node: &Node, from: &str, to: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    for attempt in 0.. {
+        let (got, answer) = send(node, from, to, &format!("try-{status}-{attempt}")).await;
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {got} on {}: {answer}",
+            node.id
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_ban_made_or_lifted_on_one_node_applies_on_every_node() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let rules = [
+        ("BROKER_MODERATION_BAN_THRESHOLD", "1"),
+        ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "100"),
+        ("BROKER_LIMITS_SEND_RATE", "1000/1s"),
+    ];
+    let a = Node::start(&cluster, "a", &db.url, &rules).await;
+    let b = Node::start(&cluster, "b", &db.url, &rules).await;
+    let alice = format!("{cluster}-alice");
+    for reporter in ["r1", "r2"] {
+        let reporter = format!("{cluster}-{reporter}");
+        let (status, answer) = send(&b, &alice, &reporter, &format!("to-{reporter}")).await;
+        assert_eq!(status, 201, "{answer}");
+        let (status, answer) = call(
+            &a,
+            &reporter,
+            "POST",
+            "/api/v1/reports",
+            json!({"userId": alice, "reason": "abuse"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let friend = format!("{cluster}-r1");
+    let (status, answer) = send(&a, &alice, &friend, "on-a").await;
+    assert_eq!((status, answer["code"].as_str()), (403, Some("BANNED")));
+    eventually_sends(&b, &alice, &friend, 403).await;
+
+    let admin = token("root", &[Role::Admin]);
+    let (status, answer) = common::im::http_json(
+        b.addr,
+        "DELETE",
+        &format!("/api/v1/admin/bans/{alice}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{answer}");
+    let (status, answer) = send(&b, &alice, &friend, "lifted-on-b").await;
+    assert_eq!(status, 201, "{answer}");
+    eventually_sends(&a, &alice, &friend, 201).await;
 }
 
 /// A TCP proxy in front of the test Redis that can be cut: its connections are dropped and its

@@ -217,8 +217,8 @@ async fn nobody_else_reads_or_writes_an_assistant_conversation() {
                 Some(json!({"conversationId": ALICE, "clientMsgId": "b1", "content": "hi"})),
             )
             .await;
-        assert_eq!(status, 403, "{label}: {body}");
-        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(status, 404, "{label}: {body}");
+        assert_error(&body, "NOT_FOUND");
         let (status, body) = broker
             .api(
                 "GET",
@@ -227,8 +227,8 @@ async fn nobody_else_reads_or_writes_an_assistant_conversation() {
                 None,
             )
             .await;
-        assert_eq!(status, 403, "{label}: {body}");
-        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(status, 404, "{label}: {body}");
+        assert_error(&body, "NOT_FOUND");
         let (status, body) = broker
             .api("GET", "/api/v1/assistant/conversations", "bob", None)
             .await;
@@ -243,7 +243,7 @@ async fn nobody_else_reads_or_writes_an_assistant_conversation() {
         )
         .await;
         let body = error(&mut bob).await;
-        assert_error(&body, "NOT_MEMBER");
+        assert_error(&body, "NOT_FOUND");
         assert_eq!(body["clientMsgId"], "b2");
         assistant_send(
             &mut bob,
@@ -315,8 +315,8 @@ async fn nobody_else_reads_or_writes_an_assistant_conversation() {
             None,
         )
         .await;
-        assert_eq!(status, 403, "{label}: {body}");
-        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(status, 404, "{label}: {body}");
+        assert_error(&body, "NOT_FOUND");
         let (status, body) = staff_api(
             &broker,
             "agent1",

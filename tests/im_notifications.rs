@@ -131,8 +131,8 @@ async fn rest_notifications_reach_online_users_and_wait_for_offline_ones() {
                 None,
             )
             .await;
-        assert_eq!(status, 403, "{body}");
-        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(status, 404, "{body}");
+        assert_error(&body, "NOT_FOUND");
     }
 }
 

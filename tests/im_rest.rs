@@ -252,8 +252,8 @@ async fn settings_change_per_user_and_push_conversation_updated() {
         let (status, body) = broker
             .api("PATCH", path, "mallory", Some(json!({"pinned": true})))
             .await;
-        assert_eq!(status, 403);
-        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(status, 404);
+        assert_error(&body, "NOT_FOUND");
     }
 }
 
@@ -404,7 +404,7 @@ async fn malformed_json_is_400_invalid_argument() {
 }
 
 #[tokio::test]
-async fn an_unknown_conversation_is_404_and_a_stranger_is_403_not_member() {
+async fn an_unknown_conversation_and_a_private_one_of_others_are_both_404() {
     for database in db::all().await {
         let broker = im::broker(&database.url, &[]).await;
         send_text(&broker, "alice", "bob", "c", "hi").await;
@@ -455,8 +455,8 @@ async fn an_unknown_conversation_is_404_and_a_stranger_is_403_not_member() {
             ),
         ] {
             let (status, answer) = broker.api(method, path, "mallory", body).await;
-            assert_eq!(status, 403, "{method} {path}: {answer} {}", database.label);
-            assert_error(&answer, "NOT_MEMBER");
+            assert_eq!(status, 404, "{method} {path}: {answer} {}", database.label);
+            assert_error(&answer, "NOT_FOUND");
         }
     }
 }

@@ -157,8 +157,8 @@ async fn either_member_of_a_private_chat_sets_the_retention_for_both() {
 
         let (status, body) =
             patch_settings(&broker, "carol", CHAT, json!({"messageRetentionDays": 7})).await;
-        assert_eq!(status, 403, "{label}");
-        assert_error(&body, "NOT_MEMBER");
+        assert_eq!(status, 404, "{label}");
+        assert_error(&body, "NOT_FOUND");
     }
 }
 

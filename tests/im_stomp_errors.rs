@@ -249,7 +249,7 @@ async fn bad_reads_recalls_and_typing_are_refused_on_errors() {
             &mut mallory,
             typing,
             r#"{"conversationId": "private_alice_bob"}"#,
-            "NOT_MEMBER",
+            "NOT_FOUND",
             None,
         )
         .await;

@@ -341,6 +341,9 @@ async fn rejected_messages_and_reports_ban_a_user_and_an_admin_lifts_it() {
         assert_eq!(report["messageId"], message["id"]);
         let (status, _) = send_rest(&broker, "alice", "bob", "r2", "still here").await;
         assert_eq!(status, 201, "{label}: two offences are not more than two");
+        // Carol's report counts once she has received a message from alice.
+        let (status, _) = send_rest(&broker, "alice", "carol", "r2c", "hi carol").await;
+        assert_eq!(status, 201);
         let (status, _) = broker
             .api(
                 "POST",

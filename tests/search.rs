@@ -119,7 +119,7 @@ async fn search_finds_cjk_substrings_in_the_callers_conversations_only() {
             &format!("q={}&conversationId=private_dave_erin", q("一起")),
         )
         .await;
-        assert_eq!(status, 403, "{label}: not a member");
+        assert_eq!(status, 404, "{label}: not a member, as if it did not exist");
 
         // Deleted for the caller, and recalled.
         let id = dinner["id"].as_str().unwrap();

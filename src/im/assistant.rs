@@ -42,17 +42,15 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `NOT_FOUND` for staff naming one that does not exist; `NOT_MEMBER` for anyone else's.
+    /// `NOT_FOUND` for staff naming one that does not exist, and for anyone else naming
+    /// another user's (whether it exists or not).
     pub(super) async fn assistant_target(
         &self,
         sender: &Identity,
         id: &str,
     ) -> Result<Target, AppError> {
         let Some(user) = owner_of(id) else {
-            return Err(AppError::new(
-                ErrorCode::NotFound,
-                format!("no conversation {id}"),
-            ));
+            return Err(super::no_conversation(id));
         };
         if user == sender.user_id {
             return Ok(Target::Assistant {
@@ -60,17 +58,11 @@ impl Im {
             });
         }
         if !sender.has_role(Role::Staff) {
-            return Err(AppError::new(
-                ErrorCode::NotMember,
-                format!("not a member of {id}"),
-            ));
+            return Err(super::no_conversation(id));
         }
         let row = self.conversation(id).await?;
         if row.kind != "assistant" {
-            return Err(AppError::new(
-                ErrorCode::NotFound,
-                format!("no conversation {id}"),
-            ));
+            return Err(super::no_conversation(id));
         }
         Ok(Target::Conversation(id.to_owned()))
     }
@@ -80,7 +72,7 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `NOT_FOUND`, `NOT_MEMBER`.
+    /// `NOT_FOUND`, `NOT_MEMBER` (groups).
     pub(super) async fn access(
         &self,
         conversation: &str,
@@ -89,7 +81,7 @@ impl Im {
         match self.membership(conversation, &caller.user_id).await {
             Ok((row, member)) => Ok((row, Some(member))),
             Err(error)
-                if error.code == ErrorCode::NotMember
+                if error.code == ErrorCode::NotFound
                     && caller.has_role(Role::Staff)
                     && owner_of(conversation).is_some() =>
             {

@@ -204,12 +204,16 @@ impl Im {
     }
 }
 
-/// Checks a card attachment.
+/// Checks a card attachment; its free-form `data` may take at most `data_max_bytes` bytes of
+/// JSON.
 ///
 /// # Errors
 ///
 /// `INVALID_ARGUMENT` naming the offending field.
-pub(super) fn check_card(object: &Map<String, Value>) -> Result<(), AppError> {
+pub(super) fn check_card(
+    object: &Map<String, Value>,
+    data_max_bytes: usize,
+) -> Result<(), AppError> {
     // `data` is what system notifications carry in their cards (section 5.6).
     only(
         object,
@@ -219,5 +223,44 @@ pub(super) fn check_card(object: &Map<String, Value>) -> Result<(), AppError> {
     text(object, "bizId", true, 128)?;
     text(object, "title", true, 200)?;
     text(object, "summary", false, 1000)?;
-    text(object, "url", false, 2048)
+    text(object, "url", false, 2048)?;
+    check_data(object.get("data"), data_max_bytes)
+}
+
+/// Bounds free-form `data` (of a card, or of a system notification) by the size of its JSON.
+///
+/// # Errors
+///
+/// `INVALID_ARGUMENT` when it is larger.
+pub(super) fn check_data(data: Option<&Value>, max_bytes: usize) -> Result<(), AppError> {
+    let Some(data) = data else {
+        return Ok(());
+    };
+    // Serialized into a counter that gives up past the bound: nothing large is built.
+    let mut room = Room { left: max_bytes };
+    if serde_json::to_writer(&mut room, data).is_err() {
+        return Err(AppError::invalid(format!(
+            "data must take at most {max_bytes} bytes of JSON"
+        )));
+    }
+    Ok(())
+}
+
+/// A writer that keeps nothing and fails once more than `left` bytes were written.
+struct Room {
+    left: usize,
+}
+
+impl std::io::Write for Room {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.left = self
+            .left
+            .checked_sub(bytes.len())
+            .ok_or_else(|| std::io::Error::other("over the bound"))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -4,7 +4,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::json::{ConversationJson, MemberJson};
-use super::{Im, group_topic, store_error};
+use super::limits::Action;
+use super::{Bounds, Im, URL_MAX_CHARS, group_topic, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::hub::SubscriptionKey;
@@ -46,13 +47,39 @@ pub struct UpdateGroup {
     pub message_retention_days: Option<Option<i64>>,
 }
 
-const MAX_NAME_CHARS: usize = 100;
-
 fn check_users(users: &[String]) -> Result<(), AppError> {
     match users.iter().find(|u| !is_valid_user_id(u)) {
         Some(bad) => Err(AppError::invalid(format!("invalid user id {bad:?}"))),
         None => Ok(()),
     }
+}
+
+/// The fields every member is pushed on a change: bounded, so that one change cannot cut the
+/// members as slow consumers.
+fn check_fields(
+    bounds: &Bounds,
+    name: Option<&str>,
+    avatar: Option<&str>,
+    announcement: Option<&str>,
+) -> Result<(), AppError> {
+    let max = bounds.group_name_max_chars;
+    if name.is_some_and(|name| name.trim().is_empty() || name.chars().count() > max) {
+        return Err(AppError::invalid(format!(
+            "name must be 1 to {max} characters"
+        )));
+    }
+    if avatar.is_some_and(|url| url.chars().count() > URL_MAX_CHARS) {
+        return Err(AppError::invalid(format!(
+            "avatar must be a URL of at most {URL_MAX_CHARS} characters"
+        )));
+    }
+    let max = bounds.group_announcement_max_chars;
+    if announcement.is_some_and(|text| text.chars().count() > max) {
+        return Err(AppError::invalid(format!(
+            "announcement must be at most {max} characters"
+        )));
+    }
+    Ok(())
 }
 
 impl Im {
@@ -130,18 +157,19 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `INVALID_ARGUMENT`, `GROUP_FULL`, `UNAVAILABLE`.
+    /// `INVALID_ARGUMENT`, `GROUP_FULL`, `RATE_LIMITED`, `UNAVAILABLE`.
     pub async fn create_group(
         &self,
         caller: &Identity,
         request: CreateGroup,
     ) -> Result<ConversationJson, AppError> {
         let name = request.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(AppError::invalid(format!(
-                "name must be 1 to {MAX_NAME_CHARS} characters"
-            )));
-        }
+        check_fields(
+            &self.settings().bounds,
+            Some(request.name.as_str()),
+            request.avatar.as_deref(),
+            None,
+        )?;
         check_users(&request.member_ids)?;
         let mut members: Vec<String> = Vec::new();
         for user in &request.member_ids {
@@ -158,6 +186,7 @@ impl Im {
                 ),
             ));
         }
+        self.limit(Action::GroupCreate, &caller.user_id).await?;
         let id = format!("group_{:032x}", rand::random::<u128>());
         self.store()
             .create_group(
@@ -197,13 +226,12 @@ impl Im {
                 "only the owner or an admin may change the group",
             ));
         }
-        if let Some(name) = &request.name
-            && (name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS)
-        {
-            return Err(AppError::invalid(format!(
-                "name must be 1 to {MAX_NAME_CHARS} characters"
-            )));
-        }
+        check_fields(
+            &self.settings().bounds,
+            request.name.as_deref(),
+            request.avatar.as_deref(),
+            request.announcement.as_deref(),
+        )?;
         if let Some(days) = request.message_retention_days {
             self.set_retention(caller, id, days).await?;
         }
@@ -240,7 +268,7 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `FORBIDDEN`, `GROUP_FULL`, `INVALID_ARGUMENT`, `NOT_MEMBER`.
+    /// `FORBIDDEN`, `GROUP_FULL`, `INVALID_ARGUMENT`, `NOT_MEMBER`, `RATE_LIMITED`.
     pub async fn invite(
         &self,
         caller: &Identity,
@@ -252,6 +280,7 @@ impl Im {
         if role == "member" && !row.allow_invite {
             return Err(AppError::forbidden("only the owner or an admin may invite"));
         }
+        self.limit(Action::Invite, &caller.user_id).await?;
         let added = self
             .store()
             .add_members(id, users, self.settings().max_group_members)

@@ -1,5 +1,6 @@
 //! Rate limits behind one small trait, so that the in-process limiter used by a single node can
-//! be replaced by a cluster-wide one (Redis) without touching the send path.
+//! be replaced by a cluster-wide one (Redis) without touching the send path; and the actions
+//! besides sends that are counted per user, each under a key namespace of its own.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,75 @@ pub enum Decision {
 pub trait RateLimiter: Send + Sync {
     /// Counts one event for `key` if `limit` allows it.
     fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision>;
+}
+
+/// An action of a user counted against a rate of its own, beside sends (which have theirs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `SEND /app/typing`.
+    Typing,
+    /// `POST /api/v1/groups`.
+    GroupCreate,
+    /// `POST /api/v1/groups/{id}/members`.
+    Invite,
+    /// `POST /api/v1/reports`.
+    Report,
+    /// `POST /api/v1/conversations/private` creating the conversation.
+    ConversationCreate,
+}
+
+impl Action {
+    /// The limiter key of `user`'s count of this action: a namespace per action, so that one
+    /// action never uses up another's budget.
+    pub fn key(self, user: &str) -> String {
+        let namespace = match self {
+            Action::Typing => "typing",
+            Action::GroupCreate => "group-create",
+            Action::Invite => "invite",
+            Action::Report => "report",
+            Action::ConversationCreate => "conversation-create",
+        };
+        format!("{namespace}:{user}")
+    }
+}
+
+/// The rate of each [`Action`].
+#[derive(Clone, Copy, Debug)]
+pub struct ActionRates {
+    /// `limits.typing_rate`.
+    pub typing: Rate,
+    /// `limits.group_create_rate`.
+    pub group_create: Rate,
+    /// `limits.invite_rate`.
+    pub invite: Rate,
+    /// `limits.report_rate`.
+    pub report: Rate,
+    /// `limits.conversation_create_rate`.
+    pub conversation_create: Rate,
+}
+
+impl ActionRates {
+    /// Reads the rates from the configuration.
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> ActionRates {
+        ActionRates {
+            typing: limits.typing_rate,
+            group_create: limits.group_create_rate,
+            invite: limits.invite_rate,
+            report: limits.report_rate,
+            conversation_create: limits.conversation_create_rate,
+        }
+    }
+
+    /// The rate of `action`.
+    pub fn of(&self, action: Action) -> Rate {
+        match action {
+            Action::Typing => self.typing,
+            Action::GroupCreate => self.group_create,
+            Action::Invite => self.invite,
+            Action::Report => self.report,
+            Action::ConversationCreate => self.conversation_create,
+        }
+    }
 }
 
 /// An exact sliding-window limiter kept in this process: for each key, the times of the events

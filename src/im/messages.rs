@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::json::{MessageJson, NotificationRequest, SendRequest, message_id, peer_of};
+use super::json::{MessageJson, SendRequest, message_id, peer_of};
+use super::limits::Action;
 use super::{Im, group_topic, store_error};
 use crate::app_error::{AppError, ErrorCode};
-use crate::auth::{Identity, Role, is_valid_user_id};
+use crate::auth::{Identity, is_valid_user_id};
 use crate::hub::Publication;
 use crate::relay::Route;
 use crate::session::handle::AckHook;
@@ -168,7 +169,7 @@ impl Im {
                 Some(checked.stored)
             }
             ("card", Some(Value::Object(object))) => {
-                super::attachment::check_card(object)?;
+                super::attachment::check_card(object, self.settings().bounds.card_data_max_bytes)?;
                 Some(Value::Object(object.clone()).to_string())
             }
             (other, _) if MEDIA_FORMATS.contains(&other) || other == "card" => {
@@ -436,15 +437,19 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `NOT_FOUND`, `NOT_MEMBER`, `FORBIDDEN`, `RECALL_WINDOW_EXPIRED`, `CONFLICT`.
+    /// `NOT_FOUND` (also for a message in a conversation the caller is not in), `FORBIDDEN`,
+    /// `RECALL_WINDOW_EXPIRED`, `CONFLICT`.
     pub async fn recall(&self, caller: &Identity, id: i64) -> Result<MessageRow, AppError> {
         let message = self
             .store()
             .message(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
-        let (row, member) = self.access(&message.conversation_id, caller).await?;
+            .ok_or_else(super::no_message)?;
+        let (row, member) = self
+            .access(&message.conversation_id, caller)
+            .await
+            .map_err(hide_conversation)?;
         let moderator = row.kind == "group"
             && member.is_some_and(|m| matches!(m.role.as_str(), "owner" | "admin"));
         if !moderator {
@@ -516,16 +521,18 @@ impl Im {
     ///
     /// # Errors
     ///
-    /// `NOT_FOUND`, `NOT_MEMBER`, `UNAVAILABLE`.
+    /// `NOT_FOUND` (also for a message in a conversation the caller is not in),
+    /// `UNAVAILABLE`.
     pub async fn delete(&self, caller: &Identity, id: i64) -> Result<(), AppError> {
         let message = self
             .store()
             .message(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
+            .ok_or_else(super::no_message)?;
         self.membership(&message.conversation_id, &caller.user_id)
-            .await?;
+            .await
+            .map_err(hide_conversation)?;
         self.store()
             .delete_for(&caller.user_id, &message)
             .await
@@ -533,7 +540,9 @@ impl Im {
     }
 
     /// Tells the other members that the caller is typing (not the session it came from).
-    /// Nothing is stored.
+    /// Nothing is stored. Signals beyond `limits.typing_rate` are dropped without an error (a
+    /// client sends them while the user types and has nothing to do about a refusal), as are
+    /// those of a private chat where either user blocked the other.
     ///
     /// # Errors
     ///
@@ -544,6 +553,9 @@ impl Im {
         conversation: &str,
         origin: Origin,
     ) -> Result<(), AppError> {
+        if !self.within_rate(Action::Typing, &caller.user_id).await {
+            return Ok(());
+        }
         let (row, _) = self.membership(conversation, &caller.user_id).await?;
         let body = json!({"conversationId": conversation, "userId": caller.user_id});
         match row.kind.as_str() {
@@ -556,6 +568,19 @@ impl Im {
                 self.hub()
                     .publish(&Route::Topic(group_topic(conversation)), publication);
             }
+            "private" => {
+                let Some(peer) = peer_of(conversation, &caller.user_id) else {
+                    return Ok(());
+                };
+                let blocked = self
+                    .store()
+                    .blocked_between(&caller.user_id, &peer)
+                    .await
+                    .map_err(store_error)?;
+                if !blocked {
+                    self.push_user(&peer, "events", "typing", &body);
+                }
+            }
             _ => {
                 for user in self.audience(conversation).await? {
                     if user != caller.user_id {
@@ -566,83 +591,14 @@ impl Im {
         }
         Ok(())
     }
+}
 
-    /// Stores a system notification in `system_<user>` and pushes it as `notification.new`.
-    ///
-    /// # Errors
-    ///
-    /// `FORBIDDEN` without role `system`; `INVALID_ARGUMENT`; `UNAVAILABLE`.
-    pub async fn notify(
-        &self,
-        sender: &Identity,
-        user: &str,
-        request: &NotificationRequest,
-    ) -> Result<MessageRow, AppError> {
-        if !sender.has_role(Role::System) {
-            return Err(AppError::forbidden("notifications need role system"));
-        }
-        if !is_valid_user_id(user) {
-            return Err(invalid(format!("invalid user id {user:?}")));
-        }
-        if request.title.trim().is_empty() {
-            return Err(invalid("title is required"));
-        }
-        let (format, attachment, content) = match &request.biz_type {
-            Some(biz_type) => (
-                "card",
-                Some(
-                    json!({
-                        "bizType": biz_type,
-                        "bizId": request.biz_id.clone().unwrap_or_default(),
-                        "title": request.title,
-                        "summary": request.content,
-                        "data": request.data,
-                    })
-                    .to_string(),
-                ),
-                request.content.clone(),
-            ),
-            None => (
-                "text",
-                request
-                    .data
-                    .as_ref()
-                    .map(|data| json!({"title": request.title, "data": data}).to_string()),
-                if request.content.is_empty() {
-                    request.title.clone()
-                } else {
-                    format!("{}\n{}", request.title, request.content)
-                },
-            ),
-        };
-        // One notification to many users: each copy needs its own idempotency key.
-        let client_msg_id = match &request.client_msg_id {
-            Some(id) => format!("{id}:{user}"),
-            None => format!("n-{:016x}", rand::random::<u64>()),
-        };
-        let outcome = self
-            .store()
-            .send(NewMessage {
-                target: Target::System {
-                    user: user.to_owned(),
-                },
-                sender: sender.user_id.clone(),
-                client_msg_id,
-                format: format.to_owned(),
-                content,
-                attachment,
-                reply_to: None,
-                forwarded_from: None,
-                unless_blocked_by: None,
-                shared_file: None,
-            })
-            .await
-            .map_err(store_error)?;
-        let sent = Sent::from(outcome);
-        if !sent.duplicate {
-            self.push_sent(&sent);
-        }
-        Ok(sent.message)
+/// A message's conversation that the caller may not see answers as if the message did not
+/// exist: naming the conversation would tell its id (who talks to whom, a group's secret id).
+fn hide_conversation(error: AppError) -> AppError {
+    match error.code {
+        ErrorCode::NotFound | ErrorCode::NotMember => super::no_message(),
+        _ => error,
     }
 }
 

@@ -17,8 +17,10 @@ pub mod limits_redis;
 mod messages;
 pub mod moderation;
 pub mod notifications_queue;
+pub mod notify;
 pub mod presence;
 pub mod presence_redis;
+pub mod reports;
 pub mod rest;
 pub mod retention;
 pub mod safety;
@@ -48,6 +50,8 @@ pub struct ImSettings {
     pub max_group_members: usize,
     /// Characters per text message.
     pub text_max_chars: usize,
+    /// Bounds of the fields pushed to every member of a group, and of cards' data.
+    pub bounds: Bounds,
     /// Limits and moderation.
     pub safety: safety::SafetySettings,
     /// Uploads.
@@ -61,6 +65,11 @@ impl ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
             text_max_chars: config.limits.text_max_chars,
+            bounds: Bounds {
+                group_name_max_chars: config.limits.group_name_max_chars,
+                group_announcement_max_chars: config.limits.group_announcement_max_chars,
+                card_data_max_bytes: config.limits.card_data_max_bytes,
+            },
             safety: safety::SafetySettings::from_config(config),
             files: crate::files::FilesSettings {
                 image_max_bytes: config.limits.image_max_bytes,
@@ -74,6 +83,22 @@ impl ImSettings {
         }
     }
 }
+
+/// Bounds of what a user (or a backend system) writes once and the broker pushes to many
+/// sessions: beyond them a request is `INVALID_ARGUMENT`, so that no such push can cut its
+/// receivers as slow consumers.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// `limits.group_name_max_chars`.
+    pub group_name_max_chars: usize,
+    /// `limits.group_announcement_max_chars`.
+    pub group_announcement_max_chars: usize,
+    /// `limits.card_data_max_bytes`: a card's `data`, and a notification's.
+    pub card_data_max_bytes: usize,
+}
+
+/// Characters of a URL the broker pushes (a group's avatar, an attachment's `url`).
+pub const URL_MAX_CHARS: usize = 2048;
 
 /// The IM service.
 #[derive(Clone)]
@@ -128,13 +153,12 @@ impl Im {
         im
     }
 
-    /// Starts what runs beside the requests: loading bans, watching the sensitive-word list.
-    /// The tasks end when the service is dropped.
+    /// Starts what runs beside the requests: keeping the bans in force, watching the
+    /// sensitive-word list. The tasks end when the service is dropped.
     fn start_safety_tasks(&self) {
         let alive = Arc::downgrade(&self.inner);
         self.inner.safety.words().watch(alive);
-        let im = self.clone();
-        tokio::spawn(async move { im.load_bans().await });
+        self.watch_bans();
     }
 
     /// The store.
@@ -173,28 +197,33 @@ impl Im {
             .conversation(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no conversation {id}")))
+            .ok_or_else(|| no_conversation(id))
     }
 
-    /// The caller's membership, or `NOT_FOUND` / `NOT_MEMBER`.
+    /// The caller's membership. A group the caller is not in is `NOT_MEMBER`; any other
+    /// conversation the caller is not in is `NOT_FOUND`, word for word as one that does not
+    /// exist: their ids are made of user ids, so anything else would tell who talks to whom
+    /// (and who has written to customer service). A group's id is 128 random bits that only
+    /// its members and former members know.
     async fn membership(
         &self,
         conversation: &str,
         user: &str,
     ) -> Result<(ConversationRow, MemberRow), AppError> {
         let row = self.conversation(conversation).await?;
-        let member = self
+        match self
             .store()
             .member(conversation, user)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::NotMember,
-                    format!("not a member of {conversation}"),
-                )
-            })?;
-        Ok((row, member))
+        {
+            Some(member) => Ok((row, member)),
+            None if row.kind == "group" => Err(AppError::new(
+                ErrorCode::NotMember,
+                format!("not a member of {conversation}"),
+            )),
+            None => Err(no_conversation(conversation)),
+        }
     }
 
     /// Pushes an event to every session of `user` subscribed to `/user/queue/<queue>`.
@@ -241,6 +270,17 @@ impl Im {
             tracing::warn!(%error, event, "could not record a domain event");
         }
     }
+}
+
+/// The answer for a conversation that does not exist, or that the caller may not know of.
+fn no_conversation(id: &str) -> AppError {
+    AppError::new(ErrorCode::NotFound, format!("no conversation {id}"))
+}
+
+/// The answer for a message that does not exist, or that is in a conversation the caller
+/// cannot see (a group's too: message ids are time-ordered, so they can be guessed).
+fn no_message() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such message")
 }
 
 /// The topic name of a group conversation: `/topic/group.<conversationId>`.

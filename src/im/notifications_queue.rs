@@ -83,12 +83,21 @@ async fn consume_once(url: &str, queue: &str, im: &Im) -> Result<(), lapin::Erro
     let sender = system_identity();
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
+        // A message id longer than a clientMsgId may be is hashed, like a body without one.
         let key = delivery
             .properties
             .message_id()
             .as_ref()
             .map(ToString::to_string)
-            .unwrap_or_else(|| format!("amqp-{:016x}", fnv(&delivery.data)));
+            .filter(|id| id.chars().count() <= 64)
+            .unwrap_or_else(|| {
+                let source = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map_or(&delivery.data[..], |id| id.as_str().as_bytes());
+                format!("amqp-{:016x}", fnv(source))
+            });
         let request: NotificationRequest = match serde_json::from_slice(&delivery.data) {
             Ok(request) => request,
             Err(error) => {
@@ -104,6 +113,17 @@ async fn consume_once(url: &str, queue: &str, im: &Im) -> Result<(), lapin::Erro
                 continue;
             }
         };
+        if let Err(error) = super::notify::check_recipients(&request) {
+            // As malformed: it can never succeed.
+            tracing::warn!(message = %error.message, "dropping a notification");
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..BasicNackOptions::default()
+                })
+                .await?;
+            continue;
+        }
         let request = NotificationRequest {
             client_msg_id: Some(request.client_msg_id.clone().unwrap_or(key)),
             ..request

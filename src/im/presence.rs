@@ -4,6 +4,8 @@
 //! On one node the hub's sessions are the whole truth. With `presence.redis_url` the counts
 //! live in Redis ([`RedisPresence`]), so "first" and "last" are cluster-wide and any node can
 //! answer `GET /api/v1/presence`; when Redis does not answer, this node's own view is used.
+//! Who may see whose presence is decided here too ([`super::Im::presence_of`]) and, for
+//! subscriptions, by the guard of `/topic/presence.*`.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::presence_redis::{NODE_TTL, RedisPresence};
+use crate::app_error::AppError;
 use crate::hub::{Hub, Publication};
 use crate::relay::Route;
 use crate::router::SessionObserver;
@@ -187,6 +190,48 @@ impl Presence {
             &Route::Topic(format!("presence.{}", presence.user_id)),
             Publication::json_event("presence", body),
         );
+    }
+}
+
+impl super::Im {
+    /// The presence of `users` as `viewer` may see it: users who share no conversation with
+    /// `viewer`, or who blocked them, answer exactly as a user who never connected (offline,
+    /// never seen), so the answer tells nothing about them.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the database does not answer.
+    pub async fn presence_of(
+        &self,
+        viewer: &str,
+        users: &[&str],
+    ) -> Result<Vec<PresenceJson>, AppError> {
+        let visible = self
+            .store()
+            .presence_visible_to(viewer, users)
+            .await
+            .map_err(super::store_error)?;
+        let shown: Vec<&str> = users
+            .iter()
+            .copied()
+            .filter(|user| visible.contains(*user))
+            .collect();
+        let mut known = self.presence().lookup(&shown).await.into_iter();
+        Ok(users
+            .iter()
+            .map(|user| {
+                if visible.contains(*user) {
+                    known.next()
+                } else {
+                    None
+                }
+                .unwrap_or_else(|| PresenceJson {
+                    user_id: (*user).to_owned(),
+                    online: false,
+                    last_seen_at: None,
+                })
+            })
+            .collect())
     }
 }
 

@@ -182,10 +182,8 @@ async fn private_conversation(
     }
     let id = state
         .im
-        .store()
-        .ensure_private(&caller.user_id, &request.peer_id)
-        .await
-        .map_err(super::store_error)?;
+        .open_private(&caller.user_id, &request.peer_id)
+        .await?;
     let view = state.im.conversation_view(&caller.user_id, &id).await?;
     ok(serde_json::to_value(view).unwrap_or_default())
 }
@@ -422,9 +420,7 @@ async fn notify(State(state): State<RestState>, Caller(caller): Caller, body: By
         return Err(AppError::forbidden("notifications need role system"));
     }
     let request: NotificationRequest = parse_body(&body)?;
-    if request.user_ids.is_empty() {
-        return Err(AppError::invalid("userIds must name at least one user"));
-    }
+    super::notify::check_recipients(&request)?;
     let mut items = Vec::with_capacity(request.user_ids.len());
     for user in &request.user_ids {
         let message = state.im.notify(&caller, user, &request).await?;
@@ -433,9 +429,11 @@ async fn notify(State(state): State<RestState>, Caller(caller): Caller, body: By
     Ok((StatusCode::CREATED, axum::Json(json!({"items": items}))).into_response())
 }
 
+/// Users whose presence the caller may not see (see [`Im::presence_of`]) answer as a user who
+/// never connected.
 async fn presence(
     State(state): State<RestState>,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let users: Vec<&str> = query
@@ -450,6 +448,6 @@ async fn presence(
     if users.len() > 200 {
         return Err(AppError::invalid("at most 200 userIds"));
     }
-    let presence = state.im.presence().lookup(&users).await;
+    let presence = state.im.presence_of(&caller.user_id, &users).await?;
     ok(serde_json::to_value(presence).unwrap_or_default())
 }

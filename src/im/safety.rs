@@ -1,6 +1,7 @@
 //! Limits and abuse on the send path (contract section 7): bans, the per-user send rate, blocks,
-//! sensitive words, and the stranger rules of private chats; and the REST endpoints for blocks,
-//! reports and (role admin) bans.
+//! sensitive words, and the stranger rules of private chats; the per-user rates of other actions
+//! ([`Action`]); and the REST endpoints for blocks. Reports and the admin endpoints are in
+//! [`super::reports`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,19 +13,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::{DashMap, DashSet};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 
-use super::json::{conversation_type, message_id, peer_of};
-use super::limits::{Decision, InProcessLimiter, Rate, RateLimiter};
+use super::json::{conversation_type, peer_of};
+use super::limits::{Action, ActionRates, Decision, InProcessLimiter, Rate, RateLimiter};
 use super::moderation::Words;
 use super::rest::{Caller, RestState};
 use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
-use crate::auth::{Identity, Role, is_valid_user_id};
+use crate::auth::{Identity, is_valid_user_id};
 use crate::config::{Config, ModerationAction};
-use crate::store::safety::{BanRow, HitRow, ReportRow, row_id};
+use crate::hub::SubscriptionKey;
+use crate::store::safety::{BanRow, HitRow, row_id};
 use crate::store::{NewMessage, Target, now_ms};
 
 /// The safety rules from the configuration.
@@ -46,6 +46,8 @@ pub struct SafetySettings {
     pub ban_window: Duration,
     /// How long a ban lasts.
     pub ban_duration: Duration,
+    /// The rates of actions other than sends.
+    pub actions: ActionRates,
 }
 
 impl SafetySettings {
@@ -60,6 +62,7 @@ impl SafetySettings {
             ban_threshold: config.moderation.ban_threshold,
             ban_window: Duration::from_secs(config.moderation.ban_window_s),
             ban_duration: Duration::from_secs(config.moderation.ban_duration_s),
+            actions: ActionRates::from_config(&config.limits),
         }
     }
 }
@@ -76,6 +79,9 @@ pub struct Safety {
     /// a query off every send.
     bans: DashMap<String, i64>,
 }
+
+/// How often a node reloads the bans in force (see [`Im::watch_bans`]).
+const BAN_RELOAD: Duration = Duration::from_secs(10);
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -109,16 +115,110 @@ impl Im {
         &self.inner.safety
     }
 
-    /// Loads the bans in force into memory; run once at start.
-    pub(super) async fn load_bans(&self) {
-        match self.store().active_bans(now_ms()).await {
-            Ok(rows) => {
-                for row in rows {
-                    self.safety().bans.insert(row.user_id, row.until);
-                }
+    /// Keeps this node's cache of the bans in force in step with the database: at once, then
+    /// every [`BAN_RELOAD`], so that a ban made or lifted on another node of a cluster applies
+    /// here too. The task ends when the service is dropped.
+    pub(super) fn watch_bans(&self) {
+        let alive = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BAN_RELOAD);
+            loop {
+                tick.tick().await;
+                let Some(inner) = alive.upgrade() else {
+                    return;
+                };
+                Im { inner }.load_bans().await;
             }
-            Err(error) => tracing::warn!(%error, "cannot load bans"),
+        });
+    }
+
+    async fn load_bans(&self) {
+        let rows = match self.store().active_bans(now_ms()).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, "cannot load bans");
+                return;
+            }
+        };
+        let bans = &self.safety().bans;
+        let stale: Vec<String> = bans
+            .iter()
+            .map(|entry| entry.key().clone())
+            .filter(|user| !rows.iter().any(|row| row.user_id == *user))
+            .collect();
+        for row in rows {
+            bans.insert(row.user_id, row.until);
         }
+        // Lifted elsewhere, or made here after the list was read: the row decides.
+        for user in stale {
+            match self.store().ban_of(&user).await {
+                Ok(Some(ban)) if ban.until > now_ms() => {}
+                Ok(_) => {
+                    bans.remove(&user);
+                }
+                Err(error) => tracing::warn!(%error, "cannot load a ban"),
+            }
+        }
+    }
+
+    /// Counts one `action` of `user` if its rate allows it; returns whether it did.
+    pub(super) async fn within_rate(&self, action: Action, user: &str) -> bool {
+        let rate = self.safety().settings.actions.of(action);
+        matches!(
+            self.safety().limiter.check(&action.key(user), rate).await,
+            Decision::Allow
+        )
+    }
+
+    /// Counts one `action` of `user`.
+    ///
+    /// # Errors
+    ///
+    /// `RATE_LIMITED` beyond the action's rate.
+    pub(super) async fn limit(&self, action: Action, user: &str) -> Result<(), AppError> {
+        let rate = self.safety().settings.actions.of(action);
+        match self.safety().limiter.check(&action.key(user), rate).await {
+            Decision::Allow => Ok(()),
+            Decision::Deny { retry_after } => Err(AppError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} in {:?}; retry in {} ms",
+                    rate.count,
+                    rate.per,
+                    retry_after.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// The private conversation of `me` and `peer`, created when it does not exist yet: then
+    /// counted against `limits.conversation_create_rate`, and refused when `peer` has blocked
+    /// `me`. Returns its id.
+    ///
+    /// # Errors
+    ///
+    /// `RATE_LIMITED`, `BLOCKED`, `UNAVAILABLE`.
+    pub(super) async fn open_private(&self, me: &str, peer: &str) -> Result<String, AppError> {
+        let id = crate::store::private_id(me, peer);
+        if self
+            .store()
+            .conversation(&id)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(id);
+        }
+        self.limit(Action::ConversationCreate, me).await?;
+        self.store()
+            .create_private(me, peer)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Forgets this node's cached ban of `user` (an admin lifted it).
+    pub(super) fn forget_ban(&self, user: &str) {
+        self.safety().bans.remove(user);
     }
 
     /// Applies bans, the send rate, blocks, sensitive words and the stranger rules to a
@@ -295,9 +395,11 @@ impl Im {
         Ok(())
     }
 
-    /// Bans `user` when their offences (reports against them, rejected messages) since the
-    /// window started, or since their last ban ended if later, exceed the threshold.
-    async fn consider_ban(&self, user: &str) -> Result<(), AppError> {
+    /// Bans `user` when their offences since the window started, or since their last ban ended
+    /// if later, exceed the threshold. Offences are their rejected messages and the distinct
+    /// users whose reports against them count (see [`Im::report`]): one account reporting many
+    /// times is one offence.
+    pub(super) async fn consider_ban(&self, user: &str) -> Result<(), AppError> {
         let settings = &self.safety().settings;
         let now = now_ms();
         let previous = self.store().ban_of(user).await.map_err(store_error)?;
@@ -318,7 +420,7 @@ impl Im {
         self.store()
             .set_ban(&BanRow {
                 user_id: user.to_owned(),
-                reason: format!("{offences} reports or rejected messages"),
+                reason: format!("{offences} reporters or rejected messages"),
                 banned_at: now,
                 until,
             })
@@ -328,69 +430,6 @@ impl Im {
         tracing::warn!(user, offences, until, "user banned");
         Ok(())
     }
-
-    /// Stores a report against a user and bans them when they pass the threshold.
-    ///
-    /// # Errors
-    ///
-    /// `INVALID_ARGUMENT`, `NOT_FOUND` (a message the caller cannot see), `UNAVAILABLE`.
-    pub async fn report(
-        &self,
-        caller: &Identity,
-        request: ReportRequest,
-    ) -> Result<ReportRow, AppError> {
-        if !is_valid_user_id(&request.user_id) || request.user_id == caller.user_id {
-            return Err(AppError::invalid("userId must be another user's id"));
-        }
-        let reason = request.reason.trim();
-        if reason.is_empty() || reason.chars().count() > 1000 {
-            return Err(AppError::invalid("reason must be 1 to 1000 characters"));
-        }
-        let message = match &request.message_id {
-            None | Some(Value::Null) => None,
-            Some(value) => {
-                let id = message_id(value)
-                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
-                let row = self
-                    .store()
-                    .message(id)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such message"))?;
-                self.membership(&row.conversation_id, &caller.user_id)
-                    .await
-                    .map_err(|_| AppError::new(ErrorCode::NotFound, "no such message"))?;
-                if row.sender_id != request.user_id {
-                    return Err(AppError::invalid("the message was not sent by userId"));
-                }
-                Some(id)
-            }
-        };
-        let row = ReportRow {
-            id: row_id(),
-            reporter_id: caller.user_id.clone(),
-            user_id: request.user_id.clone(),
-            message_id: message,
-            reason: reason.to_owned(),
-            created_at: now_ms(),
-        };
-        self.store().add_report(&row).await.map_err(store_error)?;
-        self.consider_ban(&request.user_id).await?;
-        Ok(row)
-    }
-}
-
-/// `POST /api/v1/reports` body.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReportRequest {
-    /// The reported user.
-    pub user_id: String,
-    /// The offending message.
-    #[serde(default)]
-    pub message_id: Option<Value>,
-    /// Why.
-    pub reason: String,
 }
 
 /// Parses a JSON body, `INVALID_ARGUMENT` when malformed.
@@ -402,9 +441,7 @@ pub(super) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, AppError
 pub(super) fn routes() -> Router<RestState> {
     Router::new()
         .route("/blocks/{user}", post(block).delete(unblock))
-        .route("/reports", post(report))
-        .route("/admin/bans", get(list_bans))
-        .route("/admin/bans/{user}", axum::routing::delete(lift_ban))
+        .merge(super::reports::routes())
         .route("/search", get(super::search::search))
         .route("/messages/forward", post(super::forward::forward))
         .merge(crate::files::rest::routes())
@@ -429,6 +466,10 @@ async fn block(
         .block(&caller.user_id, &user)
         .await
         .map_err(store_error)?;
+    // A later SUBSCRIBE is refused by the presence guard; one made before goes now, as a
+    // removed member's group subscription does.
+    let presence = SubscriptionKey::Topic(format!("presence.{}", caller.user_id).into());
+    state.im.hub().unsubscribe_user(&user, &presence).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -444,75 +485,5 @@ async fn unblock(
         .unblock(&caller.user_id, &user)
         .await
         .map_err(store_error)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn report(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    let request: ReportRequest = json_body(&body)?;
-    let row = state.im.report(&caller, request).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "id": row.id.to_string(),
-            "userId": row.user_id,
-            "messageId": row.message_id.map(|id| id.to_string()),
-            "reason": row.reason,
-            "createdAt": row.created_at,
-        })),
-    )
-        .into_response())
-}
-
-fn admin(caller: &Identity) -> Result<(), AppError> {
-    if caller.has_role(Role::Admin) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("role admin required"))
-    }
-}
-
-async fn list_bans(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-) -> Result<Response, AppError> {
-    admin(&caller)?;
-    let rows = state
-        .im
-        .store()
-        .active_bans(now_ms())
-        .await
-        .map_err(store_error)?;
-    let items: Vec<Value> = rows
-        .into_iter()
-        .map(|ban| {
-            json!({"userId": ban.user_id, "reason": ban.reason, "bannedAt": ban.banned_at, "until": ban.until})
-        })
-        .collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
-}
-
-async fn lift_ban(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    Path(user): Path<String>,
-) -> Result<Response, AppError> {
-    admin(&caller)?;
-    let lifted = state
-        .im
-        .store()
-        .lift_ban(&user, now_ms())
-        .await
-        .map_err(store_error)?;
-    state.im.safety().bans.remove(&user);
-    if !lifted {
-        return Err(AppError::new(
-            ErrorCode::NotFound,
-            format!("{user} is not banned"),
-        ));
-    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

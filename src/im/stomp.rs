@@ -269,7 +269,8 @@ impl SubscribeGuard for GroupGuard {
     }
 }
 
-/// Users who share a conversation with `<userId>` may subscribe to `/topic/presence.<userId>`.
+/// Users who share a conversation with `<userId>` and whom `<userId>` has not blocked may
+/// subscribe to `/topic/presence.<userId>`.
 struct PresenceGuard {
     im: Im,
 }
@@ -282,17 +283,18 @@ impl SubscribeGuard for PresenceGuard {
     ) -> HandlerFuture<'a, Result<(), AppError>> {
         Box::pin(async move {
             let user = name.strip_prefix("presence.").unwrap_or_default();
-            let shared = self
+            let visible = self
                 .im
                 .store()
-                .share_a_conversation(&identity.user_id, user)
+                .presence_visible_to(&identity.user_id, &[user])
                 .await
                 .map_err(super::store_error)?;
-            if shared {
+            if visible.contains(user) {
                 Ok(())
             } else {
+                // One answer whether no conversation is shared or the user blocked the caller.
                 Err(AppError::forbidden(format!(
-                    "no conversation shared with {user}"
+                    "not allowed to watch the presence of {user}"
                 )))
             }
         })

@@ -180,36 +180,6 @@ impl Store {
         .await
     }
 
-    /// Whether two users are both current members of some conversation.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn share_a_conversation(&self, a: &str, b: &str) -> Result<bool, StoreError> {
-        if a == b {
-            return Ok(true);
-        }
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let theirs: Vec<String> = members::table
-                    .filter(members::user_id.eq(b))
-                    .filter(members::left_at.is_null())
-                    .select(members::conversation_id)
-                    .load(conn)
-                    .await?;
-                let count: i64 = members::table
-                    .filter(members::user_id.eq(a))
-                    .filter(members::left_at.is_null())
-                    .filter(members::conversation_id.eq_any(&theirs))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                Ok(count > 0)
-            })
-        })
-        .await
-    }
-
     /// A page of `user`'s conversations: pinned first, then by last activity.
     ///
     /// # Errors
@@ -374,38 +344,6 @@ impl Store {
             })
         })
         .await
-    }
-
-    /// Creates the private conversation of two users if it does not exist; returns its id.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the database fails.
-    pub async fn ensure_private(&self, a: &str, b: &str) -> Result<String, StoreError> {
-        let id = super::messages::private_id(a, b);
-        let now = now_ms();
-        let mut users = vec![a.to_owned(), b.to_owned()];
-        users.dedup();
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                conn.transaction(async |conn| {
-                    diesel::insert_into(conversations::table)
-                        .values(&new_conversation(id.clone(), "private", now))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
-                    let rows: Vec<MemberRow> = users
-                        .iter()
-                        .map(|user| member_row(&id, user, "member", now, 0))
-                        .collect();
-                    super::InsertRows::insert_members(conn, &rows).await?;
-                    Ok::<_, StoreError>(())
-                })
-                .await
-            })
-        })
-        .await?;
-        Ok(id)
     }
 
     /// Creates a group owned by `owner` with `members` (the owner need not be among them).

@@ -10,10 +10,12 @@
 //! The store knows nothing of sessions or STOMP.
 
 mod assistant;
+mod blocks;
 mod conversations;
 mod messages;
 mod order;
 pub mod outbox;
+mod reports;
 pub mod safety;
 pub mod search;
 mod shares;
@@ -35,7 +37,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use assistant::{AssistantPage, AssistantSummary};
 pub use conversations::{ConversationPage, ConversationSummary, GroupChange, SettingsChange};
-pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target};
+pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target, private_id};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

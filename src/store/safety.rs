@@ -32,6 +32,7 @@ pub mod tables {
             message_id -> Nullable<BigInt>,
             reason -> Text,
             created_at -> BigInt,
+            counted -> Bool,
         }
     }
 
@@ -91,6 +92,9 @@ pub struct ReportRow {
     pub reason: String,
     /// When.
     pub created_at: i64,
+    /// Whether it counts toward an automatic ban: its reporter had received a message from the
+    /// reported user when they made it.
+    pub counted: bool,
 }
 
 /// A row of `moderation_hits`.
@@ -238,8 +242,8 @@ impl Store {
         .await
     }
 
-    /// Reports against `user` plus their rejected messages (one per message, however many
-    /// words it hit) since `since`.
+    /// The distinct reporters whose counted reports against `user` were made since `since`,
+    /// plus `user`'s rejected messages (one per message, however many words it hit) since then.
     ///
     /// # Errors
     ///
@@ -249,8 +253,9 @@ impl Store {
             with_conn!(&self.pool, |conn| {
                 let reported: i64 = reports::table
                     .filter(reports::user_id.eq(user))
+                    .filter(reports::counted.eq(true))
                     .filter(reports::created_at.gt(since))
-                    .count()
+                    .select(diesel::dsl::count(reports::reporter_id).aggregate_distinct())
                     .get_result(conn)
                     .await?;
                 let rejected: i64 = moderation_hits::table

@@ -33,6 +33,7 @@ impl TestBroker {
             ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "100000"),
             ("BROKER_LIMITS_STRANGER_RATE", "100000/1s"),
         ]));
+        pairs.extend(env(&RELAXED[3..]));
         pairs.extend(env(overrides));
         let config = Config::from_toml("test", "", pairs).expect("test config");
         let server = Server::start(config).await.expect("broker starts");
@@ -122,10 +123,15 @@ use stomp_codec::{Command, Frame};
 
 /// Limits the IM behaviour tests do not exercise, raised so that a test may send freely. When the
 /// broker does not know a key yet, the broker starts without these.
-const RELAXED: [(&str, &str); 3] = [
+const RELAXED: [(&str, &str); 8] = [
     ("BROKER_LIMITS_SEND_RATE", "1000000/1s"),
     ("BROKER_LIMITS_STRANGER_RATE", "1000000/1s"),
     ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "1000000"),
+    ("BROKER_LIMITS_TYPING_RATE", "1000000/1s"),
+    ("BROKER_LIMITS_GROUP_CREATE_RATE", "1000000/1s"),
+    ("BROKER_LIMITS_INVITE_RATE", "1000000/1s"),
+    ("BROKER_LIMITS_REPORT_RATE", "1000000/1s"),
+    ("BROKER_LIMITS_CONVERSATION_CREATE_RATE", "1000000/1s"),
 ];
 
 /// The whole broker on the database at `url` with `overrides`, send-rate limits raised.
