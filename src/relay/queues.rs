@@ -77,7 +77,9 @@ fn header_table(headers: &Headers) -> Result<FieldTable, QueueError> {
 }
 
 /// The MESSAGE template of a delivery: the stored headers, its destination, and
-/// `redelivered:true` when RabbitMQ has delivered it before.
+/// `redelivered:true` when RabbitMQ has delivered it before. A header holding a NUL, which no
+/// STOMP frame can carry, is left out: a SEND through the broker cannot have one, but a message
+/// published to the queue directly in RabbitMQ may.
 fn template(delivery: lapin::message::Delivery, destination: &ByteString) -> MessageTemplate {
     let mut headers = Headers::with_capacity(4);
     headers.push("destination", destination.clone());
@@ -85,6 +87,9 @@ fn template(delivery: lapin::message::Delivery, destination: &ByteString) -> Mes
         for (name, value) in table {
             if let AMQPValue::LongString(value) = value {
                 let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                if name.as_str().contains('\0') || value.contains('\0') {
+                    continue;
+                }
                 headers.push(name.as_str().to_owned(), value);
             }
         }

@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
+use stomp_codec::{
+    Command, DecodeError, Decoded, Decoder, ErrorKind, Frame, Limits, Version, encode,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
@@ -165,23 +167,23 @@ impl Fatal {
 
 impl From<DecodeError> for Fatal {
     fn from(error: DecodeError) -> Fatal {
-        let reason = match error {
-            DecodeError::FrameTooLarge { .. }
-            | DecodeError::BodyTooLarge { .. }
-            | DecodeError::HeaderLineTooLong { .. }
-            | DecodeError::TooManyHeaders { .. } => ErrorReason::TooLarge,
+        let reason = match error.kind {
+            ErrorKind::FrameTooLarge { .. }
+            | ErrorKind::BodyTooLarge { .. }
+            | ErrorKind::HeaderLineTooLong { .. }
+            | ErrorKind::TooManyHeaders { .. } => ErrorReason::TooLarge,
             _ => ErrorReason::Malformed,
         };
-        let message = match &error {
-            DecodeError::FrameTooLarge { .. } | DecodeError::BodyTooLarge { .. } => {
-                "frame too large"
-            }
-            DecodeError::TooManyHeaders { .. } => "too many headers",
-            DecodeError::HeaderLineTooLong { .. } => "header too long",
-            DecodeError::UnknownCommand(_) => "unknown command",
+        let message = match &error.kind {
+            ErrorKind::FrameTooLarge { .. } | ErrorKind::BodyTooLarge { .. } => "frame too large",
+            ErrorKind::TooManyHeaders { .. } => "too many headers",
+            ErrorKind::HeaderLineTooLong { .. } => "header too long",
+            ErrorKind::UnknownCommand(_) => "unknown command",
             _ => "malformed frame",
         };
-        Fatal::new(reason, message, error.to_string())
+        let mut fatal = Fatal::new(reason, message, error.kind.to_string());
+        fatal.receipt = error.receipt;
+        fatal
     }
 }
 
