@@ -315,6 +315,11 @@ pub struct LimitsConfig {
     pub max_header_line_bytes: usize,
     /// A session's outbound queue, in bytes, before it is cut as a slow consumer.
     pub max_outbound_bytes: usize,
+    /// Unacknowledged deliveries (client-ack subscriptions of every kind) one session may hold
+    /// before it is cut as a slow consumer.
+    pub max_unacked: usize,
+    /// The same bound on any one subscription.
+    pub max_unacked_per_subscription: usize,
     /// Messages a generic `/queue/*` keeps while nobody consumes it.
     pub queue_max_messages: usize,
     /// Unacknowledged messages a `client` / `client-individual` queue subscriber may hold
@@ -470,6 +475,18 @@ impl Config {
         )?;
         positive("limits.max_outbound_bytes", self.limits.max_outbound_bytes)?;
         positive("limits.queue_prefetch", self.limits.queue_prefetch)?;
+        positive("limits.max_unacked", self.limits.max_unacked)?;
+        positive(
+            "limits.max_unacked_per_subscription",
+            self.limits.max_unacked_per_subscription,
+        )?;
+        if self.limits.queue_prefetch > self.limits.max_unacked_per_subscription {
+            return Err(ConfigError::Invalid {
+                key: "limits.queue_prefetch",
+                value: self.limits.queue_prefetch.to_string(),
+                reason: "must not exceed limits.max_unacked_per_subscription".into(),
+            });
+        }
         positive("server.max_connections", self.server.max_connections)?;
         positive("storage.max_batch", self.storage.max_batch)?;
         positive("im.max_group_members", self.im.max_group_members)?;
@@ -707,6 +724,16 @@ mod tests {
     fn variables_of_other_sections_are_left_alone() {
         let env = vec![("BROKER_TEST_POSTGRES_URL".into(), "postgres://x".into())];
         assert!(Config::from_toml("test", "", env).is_ok());
+    }
+
+    #[test]
+    fn queue_prefetch_may_not_exceed_the_unacked_bound_of_a_subscription() {
+        let env = vec![
+            ("BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION".into(), "50".into()),
+            ("BROKER_LIMITS_QUEUE_PREFETCH".into(), "51".into()),
+        ];
+        let error = Config::from_toml("test", "", env).unwrap_err();
+        assert!(error.to_string().contains("queue_prefetch"), "{error}");
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Sessions cut because their outbound queue overflowed.
     pub slow_consumer_cuts: Counter,
+    /// Of those, sessions cut because they held too many unacknowledged deliveries.
+    pub unacked_cuts: Counter,
     /// CONNECTs or REST calls refused for a bad token.
     pub auth_failures: Counter,
     /// Connections refused at accept because of `server.max_connections`.
@@ -136,6 +138,7 @@ impl Metrics {
                 heartbeats_out: counter!("broker_heartbeats_out_total"),
                 deliveries: counter!("broker_deliveries_total"),
                 slow_consumer_cuts: counter!("broker_slow_consumer_cuts_total"),
+                unacked_cuts: counter!("broker_unacked_cuts_total"),
                 auth_failures: counter!("broker_auth_failures_total"),
                 connections_refused: counter!("broker_connections_refused_total"),
                 messages_purged: counter!("broker_messages_purged_total"),

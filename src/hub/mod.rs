@@ -22,7 +22,7 @@ use stomp_codec::{Headers, MessageTemplate};
 use crate::app_error::ErrorCode;
 use crate::relay::queues::SharedQueues;
 use crate::relay::{Interest, Relay, RelayError, Route};
-use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock, settle_targets};
+use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock};
 pub use queue::{Queue, QueueFull};
 
 /// A subscription as the hub sees it.
@@ -32,6 +32,8 @@ pub struct Subscriber {
     pub session: Arc<SessionHandle>,
     /// The SUBSCRIBE `id`.
     pub subscription: ByteString,
+    /// Its slot in the session's ledger of unacknowledged deliveries.
+    pub slot: u32,
     /// Its ack mode.
     pub ack: AckMode,
 }
@@ -147,6 +149,8 @@ pub struct SessionSubscription {
     pub key: SubscriptionKey,
     /// Its ack mode.
     pub ack: AckMode,
+    /// Its slot in the session's ledger of unacknowledged deliveries.
+    pub slot: u32,
 }
 
 /// Up to this many subscriptions, a session's vector holds no spare slot.
@@ -365,9 +369,15 @@ impl Hub {
             .remove(&session.id)
             .map(|(_, subs)| subs)
             .unwrap_or_default();
+        // One swap for the whole ledger, however much it holds: forgetting it subscription by
+        // subscription would lock it once per subscription. The session is closed, so nothing
+        // is recorded after this.
+        let unacknowledged = session.take_unacknowledged();
         for (id, sub) in subscriptions {
-            self.unregister(session, &id, &sub.key).await;
+            self.unregister(session, &id, &sub).await;
         }
+        // Now that none of them is a consumer any more (see `unregister`).
+        unacknowledged.give_back();
         let user: ByteString = session.user_id().into();
         let last = match self.inner.users.get_mut(&user) {
             Some(mut sessions) => {
@@ -427,7 +437,7 @@ impl Hub {
         prefetch: usize,
         max: usize,
     ) -> Result<(), SubscribeError> {
-        {
+        let slot = {
             let mut subs = self.inner.subscriptions.entry(session.id).or_default();
             if subs.contains_key(&id) {
                 return Err(SubscribeError::IdInUse(id.to_string()));
@@ -435,14 +445,17 @@ impl Hub {
             if subs.len() >= max {
                 return Err(SubscribeError::TooMany);
             }
+            let slot = session.new_slot();
             subs.insert(
                 id.clone(),
                 SessionSubscription {
                     key: key.clone(),
                     ack,
+                    slot,
                 },
             );
-        }
+            slot
+        };
         if let SubscriptionKey::Topic(name) = &key
             && let Err(error) = self.add_interest(Interest::Topic(name.to_string())).await
         {
@@ -454,6 +467,7 @@ impl Hub {
         let subscriber = Subscriber {
             session: session.clone(),
             subscription: id,
+            slot,
             ack,
         };
         match &key {
@@ -463,6 +477,7 @@ impl Hub {
                         .subscribe(
                             &subscriber.session,
                             &subscriber.subscription,
+                            slot,
                             name,
                             ack,
                             prefetch,
@@ -479,6 +494,7 @@ impl Hub {
                 self.queue(name).subscribe(
                     subscriber.session,
                     subscriber.subscription,
+                    slot,
                     ack,
                     prefetch,
                 );
@@ -501,7 +517,8 @@ impl Hub {
             .and_then(|mut subs| subs.remove(id));
         match removed {
             Some(sub) => {
-                self.unregister(session, id, &sub.key).await;
+                self.unregister(session, id, &sub).await;
+                session.forget_subscription(sub.slot).give_back();
                 true
             }
             None => false,
@@ -537,7 +554,12 @@ impl Hub {
         }
     }
 
-    async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, key: &SubscriptionKey) {
+    /// Takes a subscription out of its route or queue. Its queue takes back, in order, what the
+    /// subscription had not acknowledged; only once this is done may the caller give back what
+    /// the session's ledger still holds for it: a NACK while it was still a consumer would hand
+    /// those messages straight back to it.
+    async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, sub: &SessionSubscription) {
+        let key = &sub.key;
         match key {
             SubscriptionKey::Queue(_) if self.inner.shared_queues.is_some() => {
                 if let Some(shared) = &self.inner.shared_queues {
@@ -570,16 +592,6 @@ impl Hub {
                 }
             }
         }
-        // Only now, with the subscription gone from its queue (which took back, in order, what
-        // it had not acknowledged): a NACK while it was still a consumer would hand those
-        // messages straight back to it. What is left to settle is no longer lent, or belongs
-        // to another queue.
-        let unsettled: Vec<AckTarget> = session
-            .forget_subscription(id)
-            .into_iter()
-            .filter(|target| matches!(target, AckTarget::Queue { .. }))
-            .collect();
-        settle_targets(unsettled, false);
     }
 
     async fn add_interest(&self, interest: Interest) -> Result<(), RelayError> {
@@ -803,6 +815,7 @@ fn fan_out(
         };
         if subscriber.session.deliver(
             &subscriber.subscription,
+            subscriber.slot,
             subscriber.ack,
             template,
             message_id,
@@ -828,6 +841,8 @@ mod tests {
     use super::*;
     use crate::auth::{Identity, Role};
     use crate::relay::LocalRelay;
+    use crate::session::handle::SessionLimits;
+    use crate::session::ledger::UnackedLimits;
 
     fn hub() -> Hub {
         Hub::new(
@@ -852,7 +867,13 @@ mod tests {
             format!("s{id}").into(),
             identity,
             Version::V1_2,
-            1 << 20,
+            SessionLimits {
+                max_outbound_bytes: 1 << 20,
+                unacked: UnackedLimits {
+                    per_session: 100,
+                    per_subscription: 100,
+                },
+            },
             CancellationToken::new(),
         )
     }

@@ -169,6 +169,7 @@ impl Lender for Link {
 struct Registered {
     session: Arc<SessionHandle>,
     subscription: ByteString,
+    slot: u32,
     queue: ShortString,
     destination: ByteString,
     ack: AckMode,
@@ -406,8 +407,8 @@ impl SharedQueues {
         Err(unavailable(format!("{queue} could not be declared")))
     }
 
-    /// Starts consuming the queue `name` for a session's subscription; while RabbitMQ is away
-    /// the subscription waits for the connection.
+    /// Starts consuming the queue `name` for a session's subscription (`slot` is its slot in the
+    /// session's ledger); while RabbitMQ is away the subscription waits for the connection.
     ///
     /// # Errors
     ///
@@ -417,6 +418,7 @@ impl SharedQueues {
         &self,
         session: &Arc<SessionHandle>,
         subscription: &ByteString,
+        slot: u32,
         name: &str,
         ack: AckMode,
         prefetch: usize,
@@ -425,6 +427,7 @@ impl SharedQueues {
         let mut registered = Registered {
             session: session.clone(),
             subscription: subscription.clone(),
+            slot,
             queue,
             destination: ByteString::from(format!("/queue/{name}")),
             ack,
@@ -491,6 +494,7 @@ impl SharedQueues {
 struct Opening {
     session: Arc<SessionHandle>,
     subscription: ByteString,
+    slot: u32,
     queue: ShortString,
     destination: ByteString,
     ack: AckMode,
@@ -502,6 +506,7 @@ impl Opening {
         Opening {
             session: registered.session.clone(),
             subscription: registered.subscription.clone(),
+            slot: registered.slot,
             queue: registered.queue.clone(),
             destination: registered.destination.clone(),
             ack: registered.ack,
@@ -621,6 +626,7 @@ async fn deliver(
     };
     let queued = opening.session.deliver(
         &opening.subscription,
+        opening.slot,
         opening.ack,
         &template,
         &message_id,

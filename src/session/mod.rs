@@ -7,6 +7,7 @@
 //! append to its queue, and overflowing the queue cuts the client off).
 
 pub mod handle;
+pub mod ledger;
 pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +30,8 @@ use crate::config::{Config, HeartBeat};
 use crate::hub::{Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
-use handle::{AckMode, Delivery, Outgoing, Queued, SessionHandle};
+use handle::{AckMode, Delivery, Outgoing, Queued, SessionHandle, SessionLimits, SlowReason};
+use ledger::UnackedLimits;
 use transport::{Inbound, Outbound};
 
 /// What every session needs from the broker.
@@ -57,6 +59,8 @@ pub struct SessionSettings {
     pub connect_timeout: Duration,
     /// Outbound queue bound.
     pub max_outbound_bytes: usize,
+    /// Unacknowledged deliveries a session may hold.
+    pub unacked: UnackedLimits,
     /// Open transactions per session.
     pub max_transactions: usize,
     /// Frames per transaction.
@@ -82,6 +86,10 @@ impl SessionSettings {
             heartbeat: config.stomp.heartbeat_ms,
             connect_timeout: config.connect_timeout(),
             max_outbound_bytes: config.limits.max_outbound_bytes,
+            unacked: UnackedLimits {
+                per_session: config.limits.max_unacked,
+                per_subscription: config.limits.max_unacked_per_subscription,
+            },
             max_transactions: config.stomp.max_transactions,
             max_transaction_frames: config.stomp.max_transaction_frames,
             max_subscriptions: config.stomp.max_subscriptions,
@@ -258,7 +266,10 @@ pub async fn run<I: Inbound, O: Outbound>(
         name.clone(),
         accepted.identity,
         accepted.version,
-        settings.max_outbound_bytes,
+        SessionLimits {
+            max_outbound_bytes: settings.max_outbound_bytes,
+            unacked: settings.unacked,
+        },
         closed,
     );
     let mut connected = Frame::new(Command::Connected)
@@ -933,12 +944,14 @@ async fn write_until_closed<O: Outbound>(
         // The flag alone, not the token's mutex: a shutdown reaches it through the reader,
         // which closes the session when the token fires.
         if handle.is_closing() {
-            let farewell = if handle.is_slow() {
-                Some(Fatal::new(
-                    ErrorReason::SlowConsumer,
-                    "slow consumer",
-                    "the connection did not read its messages fast enough",
-                ))
+            let farewell = if let Some(reason) = handle.slow_reason() {
+                let detail = match reason {
+                    SlowReason::Outbound => "the connection did not read its messages fast enough",
+                    SlowReason::Unacked => {
+                        "the connection left too many messages unacknowledged"
+                    }
+                };
+                Some(Fatal::new(ErrorReason::SlowConsumer, "slow consumer", detail))
             } else if shutdown.is_cancelled() {
                 Some(Fatal::new(
                     ErrorReason::Shutdown,
