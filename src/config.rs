@@ -729,7 +729,10 @@ mod tests {
     #[test]
     fn queue_prefetch_may_not_exceed_the_unacked_bound_of_a_subscription() {
         let env = vec![
-            ("BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION".into(), "50".into()),
+            (
+                "BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION".into(),
+                "50".into(),
+            ),
             ("BROKER_LIMITS_QUEUE_PREFETCH".into(), "51".into()),
         ];
         let error = Config::from_toml("test", "", env).unwrap_err();

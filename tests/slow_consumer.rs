@@ -248,7 +248,9 @@ async fn one_user_queue_subscription_over_its_unacked_bound_is_cut_as_slow_consu
     ])
     .await;
     let mut alice = broker.ws("alice").await;
-    alice.subscribe("/user/queue/feed", "s", "client-individual").await;
+    alice
+        .subscribe("/user/queue/feed", "s", "client-individual")
+        .await;
     let mut backend = broker.tcp(&broker.system_token("backend")).await;
     for i in 0..6 {
         backend
@@ -340,7 +342,11 @@ async fn a_session_holding_many_unacked_deliveries_ends_without_stalling_the_oth
     hoarder.connect(&broker.token("hoarder")).await;
     for i in 0..SUBSCRIPTIONS {
         hoarder
-            .subscribe("/topic/announcements", &format!("s{i}"), "client-individual")
+            .subscribe(
+                "/topic/announcements",
+                &format!("s{i}"),
+                "client-individual",
+            )
             .await;
     }
     let mut publisher = broker.tcp(&broker.system_token("backend")).await;
@@ -359,7 +365,11 @@ async fn a_session_holding_many_unacked_deliveries_ends_without_stalling_the_oth
     let bound = Duration::from_secs(1);
     for round in 0..10 {
         let health = tokio::time::timeout(bound, broker.get("/healthz")).await;
-        assert_eq!(health.map(|(status, _)| status).ok(), Some(200), "round {round}");
+        assert_eq!(
+            health.map(|(status, _)| status).ok(),
+            Some(200),
+            "round {round}"
+        );
         let ping = tokio::time::timeout(bound, other.ping(&format!("p{round}"))).await;
         assert!(ping.is_ok(), "round {round}: no RECEIPT within {bound:?}");
     }

@@ -12,7 +12,7 @@ use stomp_codec::{Command, MessageTemplate, Version};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::ledger::{self, Ledger, Overflow, Unacknowledged, UnackedLimits};
+use super::ledger::{self, Ledger, Overflow, UnackedLimits, Unacknowledged};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 

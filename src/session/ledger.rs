@@ -57,7 +57,9 @@ struct Unsettled {
 
 impl Unsettled {
     fn position(&self, id: u64) -> Option<usize> {
-        self.deliveries.binary_search_by_key(&id, |(own, _)| *own).ok()
+        self.deliveries
+            .binary_search_by_key(&id, |(own, _)| *own)
+            .ok()
     }
 }
 
@@ -72,7 +74,8 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     fn find(&self, slot: u32) -> Result<usize, usize> {
-        self.subscriptions.binary_search_by_key(&slot, |sub| sub.slot)
+        self.subscriptions
+            .binary_search_by_key(&slot, |sub| sub.slot)
     }
 
     /// Deliveries held.
@@ -239,7 +242,13 @@ mod tests {
         let mut ledger = Ledger::default();
         for seq in seqs {
             ledger
-                .record(slot, cumulative, delivery_id(slot, seq), AckTarget::None, ROOMY)
+                .record(
+                    slot,
+                    cumulative,
+                    delivery_id(slot, seq),
+                    AckTarget::None,
+                    ROOMY,
+                )
                 .unwrap();
         }
         ledger

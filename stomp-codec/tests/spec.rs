@@ -286,11 +286,7 @@ fn only_send_message_and_error_may_have_a_body() {
         if command.allows_body() {
             assert!(result.is_ok(), "{command}: {result:?}");
         } else {
-            assert_eq!(
-                result,
-                Err(ErrorKind::UnexpectedBody(command)),
-                "{command}"
-            );
+            assert_eq!(result, Err(ErrorKind::UnexpectedBody(command)), "{command}");
         }
     }
 }
@@ -480,10 +476,16 @@ fn refusal_before_the_receipt_line_names_no_receipt() {
 
 #[test]
 fn the_receipt_of_a_refusal_is_unescaped() {
-    let refused = refusal(Version::V1_2, b"SEND\nreceipt:a\\cb\ncontent-length:0\n\nx\0");
+    let refused = refusal(
+        Version::V1_2,
+        b"SEND\nreceipt:a\\cb\ncontent-length:0\n\nx\0",
+    );
     assert_eq!(refused.receipt.as_deref(), Some("a:b"));
     // A receipt that is itself invalid is not echoed.
-    let refused = refusal(Version::V1_2, b"SEND\nreceipt:a\\qb\ncontent-length:0\n\nx\0");
+    let refused = refusal(
+        Version::V1_2,
+        b"SEND\nreceipt:a\\qb\ncontent-length:0\n\nx\0",
+    );
     assert_eq!(refused.receipt, None);
 }
 
