@@ -6,20 +6,21 @@
 //! socket's sending half, so a slow client never stalls the tasks that deliver to it (they only
 //! append to its queue, and overflowing the queue cuts the client off).
 
+mod fatal;
 pub mod handle;
 pub mod ledger;
+mod transaction;
 pub mod transport;
+mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use bytestring::ByteString;
-use stomp_codec::{
-    Command, DecodeError, Decoded, Decoder, ErrorKind, Frame, Limits, Version, encode,
-};
+use stomp_codec::{Command, Decoded, Decoder, Frame, Limits, Version, encode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
@@ -30,9 +31,11 @@ use crate::config::{Config, HeartBeat};
 use crate::hub::{Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
-use handle::{AckMode, Delivery, Outgoing, Queued, SessionHandle, SessionLimits, SlowReason};
+use fatal::{Fatal, transport_too_large};
+use handle::{AckMode, Outgoing, SessionHandle, SessionLimits};
 use ledger::UnackedLimits;
 use transport::{Inbound, Outbound};
+use writer::write_loop;
 
 /// What every session needs from the broker.
 #[derive(Clone)]
@@ -115,90 +118,6 @@ impl SessionContext {
             ids: Arc::new(AtomicU64::new(1)),
         }
     }
-}
-
-/// A fatal protocol error: sent as an ERROR frame, then the connection closes.
-#[derive(Debug)]
-struct Fatal {
-    reason: ErrorReason,
-    message: String,
-    detail: String,
-    receipt: Option<ByteString>,
-    extra: Option<(&'static str, &'static str)>,
-}
-
-impl Fatal {
-    fn new(reason: ErrorReason, message: impl Into<String>, detail: impl Into<String>) -> Fatal {
-        Fatal {
-            reason,
-            message: message.into(),
-            detail: detail.into(),
-            receipt: None,
-            extra: None,
-        }
-    }
-
-    fn with_receipt(mut self, frame: &Frame) -> Fatal {
-        self.receipt = frame.headers.get_shared("receipt").cloned();
-        self
-    }
-
-    fn missing(header: &str, frame: &Frame) -> Fatal {
-        Fatal::new(
-            ErrorReason::BadHeader,
-            format!("missing {header} header"),
-            format!("{} frames need a {header} header", frame.command),
-        )
-        .with_receipt(frame)
-    }
-
-    fn unauthorized(detail: impl Into<String>) -> Fatal {
-        Fatal::new(ErrorReason::Unauthorized, "unauthorized", detail)
-    }
-
-    fn encode(&self, version: Version) -> Bytes {
-        let mut frame = Frame::new(Command::Error)
-            .header("message", self.message.as_str())
-            .header("content-type", "text/plain;charset=utf-8");
-        if let Some(receipt) = &self.receipt {
-            frame.headers.push("receipt-id", receipt.clone());
-        }
-        if let Some((name, value)) = self.extra {
-            frame.headers.push(name, value);
-        }
-        frame.body = Bytes::from(self.detail.clone());
-        let mut buf = BytesMut::new();
-        encode(&frame, version, &mut buf);
-        buf.freeze()
-    }
-}
-
-impl From<DecodeError> for Fatal {
-    fn from(error: DecodeError) -> Fatal {
-        let reason = match error.kind {
-            ErrorKind::FrameTooLarge { .. }
-            | ErrorKind::BodyTooLarge { .. }
-            | ErrorKind::HeaderLineTooLong { .. }
-            | ErrorKind::TooManyHeaders { .. } => ErrorReason::TooLarge,
-            _ => ErrorReason::Malformed,
-        };
-        let message = match &error.kind {
-            ErrorKind::FrameTooLarge { .. } | ErrorKind::BodyTooLarge { .. } => "frame too large",
-            ErrorKind::TooManyHeaders { .. } => "too many headers",
-            ErrorKind::HeaderLineTooLong { .. } => "header too long",
-            ErrorKind::UnknownCommand(_) => "unknown command",
-            _ => "malformed frame",
-        };
-        let mut fatal = Fatal::new(reason, message, error.kind.to_string());
-        fatal.receipt = error.receipt;
-        fatal
-    }
-}
-
-/// The ERROR for a transport message over the transport's own limit (a WebSocket message over
-/// twice `max_frame_bytes`): it held a frame over the limit.
-fn transport_too_large(error: &std::io::Error) -> Fatal {
-    Fatal::new(ErrorReason::TooLarge, "frame too large", error.to_string())
 }
 
 /// How a session ended, for the close that follows.
@@ -652,37 +571,6 @@ impl Session {
         );
     }
 
-    /// Buffers the frame if it belongs to a transaction. Returns true when it did.
-    fn in_transaction(&mut self, frame: &Frame) -> Result<bool, Fatal> {
-        let Some(tx) = frame.headers.get_shared("transaction") else {
-            return Ok(false);
-        };
-        let limit = self.context.settings.max_transaction_frames;
-        let frames = self.transactions.get_mut(tx).ok_or_else(|| {
-            Fatal::new(
-                ErrorReason::BadHeader,
-                "unknown transaction",
-                format!("transaction {tx} was not begun"),
-            )
-            .with_receipt(frame)
-        })?;
-        if frames.len() >= limit {
-            return Err(Fatal::new(
-                ErrorReason::TooLarge,
-                "transaction too large",
-                format!("a transaction may hold at most {limit} frames"),
-            )
-            .with_receipt(frame));
-        }
-        // The RECEIPT answers the frame now that it is held; the held copy has no `receipt`, so
-        // that COMMIT does not answer it a second time.
-        let mut held = frame.clone();
-        held.headers.remove("receipt");
-        frames.push(held);
-        self.receipt(frame);
-        Ok(true)
-    }
-
     async fn on_send(&mut self, frame: Frame, may_buffer: bool) -> Result<(), Fatal> {
         if may_buffer && self.in_transaction(&frame)? {
             return Ok(());
@@ -842,223 +730,4 @@ impl Session {
         self.receipt(&frame);
         Ok(())
     }
-
-    fn transaction_id(frame: &Frame) -> Result<ByteString, Fatal> {
-        frame
-            .headers
-            .get_shared("transaction")
-            .cloned()
-            .ok_or_else(|| Fatal::missing("transaction", frame))
-    }
-
-    fn on_begin(&mut self, frame: Frame) -> Result<(), Fatal> {
-        let tx = Self::transaction_id(&frame)?;
-        if self.transactions.contains_key(&tx) {
-            return Err(Fatal::new(
-                ErrorReason::BadHeader,
-                "transaction already begun",
-                format!("transaction {tx} is already open"),
-            )
-            .with_receipt(&frame));
-        }
-        if self.transactions.len() >= self.context.settings.max_transactions {
-            return Err(Fatal::new(
-                ErrorReason::TooLarge,
-                "too many transactions",
-                format!(
-                    "a session may hold at most {} open transactions",
-                    self.context.settings.max_transactions
-                ),
-            )
-            .with_receipt(&frame));
-        }
-        self.transactions.insert(tx, Vec::new());
-        self.receipt(&frame);
-        Ok(())
-    }
-
-    async fn on_commit(&mut self, frame: Frame) -> Result<(), Fatal> {
-        let tx = Self::transaction_id(&frame)?;
-        let Some(frames) = self.transactions.remove(&tx) else {
-            return Err(Fatal::new(
-                ErrorReason::BadHeader,
-                "unknown transaction",
-                format!("transaction {tx} was not begun"),
-            )
-            .with_receipt(&frame));
-        };
-        for buffered in frames {
-            match buffered.command {
-                Command::Send => self.on_send(buffered, false).await?,
-                _ => self.on_ack(buffered, false)?,
-            }
-        }
-        self.receipt(&frame);
-        Ok(())
-    }
-
-    fn on_abort(&mut self, frame: Frame) -> Result<(), Fatal> {
-        let tx = Self::transaction_id(&frame)?;
-        if self.transactions.remove(&tx).is_none() {
-            return Err(Fatal::new(
-                ErrorReason::BadHeader,
-                "unknown transaction",
-                format!("transaction {tx} was not begun"),
-            )
-            .with_receipt(&frame));
-        }
-        self.receipt(&frame);
-        Ok(())
-    }
-}
-
-/// Drains the outbound queue into the socket until a Close item or a cut. A session cut as a
-/// slow consumer or ended by the broker's shutdown gets its ERROR from here, since its queue
-/// takes nothing once the session is closed.
-async fn write_loop<O: Outbound>(
-    mut outbound: O,
-    handle: Arc<SessionHandle>,
-    heartbeat: Option<Duration>,
-    shutdown: CancellationToken,
-) {
-    write_until_closed(&mut outbound, &handle, heartbeat, &shutdown).await;
-    handle.close_queue();
-}
-
-async fn write_until_closed<O: Outbound>(
-    outbound: &mut O,
-    handle: &Arc<SessionHandle>,
-    heartbeat: Option<Duration>,
-    shutdown: &CancellationToken,
-) {
-    let metrics = Metrics::get();
-    let mut scratch = BytesMut::new();
-    // A heart-beat is due one interval after the last write, whatever was written.
-    let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
-    let idle = tokio::time::sleep(interval);
-    tokio::pin!(idle);
-    // Polled only while a write is blocked: the closing flag, checked per wake-up, is cheaper.
-    let ending = handle.closed().clone().cancelled_owned();
-    tokio::pin!(ending);
-    loop {
-        // The flag alone, not the token's mutex: a shutdown reaches it through the reader,
-        // which closes the session when the token fires.
-        if handle.is_closing() {
-            let farewell = if let Some(reason) = handle.slow_reason() {
-                let detail = match reason {
-                    SlowReason::Outbound => "the connection did not read its messages fast enough",
-                    SlowReason::Unacked => {
-                        "the connection left too many messages unacknowledged"
-                    }
-                };
-                Some(Fatal::new(ErrorReason::SlowConsumer, "slow consumer", detail))
-            } else if shutdown.is_cancelled() {
-                Some(Fatal::new(
-                    ErrorReason::Shutdown,
-                    "server shutting down",
-                    "the broker is shutting down; reconnect later",
-                ))
-            } else {
-                None
-            };
-            // Boxed, like the close below: these run once, and inline they would make every
-            // session's writer task larger for its whole life.
-            if let Some(fatal) = farewell {
-                metrics.error(fatal.reason);
-                let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
-                    outbound.write(fatal.encode(handle.version)).await?;
-                    outbound.flush().await
-                }))
-                .await;
-            }
-            Box::pin(outbound.close(shutdown.is_cancelled())).await;
-            return;
-        }
-        tokio::select! {
-            biased;
-            () = handle.queued() => {
-                // Dropped after the write: an idle session keeps no batch buffer.
-                let mut batch = handle.take_queued();
-                if batch.is_empty() {
-                    continue;
-                }
-                let mut close = false;
-                let written = tokio::select! {
-                    biased;
-                    written = write_batch(outbound, &mut batch, &mut scratch, handle.version, &mut close) => written,
-                    () = &mut ending => continue,
-                };
-                match written {
-                    Ok(bytes) => handle.written(bytes),
-                    Err(error) => {
-                        debug!(session = handle.id, %error, "write failed");
-                        handle.close();
-                        return;
-                    }
-                }
-                idle.as_mut().reset(Instant::now() + interval);
-                if close {
-                    Box::pin(outbound.close(handle.is_closed())).await;
-                    return;
-                }
-            }
-            () = &mut idle, if heartbeat.is_some() => {
-                let sent = tokio::select! {
-                    biased;
-                    sent = async {
-                        outbound.write(Bytes::from_static(b"\n")).await?;
-                        outbound.flush().await
-                    } => sent,
-                    () = &mut ending => continue,
-                };
-                if sent.is_err() {
-                    handle.close();
-                    return;
-                }
-                metrics.heartbeats_out.increment(1);
-                idle.as_mut().reset(Instant::now() + interval);
-            }
-        }
-    }
-}
-
-async fn write_batch<O: Outbound>(
-    outbound: &mut O,
-    batch: &mut VecDeque<Queued>,
-    scratch: &mut BytesMut,
-    version: Version,
-    close: &mut bool,
-) -> std::io::Result<usize> {
-    let metrics = Metrics::get();
-    let mut bytes = 0;
-    let mut messages = 0;
-    for (item, size) in batch.drain(..) {
-        bytes += size;
-        match item {
-            Outgoing::Encoded { command, bytes } => {
-                metrics.frames_out(command, 1);
-                outbound.write(bytes).await?;
-            }
-            Outgoing::Message(delivery) => {
-                let Delivery {
-                    template,
-                    subscription,
-                    message_id,
-                    ack,
-                } = *delivery;
-                template.encode_to(version, &subscription, &message_id, ack.as_deref(), scratch);
-                messages += 1;
-                outbound.write(scratch.split().freeze()).await?;
-            }
-            Outgoing::HeartBeat => outbound.write(Bytes::from_static(b"\n")).await?,
-            Outgoing::Close => {
-                *close = true;
-                break;
-            }
-        }
-    }
-    batch.clear();
-    metrics.frames_out(Command::Message, messages);
-    outbound.flush().await?;
-    Ok(bytes)
 }
