@@ -299,6 +299,9 @@ pub struct StompConfig {
     pub max_transactions: usize,
     /// The most frames one transaction may hold before COMMIT.
     pub max_transaction_frames: usize,
+    /// The most bytes (as sent: command, headers, body) one session's open transactions may
+    /// hold together before COMMIT.
+    pub max_transaction_bytes: usize,
     /// The most subscriptions one session may hold.
     pub max_subscriptions: usize,
 }
@@ -475,6 +478,10 @@ impl Config {
         )?;
         positive("limits.max_outbound_bytes", self.limits.max_outbound_bytes)?;
         positive("limits.queue_prefetch", self.limits.queue_prefetch)?;
+        positive(
+            "stomp.max_transaction_bytes",
+            self.stomp.max_transaction_bytes,
+        )?;
         positive("limits.max_unacked", self.limits.max_unacked)?;
         positive(
             "limits.max_unacked_per_subscription",

@@ -68,6 +68,8 @@ pub struct SessionSettings {
     pub max_transactions: usize,
     /// Frames per transaction.
     pub max_transaction_frames: usize,
+    /// Bytes held by a session's open transactions together.
+    pub max_transaction_bytes: usize,
     /// Subscriptions per session.
     pub max_subscriptions: usize,
     /// Default and maximum prefetch of client-ack queue subscriptions.
@@ -95,6 +97,7 @@ impl SessionSettings {
             },
             max_transactions: config.stomp.max_transactions,
             max_transaction_frames: config.stomp.max_transaction_frames,
+            max_transaction_bytes: config.stomp.max_transaction_bytes,
             max_subscriptions: config.stomp.max_subscriptions,
             queue_prefetch: config.limits.queue_prefetch,
             server_name: format!("broker/{}", env!("CARGO_PKG_VERSION")),
@@ -419,7 +422,7 @@ fn push_frame(handle: &SessionHandle, frame: &Frame) -> bool {
 struct Session {
     handle: Arc<SessionHandle>,
     context: SessionContext,
-    transactions: HashMap<ByteString, Vec<Frame>>,
+    transactions: HashMap<ByteString, transaction::Held>,
 }
 
 impl Session {
