@@ -217,6 +217,9 @@ pub struct ServerConfig {
     pub stomp_tcp_addr: Option<SocketAddr>,
     /// Connections beyond this are refused at accept.
     pub max_connections: usize,
+    /// Connections from one address (IPv6: one /64) beyond this are refused at accept; 0 for
+    /// no such cap.
+    pub max_connections_per_ip: usize,
     /// How long a new connection has to complete its handshake and CONNECT.
     pub connect_timeout_ms: u64,
     /// How long shutdown waits for sessions to close before it gives up on them.
@@ -316,6 +319,10 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// The longest header line, in bytes.
     pub max_header_line_bytes: usize,
+    /// How long a frame may take to arrive, from its first byte to its last.
+    pub frame_timeout_ms: u64,
+    /// Sessions one user may have open at once on one node.
+    pub max_sessions_per_user: usize,
     /// A session's outbound queue, in bytes, before it is cut as a slow consumer.
     pub max_outbound_bytes: usize,
     /// Unacknowledged deliveries (client-ack subscriptions of every kind) one session may hold
@@ -481,6 +488,14 @@ impl Config {
         positive(
             "stomp.max_transaction_bytes",
             self.stomp.max_transaction_bytes,
+        )?;
+        positive(
+            "limits.frame_timeout_ms",
+            usize::try_from(self.limits.frame_timeout_ms).unwrap_or(1),
+        )?;
+        positive(
+            "limits.max_sessions_per_user",
+            self.limits.max_sessions_per_user,
         )?;
         positive("limits.max_unacked", self.limits.max_unacked)?;
         positive(

@@ -358,7 +358,10 @@ async fn open_transactions_of_a_session_share_one_byte_limit() {
     for tx in ["a", "b"] {
         begin(&mut backend, tx).await;
         backend
-            .request(send_in(tx, "/topic/announcements", &body), &format!("{tx}-1"))
+            .request(
+                send_in(tx, "/topic/announcements", &body),
+                &format!("{tx}-1"),
+            )
             .await;
     }
     // Neither transaction alone is near the limit; the third frame takes the two over it.

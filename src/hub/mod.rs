@@ -224,6 +224,8 @@ pub struct HubSettings {
     pub node_id: String,
     /// Waiting messages per generic queue.
     pub queue_max_messages: usize,
+    /// Sessions one user may have open at once on this node.
+    pub max_sessions_per_user: usize,
 }
 
 /// The shared hub handle.
@@ -263,6 +265,22 @@ pub enum SubscribeError {
     /// The queue cannot be consumed (cluster mode: RabbitMQ refused or is away).
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+/// Why a session could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum AddSessionError {
+    /// The user has `max_sessions_per_user` sessions open on this node already.
+    #[error("user {user} already has {max} sessions open")]
+    TooMany {
+        /// The user id.
+        user: String,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The relay could not declare the user's interest.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
 }
 
 /// Why a message could not be put on a generic queue, or a queue not consumed.
@@ -345,11 +363,22 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// When the relay cannot declare the user's interest.
-    pub async fn add_session(&self, session: &Arc<SessionHandle>) -> Result<bool, RelayError> {
+    /// [`AddSessionError::TooMany`] when the user has `max_sessions_per_user` sessions on this
+    /// node already (nothing is registered then); [`AddSessionError::Relay`] when the relay
+    /// cannot declare the user's interest.
+    pub async fn add_session(&self, session: &Arc<SessionHandle>) -> Result<bool, AddSessionError> {
         let user: ByteString = session.user_id().into();
         let first = {
+            // Checked and counted under the entry's lock, so that concurrent CONNECTs of one
+            // user cannot all pass the check.
             let mut sessions = self.inner.users.entry(user.clone()).or_default();
+            let max = self.inner.settings.max_sessions_per_user;
+            if sessions.len() >= max {
+                return Err(AddSessionError::TooMany {
+                    user: user.to_string(),
+                    max,
+                });
+            }
             sessions.push(session.clone());
             sessions.len() == 1
         };
@@ -849,6 +878,7 @@ mod tests {
             HubSettings {
                 node_id: "n".into(),
                 queue_max_messages: 16,
+                max_sessions_per_user: 4,
             },
             Arc::new(LocalRelay),
             None,

@@ -28,7 +28,7 @@ use tracing::{Instrument, debug, debug_span};
 use crate::app_error::AppError;
 use crate::auth::{AuthError, Authenticator, Identity};
 use crate::config::{Config, HeartBeat};
-use crate::hub::{Publication, SubscribeError};
+use crate::hub::{AddSessionError, Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
 use fatal::{Fatal, transport_too_large};
@@ -60,6 +60,8 @@ pub struct SessionSettings {
     pub heartbeat: HeartBeat,
     /// Time allowed for CONNECT.
     pub connect_timeout: Duration,
+    /// Time a frame may take from its first byte to its last.
+    pub frame_timeout: Duration,
     /// Outbound queue bound.
     pub max_outbound_bytes: usize,
     /// Unacknowledged deliveries a session may hold.
@@ -90,6 +92,7 @@ impl SessionSettings {
             },
             heartbeat: config.stomp.heartbeat_ms,
             connect_timeout: config.connect_timeout(),
+            frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
             max_outbound_bytes: config.limits.max_outbound_bytes,
             unacked: UnackedLimits {
                 per_session: config.limits.max_unacked,
@@ -221,6 +224,15 @@ pub async fn run<I: Inbound, O: Outbound>(
         let hub = context.router.hub().clone();
         let first = match hub.add_session(&handle).await {
             Ok(first) => first,
+            Err(error @ AddSessionError::TooMany { .. }) => {
+                let mut fatal = Fatal::new(
+                    ErrorReason::TooManySessions,
+                    "too many sessions",
+                    format!("{error} on this node; close one and connect again"),
+                );
+                fatal.receipt = connected.headers.get_shared("receipt-id").cloned();
+                return refuse(&mut outbound, fatal, accepted.version).await;
+            }
             Err(error) => {
                 let fatal = Fatal::new(
                     ErrorReason::Unexpected,
@@ -442,9 +454,18 @@ impl Session {
         let silence_limit = heartbeat.map(|d| d * 2);
         let far = Duration::from_secs(86400 * 365);
         let mut silent_at = Instant::now() + silence_limit.unwrap_or(far);
-        // One timer for both deadlines, the token's expiry and the heart-beat silence: it fires
-        // at the earlier one.
-        let timer = tokio::time::sleep_until(silent_at.min(expiry));
+        // When the frame that has begun to arrive (in `buf` or, for a WebSocket message not
+        // complete yet, in the transport) received its first byte. A session idle between
+        // frames has none, and no deadline for it.
+        let mut frame_started: Option<Instant> = None;
+        let frame_timeout = self.context.settings.frame_timeout;
+        // One timer for the deadlines (the token's expiry, the heart-beat silence, the frame
+        // under way): it fires at the earliest.
+        let deadline = |silent_at: Instant, frame_started: Option<Instant>| {
+            let frame_due = frame_started.map_or(expiry, |started| started + frame_timeout);
+            silent_at.min(expiry).min(frame_due)
+        };
+        let timer = tokio::time::sleep_until(deadline(silent_at, frame_started));
         // The session's close token is a child of the shutdown token, so this also ends the
         // session on shutdown; nothing can be queued any more, and the writer sends the ERROR.
         let closed = self.handle.closed().clone().cancelled_owned();
@@ -454,14 +475,27 @@ impl Session {
         if let Some(ending) = self.drain(decoder, buf).await {
             return ending;
         }
+        if !buf.is_empty() {
+            frame_started = Some(Instant::now());
+            timer.as_mut().reset(deadline(silent_at, frame_started));
+        }
         loop {
             tokio::select! {
                 biased;
                 () = &mut closed => return Ending::Gone,
                 () = &mut timer => {
-                    if Instant::now() >= expiry {
+                    let now = Instant::now();
+                    if now >= expiry {
                         Metrics::get().auth_failures.increment(1);
                         return Ending::Error(Fatal::unauthorized("token expired"));
+                    }
+                    if frame_started.is_some_and(|started| now >= started + frame_timeout) {
+                        return Ending::Error(Fatal::new(
+                            ErrorReason::FrameTimeout,
+                            "frame timeout",
+                            "a frame was not complete within limits.frame_timeout_ms of its \
+                             first byte",
+                        ));
                     }
                     return Ending::Error(Fatal::new(
                         ErrorReason::HeartbeatTimeout,
@@ -477,12 +511,30 @@ impl Session {
                         }
                         Ok(false) | Err(_) => return Ending::Gone,
                     }
-                    if let Some(limit) = silence_limit {
-                        silent_at = Instant::now() + limit;
-                        timer.as_mut().reset(silent_at.min(expiry));
-                    }
+                    let arrived = Instant::now();
+                    let before = buf.len();
                     if let Some(ending) = self.drain(decoder, buf).await {
                         return ending;
+                    }
+                    // A frame left incomplete began in this read when the read completed
+                    // something before it, or when none was under way.
+                    let in_buffer = if buf.is_empty() {
+                        None
+                    } else if buf.len() < before || frame_started.is_none() {
+                        Some(arrived)
+                    } else {
+                        frame_started
+                    };
+                    let started = match (in_buffer, inbound.incomplete_since()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    if silence_limit.is_some() || started != frame_started {
+                        if let Some(limit) = silence_limit {
+                            silent_at = arrived + limit;
+                        }
+                        frame_started = started;
+                        timer.as_mut().reset(deadline(silent_at, frame_started));
                     }
                 }
             }
