@@ -339,14 +339,14 @@ impl Session {
         // complete yet, in the transport) received its first byte. A session idle between
         // frames has none, and no deadline for it.
         let mut frame_started: Option<Instant> = None;
-        let frame_timeout = self.context.settings.frame_timeout;
         // One timer for the deadlines (the token's expiry, the heart-beat silence, the frame
-        // under way): it fires at the earliest.
-        let deadline = |silent_at: Instant, frame_started: Option<Instant>| {
-            let frame_due = frame_started.map_or(expiry, |started| started + frame_timeout);
+        // under way): it fires at the earliest. Nothing more is kept across reads for them,
+        // since this state lives as long as the session.
+        let deadline = |silent_at: Instant, frame_started: Option<Instant>, timeout: Duration| {
+            let frame_due = frame_started.map_or(expiry, |started| started + timeout);
             silent_at.min(expiry).min(frame_due)
         };
-        let timer = tokio::time::sleep_until(deadline(silent_at, frame_started));
+        let timer = tokio::time::sleep_until(expiry.min(silent_at));
         // The session's close token is a child of the shutdown token, so this also ends the
         // session on shutdown; nothing can be queued any more, and the writer sends the ERROR.
         let closed = self.handle.closed().clone().cancelled_owned();
@@ -358,7 +358,10 @@ impl Session {
         }
         if !buf.is_empty() {
             frame_started = Some(Instant::now());
-            timer.as_mut().reset(deadline(silent_at, frame_started));
+            let timeout = self.context.settings.frame_timeout;
+            timer
+                .as_mut()
+                .reset(deadline(silent_at, frame_started, timeout));
         }
         loop {
             tokio::select! {
@@ -370,7 +373,8 @@ impl Session {
                         Metrics::get().auth_failures.increment(1);
                         return Ending::Error(Fatal::unauthorized("token expired"));
                     }
-                    if frame_started.is_some_and(|started| now >= started + frame_timeout) {
+                    let timeout = self.context.settings.frame_timeout;
+                    if frame_started.is_some_and(|started| now >= started + timeout) {
                         return Ending::Error(Fatal::new(
                             ErrorReason::FrameTimeout,
                             "frame timeout",
@@ -415,7 +419,10 @@ impl Session {
                             silent_at = arrived + limit;
                         }
                         frame_started = started;
-                        timer.as_mut().reset(deadline(silent_at, frame_started));
+                        let timeout = self.context.settings.frame_timeout;
+                        timer
+                            .as_mut()
+                            .reset(deadline(silent_at, frame_started, timeout));
                     }
                 }
             }
