@@ -220,6 +220,9 @@ pub struct ServerConfig {
     pub stomp_tcp_addr: Option<SocketAddr>,
     /// Connections beyond this are refused at accept.
     pub max_connections: usize,
+    /// Connections from one address (IPv6: one /64) beyond this are refused at accept; 0 for
+    /// no such cap.
+    pub max_connections_per_ip: usize,
     /// How long a new connection has to complete its handshake and CONNECT.
     pub connect_timeout_ms: u64,
     /// How long shutdown waits for sessions to close before it gives up on them.
@@ -310,6 +313,9 @@ pub struct StompConfig {
     pub max_transactions: usize,
     /// The most frames one transaction may hold before COMMIT.
     pub max_transaction_frames: usize,
+    /// The most bytes (as sent: command, headers, body) one session's open transactions may
+    /// hold together before COMMIT.
+    pub max_transaction_bytes: usize,
     /// The most subscriptions one session may hold.
     pub max_subscriptions: usize,
 }
@@ -324,8 +330,17 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// The longest header line, in bytes.
     pub max_header_line_bytes: usize,
+    /// How long a frame may take to arrive, from its first byte to its last.
+    pub frame_timeout_ms: u64,
+    /// Sessions one user may have open at once on one node.
+    pub max_sessions_per_user: usize,
     /// A session's outbound queue, in bytes, before it is cut as a slow consumer.
     pub max_outbound_bytes: usize,
+    /// Unacknowledged deliveries (client-ack subscriptions of every kind) one session may hold
+    /// before it is cut as a slow consumer.
+    pub max_unacked: usize,
+    /// The same bound on any one subscription.
+    pub max_unacked_per_subscription: usize,
     /// Messages a generic `/queue/*` keeps while nobody consumes it.
     pub queue_max_messages: usize,
     /// Unacknowledged messages a `client` / `client-individual` queue subscriber may hold
@@ -497,6 +512,30 @@ impl Config {
         )?;
         positive("limits.max_outbound_bytes", self.limits.max_outbound_bytes)?;
         positive("limits.queue_prefetch", self.limits.queue_prefetch)?;
+        positive(
+            "stomp.max_transaction_bytes",
+            self.stomp.max_transaction_bytes,
+        )?;
+        positive(
+            "limits.frame_timeout_ms",
+            usize::try_from(self.limits.frame_timeout_ms).unwrap_or(1),
+        )?;
+        positive(
+            "limits.max_sessions_per_user",
+            self.limits.max_sessions_per_user,
+        )?;
+        positive("limits.max_unacked", self.limits.max_unacked)?;
+        positive(
+            "limits.max_unacked_per_subscription",
+            self.limits.max_unacked_per_subscription,
+        )?;
+        if self.limits.queue_prefetch > self.limits.max_unacked_per_subscription {
+            return Err(ConfigError::Invalid {
+                key: "limits.queue_prefetch",
+                value: self.limits.queue_prefetch.to_string(),
+                reason: "must not exceed limits.max_unacked_per_subscription".into(),
+            });
+        }
         positive("server.max_connections", self.server.max_connections)?;
         positive("storage.max_batch", self.storage.max_batch)?;
         positive("im.max_group_members", self.im.max_group_members)?;
@@ -758,6 +797,19 @@ mod tests {
     fn variables_of_other_sections_are_left_alone() {
         let env = vec![("BROKER_TEST_POSTGRES_URL".into(), "postgres://x".into())];
         assert!(Config::from_toml("test", "", env).is_ok());
+    }
+
+    #[test]
+    fn queue_prefetch_may_not_exceed_the_unacked_bound_of_a_subscription() {
+        let env = vec![
+            (
+                "BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION".into(),
+                "50".into(),
+            ),
+            ("BROKER_LIMITS_QUEUE_PREFETCH".into(), "51".into()),
+        ];
+        let error = Config::from_toml("test", "", env).unwrap_err();
+        assert!(error.to_string().contains("queue_prefetch"), "{error}");
     }
 
     #[test]

@@ -289,7 +289,7 @@ async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Respon
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    session::transport::Counted::new(TokioIo::new(upgraded)),
                     Role::Server,
                     Some(config),
                 )

@@ -15,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod im;
 pub mod metrics;
+pub mod per_ip;
 pub mod relay;
 pub mod router;
 pub mod server;

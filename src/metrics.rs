@@ -53,10 +53,14 @@ pub enum ErrorReason {
     HeartbeatTimeout,
     /// The broker is shutting down.
     Shutdown,
+    /// A frame was not complete within `limits.frame_timeout_ms` of its first byte.
+    FrameTimeout,
+    /// The user already had `limits.max_sessions_per_user` sessions open.
+    TooManySessions,
 }
 
 impl ErrorReason {
-    const ALL: [ErrorReason; 9] = [
+    const ALL: [ErrorReason; 11] = [
         ErrorReason::Malformed,
         ErrorReason::BadHeader,
         ErrorReason::TooLarge,
@@ -66,6 +70,8 @@ impl ErrorReason {
         ErrorReason::SlowConsumer,
         ErrorReason::HeartbeatTimeout,
         ErrorReason::Shutdown,
+        ErrorReason::FrameTimeout,
+        ErrorReason::TooManySessions,
     ];
 
     /// The label value.
@@ -80,6 +86,8 @@ impl ErrorReason {
             ErrorReason::SlowConsumer => "slow_consumer",
             ErrorReason::HeartbeatTimeout => "heartbeat_timeout",
             ErrorReason::Shutdown => "shutdown",
+            ErrorReason::FrameTimeout => "frame_timeout",
+            ErrorReason::TooManySessions => "too_many_sessions",
         }
     }
 }
@@ -100,10 +108,14 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Sessions cut because their outbound queue overflowed.
     pub slow_consumer_cuts: Counter,
+    /// Of those, sessions cut because they held too many unacknowledged deliveries.
+    pub unacked_cuts: Counter,
     /// CONNECTs or REST calls refused for a bad token.
     pub auth_failures: Counter,
     /// Connections refused at accept because of `server.max_connections`.
     pub connections_refused: Counter,
+    /// Connections refused at accept because of `server.max_connections_per_ip`.
+    pub connections_refused_per_ip: Counter,
     /// Messages deleted by the retention purge.
     pub messages_purged: Counter,
     /// Sends committed per batch by the group-commit writer.
@@ -136,8 +148,10 @@ impl Metrics {
                 heartbeats_out: counter!("broker_heartbeats_out_total"),
                 deliveries: counter!("broker_deliveries_total"),
                 slow_consumer_cuts: counter!("broker_slow_consumer_cuts_total"),
+                unacked_cuts: counter!("broker_unacked_cuts_total"),
                 auth_failures: counter!("broker_auth_failures_total"),
                 connections_refused: counter!("broker_connections_refused_total"),
+                connections_refused_per_ip: counter!("broker_connections_refused_per_ip_total"),
                 messages_purged: counter!("broker_messages_purged_total"),
                 store_batch_messages: histogram!("broker_store_batch_messages"),
                 store_batch_seconds: histogram!("broker_store_batch_seconds"),

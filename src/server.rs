@@ -23,6 +23,7 @@ use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
+use crate::per_ip::{Guarded, IpGuard, PerIpLimit};
 use crate::relay::amqp::AmqpRelay;
 use crate::relay::queues::SharedQueues;
 use crate::relay::{LocalRelay, Relay};
@@ -143,6 +144,7 @@ impl Server {
             HubSettings {
                 node_id,
                 queue_max_messages: config.limits.queue_max_messages,
+                max_sessions_per_user: config.limits.max_sessions_per_user,
             },
             relay,
             shared_queues.clone(),
@@ -177,6 +179,7 @@ impl Server {
             shutdown.clone(),
         );
         let slots = Arc::new(Semaphore::new(config.server.max_connections));
+        let per_ip = PerIpLimit::new(config.server.max_connections_per_ip);
 
         let http_listener = bind(config.server.http_addr).await?;
         let http_addr = local_addr(&http_listener, config.server.http_addr);
@@ -208,6 +211,7 @@ impl Server {
             http_listener,
             http::routes(state),
             header_timeout,
+            per_ip.clone(),
             shutdown.clone(),
             tracker.clone(),
         ));
@@ -216,6 +220,7 @@ impl Server {
                 listener,
                 sessions,
                 slots,
+                per_ip,
                 shutdown.clone(),
                 tracker.clone(),
             ));
@@ -305,10 +310,27 @@ async fn accept_backoff(error: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// Counts a connection from `peer` against the per-address cap, if there is one. `Err` when the
+/// address is at the cap: the connection must be closed.
+fn admit_from(per_ip: Option<&Arc<PerIpLimit>>, peer: SocketAddr) -> Result<Option<IpGuard>, ()> {
+    let Some(limit) = per_ip else {
+        return Ok(None);
+    };
+    match limit.admit(peer.ip()) {
+        Some(guard) => Ok(Some(guard)),
+        None => {
+            Metrics::get().connections_refused_per_ip.increment(1);
+            debug!(%peer, "connection refused: too many from this address");
+            Err(())
+        }
+    }
+}
+
 async fn serve_http(
     listener: TcpListener,
     routes: axum::Router,
     header_timeout: Duration,
+    per_ip: Option<Arc<PerIpLimit>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -324,6 +346,11 @@ async fn serve_http(
                 }
             },
         };
+        // Closed without an answer: writing one well would take a task per refused
+        // connection, which is what a flood from one address would like.
+        let Ok(guard) = admit_from(per_ip.as_ref(), peer) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let shutdown = shutdown.clone();
@@ -331,7 +358,7 @@ async fn serve_http(
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Guarded::new(stream, guard)), service)
                 .with_upgrades();
             tokio::pin!(connection);
             let result = tokio::select! {
@@ -352,11 +379,12 @@ async fn serve_stomp_tcp(
     listener: TcpListener,
     sessions: SessionContext,
     slots: Arc<Semaphore>,
+    per_ip: Option<Arc<PerIpLimit>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -365,6 +393,9 @@ async fn serve_stomp_tcp(
                     continue;
                 }
             },
+        };
+        let Ok(guard) = admit_from(per_ip.as_ref(), peer) else {
+            continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             Metrics::get().connections_refused.increment(1);
@@ -376,6 +407,7 @@ async fn serve_stomp_tcp(
         let sessions = sessions.clone();
         tracker.spawn(async move {
             let _permit = permit;
+            let _guard = guard;
             let (inbound, outbound) = session::transport::tcp(stream);
             session::run(inbound, outbound, None, sessions).await;
         });

@@ -365,3 +365,38 @@ async fn a_queue_subscriber_that_disconnects_hands_its_unacknowledged_messages_o
     assert_eq!(bodies, vec!["h-1", "h-2", "h-3"]);
     queue.delete().await;
 }
+
+#[tokio::test]
+async fn a_header_with_nul_published_to_rabbitmq_directly_never_reaches_a_subscriber() {
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let (_db, a, _b, queue) = two_nodes("nul-header").await;
+    let mut worker = system(&a, "worker").await;
+    worker.subscribe(&queue.destination, "s", "auto").await;
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ reachable");
+    let channel = connection.create_channel().await.expect("channel");
+    let mut headers = FieldTable::default();
+    headers.insert("x-good".into(), AMQPValue::LongString("ok".into()));
+    headers.insert("x-bad".into(), AMQPValue::LongString("a\0b".into()));
+    channel
+        .basic_publish(
+            "".into(),
+            queue.amqp.as_str().into(),
+            BasicPublishOptions::default(),
+            b"from outside",
+            lapin::BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("published");
+    let (message, body) = worker.message().await;
+    assert_eq!(body, "from outside");
+    assert_eq!(message.get("x-good"), Some("ok"));
+    assert_eq!(message.get("x-bad"), None);
+    let _ = connection.close(200, "done".into()).await;
+    queue.delete().await;
+}

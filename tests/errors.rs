@@ -172,3 +172,47 @@ async fn garbage_over_tcp_gets_an_error_and_a_close() {
     client.send_raw(b"HELLO THERE\n\n\0").await;
     client.expect_error("unknown command").await;
 }
+
+#[tokio::test]
+async fn error_for_an_undefined_escape_carries_the_receipt_id() {
+    let broker = TestBroker::start().await;
+    let mut client = connected(&broker).await;
+    client
+        .send_raw(b"SEND\ndestination:/topic/announcements\nx-bad:a\\tb\nreceipt:esc\n\nx\0")
+        .await;
+    let error = client.expect_error("malformed frame").await;
+    assert_eq!(error.get("receipt-id"), Some("esc"));
+}
+
+#[tokio::test]
+async fn error_for_content_length_not_followed_by_nul_carries_the_receipt_id() {
+    let broker = TestBroker::start().await;
+    let mut client = connected(&broker).await;
+    client
+        .send_raw(b"SEND\ndestination:/topic/x\nreceipt:len\ncontent-length:2\n\nbody\0")
+        .await;
+    let error = client.expect_error("malformed frame").await;
+    assert_eq!(error.get("receipt-id"), Some("len"));
+}
+
+#[tokio::test]
+async fn error_for_a_frame_over_the_limit_carries_a_receipt_read_before() {
+    let broker = TestBroker::start_env(&[("BROKER_LIMITS_MAX_FRAME_BYTES", "1024")]).await;
+    let mut client = connected(&broker).await;
+    client
+        .send_raw(b"SEND\ndestination:/topic/x\nreceipt:big\ncontent-length:5000\n\n")
+        .await;
+    let error = client.expect_error("frame too large").await;
+    assert_eq!(error.get("receipt-id"), Some("big"));
+}
+
+#[tokio::test]
+async fn error_for_a_malformed_header_before_the_receipt_has_no_receipt_id() {
+    let broker = TestBroker::start().await;
+    let mut client = connected(&broker).await;
+    client
+        .send_raw(b"SEND\nno colon\nreceipt:late\n\nx\0")
+        .await;
+    let error = client.expect_error("malformed frame").await;
+    assert_eq!(error.get("receipt-id"), None);
+}

@@ -349,3 +349,52 @@ async fn frames_the_broker_sends_carry_content_length_when_they_have_a_body() {
     let (message, _) = alice.message().await;
     assert_eq!(message.get("content-length"), Some("5"));
 }
+
+#[tokio::test]
+async fn nul_in_a_header_value_is_refused_and_never_relayed() {
+    let broker = TestBroker::start().await;
+    let mut alice = listener(&broker).await;
+    let mut backend = broker.ws_system("backend").await;
+    backend
+        .send_raw(b"SEND\ndestination:/topic/announcements\nreceipt:nul\nx-evil:a\0b\n\nx\0")
+        .await;
+    let error = backend.expect_error("malformed frame").await;
+    assert_eq!(error.get("receipt-id"), Some("nul"));
+    alice.expect_nothing(Duration::from_millis(200)).await;
+    alice.ping("alive").await;
+}
+
+#[tokio::test]
+async fn nul_in_a_header_value_over_tcp_is_refused_and_never_relayed() {
+    let broker = TestBroker::start().await;
+    let mut alice = listener(&broker).await;
+    let mut backend = broker.tcp(&broker.system_token("backend")).await;
+    backend
+        .send_raw(b"SEND\ndestination:/topic/announcements\ncontent-length:1\nx-evil:\0\n\nx\0")
+        .await;
+    backend.expect_error("malformed frame").await;
+    alice.expect_nothing(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn nul_in_a_header_name_is_refused() {
+    let broker = TestBroker::start().await;
+    let mut backend = broker.ws_system("backend").await;
+    backend
+        .send_raw(b"SEND\ndestination:/topic/announcements\nx\0y:1\n\nx\0")
+        .await;
+    backend.expect_error("malformed frame").await;
+}
+
+#[tokio::test]
+async fn raw_carriage_return_inside_a_1_2_header_value_is_refused() {
+    let broker = TestBroker::start().await;
+    let mut alice = listener(&broker).await;
+    let mut backend = broker.ws_system("backend").await;
+    backend
+        .send_raw(b"SEND\ndestination:/topic/announcements\nreceipt:cr\nx-cr:a\rb\n\nx\0")
+        .await;
+    let error = backend.expect_error("malformed frame").await;
+    assert_eq!(error.get("receipt-id"), Some("cr"));
+    alice.expect_nothing(Duration::from_millis(200)).await;
+}

@@ -192,3 +192,192 @@ async fn slow_consumer_session_is_removed_from_the_hub() {
     }
     panic!("the slow consumer's session is still registered");
 }
+
+/// Reads what a session gets until its connection closes.
+async fn frames_until_closed(client: &mut Client) -> Vec<stomp_codec::Frame> {
+    let mut frames = Vec::new();
+    loop {
+        match client.receive().await {
+            Received::Frame(frame) => frames.push(frame),
+            Received::Closed => return frames,
+        }
+    }
+}
+
+fn assert_last_is_slow_consumer(frames: &[stomp_codec::Frame]) {
+    let last = frames.last().expect("an ERROR before the close");
+    assert_eq!(last.command, Command::Error, "last frame: {last:?}");
+    assert_eq!(last.get("message"), Some("slow consumer"));
+    let detail = String::from_utf8_lossy(&last.body);
+    assert!(detail.contains("unacknowledged"), "{detail}");
+}
+
+#[tokio::test]
+async fn client_ack_subscriptions_over_max_unacked_are_cut_as_slow_consumer() {
+    let broker = TestBroker::start_env(&[("BROKER_LIMITS_MAX_UNACKED", "50")]).await;
+    let mut hoarder = broker.ws("hoarder").await;
+    for i in 0..10 {
+        hoarder
+            .subscribe("/topic/announcements", &format!("s{i}"), "client")
+            .await;
+    }
+    let mut publisher = broker.tcp(&broker.system_token("backend")).await;
+    for i in 0..6 {
+        publisher
+            .publish("/topic/announcements", &format!("m{i}"))
+            .await;
+    }
+    publisher.ping("published").await;
+    let frames = frames_until_closed(&mut hoarder).await;
+    assert_last_is_slow_consumer(&frames);
+    let messages = frames
+        .iter()
+        .filter(|f| f.command == Command::Message)
+        .count();
+    assert!(messages <= 50, "{messages} messages");
+    // The publisher is not slowed down, and the cut is counted.
+    publisher.ping("still-open").await;
+    assert!(broker.metric("broker_unacked_cuts_total").await >= 1.0);
+}
+
+#[tokio::test]
+async fn one_user_queue_subscription_over_its_unacked_bound_is_cut_as_slow_consumer() {
+    let broker = TestBroker::start_env(&[
+        ("BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION", "5"),
+        ("BROKER_LIMITS_QUEUE_PREFETCH", "5"),
+    ])
+    .await;
+    let mut alice = broker.ws("alice").await;
+    alice
+        .subscribe("/user/queue/feed", "s", "client-individual")
+        .await;
+    let mut backend = broker.tcp(&broker.system_token("backend")).await;
+    for i in 0..6 {
+        backend
+            .publish("/user/alice/queue/feed", &format!("m{i}"))
+            .await;
+    }
+    backend.ping("published").await;
+    let frames = frames_until_closed(&mut alice).await;
+    assert_last_is_slow_consumer(&frames);
+}
+
+#[tokio::test]
+async fn acknowledged_deliveries_do_not_count_toward_the_unacked_bound() {
+    let broker = TestBroker::start_env(&[
+        ("BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION", "5"),
+        ("BROKER_LIMITS_QUEUE_PREFETCH", "5"),
+    ])
+    .await;
+    let mut alice = broker.ws("alice").await;
+    alice.subscribe("/topic/announcements", "s", "client").await;
+    let mut backend = broker.tcp(&broker.system_token("backend")).await;
+    for round in 0..4 {
+        for i in 0..5 {
+            backend
+                .publish("/topic/announcements", &format!("r{round}-{i}"))
+                .await;
+        }
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(alice.message().await.0);
+        }
+        let last = last.expect("five messages");
+        // One cumulative ACK settles the five.
+        alice
+            .ack(Command::Ack, &last, &format!("ack-{round}"))
+            .await;
+    }
+    alice.ping("never-cut").await;
+}
+
+#[tokio::test]
+async fn a_queue_subscriber_at_its_prefetch_waits_and_is_not_cut() {
+    let broker = TestBroker::start_env(&[
+        ("BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION", "5"),
+        ("BROKER_LIMITS_QUEUE_PREFETCH", "5"),
+    ])
+    .await;
+    let mut worker = broker.ws_system("worker").await;
+    worker
+        .subscribe("/queue/jobs", "s", "client-individual")
+        .await;
+    let mut producer = broker.tcp(&broker.system_token("producer")).await;
+    for i in 0..20 {
+        producer.publish("/queue/jobs", &format!("job-{i}")).await;
+    }
+    producer.ping("queued").await;
+    let first = worker.message().await.0;
+    for _ in 0..4 {
+        worker.message().await;
+    }
+    worker.expect_nothing(Duration::from_millis(200)).await;
+    // An ACK makes room for exactly one more, which may come before the ACK's RECEIPT.
+    let id = first.get("ack").expect("an ack header").to_owned();
+    worker
+        .send(
+            &stomp_codec::Frame::new(Command::Ack)
+                .header("id", id)
+                .header("receipt", "ack-1"),
+        )
+        .await;
+    worker.expect_receipt_after_messages("ack-1").await;
+    assert_eq!(worker.message().await.1, "job-5");
+    worker.expect_nothing(Duration::from_millis(200)).await;
+    worker.ping("open").await;
+}
+
+#[tokio::test]
+async fn a_session_holding_many_unacked_deliveries_ends_without_stalling_the_others() {
+    // 400 client-ack subscriptions each left with 250 unacknowledged deliveries: 100,000 in
+    // the ledger of one session when it disconnects.
+    const SUBSCRIPTIONS: usize = 400;
+    const MESSAGES: usize = 250;
+    let broker = TestBroker::start_env(&[
+        ("BROKER_LIMITS_MAX_UNACKED", "100000"),
+        ("BROKER_LIMITS_MAX_OUTBOUND_BYTES", "268435456"),
+    ])
+    .await;
+    let mut hoarder = Client::tcp_small_window(broker.stomp_addr()).await;
+    hoarder.connect(&broker.token("hoarder")).await;
+    for i in 0..SUBSCRIPTIONS {
+        hoarder
+            .subscribe(
+                "/topic/announcements",
+                &format!("s{i}"),
+                "client-individual",
+            )
+            .await;
+    }
+    let mut publisher = broker.tcp(&broker.system_token("backend")).await;
+    for i in 0..MESSAGES {
+        publisher
+            .publish("/topic/announcements", &format!("m{i}"))
+            .await;
+    }
+    publisher.ping("published").await;
+    let held = broker.server.hub().sessions_of("hoarder")[0].unacked();
+    assert_eq!(held, SUBSCRIPTIONS * MESSAGES);
+
+    let mut other = broker.ws("bystander").await;
+    drop(hoarder);
+    // While the broker releases what the hoarder held, it keeps answering others.
+    let bound = Duration::from_secs(1);
+    for round in 0..10 {
+        let health = tokio::time::timeout(bound, broker.get("/healthz")).await;
+        assert_eq!(
+            health.map(|(status, _)| status).ok(),
+            Some(200),
+            "round {round}"
+        );
+        let ping = tokio::time::timeout(bound, other.ping(&format!("p{round}"))).await;
+        assert!(ping.is_ok(), "round {round}: no RECEIPT within {bound:?}");
+    }
+    for _ in 0..200 {
+        if broker.server.hub().sessions_of("hoarder").is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the hoarder's session is still registered");
+}

@@ -327,3 +327,100 @@ async fn forbidden_send_in_a_transaction_fails_at_commit() {
         .await;
     alice.expect_error("forbidden").await;
 }
+
+const SMALL_TRANSACTIONS: (&str, &str) = ("BROKER_STOMP_MAX_TRANSACTION_BYTES", "4096");
+
+#[tokio::test]
+async fn transaction_over_its_byte_limit_is_refused() {
+    let broker = TestBroker::start_env(&[SMALL_TRANSACTIONS]).await;
+    let (mut alice, mut backend) = pair(&broker).await;
+    begin(&mut backend, "tx").await;
+    let body = "b".repeat(1500);
+    backend
+        .request(send_in("tx", "/topic/announcements", &body), "held-1")
+        .await;
+    backend
+        .request(send_in("tx", "/topic/announcements", &body), "held-2")
+        .await;
+    backend
+        .send(&send_in("tx", "/topic/announcements", &body).header("receipt", "held-3"))
+        .await;
+    let error = backend.expect_error("transaction too large").await;
+    assert_eq!(error.get("receipt-id"), Some("held-3"));
+    alice.expect_nothing(Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn open_transactions_of_a_session_share_one_byte_limit() {
+    let broker = TestBroker::start_env(&[SMALL_TRANSACTIONS]).await;
+    let (mut alice, mut backend) = pair(&broker).await;
+    let body = "b".repeat(1500);
+    for tx in ["a", "b"] {
+        begin(&mut backend, tx).await;
+        backend
+            .request(
+                send_in(tx, "/topic/announcements", &body),
+                &format!("{tx}-1"),
+            )
+            .await;
+    }
+    // Neither transaction alone is near the limit; the third frame takes the two over it.
+    begin(&mut backend, "c").await;
+    backend
+        .send(&send_in("c", "/topic/announcements", &body))
+        .await;
+    backend.expect_error("transaction too large").await;
+    alice.expect_nothing(Duration::from_millis(150)).await;
+}
+
+#[tokio::test]
+async fn a_committed_transaction_gives_back_its_bytes() {
+    let broker = TestBroker::start_env(&[SMALL_TRANSACTIONS]).await;
+    let (mut alice, mut backend) = pair(&broker).await;
+    let body = "b".repeat(1500);
+    for round in 0..4 {
+        let tx = format!("tx-{round}");
+        begin(&mut backend, &tx).await;
+        for i in 0..2 {
+            backend
+                .request(
+                    send_in(&tx, "/topic/announcements", &body),
+                    &format!("{tx}-{i}"),
+                )
+                .await;
+        }
+        backend
+            .request(
+                Frame::new(Command::Commit).header("transaction", tx.as_str()),
+                &format!("commit-{round}"),
+            )
+            .await;
+        assert_eq!(alice.bodies(2).await, [body.clone(), body.clone()]);
+    }
+}
+
+#[tokio::test]
+async fn an_aborted_transaction_gives_back_its_bytes() {
+    let broker = TestBroker::start_env(&[SMALL_TRANSACTIONS]).await;
+    let (_alice, mut backend) = pair(&broker).await;
+    let body = "b".repeat(1500);
+    for round in 0..4 {
+        let tx = format!("tx-{round}");
+        begin(&mut backend, &tx).await;
+        for i in 0..2 {
+            backend
+                .request(
+                    send_in(&tx, "/topic/announcements", &body),
+                    &format!("{tx}-{i}"),
+                )
+                .await;
+        }
+        backend
+            .request(
+                Frame::new(Command::Abort).header("transaction", tx.as_str()),
+                &format!("abort-{round}"),
+            )
+            .await;
+    }
+    backend.ping("open").await;
+}

@@ -22,7 +22,7 @@ use stomp_codec::{Headers, MessageTemplate};
 use crate::app_error::ErrorCode;
 use crate::relay::queues::SharedQueues;
 use crate::relay::{Interest, Relay, RelayError, Route};
-use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock, settle_targets};
+use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock};
 pub use queue::{Queue, QueueFull};
 
 /// A subscription as the hub sees it.
@@ -32,6 +32,8 @@ pub struct Subscriber {
     pub session: Arc<SessionHandle>,
     /// The SUBSCRIBE `id`.
     pub subscription: ByteString,
+    /// Its slot in the session's ledger of unacknowledged deliveries.
+    pub slot: u32,
     /// Its ack mode.
     pub ack: AckMode,
 }
@@ -147,6 +149,8 @@ pub struct SessionSubscription {
     pub key: SubscriptionKey,
     /// Its ack mode.
     pub ack: AckMode,
+    /// Its slot in the session's ledger of unacknowledged deliveries.
+    pub slot: u32,
 }
 
 /// Up to this many subscriptions, a session's vector holds no spare slot.
@@ -220,6 +224,8 @@ pub struct HubSettings {
     pub node_id: String,
     /// Waiting messages per generic queue.
     pub queue_max_messages: usize,
+    /// Sessions one user may have open at once on this node.
+    pub max_sessions_per_user: usize,
 }
 
 /// The shared hub handle.
@@ -259,6 +265,22 @@ pub enum SubscribeError {
     /// The queue cannot be consumed (cluster mode: RabbitMQ refused or is away).
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+/// Why a session could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum AddSessionError {
+    /// The user has `max_sessions_per_user` sessions open on this node already.
+    #[error("user {user} already has {max} sessions open")]
+    TooMany {
+        /// The user id.
+        user: String,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The relay could not declare the user's interest.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
 }
 
 /// Why a message could not be put on a generic queue, or a queue not consumed.
@@ -341,11 +363,22 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// When the relay cannot declare the user's interest.
-    pub async fn add_session(&self, session: &Arc<SessionHandle>) -> Result<bool, RelayError> {
+    /// [`AddSessionError::TooMany`] when the user has `max_sessions_per_user` sessions on this
+    /// node already (nothing is registered then); [`AddSessionError::Relay`] when the relay
+    /// cannot declare the user's interest.
+    pub async fn add_session(&self, session: &Arc<SessionHandle>) -> Result<bool, AddSessionError> {
         let user: ByteString = session.user_id().into();
         let first = {
+            // Checked and counted under the entry's lock, so that concurrent CONNECTs of one
+            // user cannot all pass the check.
             let mut sessions = self.inner.users.entry(user.clone()).or_default();
+            let max = self.inner.settings.max_sessions_per_user;
+            if sessions.len() >= max {
+                return Err(AddSessionError::TooMany {
+                    user: user.to_string(),
+                    max,
+                });
+            }
             sessions.push(session.clone());
             sessions.len() == 1
         };
@@ -365,9 +398,15 @@ impl Hub {
             .remove(&session.id)
             .map(|(_, subs)| subs)
             .unwrap_or_default();
+        // One swap for the whole ledger, however much it holds: forgetting it subscription by
+        // subscription would lock it once per subscription. The session is closed, so nothing
+        // is recorded after this.
+        let unacknowledged = session.take_unacknowledged();
         for (id, sub) in subscriptions {
-            self.unregister(session, &id, &sub.key).await;
+            self.unregister(session, &id, &sub).await;
         }
+        // Now that none of them is a consumer any more (see `unregister`).
+        unacknowledged.give_back();
         let user: ByteString = session.user_id().into();
         let last = match self.inner.users.get_mut(&user) {
             Some(mut sessions) => {
@@ -427,7 +466,7 @@ impl Hub {
         prefetch: usize,
         max: usize,
     ) -> Result<(), SubscribeError> {
-        {
+        let slot = {
             let mut subs = self.inner.subscriptions.entry(session.id).or_default();
             if subs.contains_key(&id) {
                 return Err(SubscribeError::IdInUse(id.to_string()));
@@ -435,14 +474,17 @@ impl Hub {
             if subs.len() >= max {
                 return Err(SubscribeError::TooMany);
             }
+            let slot = session.new_slot();
             subs.insert(
                 id.clone(),
                 SessionSubscription {
                     key: key.clone(),
                     ack,
+                    slot,
                 },
             );
-        }
+            slot
+        };
         if let SubscriptionKey::Topic(name) = &key
             && let Err(error) = self.add_interest(Interest::Topic(name.to_string())).await
         {
@@ -454,6 +496,7 @@ impl Hub {
         let subscriber = Subscriber {
             session: session.clone(),
             subscription: id,
+            slot,
             ack,
         };
         match &key {
@@ -463,6 +506,7 @@ impl Hub {
                         .subscribe(
                             &subscriber.session,
                             &subscriber.subscription,
+                            slot,
                             name,
                             ack,
                             prefetch,
@@ -479,6 +523,7 @@ impl Hub {
                 self.queue(name).subscribe(
                     subscriber.session,
                     subscriber.subscription,
+                    slot,
                     ack,
                     prefetch,
                 );
@@ -501,7 +546,8 @@ impl Hub {
             .and_then(|mut subs| subs.remove(id));
         match removed {
             Some(sub) => {
-                self.unregister(session, id, &sub.key).await;
+                self.unregister(session, id, &sub).await;
+                session.forget_subscription(sub.slot).give_back();
                 true
             }
             None => false,
@@ -537,7 +583,12 @@ impl Hub {
         }
     }
 
-    async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, key: &SubscriptionKey) {
+    /// Takes a subscription out of its route or queue. Its queue takes back, in order, what the
+    /// subscription had not acknowledged; only once this is done may the caller give back what
+    /// the session's ledger still holds for it: a NACK while it was still a consumer would hand
+    /// those messages straight back to it.
+    async fn unregister(&self, session: &Arc<SessionHandle>, id: &str, sub: &SessionSubscription) {
+        let key = &sub.key;
         match key {
             SubscriptionKey::Queue(_) if self.inner.shared_queues.is_some() => {
                 if let Some(shared) = &self.inner.shared_queues {
@@ -570,16 +621,6 @@ impl Hub {
                 }
             }
         }
-        // Only now, with the subscription gone from its queue (which took back, in order, what
-        // it had not acknowledged): a NACK while it was still a consumer would hand those
-        // messages straight back to it. What is left to settle is no longer lent, or belongs
-        // to another queue.
-        let unsettled: Vec<AckTarget> = session
-            .forget_subscription(id)
-            .into_iter()
-            .filter(|target| matches!(target, AckTarget::Queue { .. }))
-            .collect();
-        settle_targets(unsettled, false);
     }
 
     async fn add_interest(&self, interest: Interest) -> Result<(), RelayError> {
@@ -803,6 +844,7 @@ fn fan_out(
         };
         if subscriber.session.deliver(
             &subscriber.subscription,
+            subscriber.slot,
             subscriber.ack,
             template,
             message_id,
@@ -828,12 +870,15 @@ mod tests {
     use super::*;
     use crate::auth::{Identity, Role};
     use crate::relay::LocalRelay;
+    use crate::session::handle::SessionLimits;
+    use crate::session::ledger::UnackedLimits;
 
     fn hub() -> Hub {
         Hub::new(
             HubSettings {
                 node_id: "n".into(),
                 queue_max_messages: 16,
+                max_sessions_per_user: 4,
             },
             Arc::new(LocalRelay),
             None,
@@ -852,7 +897,13 @@ mod tests {
             format!("s{id}").into(),
             identity,
             Version::V1_2,
-            1 << 20,
+            SessionLimits {
+                max_outbound_bytes: 1 << 20,
+                unacked: UnackedLimits {
+                    per_session: 100,
+                    per_subscription: 100,
+                },
+            },
             CancellationToken::new(),
         )
     }

@@ -23,6 +23,8 @@ struct Held {
 struct Consumer {
     session: Arc<SessionHandle>,
     subscription: ByteString,
+    /// The subscription's slot in the session's ledger.
+    slot: u32,
     ack: AckMode,
     prefetch: usize,
     unacked: usize,
@@ -116,11 +118,13 @@ impl Queue {
         Ok(())
     }
 
-    /// Adds a consumer and hands it what is waiting.
+    /// Adds a consumer (`slot` is its subscription's in the session's ledger) and hands it what
+    /// is waiting.
     pub fn subscribe(
         self: &Arc<Queue>,
         session: Arc<SessionHandle>,
         subscription: ByteString,
+        slot: u32,
         ack: AckMode,
         prefetch: usize,
     ) {
@@ -128,6 +132,7 @@ impl Queue {
         state.consumers.push(Consumer {
             session,
             subscription,
+            slot,
             ack,
             prefetch: prefetch.max(1),
             unacked: 0,
@@ -220,6 +225,7 @@ impl Queue {
             };
             let delivered = consumer.session.deliver(
                 &consumer.subscription,
+                consumer.slot,
                 consumer.ack,
                 &template,
                 &held.message_id,

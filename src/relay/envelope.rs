@@ -2,7 +2,8 @@
 //!
 //! A small length-prefixed binary layout, so that bodies of any bytes pass unchanged and no
 //! JSON escaping sits on the per-delivery path. Decoding never panics: a malformed envelope is
-//! an error and is dropped by the receiver.
+//! an error and is dropped by the receiver, as is one whose headers hold a NUL, which STOMP
+//! cannot carry.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use stomp_codec::Headers;
@@ -117,6 +118,11 @@ impl Envelope {
         for _ in 0..count {
             let name = take_text(&mut buf)?;
             let value = take_text(&mut buf)?;
+            // Nodes relay only headers that passed the STOMP decoder, which refuses NUL; one
+            // here was not written by a node and must not reach a subscriber.
+            if name.contains('\0') || value.contains('\0') {
+                return Err(Malformed);
+            }
             headers.push(name, value);
         }
         Ok(Envelope {
@@ -164,5 +170,15 @@ mod tests {
             assert!(Envelope::decode(Bytes::copy_from_slice(&bytes[..cut])).is_err());
         }
         assert!(Envelope::decode(Bytes::from_static(&[9, 0, 0])).is_err());
+    }
+
+    #[test]
+    fn an_envelope_with_a_nul_in_a_header_is_refused() {
+        for (name, value) in [("x-bad", "a\0b"), ("x\0bad", "v")] {
+            let mut headers = Headers::new();
+            headers.push(name, value);
+            let bytes = Envelope::encode("n", &Route::Topic("t".into()), None, &headers, b"");
+            assert!(Envelope::decode(Bytes::from(bytes)).is_err(), "{name:?}");
+        }
     }
 }

@@ -77,7 +77,9 @@ fn header_table(headers: &Headers) -> Result<FieldTable, QueueError> {
 }
 
 /// The MESSAGE template of a delivery: the stored headers, its destination, and
-/// `redelivered:true` when RabbitMQ has delivered it before.
+/// `redelivered:true` when RabbitMQ has delivered it before. A header holding a NUL, which no
+/// STOMP frame can carry, is left out: a SEND through the broker cannot have one, but a message
+/// published to the queue directly in RabbitMQ may.
 fn template(delivery: lapin::message::Delivery, destination: &ByteString) -> MessageTemplate {
     let mut headers = Headers::with_capacity(4);
     headers.push("destination", destination.clone());
@@ -85,6 +87,9 @@ fn template(delivery: lapin::message::Delivery, destination: &ByteString) -> Mes
         for (name, value) in table {
             if let AMQPValue::LongString(value) = value {
                 let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                if name.as_str().contains('\0') || value.contains('\0') {
+                    continue;
+                }
                 headers.push(name.as_str().to_owned(), value);
             }
         }
@@ -164,6 +169,7 @@ impl Lender for Link {
 struct Registered {
     session: Arc<SessionHandle>,
     subscription: ByteString,
+    slot: u32,
     queue: ShortString,
     destination: ByteString,
     ack: AckMode,
@@ -401,8 +407,8 @@ impl SharedQueues {
         Err(unavailable(format!("{queue} could not be declared")))
     }
 
-    /// Starts consuming the queue `name` for a session's subscription; while RabbitMQ is away
-    /// the subscription waits for the connection.
+    /// Starts consuming the queue `name` for a session's subscription (`slot` is its slot in the
+    /// session's ledger); while RabbitMQ is away the subscription waits for the connection.
     ///
     /// # Errors
     ///
@@ -412,6 +418,7 @@ impl SharedQueues {
         &self,
         session: &Arc<SessionHandle>,
         subscription: &ByteString,
+        slot: u32,
         name: &str,
         ack: AckMode,
         prefetch: usize,
@@ -420,6 +427,7 @@ impl SharedQueues {
         let mut registered = Registered {
             session: session.clone(),
             subscription: subscription.clone(),
+            slot,
             queue,
             destination: ByteString::from(format!("/queue/{name}")),
             ack,
@@ -486,6 +494,7 @@ impl SharedQueues {
 struct Opening {
     session: Arc<SessionHandle>,
     subscription: ByteString,
+    slot: u32,
     queue: ShortString,
     destination: ByteString,
     ack: AckMode,
@@ -497,6 +506,7 @@ impl Opening {
         Opening {
             session: registered.session.clone(),
             subscription: registered.subscription.clone(),
+            slot: registered.slot,
             queue: registered.queue.clone(),
             destination: registered.destination.clone(),
             ack: registered.ack,
@@ -616,6 +626,7 @@ async fn deliver(
     };
     let queued = opening.session.deliver(
         &opening.subscription,
+        opening.slot,
         opening.ack,
         &template,
         &message_id,

@@ -1,9 +1,9 @@
 //! The part of a session that other tasks may touch: its bounded outbound queue and its ledger
-//! of unacknowledged deliveries. The hub holds these handles; the session's own tasks hold the
-//! rest (socket, decoder, transactions).
+//! of unacknowledged deliveries (see [`super::ledger`]). The hub holds these handles; the
+//! session's own tasks hold the rest (socket, decoder, transactions).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use stomp_codec::{Command, MessageTemplate, Version};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::ledger::{self, Ledger, Overflow, UnackedLimits, Unacknowledged};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
 
@@ -117,12 +118,23 @@ struct Outbox {
     closed: bool,
 }
 
-/// A delivery awaiting ACK/NACK.
-struct Pending {
-    subscription: ByteString,
-    /// `client` mode: an ACK or NACK of this delivery settles the earlier ones too.
-    cumulative: bool,
-    target: AckTarget,
+/// Why a session was cut as a slow consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowReason {
+    /// Its outbound queue would have gone over `limits.max_outbound_bytes`.
+    Outbound,
+    /// It would have held more unacknowledged deliveries than `limits.max_unacked` (or
+    /// `limits.max_unacked_per_subscription` on one subscription).
+    Unacked,
+}
+
+/// What a session may hold before it is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Bytes waiting in the outbound queue.
+    pub max_outbound_bytes: usize,
+    /// Unacknowledged deliveries.
+    pub unacked: UnackedLimits,
 }
 
 /// The shared half of a session.
@@ -139,15 +151,18 @@ pub struct SessionHandle {
     /// Wakes the writer: something was queued, or the session is closing.
     ready: Notify,
     queued_bytes: AtomicUsize,
-    max_queued_bytes: usize,
+    limits: SessionLimits,
     /// Cancelled when the session must end: slow consumer, shutdown, or its own close.
     closed: CancellationToken,
     /// Set with `closed` by [`SessionHandle::close`] and the slow-consumer cut: checked per
     /// delivery, where the token's own check would take its mutex.
     closing: AtomicBool,
-    slow: AtomicBool,
+    /// 0 while not cut; else a [`SlowReason`] + 1.
+    slow: AtomicU8,
     next_delivery: AtomicU64,
-    pending: Mutex<BTreeMap<u64, Pending>>,
+    /// Slots of the ledger, one per subscription (see [`ledger`]).
+    next_slot: AtomicU32,
+    pending: Mutex<Ledger>,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -165,7 +180,7 @@ impl SessionHandle {
         name: ByteString,
         identity: Identity,
         version: Version,
-        max_queued_bytes: usize,
+        limits: SessionLimits,
         closed: CancellationToken,
     ) -> Arc<SessionHandle> {
         Arc::new(SessionHandle {
@@ -176,12 +191,13 @@ impl SessionHandle {
             outbox: Mutex::new(Outbox::default()),
             ready: Notify::new(),
             queued_bytes: AtomicUsize::new(0),
-            max_queued_bytes,
+            limits,
             closed,
             closing: AtomicBool::new(false),
-            slow: AtomicBool::new(false),
+            slow: AtomicU8::new(0),
             next_delivery: AtomicU64::new(1),
-            pending: Mutex::new(BTreeMap::new()),
+            next_slot: AtomicU32::new(0),
+            pending: Mutex::new(Ledger::default()),
         })
     }
 
@@ -198,12 +214,9 @@ impl SessionHandle {
             return false;
         }
         let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        if queued > self.max_queued_bytes {
+        if queued > self.limits.max_outbound_bytes {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            if !self.slow.swap(true, Ordering::Relaxed) {
-                Metrics::get().slow_consumer_cuts.increment(1);
-                self.close();
-            }
+            self.cut(SlowReason::Outbound);
             return false;
         }
         {
@@ -249,34 +262,50 @@ impl SessionHandle {
         self.push(Outgoing::Encoded { command, bytes }, size)
     }
 
-    /// Queues a MESSAGE for one of this session's subscriptions. For client-ack subscriptions
-    /// the delivery is recorded so that the ACK or NACK reaches `target`.
+    /// A slot for a new subscription's unacknowledged deliveries.
+    pub(crate) fn new_slot(&self) -> u32 {
+        self.next_slot.fetch_add(1, Ordering::Relaxed) & ledger::SLOT_MASK
+    }
+
+    /// Queues a MESSAGE for one of this session's subscriptions, the one registered with
+    /// `slot`. For client-ack subscriptions the delivery is recorded so that the ACK or NACK
+    /// reaches `target`; a delivery that would take the session over its unacknowledged limits
+    /// cuts it as a slow consumer. Returns false when the MESSAGE was not queued.
     pub fn deliver(
         &self,
         subscription: &ByteString,
+        slot: u32,
         ack_mode: AckMode,
         template: &Arc<MessageTemplate>,
         message_id: &ByteString,
         target: AckTarget,
     ) -> bool {
         let size = template.tail(self.version).len() + subscription.len() + 64;
-        let (message_id, ack) = if ack_mode == AckMode::Auto {
-            (message_id.clone(), None)
+        let (message_id, ack, recorded) = if ack_mode == AckMode::Auto {
+            (message_id.clone(), None, None)
         } else {
+            // Nothing may be recorded for a session that is going: its ledger may already have
+            // been taken at its end.
+            if self.closing.load(Ordering::Relaxed) {
+                return false;
+            }
+            let seq = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+            let delivery = ledger::delivery_id(slot, seq);
+            let recorded = lock(&self.pending).record(
+                slot,
+                ack_mode == AckMode::Client,
+                delivery,
+                target,
+                self.limits.unacked,
+            );
+            if recorded == Err(Overflow) {
+                self.cut(SlowReason::Unacked);
+                return false;
+            }
             // The delivery id serves as message-id too, so that 1.0 and 1.1 clients, which ACK
             // by message-id, name the delivery unambiguously.
-            let delivery = self.next_delivery.fetch_add(1, Ordering::Relaxed);
             let id = ByteString::from(itoa::Buffer::new().format(delivery));
-            let mut pending = lock(&self.pending);
-            pending.insert(
-                delivery,
-                Pending {
-                    subscription: subscription.clone(),
-                    cumulative: ack_mode == AckMode::Client,
-                    target,
-                },
-            );
-            (id.clone(), Some(id))
+            (id.clone(), Some(id), Some(delivery))
         };
         let queued = self.push(
             Outgoing::Message(Box::new(Delivery {
@@ -289,6 +318,8 @@ impl SessionHandle {
         );
         if queued {
             Metrics::get().deliveries.increment(1);
+        } else if let Some(delivery) = recorded {
+            lock(&self.pending).unrecord(delivery);
         }
         queued
     }
@@ -297,38 +328,43 @@ impl SessionHandle {
     /// earlier pending delivery of the same subscription. Returns the targets to act on, oldest
     /// first; empty when the id is unknown (already settled, or never ours).
     pub(crate) fn settle(&self, delivery: u64) -> Vec<AckTarget> {
-        let mut pending = lock(&self.pending);
-        let Some(entry) = pending.remove(&delivery) else {
-            return Vec::new();
-        };
-        let mut targets = Vec::new();
-        if entry.cumulative {
-            let earlier: Vec<u64> = pending
-                .range(..delivery)
-                .filter(|(_, p)| p.subscription == entry.subscription)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in earlier {
-                if let Some(p) = pending.remove(&id) {
-                    targets.push(p.target);
-                }
-            }
-        }
-        targets.push(entry.target);
-        targets
+        lock(&self.pending).settle(delivery)
     }
 
-    /// Forgets the pending deliveries of a subscription (after UNSUBSCRIBE), returning them.
-    pub(crate) fn forget_subscription(&self, subscription: &str) -> Vec<AckTarget> {
-        let mut pending = lock(&self.pending);
-        let ids: Vec<u64> = pending
-            .iter()
-            .filter(|(_, p)| p.subscription == subscription)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| pending.remove(&id).map(|p| p.target))
-            .collect()
+    /// Takes the pending deliveries of the subscription registered with `slot` (after
+    /// UNSUBSCRIBE).
+    pub(crate) fn forget_subscription(&self, slot: u32) -> Unacknowledged {
+        lock(&self.pending).forget(slot)
+    }
+
+    /// Takes every pending delivery at once (the session is ending).
+    pub(crate) fn take_unacknowledged(&self) -> Unacknowledged {
+        lock(&self.pending).take()
+    }
+
+    /// How many deliveries wait for an ACK or NACK.
+    pub fn unacked(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// Cuts the session as a slow consumer, once.
+    fn cut(&self, reason: SlowReason) {
+        let code = match reason {
+            SlowReason::Outbound => 1,
+            SlowReason::Unacked => 2,
+        };
+        if self
+            .slow
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let metrics = Metrics::get();
+            metrics.slow_consumer_cuts.increment(1);
+            if reason == SlowReason::Unacked {
+                metrics.unacked_cuts.increment(1);
+            }
+            self.close();
+        }
     }
 
     /// Marks the session for closing.
@@ -340,7 +376,16 @@ impl SessionHandle {
 
     /// Whether the session was cut as a slow consumer.
     pub fn is_slow(&self) -> bool {
-        self.slow.load(Ordering::Relaxed)
+        self.slow_reason().is_some()
+    }
+
+    /// Why the session was cut as a slow consumer, if it was.
+    pub fn slow_reason(&self) -> Option<SlowReason> {
+        match self.slow.load(Ordering::Relaxed) {
+            1 => Some(SlowReason::Outbound),
+            2 => Some(SlowReason::Unacked),
+            _ => None,
+        }
     }
 
     /// Whether [`SessionHandle::close`] was called (or the session was cut): cheaper than

@@ -6,29 +6,38 @@
 //! socket's sending half, so a slow client never stalls the tasks that deliver to it (they only
 //! append to its queue, and overflowing the queue cuts the client off).
 
+mod connect;
+mod fatal;
 pub mod handle;
+pub mod ledger;
+mod transaction;
 pub mod transport;
+mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use bytestring::ByteString;
-use stomp_codec::{Command, DecodeError, Decoded, Decoder, Frame, Limits, Version, encode};
+use stomp_codec::{Command, Decoded, Decoder, Frame, Limits, Version, encode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::app_error::AppError;
-use crate::auth::{AuthError, Authenticator, Identity};
+use crate::auth::Authenticator;
 use crate::config::{Config, HeartBeat};
-use crate::hub::{Publication, SubscribeError};
+use crate::hub::{AddSessionError, Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
-use handle::{AckMode, Delivery, Outgoing, Queued, SessionHandle};
+use connect::{accept, read_connect, refuse};
+use fatal::{Fatal, transport_too_large};
+use handle::{AckMode, Outgoing, SessionHandle, SessionLimits};
+use ledger::UnackedLimits;
 use transport::{Inbound, Outbound};
+use writer::write_loop;
 
 /// What every session needs from the broker.
 #[derive(Clone)]
@@ -53,12 +62,18 @@ pub struct SessionSettings {
     pub heartbeat: HeartBeat,
     /// Time allowed for CONNECT.
     pub connect_timeout: Duration,
+    /// Time a frame may take from its first byte to its last.
+    pub frame_timeout: Duration,
     /// Outbound queue bound.
     pub max_outbound_bytes: usize,
+    /// Unacknowledged deliveries a session may hold.
+    pub unacked: UnackedLimits,
     /// Open transactions per session.
     pub max_transactions: usize,
     /// Frames per transaction.
     pub max_transaction_frames: usize,
+    /// Bytes held by a session's open transactions together.
+    pub max_transaction_bytes: usize,
     /// Subscriptions per session.
     pub max_subscriptions: usize,
     /// Default and maximum prefetch of client-ack queue subscriptions.
@@ -79,9 +94,15 @@ impl SessionSettings {
             },
             heartbeat: config.stomp.heartbeat_ms,
             connect_timeout: config.connect_timeout(),
+            frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
             max_outbound_bytes: config.limits.max_outbound_bytes,
+            unacked: UnackedLimits {
+                per_session: config.limits.max_unacked,
+                per_subscription: config.limits.max_unacked_per_subscription,
+            },
             max_transactions: config.stomp.max_transactions,
             max_transaction_frames: config.stomp.max_transaction_frames,
+            max_transaction_bytes: config.stomp.max_transaction_bytes,
             max_subscriptions: config.stomp.max_subscriptions,
             queue_prefetch: config.limits.queue_prefetch,
             server_name: format!("broker/{}", env!("CARGO_PKG_VERSION")),
@@ -105,90 +126,6 @@ impl SessionContext {
             ids: Arc::new(AtomicU64::new(1)),
         }
     }
-}
-
-/// A fatal protocol error: sent as an ERROR frame, then the connection closes.
-#[derive(Debug)]
-struct Fatal {
-    reason: ErrorReason,
-    message: String,
-    detail: String,
-    receipt: Option<ByteString>,
-    extra: Option<(&'static str, &'static str)>,
-}
-
-impl Fatal {
-    fn new(reason: ErrorReason, message: impl Into<String>, detail: impl Into<String>) -> Fatal {
-        Fatal {
-            reason,
-            message: message.into(),
-            detail: detail.into(),
-            receipt: None,
-            extra: None,
-        }
-    }
-
-    fn with_receipt(mut self, frame: &Frame) -> Fatal {
-        self.receipt = frame.headers.get_shared("receipt").cloned();
-        self
-    }
-
-    fn missing(header: &str, frame: &Frame) -> Fatal {
-        Fatal::new(
-            ErrorReason::BadHeader,
-            format!("missing {header} header"),
-            format!("{} frames need a {header} header", frame.command),
-        )
-        .with_receipt(frame)
-    }
-
-    fn unauthorized(detail: impl Into<String>) -> Fatal {
-        Fatal::new(ErrorReason::Unauthorized, "unauthorized", detail)
-    }
-
-    fn encode(&self, version: Version) -> Bytes {
-        let mut frame = Frame::new(Command::Error)
-            .header("message", self.message.as_str())
-            .header("content-type", "text/plain;charset=utf-8");
-        if let Some(receipt) = &self.receipt {
-            frame.headers.push("receipt-id", receipt.clone());
-        }
-        if let Some((name, value)) = self.extra {
-            frame.headers.push(name, value);
-        }
-        frame.body = Bytes::from(self.detail.clone());
-        let mut buf = BytesMut::new();
-        encode(&frame, version, &mut buf);
-        buf.freeze()
-    }
-}
-
-impl From<DecodeError> for Fatal {
-    fn from(error: DecodeError) -> Fatal {
-        let reason = match error {
-            DecodeError::FrameTooLarge { .. }
-            | DecodeError::BodyTooLarge { .. }
-            | DecodeError::HeaderLineTooLong { .. }
-            | DecodeError::TooManyHeaders { .. } => ErrorReason::TooLarge,
-            _ => ErrorReason::Malformed,
-        };
-        let message = match &error {
-            DecodeError::FrameTooLarge { .. } | DecodeError::BodyTooLarge { .. } => {
-                "frame too large"
-            }
-            DecodeError::TooManyHeaders { .. } => "too many headers",
-            DecodeError::HeaderLineTooLong { .. } => "header too long",
-            DecodeError::UnknownCommand(_) => "unknown command",
-            _ => "malformed frame",
-        };
-        Fatal::new(reason, message, error.to_string())
-    }
-}
-
-/// The ERROR for a transport message over the transport's own limit (a WebSocket message over
-/// twice `max_frame_bytes`): it held a frame over the limit.
-fn transport_too_large(error: &std::io::Error) -> Fatal {
-    Fatal::new(ErrorReason::TooLarge, "frame too large", error.to_string())
 }
 
 /// How a session ended, for the close that follows.
@@ -256,7 +193,10 @@ pub async fn run<I: Inbound, O: Outbound>(
         name.clone(),
         accepted.identity,
         accepted.version,
-        settings.max_outbound_bytes,
+        SessionLimits {
+            max_outbound_bytes: settings.max_outbound_bytes,
+            unacked: settings.unacked,
+        },
         closed,
     );
     let mut connected = Frame::new(Command::Connected)
@@ -286,6 +226,15 @@ pub async fn run<I: Inbound, O: Outbound>(
         let hub = context.router.hub().clone();
         let first = match hub.add_session(&handle).await {
             Ok(first) => first,
+            Err(error @ AddSessionError::TooMany { .. }) => {
+                let mut fatal = Fatal::new(
+                    ErrorReason::TooManySessions,
+                    "too many sessions",
+                    format!("{error} on this node; close one and connect again"),
+                );
+                fatal.receipt = connected.headers.get_shared("receipt-id").cloned();
+                return refuse(&mut outbound, fatal, accepted.version).await;
+            }
             Err(error) => {
                 let fatal = Fatal::new(
                     ErrorReason::Unexpected,
@@ -356,127 +305,6 @@ pub async fn run<I: Inbound, O: Outbound>(
     .await;
 }
 
-/// Reads until the first frame; heart-beats before CONNECT are ignored.
-async fn read_connect<I: Inbound>(
-    inbound: &mut I,
-    decoder: &mut Decoder,
-    buf: &mut BytesMut,
-) -> Result<Option<Frame>, Fatal> {
-    loop {
-        while let Some(item) = decoder.decode(buf)? {
-            match item {
-                Decoded::HeartBeat => {}
-                Decoded::Frame(frame) => {
-                    Metrics::get().frame_in(frame.command);
-                    return match frame.command {
-                        Command::Connect | Command::Stomp => Ok(Some(frame)),
-                        other => Err(Fatal::new(
-                            ErrorReason::Unexpected,
-                            "not connected",
-                            format!("expected CONNECT or STOMP, got {other}"),
-                        )
-                        .with_receipt(&frame)),
-                    };
-                }
-            }
-        }
-        match inbound.read(buf).await {
-            Ok(true) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
-                return Err(transport_too_large(&error));
-            }
-            Ok(false) | Err(_) => return Ok(None),
-        }
-    }
-}
-
-/// What CONNECT settled.
-struct Accepted {
-    identity: Identity,
-    version: Version,
-    outgoing_heartbeat: Option<Duration>,
-    incoming_heartbeat: Option<Duration>,
-    expires_at: SystemTime,
-}
-
-fn accept(
-    connect: &Frame,
-    query_token: Option<&str>,
-    context: &SessionContext,
-) -> Result<Accepted, Box<(Fatal, Version)>> {
-    let Some(version) = Version::negotiate(connect.get("accept-version")) else {
-        let mut fatal = Fatal::new(
-            ErrorReason::Unexpected,
-            "unsupported version",
-            "supported protocol versions are 1.0, 1.1 and 1.2",
-        )
-        .with_receipt(connect);
-        fatal.extra = Some(("version", "1.0,1.1,1.2"));
-        return Err(Box::new((fatal, Version::V1_2)));
-    };
-    let (client_send, client_expect) = match connect.get("heart-beat") {
-        None => (0, 0),
-        Some(value) => {
-            let parsed: Option<HeartBeat> = value.parse().ok();
-            match parsed {
-                Some(hb) => (hb.send_ms, hb.expect_ms),
-                None => {
-                    return Err(Box::new((
-                        Fatal::new(
-                            ErrorReason::BadHeader,
-                            "invalid heart-beat",
-                            format!("heart-beat must be two numbers, got {value:?}"),
-                        )
-                        .with_receipt(connect),
-                        version,
-                    )));
-                }
-            }
-        }
-    };
-    let token = connect
-        .get("Authorization")
-        .or_else(|| connect.get("authorization"))
-        .map(|value| crate::auth::bearer_token(value).unwrap_or(value))
-        .or_else(|| connect.get("passcode"))
-        .or(query_token)
-        .filter(|t| !t.trim().is_empty());
-    let identity = token
-        .ok_or(AuthError::MissingToken)
-        .and_then(|t| context.auth.verify(t))
-        .map_err(|error| {
-            let mut fatal = Fatal::unauthorized(error.to_string()).with_receipt(connect);
-            // The contract refuses a `sub` outside the user-id alphabet with INVALID_ARGUMENT.
-            if matches!(error, AuthError::InvalidUserId(_)) {
-                fatal.extra = Some(("code", "INVALID_ARGUMENT"));
-            }
-            Box::new((fatal, version))
-        })?;
-    let server = context.settings.heartbeat;
-    let interval = |ours: u64, theirs: u64| {
-        (ours > 0 && theirs > 0).then(|| Duration::from_millis(ours.max(theirs)))
-    };
-    Ok(Accepted {
-        expires_at: identity.expires_at,
-        identity,
-        version,
-        outgoing_heartbeat: interval(server.send_ms, client_expect),
-        incoming_heartbeat: interval(server.expect_ms, client_send),
-    })
-}
-
-/// Sends an ERROR on a connection that never became a session, then closes it.
-async fn refuse<O: Outbound>(outbound: &mut O, fatal: Fatal, version: Version) {
-    Metrics::get().error(fatal.reason);
-    Metrics::get().frames_out(Command::Error, 1);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        outbound.write(fatal.encode(version)).await?;
-        outbound.flush().await
-    })
-    .await;
-    outbound.close(false).await;
-}
-
 fn push_frame(handle: &SessionHandle, frame: &Frame) -> bool {
     let mut buf = BytesMut::new();
     encode(frame, handle.version, &mut buf);
@@ -487,7 +315,7 @@ fn push_frame(handle: &SessionHandle, frame: &Frame) -> bool {
 struct Session {
     handle: Arc<SessionHandle>,
     context: SessionContext,
-    transactions: HashMap<ByteString, Vec<Frame>>,
+    transactions: HashMap<ByteString, transaction::Held>,
 }
 
 impl Session {
@@ -507,9 +335,18 @@ impl Session {
         let silence_limit = heartbeat.map(|d| d * 2);
         let far = Duration::from_secs(86400 * 365);
         let mut silent_at = Instant::now() + silence_limit.unwrap_or(far);
-        // One timer for both deadlines, the token's expiry and the heart-beat silence: it fires
-        // at the earlier one.
-        let timer = tokio::time::sleep_until(silent_at.min(expiry));
+        // When the frame that has begun to arrive (in `buf` or, for a WebSocket message not
+        // complete yet, in the transport) received its first byte. A session idle between
+        // frames has none, and no deadline for it.
+        let mut frame_started: Option<Instant> = None;
+        // One timer for the deadlines (the token's expiry, the heart-beat silence, the frame
+        // under way): it fires at the earliest. Nothing more is kept across reads for them,
+        // since this state lives as long as the session.
+        let deadline = |silent_at: Instant, frame_started: Option<Instant>, timeout: Duration| {
+            let frame_due = frame_started.map_or(expiry, |started| started + timeout);
+            silent_at.min(expiry).min(frame_due)
+        };
+        let timer = tokio::time::sleep_until(expiry.min(silent_at));
         // The session's close token is a child of the shutdown token, so this also ends the
         // session on shutdown; nothing can be queued any more, and the writer sends the ERROR.
         let closed = self.handle.closed().clone().cancelled_owned();
@@ -519,14 +356,31 @@ impl Session {
         if let Some(ending) = self.drain(decoder, buf).await {
             return ending;
         }
+        if !buf.is_empty() {
+            frame_started = Some(Instant::now());
+            let timeout = self.context.settings.frame_timeout;
+            timer
+                .as_mut()
+                .reset(deadline(silent_at, frame_started, timeout));
+        }
         loop {
             tokio::select! {
                 biased;
                 () = &mut closed => return Ending::Gone,
                 () = &mut timer => {
-                    if Instant::now() >= expiry {
+                    let now = Instant::now();
+                    if now >= expiry {
                         Metrics::get().auth_failures.increment(1);
                         return Ending::Error(Fatal::unauthorized("token expired"));
+                    }
+                    let timeout = self.context.settings.frame_timeout;
+                    if frame_started.is_some_and(|started| now >= started + timeout) {
+                        return Ending::Error(Fatal::new(
+                            ErrorReason::FrameTimeout,
+                            "frame timeout",
+                            "a frame was not complete within limits.frame_timeout_ms of its \
+                             first byte",
+                        ));
                     }
                     return Ending::Error(Fatal::new(
                         ErrorReason::HeartbeatTimeout,
@@ -542,12 +396,33 @@ impl Session {
                         }
                         Ok(false) | Err(_) => return Ending::Gone,
                     }
-                    if let Some(limit) = silence_limit {
-                        silent_at = Instant::now() + limit;
-                        timer.as_mut().reset(silent_at.min(expiry));
-                    }
+                    let arrived = Instant::now();
+                    let before = buf.len();
                     if let Some(ending) = self.drain(decoder, buf).await {
                         return ending;
+                    }
+                    // A frame left incomplete began in this read when the read completed
+                    // something before it, or when none was under way.
+                    let in_buffer = if buf.is_empty() {
+                        None
+                    } else if buf.len() < before || frame_started.is_none() {
+                        Some(arrived)
+                    } else {
+                        frame_started
+                    };
+                    let started = match (in_buffer, inbound.incomplete_since()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    if silence_limit.is_some() || started != frame_started {
+                        if let Some(limit) = silence_limit {
+                            silent_at = arrived + limit;
+                        }
+                        frame_started = started;
+                        let timeout = self.context.settings.frame_timeout;
+                        timer
+                            .as_mut()
+                            .reset(deadline(silent_at, frame_started, timeout));
                     }
                 }
             }
@@ -637,37 +512,6 @@ impl Session {
             "errors",
             Publication::json_event("error", error.to_json()),
         );
-    }
-
-    /// Buffers the frame if it belongs to a transaction. Returns true when it did.
-    fn in_transaction(&mut self, frame: &Frame) -> Result<bool, Fatal> {
-        let Some(tx) = frame.headers.get_shared("transaction") else {
-            return Ok(false);
-        };
-        let limit = self.context.settings.max_transaction_frames;
-        let frames = self.transactions.get_mut(tx).ok_or_else(|| {
-            Fatal::new(
-                ErrorReason::BadHeader,
-                "unknown transaction",
-                format!("transaction {tx} was not begun"),
-            )
-            .with_receipt(frame)
-        })?;
-        if frames.len() >= limit {
-            return Err(Fatal::new(
-                ErrorReason::TooLarge,
-                "transaction too large",
-                format!("a transaction may hold at most {limit} frames"),
-            )
-            .with_receipt(frame));
-        }
-        // The RECEIPT answers the frame now that it is held; the held copy has no `receipt`, so
-        // that COMMIT does not answer it a second time.
-        let mut held = frame.clone();
-        held.headers.remove("receipt");
-        frames.push(held);
-        self.receipt(frame);
-        Ok(true)
     }
 
     async fn on_send(&mut self, frame: Frame, may_buffer: bool) -> Result<(), Fatal> {
@@ -829,221 +673,4 @@ impl Session {
         self.receipt(&frame);
         Ok(())
     }
-
-    fn transaction_id(frame: &Frame) -> Result<ByteString, Fatal> {
-        frame
-            .headers
-            .get_shared("transaction")
-            .cloned()
-            .ok_or_else(|| Fatal::missing("transaction", frame))
-    }
-
-    fn on_begin(&mut self, frame: Frame) -> Result<(), Fatal> {
-        let tx = Self::transaction_id(&frame)?;
-        if self.transactions.contains_key(&tx) {
-            return Err(Fatal::new(
-                ErrorReason::BadHeader,
-                "transaction already begun",
-                format!("transaction {tx} is already open"),
-            )
-            .with_receipt(&frame));
-        }
-        if self.transactions.len() >= self.context.settings.max_transactions {
-            return Err(Fatal::new(
-                ErrorReason::TooLarge,
-                "too many transactions",
-                format!(
-                    "a session may hold at most {} open transactions",
-                    self.context.settings.max_transactions
-                ),
-            )
-            .with_receipt(&frame));
-        }
-        self.transactions.insert(tx, Vec::new());
-        self.receipt(&frame);
-        Ok(())
-    }
-
-    async fn on_commit(&mut self, frame: Frame) -> Result<(), Fatal> {
-        let tx = Self::transaction_id(&frame)?;
-        let Some(frames) = self.transactions.remove(&tx) else {
-            return Err(Fatal::new(
-                ErrorReason::BadHeader,
-                "unknown transaction",
-                format!("transaction {tx} was not begun"),
-            )
-            .with_receipt(&frame));
-        };
-        for buffered in frames {
-            match buffered.command {
-                Command::Send => self.on_send(buffered, false).await?,
-                _ => self.on_ack(buffered, false)?,
-            }
-        }
-        self.receipt(&frame);
-        Ok(())
-    }
-
-    fn on_abort(&mut self, frame: Frame) -> Result<(), Fatal> {
-        let tx = Self::transaction_id(&frame)?;
-        if self.transactions.remove(&tx).is_none() {
-            return Err(Fatal::new(
-                ErrorReason::BadHeader,
-                "unknown transaction",
-                format!("transaction {tx} was not begun"),
-            )
-            .with_receipt(&frame));
-        }
-        self.receipt(&frame);
-        Ok(())
-    }
-}
-
-/// Drains the outbound queue into the socket until a Close item or a cut. A session cut as a
-/// slow consumer or ended by the broker's shutdown gets its ERROR from here, since its queue
-/// takes nothing once the session is closed.
-async fn write_loop<O: Outbound>(
-    mut outbound: O,
-    handle: Arc<SessionHandle>,
-    heartbeat: Option<Duration>,
-    shutdown: CancellationToken,
-) {
-    write_until_closed(&mut outbound, &handle, heartbeat, &shutdown).await;
-    handle.close_queue();
-}
-
-async fn write_until_closed<O: Outbound>(
-    outbound: &mut O,
-    handle: &Arc<SessionHandle>,
-    heartbeat: Option<Duration>,
-    shutdown: &CancellationToken,
-) {
-    let metrics = Metrics::get();
-    let mut scratch = BytesMut::new();
-    // A heart-beat is due one interval after the last write, whatever was written.
-    let interval = heartbeat.unwrap_or(Duration::from_secs(3600));
-    let idle = tokio::time::sleep(interval);
-    tokio::pin!(idle);
-    // Polled only while a write is blocked: the closing flag, checked per wake-up, is cheaper.
-    let ending = handle.closed().clone().cancelled_owned();
-    tokio::pin!(ending);
-    loop {
-        // The flag alone, not the token's mutex: a shutdown reaches it through the reader,
-        // which closes the session when the token fires.
-        if handle.is_closing() {
-            let farewell = if handle.is_slow() {
-                Some(Fatal::new(
-                    ErrorReason::SlowConsumer,
-                    "slow consumer",
-                    "the connection did not read its messages fast enough",
-                ))
-            } else if shutdown.is_cancelled() {
-                Some(Fatal::new(
-                    ErrorReason::Shutdown,
-                    "server shutting down",
-                    "the broker is shutting down; reconnect later",
-                ))
-            } else {
-                None
-            };
-            // Boxed, like the close below: these run once, and inline they would make every
-            // session's writer task larger for its whole life.
-            if let Some(fatal) = farewell {
-                metrics.error(fatal.reason);
-                let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
-                    outbound.write(fatal.encode(handle.version)).await?;
-                    outbound.flush().await
-                }))
-                .await;
-            }
-            Box::pin(outbound.close(shutdown.is_cancelled())).await;
-            return;
-        }
-        tokio::select! {
-            biased;
-            () = handle.queued() => {
-                // Dropped after the write: an idle session keeps no batch buffer.
-                let mut batch = handle.take_queued();
-                if batch.is_empty() {
-                    continue;
-                }
-                let mut close = false;
-                let written = tokio::select! {
-                    biased;
-                    written = write_batch(outbound, &mut batch, &mut scratch, handle.version, &mut close) => written,
-                    () = &mut ending => continue,
-                };
-                match written {
-                    Ok(bytes) => handle.written(bytes),
-                    Err(error) => {
-                        debug!(session = handle.id, %error, "write failed");
-                        handle.close();
-                        return;
-                    }
-                }
-                idle.as_mut().reset(Instant::now() + interval);
-                if close {
-                    Box::pin(outbound.close(handle.is_closed())).await;
-                    return;
-                }
-            }
-            () = &mut idle, if heartbeat.is_some() => {
-                let sent = tokio::select! {
-                    biased;
-                    sent = async {
-                        outbound.write(Bytes::from_static(b"\n")).await?;
-                        outbound.flush().await
-                    } => sent,
-                    () = &mut ending => continue,
-                };
-                if sent.is_err() {
-                    handle.close();
-                    return;
-                }
-                metrics.heartbeats_out.increment(1);
-                idle.as_mut().reset(Instant::now() + interval);
-            }
-        }
-    }
-}
-
-async fn write_batch<O: Outbound>(
-    outbound: &mut O,
-    batch: &mut VecDeque<Queued>,
-    scratch: &mut BytesMut,
-    version: Version,
-    close: &mut bool,
-) -> std::io::Result<usize> {
-    let metrics = Metrics::get();
-    let mut bytes = 0;
-    let mut messages = 0;
-    for (item, size) in batch.drain(..) {
-        bytes += size;
-        match item {
-            Outgoing::Encoded { command, bytes } => {
-                metrics.frames_out(command, 1);
-                outbound.write(bytes).await?;
-            }
-            Outgoing::Message(delivery) => {
-                let Delivery {
-                    template,
-                    subscription,
-                    message_id,
-                    ack,
-                } = *delivery;
-                template.encode_to(version, &subscription, &message_id, ack.as_deref(), scratch);
-                messages += 1;
-                outbound.write(scratch.split().freeze()).await?;
-            }
-            Outgoing::HeartBeat => outbound.write(Bytes::from_static(b"\n")).await?,
-            Outgoing::Close => {
-                *close = true;
-                break;
-            }
-        }
-    }
-    batch.clear();
-    metrics.frames_out(Command::Message, messages);
-    outbound.flush().await?;
-    Ok(bytes)
 }

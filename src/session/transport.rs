@@ -1,14 +1,20 @@
 //! The two ways STOMP reaches the broker: WebSocket messages and a plain TCP byte stream.
-//! Sessions see only bytes in and encoded frames out; message boundaries mean nothing to them.
+//! Sessions see only bytes in and encoded frames out; message boundaries mean nothing to them,
+//! except that a WebSocket message that has begun to arrive and is not complete yet is reported
+//! ([`Inbound::incomplete_since`]), so that it is held to the same deadline as a STOMP frame.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -20,6 +26,14 @@ pub trait Inbound: Send + 'static {
     /// error of kind [`io::ErrorKind::FileTooLarge`] when the peer sent more than the transport
     /// accepts at once. Cancel-safe: dropping the future loses nothing.
     fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<bool>> + Send;
+
+    /// Since when the transport holds the beginning of a message that it has not appended to
+    /// a buffer yet (bytes the session does not see); `None` when it holds none. A read returns
+    /// as soon as such a message begins, with nothing appended, so that the caller can arm a
+    /// deadline for it.
+    fn incomplete_since(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Writes encoded frames to the peer.
@@ -39,23 +53,154 @@ fn ws_error(error: WsError) -> io::Error {
     }
 }
 
+thread_local! {
+    /// Bytes a WebSocket read from its socket during the current poll of a [`WsInbound`]: the
+    /// socket's [`Counted`] wrapper adds to it, and the inbound half reads it back within the
+    /// same poll, on the same thread.
+    static BYTES_READ: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The socket under a WebSocket, counting what is read from it: how the inbound half learns
+/// that a message has begun although tungstenite holds it until it is complete.
+pub struct Counted<S> {
+    inner: S,
+}
+
+impl<S> Counted<S> {
+    /// Wraps the socket.
+    pub fn new(inner: S) -> Counted<S> {
+        Counted { inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let read = buf.filled().len() - before;
+            BYTES_READ.with(|count| count.set(count.get() + read));
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The receiving half of a WebSocket.
 pub struct WsInbound<S> {
-    stream: SplitStream<WebSocketStream<S>>,
+    stream: SplitStream<WebSocketStream<Counted<S>>>,
+    /// Bytes read from the socket that no message delivered so far accounts for: the
+    /// beginning of the next message, when not zero.
+    unaccounted: usize,
+    incomplete_since: Option<Instant>,
 }
 
 /// The sending half of a WebSocket.
 pub struct WsOutbound<S> {
-    sink: SplitSink<WebSocketStream<S>, Message>,
+    sink: SplitSink<WebSocketStream<Counted<S>>, Message>,
 }
 
 /// Splits a WebSocket into the session's halves.
-pub fn websocket<S>(socket: WebSocketStream<S>) -> (WsInbound<S>, WsOutbound<S>)
+pub fn websocket<S>(socket: WebSocketStream<Counted<S>>) -> (WsInbound<S>, WsOutbound<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = socket.split();
-    (WsInbound { stream }, WsOutbound { sink })
+    (
+        WsInbound {
+            stream,
+            unaccounted: 0,
+            incomplete_since: None,
+        },
+        WsOutbound { sink },
+    )
+}
+
+impl<S> WsInbound<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn poll_message(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<bool>> {
+        loop {
+            BYTES_READ.with(|count| count.set(0));
+            let polled = self.stream.poll_next_unpin(cx);
+            self.unaccounted += BYTES_READ.with(|count| count.replace(0));
+            let data = match polled {
+                Poll::Pending => {
+                    if self.unaccounted > 0 && self.incomplete_since.is_none() {
+                        self.incomplete_since = Some(Instant::now());
+                        // Woken already by what the stream registered; returning now lets the
+                        // session arm the deadline of this message.
+                        return Poll::Ready(Ok(true));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None | Some(Ok(Message::Close(_)))) => return Poll::Ready(Ok(false)),
+                Poll::Ready(Some(Ok(Message::Text(text)))) => Bytes::from(text),
+                Poll::Ready(Some(Ok(Message::Binary(bytes)))) => bytes,
+                // Pings are answered by tungstenite itself; neither carries STOMP. A client's
+                // control frame is masked and short: 2 header octets, 4 of mask, the payload.
+                // What else was read belongs to a message still arriving, which a ping must not
+                // excuse.
+                Poll::Ready(Some(Ok(Message::Ping(payload) | Message::Pong(payload)))) => {
+                    self.unaccounted = self.unaccounted.saturating_sub(6 + payload.len());
+                    if self.unaccounted == 0 {
+                        self.incomplete_since = None;
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Ok(Message::Frame(_)))) => continue,
+                Poll::Ready(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => {
+                    return Poll::Ready(Ok(false));
+                }
+                // A message over the WebSocket limit holds a frame over the STOMP one; the
+                // session answers it like any oversized frame.
+                Poll::Ready(Some(Err(WsError::Capacity(error)))) => {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::FileTooLarge, error)));
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(ws_error(error))),
+            };
+            // Bytes of a next message read together with this one stay unaccounted for until
+            // more arrives (at most one socket read, `read_buffer_size`).
+            self.unaccounted = 0;
+            self.incomplete_since = None;
+            buf.extend_from_slice(&data);
+            return Poll::Ready(Ok(true));
+        }
+    }
 }
 
 impl<S> Inbound for WsInbound<S>
@@ -63,28 +208,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<bool> {
-        loop {
-            match self.stream.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(false),
-                Some(Ok(Message::Text(text))) => {
-                    buf.extend_from_slice(text.as_bytes());
-                    return Ok(true);
-                }
-                Some(Ok(Message::Binary(bytes))) => {
-                    buf.extend_from_slice(&bytes);
-                    return Ok(true);
-                }
-                // Pings are answered by tungstenite itself; neither carries STOMP.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(false),
-                // A message over the WebSocket limit holds a frame over the STOMP one; the
-                // session answers it like any oversized frame.
-                Some(Err(WsError::Capacity(error))) => {
-                    return Err(io::Error::new(io::ErrorKind::FileTooLarge, error));
-                }
-                Some(Err(error)) => return Err(ws_error(error)),
-            }
-        }
+        // Cancel-safe: what the stream holds, and the counts, stay in `self`.
+        std::future::poll_fn(|cx| self.poll_message(cx, buf)).await
+    }
+
+    fn incomplete_since(&self) -> Option<Instant> {
+        self.incomplete_since
     }
 }
 

@@ -42,9 +42,31 @@ impl Default for Limits {
     }
 }
 
-/// Why a byte stream is not valid STOMP. Every variant is fatal for the connection.
+/// A refused stream: what is wrong with it, and the `receipt` of the frame at fault when that
+/// header had been read before the fault, so that the ERROR sent back can name the frame.
+/// Every error is fatal for the connection.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+#[error("{kind}")]
+pub struct DecodeError {
+    /// What is wrong.
+    pub kind: ErrorKind,
+    /// The value of the frame's first `receipt` header, when its line came before the fault
+    /// (or the whole header block had been read) and is itself valid.
+    pub receipt: Option<ByteString>,
+}
+
+impl From<ErrorKind> for DecodeError {
+    fn from(kind: ErrorKind) -> DecodeError {
+        DecodeError {
+            kind,
+            receipt: None,
+        }
+    }
+}
+
+/// Why a byte stream is not valid STOMP.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
     /// The frame is, or will be, larger than `max_frame_bytes`.
     #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
     FrameTooLarge {
@@ -87,6 +109,15 @@ pub enum DecodeError {
     /// A header name or value that is not UTF-8.
     #[error("header is not valid UTF-8")]
     InvalidUtf8,
+    /// A header line holding an octet that STOMP forbids there: NUL in any frame, or (1.2, in
+    /// frames whose headers are escaped) a CR that is not part of the EOL.
+    #[error("header line {line:?} holds the forbidden octet 0x{octet:02x}")]
+    ForbiddenOctet {
+        /// The octet.
+        octet: u8,
+        /// The line, shortened.
+        line: String,
+    },
     /// A `content-length` that is not a decimal octet count.
     #[error("invalid content-length {0:?}")]
     InvalidContentLength(String),
@@ -141,6 +172,8 @@ pub struct Decoder {
     limits: Limits,
     version: Version,
     scratch: Vec<RawHeaderSlot>,
+    /// Whether the frame being parsed has escaped headers (for the receipt of an error).
+    escaping: bool,
 }
 
 impl Decoder {
@@ -150,6 +183,7 @@ impl Decoder {
             limits,
             version: Version::V1_2,
             scratch: Vec::new(),
+            escaping: false,
         }
     }
 
@@ -196,21 +230,34 @@ impl Decoder {
                         buf.advance(2);
                         Ok(Some(Decoded::HeartBeat))
                     }
-                    Some(_) => Err(DecodeError::StrayCarriageReturn),
+                    Some(_) => Err(ErrorKind::StrayCarriageReturn.into()),
                 };
             }
             Some(_) => {}
         }
-        let Some(layout) = self.parse(buf)? else {
-            return Ok(None);
+        let layout = match self.parse(buf) {
+            Ok(Some(layout)) => layout,
+            Ok(None) => return Ok(None),
+            Err(kind) => {
+                let receipt = self.receipt(buf);
+                return Err(DecodeError { kind, receipt });
+            }
         };
         let raw = buf.split_to(layout.len).freeze();
-        let escaped = self.version != Version::V1_0 && layout.command.escapes_headers();
+        let escaped = self.escaping;
         let mut headers = Headers::with_capacity(self.scratch.len());
-        for slot in self.scratch.drain(..) {
-            let (name, value) = header_text(&raw, slot, escaped, self.version)?;
-            headers.push(name, value);
+        for at in 0..self.scratch.len() {
+            let slot = self.scratch[at].clone();
+            match header_text(&raw, slot, escaped, self.version) {
+                Ok((name, value)) => headers.push(name, value),
+                Err(kind) => {
+                    // The whole header block was read: the receipt may stand after the fault.
+                    let receipt = self.receipt(&raw);
+                    return Err(DecodeError { kind, receipt });
+                }
+            }
         }
+        self.scratch.clear();
         let body = if layout.body.is_empty() {
             Bytes::new()
         } else {
@@ -223,15 +270,38 @@ impl Decoder {
         })))
     }
 
+    /// Whether the headers of `command` are escaped in the negotiated version.
+    fn escaped(&self, command: Command) -> bool {
+        self.version != Version::V1_0 && command.escapes_headers()
+    }
+
+    /// The first `receipt` header among those whose lines `self.scratch` holds, when its value
+    /// is valid; for the ERROR of a frame refused after that line was read.
+    fn receipt(&self, input: &[u8]) -> Option<ByteString> {
+        let RawHeaderSlot(_, value) = self
+            .scratch
+            .iter()
+            .find(|RawHeaderSlot(name, _)| input.get(name.clone()) == Some(&b"receipt"[..]))?;
+        let bytes = input.get(value.clone())?;
+        let text = if self.escaping && memchr::memchr(b'\\', bytes).is_some() {
+            unescape(bytes, self.version)?
+        } else {
+            bytes.to_vec()
+        };
+        ByteString::try_from(Bytes::from(text)).ok()
+    }
+
     /// Finds the extent of the frame at the front of `input`, recording its header positions in
     /// `self.scratch`. `None` means the frame is not complete yet.
-    fn parse(&mut self, input: &[u8]) -> Result<Option<Layout>, DecodeError> {
+    fn parse(&mut self, input: &[u8]) -> Result<Option<Layout>, ErrorKind> {
+        // Slots of an earlier, incomplete attempt at this frame would be recorded again.
+        self.scratch.clear();
         let limits = self.limits;
-        let too_large = |size: usize| DecodeError::FrameTooLarge {
+        let too_large = |size: usize| ErrorKind::FrameTooLarge {
             size,
             max: limits.max_frame_bytes,
         };
-        let line_too_long = |len: usize| DecodeError::HeaderLineTooLong {
+        let line_too_long = |len: usize| ErrorKind::HeaderLineTooLong {
             len,
             max: limits.max_header_line_bytes,
         };
@@ -256,9 +326,12 @@ impl Decoder {
             return Err(line_too_long(command_line.len()));
         }
         let command = Command::from_bytes(command_line)
-            .ok_or_else(|| DecodeError::UnknownCommand(printable(command_line)))?;
+            .ok_or_else(|| ErrorKind::UnknownCommand(printable(command_line)))?;
+        // STOMP 1.2's grammar excludes CR from header names and values; escaped frames write it
+        // `\r`. Earlier versions and unescaped frames have no other way to carry one.
+        let forbids_cr = self.version == Version::V1_2 && command.escapes_headers();
+        self.escaping = self.escaped(command);
 
-        self.scratch.clear();
         let mut content_length: Option<usize> = None;
         loop {
             let offset = input.len() - rest.len();
@@ -274,12 +347,23 @@ impl Decoder {
                 return Err(line_too_long(header_line.len()));
             }
             if self.scratch.len() == limits.max_headers {
-                return Err(DecodeError::TooManyHeaders {
+                return Err(ErrorKind::TooManyHeaders {
                     max: limits.max_headers,
                 });
             }
+            let forbidden = if forbids_cr {
+                memchr::memchr2(0, b'\r', header_line)
+            } else {
+                memchr::memchr(0, header_line)
+            };
+            if let Some(at) = forbidden {
+                return Err(ErrorKind::ForbiddenOctet {
+                    octet: header_line[at],
+                    line: printable(header_line),
+                });
+            }
             let colon = memchr::memchr(b':', header_line)
-                .ok_or_else(|| DecodeError::MalformedHeader(printable(header_line)))?;
+                .ok_or_else(|| ErrorKind::MalformedHeader(printable(header_line)))?;
             let name = &header_line[..colon];
             if content_length.is_none() && name == b"content-length" {
                 content_length = Some(parse_content_length(&header_line[colon + 1..])?);
@@ -297,7 +381,7 @@ impl Decoder {
         let body_len = match content_length {
             Some(len) => {
                 if len > limits.max_body_bytes {
-                    return Err(DecodeError::BodyTooLarge {
+                    return Err(ErrorKind::BodyTooLarge {
                         len,
                         max: limits.max_body_bytes,
                     });
@@ -308,14 +392,14 @@ impl Decoder {
                 match sized_body(rest, len) {
                     Ok(_) => len,
                     Err(nom::Err::Incomplete(_)) => return Ok(None),
-                    Err(_) => return Err(DecodeError::MissingNul),
+                    Err(_) => return Err(ErrorKind::MissingNul),
                 }
             }
             None => match nul_terminated_body(rest) {
                 Ok((_, body)) => body.len(),
                 Err(_) => {
                     if rest.len() > limits.max_body_bytes {
-                        return Err(DecodeError::BodyTooLarge {
+                        return Err(ErrorKind::BodyTooLarge {
                             len: rest.len(),
                             max: limits.max_body_bytes,
                         });
@@ -332,13 +416,13 @@ impl Decoder {
             return Err(too_large(len));
         }
         if body_len > limits.max_body_bytes {
-            return Err(DecodeError::BodyTooLarge {
+            return Err(ErrorKind::BodyTooLarge {
                 len: body_len,
                 max: limits.max_body_bytes,
             });
         }
         if body_len > 0 && !command.allows_body() {
-            return Err(DecodeError::UnexpectedBody(command));
+            return Err(ErrorKind::UnexpectedBody(command));
         }
         Ok(Some(Layout {
             command,
@@ -366,8 +450,8 @@ fn nul_terminated_body(input: &[u8]) -> ParseResult<'_, &[u8]> {
     terminated(take_until(&b"\0"[..]), tag(&b"\0"[..])).parse(input)
 }
 
-fn parse_content_length(value: &[u8]) -> Result<usize, DecodeError> {
-    let invalid = || DecodeError::InvalidContentLength(printable(value));
+fn parse_content_length(value: &[u8]) -> Result<usize, ErrorKind> {
+    let invalid = || ErrorKind::InvalidContentLength(printable(value));
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return Err(invalid());
     }
@@ -404,7 +488,7 @@ fn header_text(
     RawHeaderSlot(name_range, value_range): RawHeaderSlot,
     escaped: bool,
     version: Version,
-) -> Result<(ByteString, ByteString), DecodeError> {
+) -> Result<(ByteString, ByteString), ErrorKind> {
     let name_bytes = &raw[name_range.clone()];
     let name = match COMMON_NAMES
         .iter()
@@ -422,17 +506,17 @@ fn text(
     range: Range<usize>,
     escaped: bool,
     version: Version,
-) -> Result<ByteString, DecodeError> {
+) -> Result<ByteString, ErrorKind> {
     let bytes = &raw[range.clone()];
     if escaped && memchr::memchr(b'\\', bytes).is_some() {
         let unescaped =
-            unescape(bytes, version).ok_or_else(|| DecodeError::InvalidEscape(printable(bytes)))?;
-        return ByteString::try_from(unescaped).map_err(|_| DecodeError::InvalidUtf8);
+            unescape(bytes, version).ok_or_else(|| ErrorKind::InvalidEscape(printable(bytes)))?;
+        return ByteString::try_from(unescaped).map_err(|_| ErrorKind::InvalidUtf8);
     }
     if range.is_empty() {
         return Ok(ByteString::new());
     }
-    ByteString::try_from(raw.slice(range)).map_err(|_| DecodeError::InvalidUtf8)
+    ByteString::try_from(raw.slice(range)).map_err(|_| ErrorKind::InvalidUtf8)
 }
 
 /// The offending bytes for an error message, shortened so that an error never echoes a flood.

@@ -33,7 +33,7 @@ mod escape;
 mod frame;
 
 pub use bytestring::ByteString;
-pub use decode::{DecodeError, Decoded, Decoder, Limits};
+pub use decode::{DecodeError, Decoded, Decoder, ErrorKind, Limits};
 pub use encode::{MessageTemplate, encode, encode_heartbeat};
 pub use frame::{Command, Frame, Headers, Version};
 

@@ -4,8 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 use stomp_codec::{
-    Command, DecodeError, Decoded, Decoder, Frame, Headers, Limits, MessageTemplate, Version,
-    encode, encode_heartbeat,
+    Command, DecodeError, Decoded, Decoder, ErrorKind, Frame, Headers, Limits, MessageTemplate,
+    Version, encode, encode_heartbeat,
 };
 
 fn decoder(version: Version) -> Decoder {
@@ -15,17 +15,17 @@ fn decoder(version: Version) -> Decoder {
 }
 
 /// Decodes everything in `wire`; fails the test if bytes are left over.
-fn decode_all_with(decoder: &mut Decoder, wire: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
+fn decode_all_with(decoder: &mut Decoder, wire: &[u8]) -> Result<Vec<Decoded>, ErrorKind> {
     let mut buf = BytesMut::from(wire);
     let mut items = Vec::new();
-    while let Some(item) = decoder.decode(&mut buf)? {
+    while let Some(item) = decoder.decode(&mut buf).map_err(|e| e.kind)? {
         items.push(item);
     }
     assert!(buf.is_empty(), "undecoded bytes left: {:?}", &buf[..]);
     Ok(items)
 }
 
-fn decode_all(version: Version, wire: &[u8]) -> Result<Vec<Decoded>, DecodeError> {
+fn decode_all(version: Version, wire: &[u8]) -> Result<Vec<Decoded>, ErrorKind> {
     decode_all_with(&mut decoder(version), wire)
 }
 
@@ -41,7 +41,8 @@ fn frame_v12(wire: &[u8]) -> Frame {
     frame(Version::V1_2, wire)
 }
 
-fn error(version: Version, wire: &[u8]) -> DecodeError {
+/// The refusal of `wire`, with the receipt it names.
+fn refusal(version: Version, wire: &[u8]) -> DecodeError {
     let mut buf = BytesMut::from(wire);
     let mut decoder = decoder(version);
     loop {
@@ -53,14 +54,18 @@ fn error(version: Version, wire: &[u8]) -> DecodeError {
     }
 }
 
-fn error_v12(wire: &[u8]) -> DecodeError {
+fn error(version: Version, wire: &[u8]) -> ErrorKind {
+    refusal(version, wire).kind
+}
+
+fn error_v12(wire: &[u8]) -> ErrorKind {
     error(Version::V1_2, wire)
 }
 
 /// What a decoder with `limits` makes of `wire` when it has received only that much.
-fn decode_partial(limits: Limits, wire: &[u8]) -> Result<Option<Decoded>, DecodeError> {
+fn decode_partial(limits: Limits, wire: &[u8]) -> Result<Option<Decoded>, ErrorKind> {
     let mut buf = BytesMut::from(wire);
-    let result = Decoder::new(limits).decode(&mut buf);
+    let result = Decoder::new(limits).decode(&mut buf).map_err(|e| e.kind);
     if let Ok(None) = result {
         assert_eq!(&buf[..], wire, "bytes consumed without a result");
     }
@@ -120,7 +125,7 @@ fn stomp_command_is_its_own_command() {
 fn commands_are_case_sensitive() {
     assert_eq!(
         error_v12(b"send\n\n\0"),
-        DecodeError::UnknownCommand("send".into())
+        ErrorKind::UnknownCommand("send".into())
     );
 }
 
@@ -128,7 +133,7 @@ fn commands_are_case_sensitive() {
 fn unknown_command() {
     assert_eq!(
         error_v12(b"PUBLISH\ndestination:/a\n\n\0"),
-        DecodeError::UnknownCommand("PUBLISH".into())
+        ErrorKind::UnknownCommand("PUBLISH".into())
     );
 }
 
@@ -136,7 +141,7 @@ fn unknown_command() {
 fn command_with_trailing_space_is_unknown() {
     assert_eq!(
         error_v12(b"SEND \n\n\0"),
-        DecodeError::UnknownCommand("SEND ".into())
+        ErrorKind::UnknownCommand("SEND ".into())
     );
 }
 
@@ -209,7 +214,7 @@ fn content_length_header_is_kept_among_the_headers() {
 fn content_length_octets_must_be_followed_by_nul() {
     assert_eq!(
         error_v12(b"SEND\ncontent-length:2\n\nhij\0"),
-        DecodeError::MissingNul
+        ErrorKind::MissingNul
     );
 }
 
@@ -235,7 +240,7 @@ fn content_length_must_be_a_decimal_octet_count() {
         let wire = format!("SEND\ncontent-length:{bad}\n\n\0");
         assert_eq!(
             error_v12(wire.as_bytes()),
-            DecodeError::InvalidContentLength(bad.into()),
+            ErrorKind::InvalidContentLength(bad.into()),
             "content-length {bad:?}"
         );
     }
@@ -281,11 +286,7 @@ fn only_send_message_and_error_may_have_a_body() {
         if command.allows_body() {
             assert!(result.is_ok(), "{command}: {result:?}");
         } else {
-            assert_eq!(
-                result,
-                Err(DecodeError::UnexpectedBody(command)),
-                "{command}"
-            );
+            assert_eq!(result, Err(ErrorKind::UnexpectedBody(command)), "{command}");
         }
     }
 }
@@ -294,7 +295,7 @@ fn only_send_message_and_error_may_have_a_body() {
 fn body_on_subscribe_is_refused() {
     assert_eq!(
         error_v12(b"SUBSCRIBE\nid:1\ndestination:/a\n\nbody\0"),
-        DecodeError::UnexpectedBody(Command::Subscribe)
+        ErrorKind::UnexpectedBody(Command::Subscribe)
     );
 }
 
@@ -302,7 +303,7 @@ fn body_on_subscribe_is_refused() {
 fn body_given_by_content_length_on_ack_is_refused() {
     assert_eq!(
         error_v12(b"ACK\nid:1\ncontent-length:1\n\n\0\0"),
-        DecodeError::UnexpectedBody(Command::Ack)
+        ErrorKind::UnexpectedBody(Command::Ack)
     );
 }
 
@@ -361,7 +362,7 @@ fn header_names_are_case_sensitive() {
 fn malformed_header_without_colon() {
     assert_eq!(
         error_v12(b"SEND\ndestination/a\n\n\0"),
-        DecodeError::MalformedHeader("destination/a".into())
+        ErrorKind::MalformedHeader("destination/a".into())
     );
 }
 
@@ -375,13 +376,127 @@ fn headers_are_utf8() {
 fn header_that_is_not_utf8_is_refused() {
     assert_eq!(
         error_v12(b"SEND\nname:\xff\xfe\n\n\0"),
-        DecodeError::InvalidUtf8
+        ErrorKind::InvalidUtf8
     );
 }
 
 #[test]
 fn header_names_that_are_not_utf8_are_refused() {
-    assert_eq!(error_v12(b"SEND\n\xc3:v\n\n\0"), DecodeError::InvalidUtf8);
+    assert_eq!(error_v12(b"SEND\n\xc3:v\n\n\0"), ErrorKind::InvalidUtf8);
+}
+
+#[test]
+fn nul_in_a_header_value_is_refused_in_every_version() {
+    // NUL ends a frame; a header holding one would end it early for a peer that reads to it.
+    for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
+        assert_eq!(
+            error(version, b"SEND\ndestination:/a\0b\n\n\0"),
+            ErrorKind::ForbiddenOctet {
+                octet: 0,
+                line: "destination:/a\0b".into()
+            },
+            "{version}"
+        );
+    }
+}
+
+#[test]
+fn nul_in_a_header_name_is_refused() {
+    assert!(matches!(
+        error_v12(b"SEND\nx\0y:1\n\n\0"),
+        ErrorKind::ForbiddenOctet { octet: 0, .. }
+    ));
+}
+
+#[test]
+fn nul_in_a_connect_header_is_refused() {
+    assert!(matches!(
+        error_v12(b"CONNECT\nlogin:a\0\n\n\0"),
+        ErrorKind::ForbiddenOctet { octet: 0, .. }
+    ));
+}
+
+#[test]
+fn raw_cr_inside_a_header_line_is_refused_in_1_2() {
+    // 1.2's grammar excludes CR from names and values; escaped frames write it `\r`.
+    assert!(matches!(
+        error_v12(b"SEND\ndestination:/a\rb\n\n\0"),
+        ErrorKind::ForbiddenOctet { octet: b'\r', .. }
+    ));
+    assert!(matches!(
+        error_v12(b"SEND\ndestination:/a\r\r\n\n\0"),
+        ErrorKind::ForbiddenOctet { octet: b'\r', .. }
+    ));
+}
+
+#[test]
+fn raw_cr_is_kept_where_the_version_cannot_escape_it() {
+    // 1.1, 1.0 and the unescaped CONNECT have no escape for CR (see also the 1.1 tests above).
+    assert_eq!(
+        frame(Version::V1_0, b"SEND\nk:a\rb\n\n\0").get("k"),
+        Some("a\rb")
+    );
+    assert_eq!(frame_v12(b"CONNECT\nk:a\rb\n\n\0").get("k"), Some("a\rb"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The receipt of a refused frame (§ "ERROR": "If the error is related to a specific frame sent
+// from the client, the server SHOULD add additional headers ... receipt-id")
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn refusal_after_the_receipt_line_names_the_receipt() {
+    for wire in [
+        &b"SEND\nreceipt:r-1\ncontent-length:2\n\nbody\0"[..],
+        b"SEND\nreceipt:r-1\nno colon\n\n\0",
+        b"SEND\nreceipt:r-1\nbad:\\t\n\n\0",
+        b"SUBSCRIBE\nreceipt:r-1\n\nbody\0",
+        b"SEND\nreceipt:r-1\nx:\0\n\n\0",
+    ] {
+        let refused = refusal(Version::V1_2, wire);
+        assert_eq!(refused.receipt.as_deref(), Some("r-1"), "{refused:?}");
+    }
+}
+
+#[test]
+fn a_bad_escape_before_the_receipt_line_still_names_the_receipt() {
+    // The whole header block was read before the escape was found.
+    let refused = refusal(Version::V1_2, b"SEND\nbad:\\t\nreceipt:r-2\n\n\0");
+    assert_eq!(refused.kind, ErrorKind::InvalidEscape("\\t".into()));
+    assert_eq!(refused.receipt.as_deref(), Some("r-2"));
+}
+
+#[test]
+fn refusal_before_the_receipt_line_names_no_receipt() {
+    let refused = refusal(Version::V1_2, b"SEND\nno colon\nreceipt:r-3\n\n\0");
+    assert_eq!(refused.receipt, None);
+    let refused = refusal(Version::V1_2, b"BOGUS\nreceipt:r-3\n\n\0");
+    assert_eq!(refused.receipt, None);
+}
+
+#[test]
+fn the_receipt_of_a_refusal_is_unescaped() {
+    let refused = refusal(
+        Version::V1_2,
+        b"SEND\nreceipt:a\\cb\ncontent-length:0\n\nx\0",
+    );
+    assert_eq!(refused.receipt.as_deref(), Some("a:b"));
+    // A receipt that is itself invalid is not echoed.
+    let refused = refusal(
+        Version::V1_2,
+        b"SEND\nreceipt:a\\qb\ncontent-length:0\n\nx\0",
+    );
+    assert_eq!(refused.receipt, None);
+}
+
+#[test]
+fn a_frame_over_the_limit_names_a_receipt_already_read() {
+    let mut decoder = Decoder::new(limits(64, 64, 1024, 1024));
+    let mut buf = BytesMut::from(&b"SEND\nreceipt:big\n\n"[..]);
+    buf.extend_from_slice(&[b'x'; 100]);
+    let refused = decoder.decode(&mut buf).unwrap_err();
+    assert!(matches!(refused.kind, ErrorKind::FrameTooLarge { .. }));
+    assert_eq!(refused.receipt.as_deref(), Some("big"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,7 +525,7 @@ fn escaped_backslash_is_not_an_escape_introducer() {
 fn undefined_escape_is_an_error() {
     assert_eq!(
         error_v12(b"SEND\nv:a\\tb\n\n\0"),
-        DecodeError::InvalidEscape("a\\tb".into())
+        ErrorKind::InvalidEscape("a\\tb".into())
     );
 }
 
@@ -418,7 +533,7 @@ fn undefined_escape_is_an_error() {
 fn backslash_at_end_of_value_is_an_error() {
     assert_eq!(
         error_v12(b"SEND\nv:a\\\n\n\0"),
-        DecodeError::InvalidEscape("a\\".into())
+        ErrorKind::InvalidEscape("a\\".into())
     );
 }
 
@@ -426,7 +541,7 @@ fn backslash_at_end_of_value_is_an_error() {
 fn undefined_escape_in_a_name_is_an_error() {
     assert_eq!(
         error_v12(b"SEND\na\\x:v\n\n\0"),
-        DecodeError::InvalidEscape("a\\x".into())
+        ErrorKind::InvalidEscape("a\\x".into())
     );
 }
 
@@ -465,7 +580,7 @@ fn v1_1_unescapes_lf_colon_and_backslash() {
 fn v1_1_rejects_escaped_cr() {
     assert_eq!(
         error(Version::V1_1, b"SEND\nv:a\\rb\n\n\0"),
-        DecodeError::InvalidEscape("a\\rb".into())
+        ErrorKind::InvalidEscape("a\\rb".into())
     );
 }
 
@@ -514,7 +629,7 @@ fn lone_cr_waits_for_its_lf() {
 
 #[test]
 fn cr_between_frames_not_followed_by_lf_is_an_error() {
-    assert_eq!(error_v12(b"\rSEND\n\n\0"), DecodeError::StrayCarriageReturn);
+    assert_eq!(error_v12(b"\rSEND\n\n\0"), ErrorKind::StrayCarriageReturn);
 }
 
 #[test]
@@ -647,7 +762,7 @@ fn frame_over_max_frame_bytes_is_refused_before_it_is_complete() {
     assert!(headers.len() > 32);
     assert_eq!(
         decode_partial(limits, headers),
-        Err(DecodeError::FrameTooLarge {
+        Err(ErrorKind::FrameTooLarge {
             size: headers.len(),
             max: 32
         })
@@ -656,7 +771,7 @@ fn frame_over_max_frame_bytes_is_refused_before_it_is_complete() {
     let body = b"SEND\n\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     assert_eq!(
         decode_partial(limits, body),
-        Err(DecodeError::FrameTooLarge {
+        Err(ErrorKind::FrameTooLarge {
             size: body.len(),
             max: 32
         })
@@ -668,7 +783,7 @@ fn frame_over_max_frame_bytes_from_content_length_is_refused_before_body_arrives
     let wire = b"SEND\ncontent-length:40\n\n";
     assert_eq!(
         decode_partial(limits(32, 64, 1024, 1024), wire),
-        Err(DecodeError::FrameTooLarge {
+        Err(ErrorKind::FrameTooLarge {
             size: wire.len() + 40 + 1,
             max: 32
         })
@@ -681,7 +796,7 @@ fn frame_of_exactly_max_frame_bytes_is_accepted() {
     assert!(decode_partial(limits(wire.len(), 64, 1024, 1024), wire).is_ok_and(|x| x.is_some()));
     assert_eq!(
         decode_partial(limits(wire.len() - 1, 64, 1024, 1024), wire),
-        Err(DecodeError::FrameTooLarge {
+        Err(ErrorKind::FrameTooLarge {
             size: wire.len(),
             max: wire.len() - 1
         })
@@ -692,7 +807,7 @@ fn frame_of_exactly_max_frame_bytes_is_accepted() {
 fn too_many_headers_error_carries_limit() {
     assert_eq!(
         decode_partial(limits(1024, 2, 1024, 1024), b"SEND\na:1\nb:2\nc:3\n\n\0"),
-        Err(DecodeError::TooManyHeaders { max: 2 })
+        Err(ErrorKind::TooManyHeaders { max: 2 })
     );
 }
 
@@ -708,7 +823,7 @@ fn max_headers_is_inclusive() {
 fn too_many_headers_is_refused_before_the_frame_is_complete() {
     assert_eq!(
         decode_partial(limits(1024, 2, 1024, 1024), b"SEND\na:1\nb:2\nc:3\n"),
-        Err(DecodeError::TooManyHeaders { max: 2 })
+        Err(ErrorKind::TooManyHeaders { max: 2 })
     );
 }
 
@@ -716,7 +831,7 @@ fn too_many_headers_is_refused_before_the_frame_is_complete() {
 fn header_line_too_long() {
     assert_eq!(
         decode_partial(limits(1024, 64, 8, 1024), b"SEND\nabcd:efghi\n\n\0"),
-        Err(DecodeError::HeaderLineTooLong { len: 10, max: 8 })
+        Err(ErrorKind::HeaderLineTooLong { len: 10, max: 8 })
     );
 }
 
@@ -724,7 +839,7 @@ fn header_line_too_long() {
 fn header_line_too_long_is_refused_before_its_eol() {
     assert_eq!(
         decode_partial(limits(1024, 64, 8, 1024), b"SEND\nabcd:efgh"),
-        Err(DecodeError::HeaderLineTooLong { len: 9, max: 8 })
+        Err(ErrorKind::HeaderLineTooLong { len: 9, max: 8 })
     );
 }
 
@@ -742,7 +857,7 @@ fn header_line_at_the_limit_split_before_its_lf_waits_for_more() {
     assert_eq!(decode_partial(limits, b"SEND\r"), Ok(None));
     assert_eq!(
         decode_partial(limits, b"SEND\nabcd:efgh\r"),
-        Err(DecodeError::HeaderLineTooLong { len: 9, max: 8 })
+        Err(ErrorKind::HeaderLineTooLong { len: 9, max: 8 })
     );
 }
 
@@ -751,7 +866,7 @@ fn command_line_too_long_is_refused_before_its_eol() {
     // A peer that never sends an EOL cannot make the decoder buffer without bound.
     assert_eq!(
         decode_partial(limits(1024, 64, 8, 1024), b"GARBAGE-WITHOUT-EOL"),
-        Err(DecodeError::HeaderLineTooLong { len: 19, max: 8 })
+        Err(ErrorKind::HeaderLineTooLong { len: 19, max: 8 })
     );
 }
 
@@ -759,7 +874,7 @@ fn command_line_too_long_is_refused_before_its_eol() {
 fn body_too_large_from_content_length_is_refused_before_body_arrives() {
     assert_eq!(
         decode_partial(limits(1024, 64, 1024, 16), b"SEND\ncontent-length:17\n\n"),
-        Err(DecodeError::BodyTooLarge { len: 17, max: 16 })
+        Err(ErrorKind::BodyTooLarge { len: 17, max: 16 })
     );
 }
 
@@ -767,7 +882,7 @@ fn body_too_large_from_content_length_is_refused_before_body_arrives() {
 fn body_too_large_without_content_length_is_refused_before_its_nul() {
     assert_eq!(
         decode_partial(limits(1024, 64, 1024, 4), b"SEND\n\n12345"),
-        Err(DecodeError::BodyTooLarge { len: 5, max: 4 })
+        Err(ErrorKind::BodyTooLarge { len: 5, max: 4 })
     );
 }
 
@@ -784,7 +899,7 @@ fn body_of_exactly_max_body_bytes_is_accepted() {
 fn error_does_not_echo_a_flood() {
     let mut wire = vec![b'X'; 1000];
     wire.extend_from_slice(b"\n\n\0");
-    let DecodeError::UnknownCommand(shown) = error_v12(&wire) else {
+    let ErrorKind::UnknownCommand(shown) = error_v12(&wire) else {
         panic!()
     };
     assert_eq!(shown, format!("{}…", "X".repeat(64)));

@@ -300,6 +300,28 @@ impl Client {
         }
     }
 
+    /// Writes bytes straight to the socket under the WebSocket (or the TCP stream), bypassing
+    /// WebSocket framing: to send part of a WebSocket frame.
+    pub async fn send_socket_bytes(&mut self, bytes: &[u8]) {
+        match &mut self.transport {
+            Transport::Ws(ws) => {
+                let _ = ws.get_mut().write_all(bytes).await;
+            }
+            Transport::Tcp(tcp) => {
+                let _ = tcp.write_all(bytes).await;
+            }
+        }
+    }
+
+    /// Sends a WebSocket ping.
+    pub async fn send_ws_ping(&mut self, payload: &[u8]) {
+        if let Transport::Ws(ws) = &mut self.transport {
+            let _ = ws
+                .send(Message::Ping(Bytes::copy_from_slice(payload)))
+                .await;
+        }
+    }
+
     /// Sends raw bytes as one binary WebSocket message.
     pub async fn send_binary(&mut self, bytes: &[u8]) {
         if let Transport::Ws(ws) = &mut self.transport {
