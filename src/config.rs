@@ -132,6 +132,11 @@ pub struct FilesConfig {
     pub s3_allow_http: bool,
     /// Bound on each request to the store, retries included.
     pub s3_timeout_ms: u64,
+    /// Pixels (width × height) an uploaded image may have; read from its header before it is
+    /// decoded.
+    pub image_max_pixels: u64,
+    /// Bytes one user may upload within any 24 hours.
+    pub quota_bytes_per_day: u64,
 }
 
 /// `files.store`
@@ -223,6 +228,15 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// The built demo client served at `/` (`web/dist` after `npm run build` in `web/`).
     pub web_dir: PathBuf,
+    /// HTTP connections open at once on a listener; beyond it a new one is refused at accept.
+    /// A WebSocket leaves this budget for `max_connections` once upgraded.
+    pub max_http_connections: usize,
+    /// How long a request body may take to arrive, counted from the end of its head.
+    pub request_timeout_ms: u64,
+    /// `/metrics` on a listener of its own (and no longer on `http_addr`); unset keeps it on
+    /// `http_addr`.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `[cluster]`
@@ -332,6 +346,10 @@ pub struct LimitsConfig {
     pub stranger_rate: Rate,
     /// Messages to a user who never replied, until they reply.
     pub stranger_before_reply: u32,
+    /// Largest JSON body of a REST request, in bytes.
+    pub json_max_bytes: usize,
+    /// Uploads one user may make.
+    pub upload_rate: Rate,
 }
 
 /// `[acl]`: who may SUBSCRIBE and SEND to generic `/topic/*` and `/queue/*` destinations.
@@ -474,6 +492,23 @@ impl Config {
         positive("storage.max_batch", self.storage.max_batch)?;
         positive("im.max_group_members", self.im.max_group_members)?;
         positive("limits.text_max_chars", self.limits.text_max_chars)?;
+        positive("limits.json_max_bytes", self.limits.json_max_bytes)?;
+        positive(
+            "server.max_http_connections",
+            self.server.max_http_connections,
+        )?;
+        positive(
+            "server.request_timeout_ms",
+            usize::try_from(self.server.request_timeout_ms).unwrap_or(1),
+        )?;
+        positive(
+            "files.image_max_pixels",
+            usize::try_from(self.files.image_max_pixels).unwrap_or(1),
+        )?;
+        positive(
+            "files.quota_bytes_per_day",
+            usize::try_from(self.files.quota_bytes_per_day).unwrap_or(1),
+        )?;
         positive(
             "im.retention_purge_interval_s",
             usize::try_from(self.im.retention_purge_interval_s).unwrap_or(1),
@@ -536,6 +571,11 @@ impl Config {
     /// The connect timeout as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.server.connect_timeout_ms)
+    }
+
+    /// The request body timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.request_timeout_ms)
     }
 
     /// The node id from the configuration, else the host name and a random suffix.

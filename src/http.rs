@@ -39,6 +39,10 @@ pub struct HttpState {
     pub rest: Option<RestState>,
     /// The built demo client (`server.web_dir`).
     pub web_dir: PathBuf,
+    /// Bounds on REST request bodies.
+    pub request_limits: crate::http_guard::RequestLimits,
+    /// Whether `/metrics` is served here (`server.metrics_addr` unset).
+    pub serve_metrics: bool,
 }
 
 /// The subprotocols we speak, most preferred first.
@@ -46,12 +50,21 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 /// The routes.
 pub fn routes(state: HttpState) -> HttpRouter {
-    let api = state.rest.clone().map(crate::im::rest::routes);
-    let routes = HttpRouter::new()
+    let limits = state.request_limits;
+    let api = state.rest.clone().map(|rest| {
+        crate::im::rest::routes(rest).layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::http_guard::guard_api,
+        ))
+    });
+    let mut routes = HttpRouter::new()
         .route("/ws/im", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(ready));
+    if state.serve_metrics {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    let routes = routes
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
         .with_state(state);

@@ -133,6 +133,29 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match broker::os::raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                was = limit.was,
+                "open file limit"
+            );
+            let wanted = config
+                .server
+                .max_connections
+                .saturating_add(config.server.max_http_connections);
+            if limit.soft < u64::try_from(wanted).unwrap_or(u64::MAX) {
+                tracing::warn!(
+                    soft = limit.soft,
+                    wanted,
+                    "the open file limit is below server.max_connections + \
+                     server.max_http_connections; raise the hard limit (LimitNOFILE=, ulimit -Hn)"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+    }
     runtime.block_on(async move {
         if config.auth.dev_login {
             tracing::warn!("auth.dev_login is on: anyone who can reach this port can mint tokens");

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
+use crate::http_guard::{HttpSlots, Lingering, RequestLimits};
 use crate::hub::{Hub, HubSettings};
 use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
@@ -202,11 +203,17 @@ impl Server {
                 dev_login: config.auth.dev_login,
             }),
             web_dir: config.server.web_dir.clone(),
+            request_limits: RequestLimits {
+                timeout: config.request_timeout(),
+                json_max_bytes: config.limits.json_max_bytes,
+            },
+            serve_metrics: config.server.metrics_addr.is_none(),
         };
         let header_timeout = config.connect_timeout();
         tracker.spawn(serve_http(
             http_listener,
             http::routes(state),
+            HttpSlots::new(config.server.max_http_connections),
             header_timeout,
             shutdown.clone(),
             tracker.clone(),
@@ -308,6 +315,7 @@ async fn accept_backoff(error: &std::io::Error) {
 async fn serve_http(
     listener: TcpListener,
     routes: axum::Router,
+    slots: HttpSlots,
     header_timeout: Duration,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -324,14 +332,18 @@ async fn serve_http(
                 }
             },
         };
+        let Some(slot) = slots.admit(&stream) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Lingering::new(stream)), service)
                 .with_upgrades();
             tokio::pin!(connection);
             let result = tokio::select! {

@@ -110,7 +110,7 @@ async fn upload(
     let mut body = body;
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| AppError::invalid(format!("upload interrupted: {e}")))?;
+        let frame = frame.map_err(|e| crate::http_guard::body_error(&e))?;
         if let Ok(chunk) = frame.into_data() {
             if buffer.len() as u64 + chunk.len() as u64 > limit {
                 return Err(too_large(limit));
