@@ -74,6 +74,11 @@ pub fn routes(state: HttpState) -> HttpRouter {
     }
 }
 
+/// The routes of the metrics listener (`server.metrics_addr`): `/metrics` alone.
+pub fn metrics_routes() -> HttpRouter {
+    HttpRouter::new().route("/metrics", get(metrics))
+}
+
 /// tungstenite settings. Its read buffer is allocated at once and kept for the connection's
 /// life, and also bounds each read: 512 bytes keeps idle connections cheap and takes a typical
 /// chat SEND in one or two reads. Message and frame limits follow the STOMP frame limit (a STOMP frame may span WebSocket messages, so the

@@ -63,6 +63,7 @@ pub enum StartError {
 pub struct Server {
     http_addr: SocketAddr,
     stomp_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     hub: Hub,
     auth: Arc<Authenticator>,
     im: Option<Im>,
@@ -191,6 +192,15 @@ impl Server {
             info!(addr = %addr, "listening for STOMP over TCP");
             addr
         });
+        let metrics_listener = match config.server.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|l| {
+            let addr = local_addr(l, config.server.metrics_addr.unwrap_or(http_addr));
+            info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
+            addr
+        });
 
         let state = HttpState {
             sessions: sessions.clone(),
@@ -218,6 +228,16 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
         ));
+        if let Some(listener) = metrics_listener {
+            tracker.spawn(serve_http(
+                listener,
+                http::metrics_routes(),
+                HttpSlots::new(config.server.max_http_connections),
+                header_timeout,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
         if let Some(listener) = stomp_listener {
             tracker.spawn(serve_stomp_tcp(
                 listener,
@@ -240,6 +260,7 @@ impl Server {
         Ok(Server {
             http_addr,
             stomp_addr,
+            metrics_addr,
             hub,
             auth,
             im,
@@ -257,6 +278,11 @@ impl Server {
     /// The bound STOMP/TCP address, when enabled.
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
         self.stomp_addr
+    }
+
+    /// The bound address of the metrics listener, when `server.metrics_addr` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The hub.

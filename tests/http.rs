@@ -423,3 +423,26 @@ async fn an_upload_over_the_limit_gets_its_413_in_node_fetch() {
         assert_eq!(body["code"], "PAYLOAD_TOO_LARGE", "{report}");
     }
 }
+
+#[tokio::test]
+async fn metrics_addr_serves_metrics_and_the_main_listener_no_longer_does() {
+    let broker = TestBroker::start_env(&[("BROKER_SERVER_METRICS_ADDR", "127.0.0.1:0")]).await;
+    let metrics_addr = broker.server.metrics_addr().expect("a metrics listener");
+    assert_ne!(metrics_addr, broker.http_addr());
+    let (status, text) = common::http_get(metrics_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    // This very request is an open HTTP connection.
+    assert!(text.contains("broker_http_connections"), "{text}");
+    let (status, _) = broker.get("/metrics").await;
+    assert_eq!(status, 404, "/metrics is only on metrics_addr");
+    let (status, _) = common::http_get(metrics_addr, "/healthz").await;
+    assert_eq!(status, 404, "the metrics listener serves /metrics alone");
+}
+
+#[tokio::test]
+async fn without_metrics_addr_metrics_stay_on_the_main_listener() {
+    let broker = TestBroker::start().await;
+    assert_eq!(broker.server.metrics_addr(), None);
+    let (status, _) = broker.get("/metrics").await;
+    assert_eq!(status, 200);
+}
