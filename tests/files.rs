@@ -503,3 +503,107 @@ async fn an_object_store_that_does_not_answer_gets_unavailable_and_the_broker_ca
         .await;
     assert_eq!(status, 201, "{sent}");
 }
+
+/// The value of `name` in an answer head (case-insensitive name).
+fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then_some(value.trim())
+    })
+}
+
+/// Bob uploads `bytes` as `mime` under `name` (URL-encoded) and downloads it; the answer head.
+async fn upload_and_download(
+    broker: &TestBroker,
+    mime: &str,
+    name: &str,
+    bytes: &[u8],
+    label: &str,
+) -> String {
+    let path = format!("/api/v1/files?name={name}");
+    let (status, _, body) = raw(broker, "POST", &path, "bob", mime, bytes, false).await;
+    let attachment = json_of(&body);
+    assert_eq!(status, 201, "{label} {mime}: {attachment}");
+    let (status, head, _) = download(broker, attachment["url"].as_str().unwrap(), "bob").await;
+    assert_eq!(status, 200, "{label} {mime}");
+    head
+}
+
+#[tokio::test]
+async fn downloads_are_never_sniffed_and_run_sandboxed() {
+    for database in db::all().await {
+        let label = database.label;
+        let broker = TestBroker::start_im(&database.url, &[]).await;
+        let head = upload_and_download(&broker, "image/png", "a.png", &png(8, 8), label).await;
+        assert_eq!(header_of(&head, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header_of(&head, "content-security-policy"), Some("sandbox"));
+        let head = upload_and_download(&broker, "text/html", "a.html", b"<script>", label).await;
+        assert_eq!(header_of(&head, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header_of(&head, "content-security-policy"), Some("sandbox"));
+    }
+}
+
+#[tokio::test]
+async fn html_xml_and_other_files_are_downloaded_as_attachments() {
+    for database in db::all().await {
+        let label = database.label;
+        let broker = TestBroker::start_im(&database.url, &[]).await;
+        for (mime, name, bytes) in [
+            ("text/html", "page.html", &b"<script>alert(1)</script>"[..]),
+            ("application/xhtml+xml", "page.xhtml", b"<html/>"),
+            ("text/xml", "feed.xml", b"<?xml version=\"1.0\"?><a/>"),
+            ("application/pdf", "notes.pdf", b"%PDF-1.4"),
+            ("text/plain", "notes.txt", b"hello"),
+        ] {
+            let head = upload_and_download(&broker, mime, name, bytes, label).await;
+            assert_eq!(
+                header_of(&head, "content-disposition"),
+                Some(format!("attachment; filename=\"{name}\"; filename*=UTF-8''{name}").as_str()),
+                "{label} {mime}: {head}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn raster_images_audio_and_video_are_shown_inline() {
+    for database in db::all().await {
+        let label = database.label;
+        let broker = TestBroker::start_im(&database.url, &[]).await;
+        for (mime, name, bytes) in [
+            ("image/png", "cat.png", png(8, 8)),
+            ("audio/mpeg", "voice.mp3", b"ID3".to_vec()),
+            ("video/mp4", "clip.mp4", b"\0\0\0\x18ftypmp42".to_vec()),
+        ] {
+            let head = upload_and_download(&broker, mime, name, &bytes, label).await;
+            let disposition = header_of(&head, "content-disposition").unwrap_or_default();
+            assert!(
+                disposition.starts_with("inline;"),
+                "{label} {mime}: {disposition}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_download_carries_its_file_name_encoded_per_rfc_6266() {
+    let database = db::sqlite();
+    let broker = TestBroker::start_im(&database.url, &[]).await;
+    // "報告 2026.pdf", URL-encoded in the query.
+    let head = upload_and_download(
+        &broker,
+        "application/pdf",
+        "%E5%A0%B1%E5%91%8A%202026.pdf",
+        b"%PDF-1.4",
+        "sqlite",
+    )
+    .await;
+    assert_eq!(
+        header_of(&head, "content-disposition"),
+        Some(
+            "attachment; filename=\"__ 2026.pdf\"; filename*=UTF-8''%E5%A0%B1%E5%91%8A%202026.pdf"
+        )
+    );
+}

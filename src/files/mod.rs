@@ -2,6 +2,7 @@
 //! store), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height are read) and
 //! thumbnails.
 
+pub mod disposition;
 pub mod object;
 pub mod rest;
 

@@ -197,7 +197,10 @@ async fn visible(state: &RestState, user: &str, id: &str) -> Result<FileRow, App
     }
 }
 
-async fn serve(state: &RestState, key: &str, mime: &str) -> Result<Response, AppError> {
+/// The bytes under `key` as a download (see [`super::disposition`]): nothing served here may
+/// be sniffed into another type, and a file opened directly runs in a sandbox, never with the
+/// broker's origin.
+async fn serve(state: &RestState, key: &str, mime: &str, name: &str) -> Result<Response, AppError> {
     let bytes = state
         .im
         .files()
@@ -210,6 +213,11 @@ async fn serve(state: &RestState, key: &str, mime: &str) -> Result<Response, App
             (header::CONTENT_TYPE, mime.to_owned()),
             (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                super::disposition::content_disposition(mime, name),
+            ),
         ],
         bytes,
     )
@@ -222,7 +230,7 @@ async fn download(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let row = visible(&state, &caller.user_id, &id).await?;
-    serve(&state, &row.id, &row.mime).await
+    serve(&state, &row.id, &row.mime, &row.name).await
 }
 
 async fn thumbnail(
@@ -234,5 +242,6 @@ async fn thumbnail(
     if !row.has_thumbnail {
         return Err(AppError::new(ErrorCode::NotFound, "no thumbnail"));
     }
-    serve(&state, &format!("{}.thumb", row.id), "image/jpeg").await
+    let name = format!("{}.thumbnail.jpg", row.name);
+    serve(&state, &format!("{}.thumb", row.id), "image/jpeg", &name).await
 }
