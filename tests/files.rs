@@ -607,3 +607,185 @@ async fn a_download_carries_its_file_name_encoded_per_rfc_6266() {
         )
     );
 }
+
+/// A grayscale PNG of `width` x `height` black pixels, compressed as well as DEFLATE allows
+/// (258 bytes per 13 bits): a few hundred KB that decode to `width * height` bytes. Written by
+/// hand so that making it does not allocate the bitmap in this process.
+fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        bit: u32,
+    }
+    impl Bits {
+        fn put(&mut self, value: u32, count: u32) {
+            for i in 0..count {
+                if self.bit == 0 {
+                    self.out.push(0);
+                }
+                if (value >> i) & 1 == 1 {
+                    *self.out.last_mut().unwrap() |= 1 << self.bit;
+                }
+                self.bit = (self.bit + 1) % 8;
+            }
+        }
+        /// Huffman codes go most significant bit first.
+        fn code(&mut self, code: u32, length: u32) {
+            for i in (0..length).rev() {
+                self.put((code >> i) & 1, 1);
+            }
+        }
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        png.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+    // Every scanline is a filter byte 0 and `width` zero bytes: all zeros.
+    let raw = u64::from(height) * (u64::from(width) + 1);
+    let mut bits = Bits {
+        out: vec![0x78, 0x01],
+        bit: 0,
+    };
+    bits.put(1, 1); // the final block
+    bits.put(1, 2); // fixed Huffman codes
+    bits.code(0x30, 8); // the literal 0
+    let mut left = raw - 1;
+    while left >= 258 {
+        bits.code(0xC5, 8); // length 258
+        bits.code(0, 5); // distance 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        bits.code(0x30, 8);
+    }
+    bits.code(0, 7); // end of block
+    let mut zlib = bits.out;
+    let adler = (u32::try_from(raw % 65521).unwrap() << 16) | 1;
+    zlib.extend_from_slice(&adler.to_be_bytes());
+
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &header);
+    chunk(&mut png, b"IDAT", &zlib);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// The most memory this process has held (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test]
+async fn the_png_bomb_generator_makes_a_readable_image() {
+    let small = png_bomb(300, 200);
+    let image = image::load_from_memory(&small).unwrap();
+    assert_eq!((image.width(), image.height()), (300, 200));
+}
+
+#[tokio::test]
+async fn a_small_png_declaring_a_huge_bitmap_is_refused_without_decoding_it() {
+    let database = db::sqlite();
+    let broker = TestBroker::start_im(&database.url, &[]).await;
+    // 10 000 x 10 000 pixels (100 MB decoded, over the default 40 megapixels) in about 600 KB.
+    let bomb = png_bomb(10_000, 10_000);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let before = peak_rss_kib();
+    let (status, _, body) = raw(
+        &broker,
+        "POST",
+        "/api/v1/files",
+        "bob",
+        "image/png",
+        &bomb,
+        false,
+    )
+    .await;
+    let error = json_of(&body);
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{error}"
+    );
+    assert!(
+        error["message"].as_str().unwrap_or("").contains("pixels"),
+        "{error}"
+    );
+    let grew = peak_rss_kib().saturating_sub(before);
+    assert!(grew < 64 * 1024, "peak memory grew by {grew} KiB");
+}
+
+#[tokio::test]
+async fn image_max_pixels_bounds_the_images_taken() {
+    let database = db::sqlite();
+    let broker =
+        TestBroker::start_im(&database.url, &[("BROKER_FILES_IMAGE_MAX_PIXELS", "10000")]).await;
+    upload_png(&broker, "ok.png", &png(100, 100), "at the limit").await;
+    let (status, _, body) = raw(
+        &broker,
+        "POST",
+        "/api/v1/files",
+        "bob",
+        "image/png",
+        &png(101, 100),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&body)["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE"))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_image_uploads_are_decoded_at_most_one_per_core_at_once() {
+    let database = db::sqlite();
+    let broker = std::sync::Arc::new(TestBroker::start_im(&database.url, &[]).await);
+    let picture = std::sync::Arc::new(png(300, 300));
+    let slots = broker::files::decode::slots();
+    let uploads: Vec<_> = (0..slots * 3)
+        .map(|i| {
+            let broker = broker.clone();
+            let picture = picture.clone();
+            tokio::spawn(async move {
+                let path = format!("/api/v1/files?name=p{i}.png");
+                raw(&broker, "POST", &path, "bob", "image/png", &picture, false)
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    for upload in uploads {
+        assert_eq!(upload.await.unwrap(), 201);
+    }
+    let peak = broker::files::decode::peak();
+    assert!(
+        (1..=slots).contains(&peak),
+        "{peak} decodes at once on {slots} slots"
+    );
+}

@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::inspect_image;
+use super::ImageRefusal;
+use super::decode::DecodeError;
 use crate::app_error::{AppError, ErrorCode};
 use crate::im::rest::{Caller, RestState};
 use crate::store::now_ms;
@@ -123,11 +124,18 @@ async fn upload(
     }
     let bytes = buffer.freeze();
     let (mime, width, height, thumb) = if is_image {
-        let data = bytes.clone();
-        let info = tokio::task::spawn_blocking(move || inspect_image(&data))
+        let info = super::decode::inspect(bytes.clone(), settings.image_max_pixels)
             .await
-            .map_err(|e| unavailable(&e))?
-            .map_err(AppError::invalid)?;
+            .map_err(|error| match error {
+                DecodeError::Refused(refusal @ ImageRefusal::TooManyPixels { .. }) => {
+                    AppError::new(ErrorCode::PayloadTooLarge, refusal.to_string())
+                }
+                DecodeError::Refused(refusal) => AppError::invalid(refusal.to_string()),
+                DecodeError::Failed(reason) => {
+                    tracing::warn!(%reason, "an uploaded image made its decoder fail");
+                    AppError::invalid("the image could not be decoded")
+                }
+            })?;
         (
             info.mime.to_owned(),
             Some(i64::from(info.width)),

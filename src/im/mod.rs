@@ -65,6 +65,9 @@ impl ImSettings {
             files: crate::files::FilesSettings {
                 image_max_bytes: config.limits.image_max_bytes,
                 file_max_bytes: config.limits.file_max_bytes,
+                image_max_pixels: config.files.image_max_pixels,
+                upload_rate: config.limits.upload_rate,
+                quota_bytes_per_day: config.files.quota_bytes_per_day,
             },
         }
     }
