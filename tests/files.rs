@@ -789,3 +789,168 @@ async fn concurrent_image_uploads_are_decoded_at_most_one_per_core_at_once() {
         "{peak} decodes at once on {slots} slots"
     );
 }
+
+/// Sends the head of an upload by `user` announcing `length` bytes, and nothing of its body;
+/// the answer's status and JSON body. An answer proves the broker decided on the head alone.
+async fn upload_head_only(broker: &TestBroker, user: &str, length: u64) -> (u16, Value) {
+    let token = broker.token(user);
+    let head = format!(
+        "POST /api/v1/files?name=x.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(broker.http_addr()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `user` uploads `size` bytes; the status.
+async fn upload_bytes(broker: &TestBroker, user: &str, size: usize, chunked: bool) -> u16 {
+    let body = vec![7u8; size];
+    let path = "/api/v1/files?name=x.bin";
+    raw(
+        broker,
+        "POST",
+        path,
+        user,
+        "application/octet-stream",
+        &body,
+        chunked,
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_upload_rate_are_refused_before_the_body_is_read() {
+    for database in db::all().await {
+        let label = database.label;
+        let broker =
+            TestBroker::start_im(&database.url, &[("BROKER_LIMITS_UPLOAD_RATE", "2/1h")]).await;
+        assert_eq!(
+            upload_bytes(&broker, "bob", 10, false).await,
+            201,
+            "{label}"
+        );
+        assert_eq!(upload_bytes(&broker, "bob", 10, true).await, 201, "{label}");
+        let (status, error) = upload_head_only(&broker, "bob", 10).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (429, Some("RATE_LIMITED")),
+            "{label}: {error}"
+        );
+        assert_eq!(
+            upload_bytes(&broker, "alice", 10, false).await,
+            201,
+            "{label}: counted per user"
+        );
+    }
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_daily_byte_quota_are_refused_before_the_body_is_read() {
+    for database in db::all().await {
+        let label = database.label;
+        let broker = TestBroker::start_im(
+            &database.url,
+            &[("BROKER_FILES_QUOTA_BYTES_PER_DAY", "3000")],
+        )
+        .await;
+        assert_eq!(
+            upload_bytes(&broker, "bob", 2000, false).await,
+            201,
+            "{label}"
+        );
+        let (status, error) = upload_head_only(&broker, "bob", 1001).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (429, Some("RATE_LIMITED")),
+            "{label}: {error}"
+        );
+        // Without a Content-Length the size is counted once read.
+        assert_eq!(
+            upload_bytes(&broker, "bob", 1000, true).await,
+            201,
+            "{label}"
+        );
+        assert_eq!(
+            upload_bytes(&broker, "bob", 1, true).await,
+            429,
+            "{label}: nothing left"
+        );
+        assert_eq!(
+            upload_bytes(&broker, "alice", 3000, false).await,
+            201,
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_brokers_on_one_redis_share_the_upload_quota() {
+    let redis = match std::env::var("BROKER_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but BROKER_TEST_REDIS_URL is not set"
+            );
+            eprintln!("skipped: BROKER_TEST_REDIS_URL is not set");
+            return;
+        }
+    };
+    let run = format!("{:08x}", rand::random::<u32>());
+    let database = db::sqlite();
+    let start = |node: String| {
+        let redis = redis.clone();
+        let url = database.url.clone();
+        async move {
+            TestBroker::start_im(
+                &url,
+                &[
+                    ("BROKER_PRESENCE_REDIS_URL", &redis),
+                    ("BROKER_CLUSTER_NODE_ID", &node),
+                    ("BROKER_FILES_QUOTA_BYTES_PER_DAY", "3000"),
+                    ("BROKER_LIMITS_UPLOAD_RATE", "3/1h"),
+                ],
+            )
+            .await
+        }
+    };
+    let a = start(format!("quota-{run}-a")).await;
+    let b = start(format!("quota-{run}-b")).await;
+    // Users of this run only: the counts live in Redis for a day.
+    let bob = format!("bob-{run}");
+    let carol = format!("carol-{run}");
+
+    assert_eq!(upload_bytes(&a, &bob, 2000, false).await, 201);
+    let (status, error) = upload_head_only(&b, &bob, 1001).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{error}"
+    );
+    assert_eq!(upload_bytes(&b, &bob, 1000, false).await, 201);
+
+    for node in [&a, &b, &a] {
+        assert_eq!(upload_bytes(node, &carol, 10, false).await, 201);
+    }
+    let (status, error) = upload_head_only(&b, &carol, 10).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{error}"
+    );
+}

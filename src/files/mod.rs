@@ -5,6 +5,7 @@
 pub mod decode;
 pub mod disposition;
 pub mod object;
+pub mod quota;
 pub mod rest;
 
 use std::io::Cursor;

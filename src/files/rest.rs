@@ -99,13 +99,11 @@ async fn upload(
     } else {
         settings.file_max_bytes
     };
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let announced = crate::http_guard::content_length(&headers);
     if announced.is_some_and(|length| length > limit) {
         return Err(too_large(limit));
     }
+    super::quota::admit(state.im.limiter(), settings, &caller.user_id, announced).await?;
     // Read frame by frame and stop at the limit: nothing is written until the whole body is
     // in and within it, so a refused upload leaves nothing behind.
     let mut body = body;
@@ -121,6 +119,10 @@ async fn upload(
     }
     if buffer.is_empty() {
         return Err(AppError::invalid("the file is empty"));
+    }
+    if announced.is_none() {
+        let read = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
+        super::quota::charge(state.im.limiter(), settings, &caller.user_id, read).await?;
     }
     let bytes = buffer.freeze();
     let (mime, width, height, thumb) = if is_image {

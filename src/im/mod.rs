@@ -87,6 +87,7 @@ struct Inner {
     delivery: delivery::Recorder,
     safety: safety::Safety,
     files: Arc<dyn crate::files::FileStore>,
+    limiter: Arc<dyn limits::RateLimiter>,
 }
 
 impl Im {
@@ -114,8 +115,9 @@ impl Im {
         let im = Im {
             inner: Arc::new(Inner {
                 presence,
-                safety: safety::Safety::with_limiter(settings.safety.clone(), limiter),
+                safety: safety::Safety::with_limiter(settings.safety.clone(), limiter.clone()),
                 files,
+                limiter,
                 store,
                 hub,
                 settings,
@@ -158,6 +160,11 @@ impl Im {
     /// The upload limits.
     pub fn files_settings(&self) -> &crate::files::FilesSettings {
         &self.inner.settings.files
+    }
+
+    /// The rate limiter: in process, or cluster-wide in Redis.
+    pub fn limiter(&self) -> &dyn limits::RateLimiter {
+        self.inner.limiter.as_ref()
     }
 
     /// Presence.
