@@ -17,6 +17,8 @@ pub mod hub;
 pub mod im;
 pub mod metrics;
 pub mod os;
+pub mod private_fs;
+pub mod redact;
 pub mod relay;
 pub mod router;
 pub mod server;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use broker::auth::{Authenticator, Role, parse_ttl};
 use broker::config::Config;
+use broker::redact::{config_urls, redact_all, redact_url};
 use broker::server::Server;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -55,7 +56,8 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref(), env) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("broker: {error}");
+            // A TOML error quotes the line it stopped at, which may hold a URL with a password.
+            eprintln!("broker: {}", redact_all(&error.to_string(), []));
             return ExitCode::from(2);
         }
     };
@@ -108,11 +110,18 @@ fn migrate(config: &Config) -> ExitCode {
     };
     match runtime.block_on(broker::store::migrate(&config.storage.url)) {
         Ok(()) => {
-            println!("migrations of {} are up to date", config.storage.url);
+            println!(
+                "migrations of {} are up to date",
+                redact_url(&config.storage.url)
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("broker: {error}");
+            let urls = config_urls(config);
+            eprintln!(
+                "broker: {}",
+                redact_all(&error.to_string(), urls.iter().map(String::as_str))
+            );
             ExitCode::FAILURE
         }
     }
@@ -160,10 +169,14 @@ fn serve(config: Config) -> ExitCode {
         if config.auth.dev_login {
             tracing::warn!("auth.dev_login is on: anyone who can reach this port can mint tokens");
         }
+        let urls = config_urls(&config);
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(error) => {
-                eprintln!("broker: {error}");
+                eprintln!(
+                    "broker: {}",
+                    redact_all(&error.to_string(), urls.iter().map(String::as_str))
+                );
                 return ExitCode::FAILURE;
             }
         };

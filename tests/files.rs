@@ -954,3 +954,71 @@ async fn two_brokers_on_one_redis_share_the_upload_quota() {
         "{error}"
     );
 }
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn uploaded_files_and_thumbnails_are_owner_only() {
+    for database in db::all().await {
+        let label = database.label;
+        let root = tempfile::tempdir().unwrap();
+        let files_dir = root.path().join("data/files");
+        let broker = TestBroker::start_im(
+            &database.url,
+            &[("BROKER_FILES_DIR", &files_dir.display().to_string())],
+        )
+        .await;
+        let attachment = upload_png(&broker, "a.png", &png(300, 200), label).await;
+        let id = attachment["url"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        assert_eq!(mode_of(&root.path().join("data")), 0o700, "{label}");
+        assert_eq!(mode_of(&files_dir), 0o700, "{label}");
+        assert_eq!(mode_of(&files_dir.join(id)), 0o600, "{label}");
+        assert_eq!(
+            mode_of(&files_dir.join(format!("{id}.thumb"))),
+            0o600,
+            "{label}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_and_its_wal_and_shm_are_owner_only() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("data/db/broker.db");
+    let url = format!("sqlite://{}", path.display());
+    let broker = TestBroker::start_im(&url, &[]).await;
+    // A write, so that the write-ahead log is in use.
+    let (status, body) = broker
+        .api(
+            "POST",
+            "/api/v1/messages",
+            "alice",
+            Some(json!({"to": "bob", "clientMsgId": "m1", "content": "hi"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(mode_of(&root.path().join("data")), 0o700);
+    assert_eq!(mode_of(&root.path().join("data/db")), 0o700);
+    for file in ["broker.db", "broker.db-wal", "broker.db-shm"] {
+        assert_eq!(
+            mode_of(&root.path().join("data/db").join(file)),
+            0o600,
+            "{file}"
+        );
+    }
+}

@@ -69,12 +69,15 @@ impl FileStore for LocalFileStore {
             let path = self
                 .path(key)
                 .ok_or_else(|| std::io::Error::other("invalid file key"))?;
-            tokio::fs::create_dir_all(&self.dir).await?;
+            let dir = self.dir.clone();
+            tokio::task::spawn_blocking(move || crate::private_fs::create_dir(&dir))
+                .await
+                .map_err(std::io::Error::other)??;
             // Written aside and renamed, so a crash never leaves a partial file under the key.
             let partial = self
                 .dir
                 .join(format!(".{key}.{:08x}.part", rand::random::<u32>()));
-            if let Err(error) = tokio::fs::write(&partial, &bytes).await {
+            if let Err(error) = crate::private_fs::write_new(&partial, &bytes).await {
                 let _ = tokio::fs::remove_file(&partial).await;
                 return Err(error);
             }
