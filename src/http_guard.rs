@@ -7,9 +7,12 @@
 //! Closing a socket with unread bytes makes the kernel reset it, and a client still writing its
 //! body (a browser's `fetch`) then sees EPIPE instead of the 413 it was sent.
 //!
-//! Uploads are not buffered here: `files::rest` streams them against their own limits.
+//! Bodies are bounded as their handlers read them, never read ahead: a request refused before
+//! its body is needed (a bad token, a rate limit) leaves it unread. Uploads keep the deadline
+//! and are limited in size by `files::rest`, which streams them.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -19,8 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -211,14 +213,30 @@ pub struct RequestLimits {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimeout(Duration);
 
-/// A request body that fails with [`BodyTimeout`] when it is not over by a deadline.
-struct Deadline {
+/// The error of a request body that went past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than {0} bytes")]
+struct BodyTooLarge(usize);
+
+/// How a guarded body ended, for the middleware to answer in the contract's terms whatever the
+/// handler (or its extractor) made of the error.
+const BODY_OK: u8 = 0;
+const BODY_TOO_LARGE: u8 = 1;
+const BODY_TIMED_OUT: u8 = 2;
+
+/// A request body that fails when it is not over by a deadline, or when it passes a limit.
+/// Nothing is read ahead: a handler that refuses the request before reading its body (a bad
+/// token) leaves it unread.
+struct Guarded {
     body: Body,
-    sleep: Pin<Box<Sleep>>,
+    deadline: Pin<Box<Sleep>>,
     timeout: Duration,
+    /// Bytes still allowed and the limit; `None` for a body its handler limits (uploads).
+    left: Option<(usize, usize)>,
+    outcome: Arc<AtomicU8>,
 }
 
-impl HttpBody for Deadline {
+impl HttpBody for Guarded {
     type Data = Bytes;
     type Error = axum::BoxError;
 
@@ -228,9 +246,19 @@ impl HttpBody for Deadline {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            if let (Some(Ok(frame)), Some((left, limit))) = (&frame, &mut this.left)
+                && let Some(data) = frame.data_ref()
+            {
+                if data.len() > *left {
+                    this.outcome.store(BODY_TOO_LARGE, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge(*limit)))));
+                }
+                *left -= data.len();
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        ready!(this.sleep.as_mut().poll(cx));
+        ready!(this.deadline.as_mut().poll(cx));
+        this.outcome.store(BODY_TIMED_OUT, Ordering::Relaxed);
         Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))))
     }
 
@@ -278,48 +306,45 @@ fn is_upload(method: &Method, path: &str) -> bool {
 }
 
 /// Middleware of the REST API: every body must arrive within `server.request_timeout_ms` of
-/// the head; a JSON body over `limits.json_max_bytes` is refused by its `Content-Length` before
-/// it is read, or as soon as it passes the limit, and is otherwise handed on read whole.
+/// the head, else the answer is 408 `REQUEST_TIMEOUT`; a JSON body over `limits.json_max_bytes`
+/// is refused with 413 `PAYLOAD_TOO_LARGE` by its `Content-Length` before it is read, or as
+/// soon as it passes the limit. Uploads keep the deadline and limit their size themselves.
 pub async fn guard_api(
     State(limits): State<RequestLimits>,
     request: Request,
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let body = Deadline {
-        body,
-        sleep: Box::pin(tokio::time::sleep(limits.timeout)),
-        timeout: limits.timeout,
-    };
-    if is_upload(&parts.method, parts.uri.path()) {
-        return next.run(Request::from_parts(parts, Body::new(body))).await;
-    }
     let limit = limits.json_max_bytes;
     let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
-    if content_length(&parts.headers).is_some_and(|length| length > limit_u64) {
+    let upload = is_upload(&parts.method, parts.uri.path());
+    if !upload && content_length(&parts.headers).is_some_and(|length| length > limit_u64) {
         return too_large("request body", limit_u64).into_response();
     }
-    let mut body = Body::new(body);
-    let mut read = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => return body_error(&error).into_response(),
-        };
-        if let Ok(chunk) = frame.into_data() {
-            if read.len().saturating_add(chunk.len()) > limit {
-                return too_large("request body", limit_u64).into_response();
-            }
-            read.extend_from_slice(&chunk);
-        }
+    let outcome = Arc::new(AtomicU8::new(BODY_OK));
+    let body = Guarded {
+        body,
+        deadline: Box::pin(tokio::time::sleep(limits.timeout)),
+        timeout: limits.timeout,
+        left: (!upload).then_some((limit, limit)),
+        outcome: outcome.clone(),
+    };
+    let response = next.run(Request::from_parts(parts, Body::new(body))).await;
+    match outcome.load(Ordering::Relaxed) {
+        BODY_TOO_LARGE => too_large("request body", limit_u64).into_response(),
+        BODY_TIMED_OUT => AppError::new(
+            ErrorCode::RequestTimeout,
+            BodyTimeout(limits.timeout).to_string(),
+        )
+        .into_response(),
+        _ => response,
     }
-    next.run(Request::from_parts(parts, Body::from(read.freeze())))
-        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn uploads_are_recognised_inside_and_outside_the_api_nest() {
@@ -342,13 +367,31 @@ mod tests {
     async fn a_body_past_its_deadline_is_a_request_timeout() {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
         let stalled = http_body_util::StreamBody::new(tokio_stream_of(rx));
-        let deadline = Deadline {
+        let outcome = Arc::new(AtomicU8::new(BODY_OK));
+        let guarded = Guarded {
             body: Body::new(stalled),
-            sleep: Box::pin(tokio::time::sleep(Duration::from_millis(20))),
+            deadline: Box::pin(tokio::time::sleep(Duration::from_millis(20))),
             timeout: Duration::from_millis(20),
+            left: None,
+            outcome: outcome.clone(),
         };
-        let error = Body::new(deadline).collect().await.unwrap_err();
+        let error = Body::new(guarded).collect().await.unwrap_err();
         assert_eq!(body_error(&error).code, ErrorCode::RequestTimeout);
+        assert_eq!(outcome.load(Ordering::Relaxed), BODY_TIMED_OUT);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_its_limit_fails_as_soon_as_it_passes_it() {
+        let outcome = Arc::new(AtomicU8::new(BODY_OK));
+        let guarded = Guarded {
+            body: Body::from(vec![0u8; 11]),
+            deadline: Box::pin(tokio::time::sleep(Duration::from_secs(60))),
+            timeout: Duration::from_secs(60),
+            left: Some((10, 10)),
+            outcome: outcome.clone(),
+        };
+        assert!(Body::new(guarded).collect().await.is_err());
+        assert_eq!(outcome.load(Ordering::Relaxed), BODY_TOO_LARGE);
     }
 
     fn tokio_stream_of<T>(

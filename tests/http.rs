@@ -446,3 +446,23 @@ async fn without_metrics_addr_metrics_stay_on_the_main_listener() {
     let (status, _) = broker.get("/metrics").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_stalled_rest_body_is_answered_408_and_closed() {
+    let database = common::db::sqlite();
+    let broker = TestBroker::start_im(
+        &database.url,
+        &[("BROKER_SERVER_REQUEST_TIMEOUT_MS", "1000")],
+    )
+    .await;
+    let token = broker.token("mallory");
+    let head = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\":"
+    );
+    let stream = send_head(broker.http_addr(), &head).await;
+    let (took, response) = stall_then_read(stream, common::WAIT).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"REQUEST_TIMEOUT\""), "{response}");
+    assert!(took <= std::time::Duration::from_millis(2000), "{took:?}");
+}
