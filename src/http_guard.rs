@@ -24,6 +24,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use metrics::{Counter, Gauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,12 +36,15 @@ use crate::app_error::{AppError, ErrorCode};
 #[derive(Clone)]
 pub struct HttpSlots {
     slots: Arc<Semaphore>,
+    open: Gauge,
+    refused: Counter,
 }
 
 /// A connection's place in the budget, given back when the connection ends or is upgraded to a
 /// WebSocket (which then holds a session slot instead).
 pub struct HttpSlot {
     _permit: OwnedSemaphorePermit,
+    open: Gauge,
 }
 
 /// What a refused connection is sent, if its socket takes it at once.
@@ -57,8 +61,12 @@ static REFUSED: LazyLock<Vec<u8>> = LazyLock::new(|| {
 impl HttpSlots {
     /// A budget of `max` connections.
     pub fn new(max: usize) -> HttpSlots {
+        // The recorder must be installed before the handles are taken, or they count nothing.
+        crate::metrics::Metrics::get();
         HttpSlots {
             slots: Arc::new(Semaphore::new(max)),
+            open: metrics::gauge!("broker_http_connections"),
+            refused: metrics::counter!("broker_http_connections_refused_total"),
         }
     }
 
@@ -68,11 +76,14 @@ impl HttpSlots {
     pub fn admit(&self, stream: &TcpStream) -> Option<HttpSlot> {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                metrics::gauge!("broker_http_connections").increment(1);
-                Some(HttpSlot { _permit: permit })
+                self.open.increment(1);
+                Some(HttpSlot {
+                    _permit: permit,
+                    open: self.open.clone(),
+                })
             }
             Err(_) => {
-                metrics::counter!("broker_http_connections_refused_total").increment(1);
+                self.refused.increment(1);
                 let _ = stream.try_write(&REFUSED);
                 None
             }
@@ -82,7 +93,7 @@ impl HttpSlots {
 
 impl Drop for HttpSlot {
     fn drop(&mut self) {
-        metrics::gauge!("broker_http_connections").decrement(1);
+        self.open.decrement(1);
     }
 }
 

@@ -518,3 +518,47 @@ fn a_config_file_error_never_prints_a_password_it_quotes() {
     assert!(!output.status.success(), "{stderr}");
     assert!(!stderr.contains("pg-s3cret-pw"), "{stderr}");
 }
+
+#[test]
+fn zero_http_upload_and_image_limits_are_refused_on_one_line() {
+    for (key, variable) in [
+        (
+            "server.max_http_connections",
+            "BROKER_SERVER_MAX_HTTP_CONNECTIONS",
+        ),
+        (
+            "server.request_timeout_ms",
+            "BROKER_SERVER_REQUEST_TIMEOUT_MS",
+        ),
+        ("limits.json_max_bytes", "BROKER_LIMITS_JSON_MAX_BYTES"),
+        ("files.image_max_pixels", "BROKER_FILES_IMAGE_MAX_PIXELS"),
+        (
+            "files.quota_bytes_per_day",
+            "BROKER_FILES_QUOTA_BYTES_PER_DAY",
+        ),
+    ] {
+        let message = config_error("", &[(variable, "0")]);
+        assert_one_line(&message);
+        assert!(message.contains(key), "{key}: {message}");
+    }
+    let message = config_error("", &[("BROKER_LIMITS_UPLOAD_RATE", "often")]);
+    assert!(message.contains("often"), "{message}");
+}
+
+#[test]
+fn the_hardening_keys_have_their_shipped_defaults() {
+    let config = Config::from_toml("test", "", env(&[])).expect("defaults");
+    assert_eq!(config.server.max_http_connections, 10_000);
+    assert_eq!(config.server.request_timeout_ms, 60_000);
+    assert_eq!(config.server.metrics_addr, None);
+    assert_eq!(config.limits.json_max_bytes, 65_536);
+    assert_eq!(
+        (
+            config.limits.upload_rate.count,
+            config.limits.upload_rate.per
+        ),
+        (60, Duration::from_secs(600))
+    );
+    assert_eq!(config.files.image_max_pixels, 40_000_000);
+    assert_eq!(config.files.quota_bytes_per_day, 1_073_741_824);
+}
