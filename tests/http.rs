@@ -466,3 +466,15 @@ async fn a_stalled_rest_body_is_answered_408_and_closed() {
     assert!(response.contains("\"REQUEST_TIMEOUT\""), "{response}");
     assert!(took <= std::time::Duration::from_millis(2000), "{took:?}");
 }
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_closed_after_the_connect_timeout() {
+    let timeout_ms = 1000;
+    let broker =
+        TestBroker::start_env(&[("BROKER_SERVER_CONNECT_TIMEOUT_MS", &timeout_ms.to_string())])
+            .await;
+    let stream = send_head(broker.http_addr(), "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    let (took, _) = stall_then_read(stream, common::WAIT).await;
+    let bound = std::time::Duration::from_millis(2 * timeout_ms);
+    assert!(took <= bound, "closed after {took:?}, over {bound:?}");
+}
