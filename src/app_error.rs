@@ -43,6 +43,8 @@ pub enum ErrorCode {
     Unavailable,
     /// 500: a bug or an unexpected failure.
     Internal,
+    /// 408: the request body did not arrive within `server.request_timeout_ms`.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::RecallWindowExpired | ErrorCode::GroupFull | ErrorCode::Conflict => 409,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 }

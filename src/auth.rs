@@ -395,7 +395,7 @@ fn load_or_create_secret(path: &Path) -> Result<String, AuthError> {
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        crate::private_fs::create_dir(dir)
             .map_err(|e| AuthError::Key(format!("cannot create {}: {e}", dir.display())))?;
     }
     write_private(path, &secret)

@@ -135,6 +135,11 @@ pub struct FilesConfig {
     pub s3_timeout_ms: u64,
     /// `https://` URL prefixes a media attachment may point under, besides this broker's files.
     pub external_url_prefixes: Vec<String>,
+    /// Pixels (width × height) an uploaded image may have; read from its header before it is
+    /// decoded.
+    pub image_max_pixels: u64,
+    /// Bytes one user may upload within any 24 hours.
+    pub quota_bytes_per_day: u64,
 }
 
 /// `files.store`
@@ -229,6 +234,15 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// The built demo client served at `/` (`web/dist` after `npm run build` in `web/`).
     pub web_dir: PathBuf,
+    /// HTTP connections open at once on a listener; beyond it a new one is refused at accept.
+    /// A WebSocket leaves this budget for `max_connections` once upgraded.
+    pub max_http_connections: usize,
+    /// How long a request body may take to arrive, counted from the end of its head.
+    pub request_timeout_ms: u64,
+    /// `/metrics` on a listener of its own (and no longer on `http_addr`); unset keeps it on
+    /// `http_addr`.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `[cluster]`
@@ -374,6 +388,10 @@ pub struct LimitsConfig {
     pub report_rate: Rate,
     /// Private conversations one user may create over REST.
     pub conversation_create_rate: Rate,
+    /// Largest JSON body of a REST request, in bytes.
+    pub json_max_bytes: usize,
+    /// Uploads one user may make.
+    pub upload_rate: Rate,
 }
 
 /// `[acl]`: who may SUBSCRIBE and SEND to generic `/topic/*` and `/queue/*` destinations.
@@ -540,6 +558,23 @@ impl Config {
         positive("storage.max_batch", self.storage.max_batch)?;
         positive("im.max_group_members", self.im.max_group_members)?;
         positive("limits.text_max_chars", self.limits.text_max_chars)?;
+        positive("limits.json_max_bytes", self.limits.json_max_bytes)?;
+        positive(
+            "server.max_http_connections",
+            self.server.max_http_connections,
+        )?;
+        positive(
+            "server.request_timeout_ms",
+            usize::try_from(self.server.request_timeout_ms).unwrap_or(1),
+        )?;
+        positive(
+            "files.image_max_pixels",
+            usize::try_from(self.files.image_max_pixels).unwrap_or(1),
+        )?;
+        positive(
+            "files.quota_bytes_per_day",
+            usize::try_from(self.files.quota_bytes_per_day).unwrap_or(1),
+        )?;
         positive(
             "limits.group_name_max_chars",
             self.limits.group_name_max_chars,
@@ -626,6 +661,11 @@ impl Config {
     /// The connect timeout as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.server.connect_timeout_ms)
+    }
+
+    /// The request body timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.request_timeout_ms)
     }
 
     /// The node id from the configuration, else the host name and a random suffix.

@@ -39,6 +39,10 @@ pub struct HttpState {
     pub rest: Option<RestState>,
     /// The built demo client (`server.web_dir`).
     pub web_dir: PathBuf,
+    /// Bounds on REST request bodies.
+    pub request_limits: crate::http_guard::RequestLimits,
+    /// Whether `/metrics` is served here (`server.metrics_addr` unset).
+    pub serve_metrics: bool,
 }
 
 /// The subprotocols we speak, most preferred first.
@@ -46,12 +50,21 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 /// The routes.
 pub fn routes(state: HttpState) -> HttpRouter {
-    let api = state.rest.clone().map(crate::im::rest::routes);
-    let routes = HttpRouter::new()
+    let limits = state.request_limits;
+    let api = state.rest.clone().map(|rest| {
+        crate::im::rest::routes(rest).layer(axum::middleware::from_fn_with_state(
+            limits,
+            crate::http_guard::guard_api,
+        ))
+    });
+    let mut routes = HttpRouter::new()
         .route("/ws/im", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(ready));
+    if state.serve_metrics {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    let routes = routes
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
         .with_state(state);
@@ -59,6 +72,11 @@ pub fn routes(state: HttpState) -> HttpRouter {
         Some(api) => routes.nest("/api/v1", api),
         None => routes,
     }
+}
+
+/// The routes of the metrics listener (`server.metrics_addr`): `/metrics` alone.
+pub fn metrics_routes() -> HttpRouter {
+    HttpRouter::new().route("/metrics", get(metrics))
 }
 
 /// tungstenite settings. Its read buffer is allocated at once and kept for the connection's
@@ -107,25 +125,53 @@ const NOT_BUILT: &str = "<!doctype html>\n<meta charset=\"utf-8\">\n<title>broke
 <pre>npm --prefix web ci &amp;&amp; npm --prefix web run build</pre>\n\
 <p>and reload. STOMP over WebSocket is at <code>/ws/im</code>.</p>\n";
 
-async fn index(State(state): State<HttpState>) -> Response {
-    match tokio::fs::read(state.web_dir.join("index.html")).await {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                // The page names the hashed assets of the current build: always revalidate it.
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(_) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            NOT_BUILT,
-        )
-            .into_response(),
+async fn index(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let page = match tokio::fs::read(state.web_dir.join("index.html")).await {
+        Ok(bytes) => Body::from(bytes),
+        Err(_) => Body::from(NOT_BUILT),
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let policy = HeaderValue::from_str(&client_policy(host))
+        .unwrap_or_else(|_| HeaderValue::from_static(CLIENT_POLICY_WITHOUT_HOST));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            // The page names the hashed assets of the current build: always revalidate it.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::CONTENT_SECURITY_POLICY, policy),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// The demo client's policy when the request names no usable host.
+const CLIENT_POLICY_WITHOUT_HOST: &str = "default-src 'self'; connect-src 'self'; \
+img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The Content-Security-Policy of the demo client: scripts, styles and everything else from
+/// this origin only; connections to this origin and to its WebSocket, named as `ws://` and
+/// `wss://` of the request's host because browsers before CSP 3 do not count those as 'self';
+/// images also from `blob:` and `data:` (previews of uploads); no plugins, no `<base>`, no
+/// framing. A `Host` that is not a plain host name or address (it comes from the client) is
+/// left out rather than written into the header.
+fn client_policy(host: Option<&str>) -> String {
+    let plain_host = |h: &&str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    };
+    match host.filter(plain_host) {
+        Some(host) => format!(
+            "default-src 'self'; connect-src 'self' ws://{host} wss://{host}; \
+             img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'"
+        ),
+        None => CLIENT_POLICY_WITHOUT_HOST.to_owned(),
     }
 }
 
@@ -362,6 +408,21 @@ mod tests {
         );
         assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
         assert_eq!(content_type(Path::new("a.bin")), "application/octet-stream");
+    }
+
+    #[test]
+    fn the_client_policy_names_the_websocket_of_the_host_only_when_it_is_plain() {
+        let policy = client_policy(Some("chat.example:8443"));
+        assert!(
+            policy.contains("connect-src 'self' ws://chat.example:8443 wss://chat.example:8443;"),
+            "{policy}"
+        );
+        assert_eq!(client_policy(None), CLIENT_POLICY_WITHOUT_HOST);
+        assert_eq!(
+            client_policy(Some("x; script-src *")),
+            CLIENT_POLICY_WITHOUT_HOST
+        );
+        assert!(client_policy(Some("[::1]:8080")).contains("ws://[::1]:8080"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use broker::auth::{Authenticator, Role, parse_ttl};
 use broker::config::Config;
+use broker::redact::{config_urls, redact_all, redact_url};
 use broker::server::Server;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -55,7 +56,8 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref(), env) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("broker: {error}");
+            // A TOML error quotes the line it stopped at, which may hold a URL with a password.
+            eprintln!("broker: {}", redact_all(&error.to_string(), []));
             return ExitCode::from(2);
         }
     };
@@ -108,11 +110,18 @@ fn migrate(config: &Config) -> ExitCode {
     };
     match runtime.block_on(broker::store::migrate(&config.storage.url)) {
         Ok(()) => {
-            println!("migrations of {} are up to date", config.storage.url);
+            println!(
+                "migrations of {} are up to date",
+                redact_url(&config.storage.url)
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("broker: {error}");
+            let urls = config_urls(config);
+            eprintln!(
+                "broker: {}",
+                redact_all(&error.to_string(), urls.iter().map(String::as_str))
+            );
             ExitCode::FAILURE
         }
     }
@@ -133,14 +142,41 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match broker::os::raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                was = limit.was,
+                "open file limit"
+            );
+            let wanted = config
+                .server
+                .max_connections
+                .saturating_add(config.server.max_http_connections);
+            if limit.soft < u64::try_from(wanted).unwrap_or(u64::MAX) {
+                tracing::warn!(
+                    soft = limit.soft,
+                    wanted,
+                    "the open file limit is below server.max_connections + \
+                     server.max_http_connections; raise the hard limit (LimitNOFILE=, ulimit -Hn)"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+    }
     runtime.block_on(async move {
         if config.auth.dev_login {
             tracing::warn!("auth.dev_login is on: anyone who can reach this port can mint tokens");
         }
+        let urls = config_urls(&config);
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(error) => {
-                eprintln!("broker: {error}");
+                eprintln!(
+                    "broker: {}",
+                    redact_all(&error.to_string(), urls.iter().map(String::as_str))
+                );
                 return ExitCode::FAILURE;
             }
         };

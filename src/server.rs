@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
+use crate::http_guard::{HttpSlots, Lingering, RequestLimits};
 use crate::hub::{Hub, HubSettings};
 use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
@@ -63,6 +64,7 @@ pub enum StartError {
 pub struct Server {
     http_addr: SocketAddr,
     stomp_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     hub: Hub,
     auth: Arc<Authenticator>,
     im: Option<Im>,
@@ -193,6 +195,15 @@ impl Server {
             info!(addr = %addr, "listening for STOMP over TCP");
             addr
         });
+        let metrics_listener = match config.server.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|l| {
+            let addr = local_addr(l, config.server.metrics_addr.unwrap_or(http_addr));
+            info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
+            addr
+        });
 
         let state = HttpState {
             sessions: sessions.clone(),
@@ -205,16 +216,34 @@ impl Server {
                 dev_login: config.auth.dev_login,
             }),
             web_dir: config.server.web_dir.clone(),
+            request_limits: RequestLimits {
+                timeout: config.request_timeout(),
+                json_max_bytes: config.limits.json_max_bytes,
+            },
+            serve_metrics: config.server.metrics_addr.is_none(),
         };
         let header_timeout = config.connect_timeout();
         tracker.spawn(serve_http(
             http_listener,
             http::routes(state),
+            HttpSlots::new(config.server.max_http_connections),
             header_timeout,
             per_ip.clone(),
             shutdown.clone(),
             tracker.clone(),
         ));
+        if let Some(listener) = metrics_listener {
+            tracker.spawn(serve_http(
+                listener,
+                http::metrics_routes(),
+                HttpSlots::new(config.server.max_http_connections),
+                header_timeout,
+                // The operators' listener: its own connection budget, no per-address cap.
+                None,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
         if let Some(listener) = stomp_listener {
             tracker.spawn(serve_stomp_tcp(
                 listener,
@@ -238,6 +267,7 @@ impl Server {
         Ok(Server {
             http_addr,
             stomp_addr,
+            metrics_addr,
             hub,
             auth,
             im,
@@ -255,6 +285,11 @@ impl Server {
     /// The bound STOMP/TCP address, when enabled.
     pub fn stomp_addr(&self) -> Option<SocketAddr> {
         self.stomp_addr
+    }
+
+    /// The bound address of the metrics listener, when `server.metrics_addr` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The hub.
@@ -329,6 +364,7 @@ fn admit_from(per_ip: Option<&Arc<PerIpLimit>>, peer: SocketAddr) -> Result<Opti
 async fn serve_http(
     listener: TcpListener,
     routes: axum::Router,
+    slots: HttpSlots,
     header_timeout: Duration,
     per_ip: Option<Arc<PerIpLimit>>,
     shutdown: CancellationToken,
@@ -351,14 +387,21 @@ async fn serve_http(
         let Ok(guard) = admit_from(per_ip.as_ref(), peer) else {
             continue;
         };
+        let Some(slot) = slots.admit(&stream) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(Guarded::new(stream, guard)), service)
+                .serve_connection(
+                    TokioIo::new(Lingering::new(Guarded::new(stream, guard))),
+                    service,
+                )
                 .with_upgrades();
             tokio::pin!(connection);
             let result = tokio::select! {

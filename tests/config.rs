@@ -455,3 +455,143 @@ async fn binary_logs_one_line_per_listener_with_the_real_address() {
     client.expect_error("unauthorized").await;
     drop(child);
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_generated_secret_and_its_new_directory_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("secrets/jwt-secret");
+    let _broker = TestBroker::start_with_secret_file(&secret, &[]).await;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&secret), 0o600);
+    assert_eq!(mode(&dir.path().join("secrets")), 0o700);
+}
+
+/// Runs the binary with `vars`; everything it printed, on both streams.
+fn printed(args: &[&str], vars: &[(&str, &str)]) -> (std::process::Output, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = broker_command(dir.path());
+    command
+        .args(args)
+        .env("BROKER_SERVER_HTTP_ADDR", "127.0.0.1:0")
+        .env("BROKER_AUTH_JWT_SECRET", "s")
+        .env("RUST_LOG", "debug");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = run_to_end(command);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, text)
+}
+
+#[test]
+fn a_start_that_cannot_reach_its_services_never_prints_their_passwords() {
+    for (name, url, password) in [
+        (
+            "BROKER_STORAGE_URL",
+            "postgres://broker:pg-s3cret-pw@127.0.0.1:1/broker",
+            "pg-s3cret-pw",
+        ),
+        (
+            "BROKER_PRESENCE_REDIS_URL",
+            "redis://:redis-s3cret-pw@127.0.0.1:1/0",
+            "redis-s3cret-pw",
+        ),
+        // Not a URL lapin can parse: its error quotes it whole.
+        (
+            "BROKER_RELAY_AMQP_URL",
+            "amqp:guest:rabbit-s3cret-pw@127.0.0.1:1",
+            "rabbit-s3cret-pw",
+        ),
+        (
+            "BROKER_RELAY_AMQP_URL",
+            "amqp://guest:rabbit-s3cret-pw@127.0.0.1:1/%2f",
+            "rabbit-s3cret-pw",
+        ),
+    ] {
+        let (output, text) = printed(&[], &[(name, url)]);
+        assert!(!output.status.success(), "{name}: {text}");
+        assert!(
+            !text.contains(password),
+            "{name} printed its password: {text}"
+        );
+    }
+}
+
+#[test]
+fn migrate_never_prints_the_storage_password() {
+    let (output, text) = printed(
+        &["migrate"],
+        &[(
+            "BROKER_STORAGE_URL",
+            "postgres://broker:pg-s3cret-pw@127.0.0.1:1/broker",
+        )],
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(!text.contains("pg-s3cret-pw"), "{text}");
+}
+
+#[test]
+fn a_config_file_error_never_prints_a_password_it_quotes() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[storage]\nurl = \"postgres://broker:pg-s3cret-pw@db/broker\n",
+    )
+    .expect("write");
+    let mut command = broker_command(dir.path());
+    command.args(["--config", "bad.toml"]);
+    let output = run_to_end(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("pg-s3cret-pw"), "{stderr}");
+}
+
+#[test]
+fn zero_http_upload_and_image_limits_are_refused_on_one_line() {
+    for (key, variable) in [
+        (
+            "server.max_http_connections",
+            "BROKER_SERVER_MAX_HTTP_CONNECTIONS",
+        ),
+        (
+            "server.request_timeout_ms",
+            "BROKER_SERVER_REQUEST_TIMEOUT_MS",
+        ),
+        ("limits.json_max_bytes", "BROKER_LIMITS_JSON_MAX_BYTES"),
+        ("files.image_max_pixels", "BROKER_FILES_IMAGE_MAX_PIXELS"),
+        (
+            "files.quota_bytes_per_day",
+            "BROKER_FILES_QUOTA_BYTES_PER_DAY",
+        ),
+    ] {
+        let message = config_error("", &[(variable, "0")]);
+        assert_one_line(&message);
+        assert!(message.contains(key), "{key}: {message}");
+    }
+    let message = config_error("", &[("BROKER_LIMITS_UPLOAD_RATE", "often")]);
+    assert!(message.contains("often"), "{message}");
+}
+
+#[test]
+fn the_hardening_keys_have_their_shipped_defaults() {
+    let config = Config::from_toml("test", "", env(&[])).expect("defaults");
+    assert_eq!(config.server.max_http_connections, 10_000);
+    assert_eq!(config.server.request_timeout_ms, 60_000);
+    assert_eq!(config.server.metrics_addr, None);
+    assert_eq!(config.limits.json_max_bytes, 65_536);
+    assert_eq!(
+        (
+            config.limits.upload_rate.count,
+            config.limits.upload_rate.per
+        ),
+        (60, Duration::from_secs(600))
+    );
+    assert_eq!(config.files.image_max_pixels, 40_000_000);
+    assert_eq!(config.files.quota_bytes_per_day, 1_073_741_824);
+}

@@ -359,3 +359,72 @@ async fn a_dev_token_is_refused_by_a_broker_without_dev_login() {
     let mut alice = plain.ws("alice").await;
     alice.ping("ok").await;
 }
+
+/// The Content-Security-Policy header of an answer head (lower-cased).
+fn policy_of(head: &str) -> &str {
+    head.lines()
+        .find_map(|line| line.strip_prefix("content-security-policy: "))
+        .unwrap_or_else(|| panic!("no Content-Security-Policy in {head}"))
+}
+
+fn assert_client_policy(policy: &str, host: &str) {
+    for directive in [
+        "default-src 'self'".to_owned(),
+        format!("connect-src 'self' ws://{host} wss://{host}"),
+        "img-src 'self' blob: data:".to_owned(),
+        "object-src 'none'".to_owned(),
+        "base-uri 'none'".to_owned(),
+        "frame-ancestors 'none'".to_owned(),
+    ] {
+        assert!(
+            policy.split(';').any(|d| d.trim() == directive),
+            "{directive} missing from {policy}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_built_client_is_served_with_a_content_security_policy() {
+    let built = tempfile::tempdir().unwrap();
+    std::fs::write(
+        built.path().join("index.html"),
+        "<!doctype html><title>chat</title>",
+    )
+    .unwrap();
+    let dir = built.path().display().to_string();
+    let broker = TestBroker::start_env(&[("BROKER_SERVER_WEB_DIR", &dir)]).await;
+    let (status, head, _) = get_raw(&broker, "/").await;
+    assert_eq!(status, 200);
+    assert_client_policy(policy_of(&head), &broker.http_addr().to_string());
+}
+
+#[tokio::test]
+async fn the_build_hint_page_is_served_with_a_content_security_policy() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().display().to_string();
+    let broker = TestBroker::start_env(&[("BROKER_SERVER_WEB_DIR", &dir)]).await;
+    let (status, head, _) = get_raw(&broker, "/").await;
+    assert_eq!(status, 200);
+    assert_client_policy(policy_of(&head), &broker.http_addr().to_string());
+}
+
+#[tokio::test]
+async fn a_host_header_cannot_write_into_the_content_security_policy() {
+    let broker = TestBroker::start().await;
+    let mut stream = tokio::net::TcpStream::connect(broker.http_addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x; script-src *\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    let policy = policy_of(&head);
+    assert!(!policy.contains("script-src"), "{policy}");
+    assert!(policy.contains("connect-src 'self';"), "{policy}");
+}

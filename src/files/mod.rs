@@ -2,7 +2,10 @@
 //! store), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height are read),
 //! thumbnails, and the URLs a message may name ([`urls`]).
 
+pub mod decode;
+pub mod disposition;
 pub mod object;
+pub mod quota;
 pub mod rest;
 pub mod urls;
 
@@ -67,12 +70,15 @@ impl FileStore for LocalFileStore {
             let path = self
                 .path(key)
                 .ok_or_else(|| std::io::Error::other("invalid file key"))?;
-            tokio::fs::create_dir_all(&self.dir).await?;
+            let dir = self.dir.clone();
+            tokio::task::spawn_blocking(move || crate::private_fs::create_dir(&dir))
+                .await
+                .map_err(std::io::Error::other)??;
             // Written aside and renamed, so a crash never leaves a partial file under the key.
             let partial = self
                 .dir
                 .join(format!(".{key}.{:08x}.part", rand::random::<u32>()));
-            if let Err(error) = tokio::fs::write(&partial, &bytes).await {
+            if let Err(error) = crate::private_fs::write_new(&partial, &bytes).await {
                 let _ = tokio::fs::remove_file(&partial).await;
                 return Err(error);
             }
@@ -103,6 +109,12 @@ pub struct FilesSettings {
     pub file_max_bytes: u64,
     /// Where media attachments may point besides this broker's files.
     pub external_url_prefixes: urls::ExternalPrefixes,
+    /// Largest image, in pixels.
+    pub image_max_pixels: u64,
+    /// Uploads per user.
+    pub upload_rate: crate::config::Rate,
+    /// Bytes one user may upload within 24 hours.
+    pub quota_bytes_per_day: u64,
 }
 
 /// What the bytes of an image are.
@@ -133,34 +145,86 @@ pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, image::ImageFormat)> {
     }
 }
 
-/// Largest side and memory an upload may decode to, so a small file cannot expand into a huge
-/// bitmap.
-const MAX_SIDE: u32 = 16_384;
-const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+/// `files.image_max_pixels` as shipped; [`inspect_image`] applies it.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
+/// What decoding may allocate per allowed pixel: 8-bit RGBA. Deeper images (16-bit PNG) of
+/// the largest allowed size are refused rather than decoded.
+const BYTES_PER_PIXEL: u64 = 4;
 const THUMBNAIL_SIDE: u32 = 256;
 
-/// Checks that `bytes` are a JPEG, PNG, GIF or WebP image, reads its size and makes a
-/// thumbnail. CPU-bound: run it on a blocking thread.
+/// Why uploaded bytes are not taken as an image.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRefusal {
+    /// Not one of the image types taken.
+    #[error("the bytes are not a JPEG, PNG, GIF or WebP image")]
+    NotAnImage,
+    /// The header declares more pixels than allowed; nothing was decoded.
+    #[error("the image is {width} x {height} pixels, more than the {max} allowed")]
+    TooManyPixels {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// `files.image_max_pixels`.
+        max: u64,
+    },
+    /// The bytes do not decode within the limits.
+    #[error("unreadable {mime} image: {reason}")]
+    Unreadable {
+        /// The type the bytes claim.
+        mime: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+}
+
+/// Checks that `bytes` are a JPEG, PNG, GIF or WebP image of at most [`DEFAULT_MAX_PIXELS`],
+/// reads its size and makes a thumbnail. CPU-bound: run it on a blocking thread.
 ///
 /// # Errors
 ///
 /// A message fit for `INVALID_ARGUMENT` when the bytes are not a readable image of those types.
 pub fn inspect_image(bytes: &[u8]) -> Result<ImageInfo, String> {
-    let (mime, format) =
-        sniff_image(bytes).ok_or("the bytes are not a JPEG, PNG, GIF or WebP image")?;
+    inspect_image_within(bytes, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string())
+}
+
+/// As [`inspect_image`], with at most `max_pixels` pixels. The size is read from the image's
+/// header and checked before anything is decoded, so that a small file declaring a huge bitmap
+/// costs nothing; decoding is then bounded to 4 bytes per allowed pixel.
+///
+/// # Errors
+///
+/// [`ImageRefusal`].
+pub fn inspect_image_within(bytes: &[u8], max_pixels: u64) -> Result<ImageInfo, ImageRefusal> {
+    let (mime, format) = sniff_image(bytes).ok_or(ImageRefusal::NotAnImage)?;
+    let unreadable = |reason: String| ImageRefusal::Unreadable { mime, reason };
+    let max_alloc = max_pixels.saturating_mul(BYTES_PER_PIXEL);
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits.max_alloc = Some(max_alloc);
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits);
-    let decoded = reader
-        .decode()
-        .map_err(|e| format!("unreadable {mime} image: {e}"))?;
-    let (width, height) = (decoded.width(), decoded.height());
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(ImageRefusal::TooManyPixels {
+            width,
+            height,
+            max: max_pixels,
+        });
+    }
+    if image::ImageDecoder::total_bytes(&decoder) > max_alloc {
+        return Err(unreadable(format!(
+            "decoding needs more than {max_alloc} bytes"
+        )));
+    }
+    let decoded =
+        image::DynamicImage::from_decoder(decoder).map_err(|e| unreadable(e.to_string()))?;
     let small = decoded
         .thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
         .into_rgb8();
+    drop(decoded);
     let mut thumbnail = Vec::new();
     let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut thumbnail, 80)
         .encode_image(&small)
@@ -198,6 +262,24 @@ mod tests {
         assert!(inspect_image(b"not an image at all").is_err());
         assert!(inspect_image(b"\x89PNG\r\n\x1a\ntruncated").is_err());
         assert!(inspect_image(&[]).is_err());
+    }
+
+    #[test]
+    fn an_image_over_the_pixel_limit_is_refused_from_its_header() {
+        let picture = image::RgbImage::from_pixel(200, 100, image::Rgb([1, 2, 3]));
+        let mut png = Vec::new();
+        picture
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(
+            inspect_image_within(&png, 19_999).unwrap_err(),
+            ImageRefusal::TooManyPixels {
+                width: 200,
+                height: 100,
+                max: 19_999
+            }
+        );
+        assert!(inspect_image_within(&png, 20_000).is_ok());
     }
 
     #[test]

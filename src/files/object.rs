@@ -24,6 +24,8 @@ pub struct ObjectFileStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     timeout: Duration,
+    /// The endpoint, whose password (if it has one) errors must not show.
+    endpoint: String,
 }
 
 impl ObjectFileStore {
@@ -64,12 +66,13 @@ impl ObjectFileStore {
         if let Some(secret) = &config.s3_secret_access_key {
             builder = builder.with_secret_access_key(secret);
         }
-        let store = builder.build().map_err(|e| e.to_string())?;
-        Ok(ObjectFileStore::new(
-            Arc::new(store),
-            &config.s3_prefix,
-            timeout,
-        ))
+        let endpoint = config.s3_endpoint.clone().unwrap_or_default();
+        let store = builder
+            .build()
+            .map_err(|e| crate::redact::redact_secrets(&e.to_string(), &endpoint))?;
+        let mut store = ObjectFileStore::new(Arc::new(store), &config.s3_prefix, timeout);
+        store.endpoint = endpoint;
+        Ok(store)
     }
 
     /// Keys of `store` under `prefix` (a folder; empty for the root), each call bounded by
@@ -84,6 +87,7 @@ impl ObjectFileStore {
                 format!("{prefix}/")
             },
             timeout,
+            endpoint: String::new(),
         }
     }
 
@@ -96,7 +100,13 @@ impl ObjectFileStore {
         work: impl Future<Output = object_store::Result<T>>,
     ) -> std::io::Result<T> {
         match tokio::time::timeout(self.timeout, work).await {
-            Ok(result) => result.map_err(std::io::Error::from),
+            Ok(result) => result.map_err(|error| {
+                let error = std::io::Error::from(error);
+                std::io::Error::new(
+                    error.kind(),
+                    crate::redact::redact_secrets(&error.to_string(), &self.endpoint),
+                )
+            }),
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the object store did not answer in time",

@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::inspect_image;
+use super::ImageRefusal;
+use super::decode::DecodeError;
 use crate::app_error::{AppError, ErrorCode};
 use crate::im::rest::{Caller, RestState};
 use crate::store::now_ms;
@@ -98,19 +99,17 @@ async fn upload(
     } else {
         settings.file_max_bytes
     };
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let announced = crate::http_guard::content_length(&headers);
     if announced.is_some_and(|length| length > limit) {
         return Err(too_large(limit));
     }
+    super::quota::admit(state.im.limiter(), settings, &caller.user_id, announced).await?;
     // Read frame by frame and stop at the limit: nothing is written until the whole body is
     // in and within it, so a refused upload leaves nothing behind.
     let mut body = body;
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| AppError::invalid(format!("upload interrupted: {e}")))?;
+        let frame = frame.map_err(|e| crate::http_guard::body_error(&e))?;
         if let Ok(chunk) = frame.into_data() {
             if buffer.len() as u64 + chunk.len() as u64 > limit {
                 return Err(too_large(limit));
@@ -121,13 +120,24 @@ async fn upload(
     if buffer.is_empty() {
         return Err(AppError::invalid("the file is empty"));
     }
+    if announced.is_none() {
+        let read = u64::try_from(buffer.len()).unwrap_or(u64::MAX);
+        super::quota::charge(state.im.limiter(), settings, &caller.user_id, read).await?;
+    }
     let bytes = buffer.freeze();
     let (mime, width, height, thumb) = if is_image {
-        let data = bytes.clone();
-        let info = tokio::task::spawn_blocking(move || inspect_image(&data))
+        let info = super::decode::inspect(bytes.clone(), settings.image_max_pixels)
             .await
-            .map_err(|e| unavailable(&e))?
-            .map_err(AppError::invalid)?;
+            .map_err(|error| match error {
+                DecodeError::Refused(refusal @ ImageRefusal::TooManyPixels { .. }) => {
+                    AppError::new(ErrorCode::PayloadTooLarge, refusal.to_string())
+                }
+                DecodeError::Refused(refusal) => AppError::invalid(refusal.to_string()),
+                DecodeError::Failed(reason) => {
+                    tracing::warn!(%reason, "an uploaded image made its decoder fail");
+                    AppError::invalid("the image could not be decoded")
+                }
+            })?;
         (
             info.mime.to_owned(),
             Some(i64::from(info.width)),
@@ -197,7 +207,10 @@ async fn visible(state: &RestState, user: &str, id: &str) -> Result<FileRow, App
     }
 }
 
-async fn serve(state: &RestState, key: &str, mime: &str) -> Result<Response, AppError> {
+/// The bytes under `key` as a download (see [`super::disposition`]): nothing served here may
+/// be sniffed into another type, and a file opened directly runs in a sandbox, never with the
+/// broker's origin.
+async fn serve(state: &RestState, key: &str, mime: &str, name: &str) -> Result<Response, AppError> {
     let bytes = state
         .im
         .files()
@@ -210,6 +223,11 @@ async fn serve(state: &RestState, key: &str, mime: &str) -> Result<Response, App
             (header::CONTENT_TYPE, mime.to_owned()),
             (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                super::disposition::content_disposition(mime, name),
+            ),
         ],
         bytes,
     )
@@ -222,7 +240,7 @@ async fn download(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let row = visible(&state, &caller.user_id, &id).await?;
-    serve(&state, &row.id, &row.mime).await
+    serve(&state, &row.id, &row.mime, &row.name).await
 }
 
 async fn thumbnail(
@@ -234,5 +252,6 @@ async fn thumbnail(
     if !row.has_thumbnail {
         return Err(AppError::new(ErrorCode::NotFound, "no thumbnail"));
     }
-    serve(&state, &format!("{}.thumb", row.id), "image/jpeg").await
+    let name = format!("{}.thumbnail.jpg", row.name);
+    serve(&state, &format!("{}.thumb", row.id), "image/jpeg", &name).await
 }

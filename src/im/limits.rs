@@ -27,6 +27,17 @@ pub enum Decision {
 pub trait RateLimiter: Send + Sync {
     /// Counts one event for `key` if `limit` allows it.
     fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision>;
+
+    /// Counts `weight` units (bytes, say) for `key` if the units counted for it within the last
+    /// `window`, these included, stay within `capacity`. A weight of 0 counts nothing and is
+    /// denied only when nothing is left.
+    fn check_weighted<'a>(
+        &'a self,
+        key: &'a str,
+        weight: u64,
+        capacity: u64,
+        window: Duration,
+    ) -> BoxFuture<'a, Decision>;
 }
 
 /// An action of a user counted against a rate of its own, beside sends (which have theirs).
@@ -103,7 +114,15 @@ impl ActionRates {
 #[derive(Default)]
 pub struct InProcessLimiter {
     windows: DashMap<String, VecDeque<Instant>>,
+    weighted: DashMap<String, Weighted>,
     checks: AtomicU64,
+}
+
+/// The weighted events of one key still inside its window, and their sum.
+#[derive(Default)]
+struct Weighted {
+    events: VecDeque<(Instant, u64)>,
+    total: u64,
 }
 
 /// Keys are swept of stale entries once every this many checks, so idle users cost nothing.
@@ -115,16 +134,57 @@ impl InProcessLimiter {
         InProcessLimiter::default()
     }
 
-    fn decide(&self, key: &str, limit: Rate, now: Instant) -> Decision {
+    fn sweep(&self, now: Instant) {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             // Windows differ per key, so a key is dropped only when its newest event is older
             // than the longest window a caller might use (a day is beyond any configured rate).
-            self.windows.retain(|_, events| {
-                events
-                    .back()
-                    .is_some_and(|last| now.duration_since(*last) < Duration::from_secs(86_400))
-            });
+            let fresh = |last: &Instant| now.duration_since(*last) < Duration::from_secs(86_400);
+            self.windows
+                .retain(|_, events| events.back().is_some_and(fresh));
+            self.weighted
+                .retain(|_, window| window.events.back().is_some_and(|(last, _)| fresh(last)));
         }
+    }
+
+    fn decide_weighted(
+        &self,
+        key: &str,
+        weight: u64,
+        capacity: u64,
+        window: Duration,
+        now: Instant,
+    ) -> Decision {
+        self.sweep(now);
+        let mut entry = self.weighted.entry(key.to_owned()).or_default();
+        let counted = &mut *entry;
+        while let Some((first, units)) = counted.events.front().copied()
+            && now.duration_since(first) >= window
+        {
+            counted.events.pop_front();
+            counted.total = counted.total.saturating_sub(units);
+        }
+        let need = weight.max(1);
+        if counted.total.saturating_add(need) > capacity {
+            return Decision::Deny {
+                retry_after: weighted_retry(
+                    &counted.events,
+                    counted.total,
+                    need,
+                    capacity,
+                    window,
+                    now,
+                ),
+            };
+        }
+        if weight > 0 {
+            counted.events.push_back((now, weight));
+            counted.total = counted.total.saturating_add(weight);
+        }
+        Decision::Allow
+    }
+
+    fn decide(&self, key: &str, limit: Rate, now: Instant) -> Decision {
+        self.sweep(now);
         let mut events = self.windows.entry(key.to_owned()).or_default();
         while events
             .front()
@@ -144,9 +204,40 @@ impl InProcessLimiter {
     }
 }
 
+/// How long until enough of `events` leaves the window for `need` more units to fit; the whole
+/// window when they never can.
+fn weighted_retry(
+    events: &VecDeque<(Instant, u64)>,
+    total: u64,
+    need: u64,
+    capacity: u64,
+    window: Duration,
+    now: Instant,
+) -> Duration {
+    let mut left = total;
+    for (at, units) in events {
+        left = left.saturating_sub(*units);
+        if left.saturating_add(need) <= capacity {
+            return window.saturating_sub(now.duration_since(*at));
+        }
+    }
+    window
+}
+
 impl RateLimiter for InProcessLimiter {
     fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision> {
         let decision = self.decide(key, limit, Instant::now());
+        Box::pin(async move { decision })
+    }
+
+    fn check_weighted<'a>(
+        &'a self,
+        key: &'a str,
+        weight: u64,
+        capacity: u64,
+        window: Duration,
+    ) -> BoxFuture<'a, Decision> {
+        let decision = self.decide_weighted(key, weight, capacity, window, Instant::now());
         Box::pin(async move { decision })
     }
 }
@@ -173,6 +264,42 @@ mod tests {
         assert_eq!(limiter.decide("other", rate, start), Decision::Allow);
         assert_eq!(
             limiter.decide("u", rate, start + Duration::from_secs(10)),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn weighted_units_fit_the_capacity_then_wait_for_the_oldest_to_leave() {
+        let limiter = InProcessLimiter::new();
+        let day = Duration::from_secs(86_400);
+        let start = Instant::now();
+        assert_eq!(
+            limiter.decide_weighted("u", 600, 1000, day, start),
+            Decision::Allow
+        );
+        let later = start + Duration::from_secs(3600);
+        assert_eq!(
+            limiter.decide_weighted("u", 400, 1000, day, later),
+            Decision::Allow
+        );
+        // Full: even asking whether anything is left is denied, until the first 600 leave.
+        assert_eq!(
+            limiter.decide_weighted("u", 0, 1000, day, later),
+            Decision::Deny {
+                retry_after: Duration::from_secs(86_400 - 3600)
+            }
+        );
+        assert_eq!(
+            limiter.decide_weighted("u", 500, 1000, day, start + day),
+            Decision::Allow
+        );
+        // More than the capacity never fits.
+        assert_eq!(
+            limiter.decide_weighted("v", 1001, 1000, day, start),
+            Decision::Deny { retry_after: day }
+        );
+        assert_eq!(
+            limiter.decide_weighted("v", 0, 1000, day, start),
             Decision::Allow
         );
     }

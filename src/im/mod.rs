@@ -79,6 +79,9 @@ impl ImSettings {
                     &config.files.external_url_prefixes,
                 )
                 .unwrap_or_default(),
+                image_max_pixels: config.files.image_max_pixels,
+                upload_rate: config.limits.upload_rate,
+                quota_bytes_per_day: config.files.quota_bytes_per_day,
             },
         }
     }
@@ -114,6 +117,7 @@ struct Inner {
     delivery: delivery::Recorder,
     safety: safety::Safety,
     files: Arc<dyn crate::files::FileStore>,
+    limiter: Arc<dyn limits::RateLimiter>,
 }
 
 impl Im {
@@ -141,8 +145,9 @@ impl Im {
         let im = Im {
             inner: Arc::new(Inner {
                 presence,
-                safety: safety::Safety::with_limiter(settings.safety.clone(), limiter),
+                safety: safety::Safety::with_limiter(settings.safety.clone(), limiter.clone()),
                 files,
+                limiter,
                 store,
                 hub,
                 settings,
@@ -184,6 +189,11 @@ impl Im {
     /// The upload limits.
     pub fn files_settings(&self) -> &crate::files::FilesSettings {
         &self.inner.settings.files
+    }
+
+    /// The rate limiter: in process, or cluster-wide in Redis.
+    pub fn limiter(&self) -> &dyn limits::RateLimiter {
+        self.inner.limiter.as_ref()
     }
 
     /// Presence.

@@ -42,6 +42,7 @@ pub async fn consume(url: String, queue: String, im: Im, shutdown: CancellationT
                 match result {
                     Ok(()) => backoff = Duration::from_millis(200),
                     Err(error) => {
+                        let error = crate::redact::redact_secrets(&error.to_string(), &url);
                         tracing::warn!(%error, "im.notifications consumer stopped; reconnecting");
                     }
                 }

@@ -125,7 +125,7 @@ impl AmqpRelay {
     async fn connect(&self) -> Result<(Connection, Channel, lapin::Consumer), RelayError> {
         let connection = Connection::connect(&self.url, ConnectionProperties::default())
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable(crate::redact::redact_secrets(&e.to_string(), &self.url)))?;
         let channel = connection.create_channel().await.map_err(unavailable)?;
         channel
             .exchange_declare(

@@ -79,6 +79,7 @@ pub async fn publish(url: String, store: Store, shutdown: CancellationToken) {
                 connected
             }
             Err(error) => {
+                let error = crate::redact::redact_secrets(&error.to_string(), &url);
                 tracing::warn!(%error, "events publisher cannot reach RabbitMQ; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return,

@@ -230,7 +230,12 @@ impl SharedQueues {
         tokio::time::timeout(Duration::from_secs(10), self.connect())
             .await
             .map_err(|_| RelayError::Unavailable("timed out connecting to RabbitMQ".into()))?
-            .map_err(|error| RelayError::Unavailable(error.to_string()))?;
+            .map_err(|error| {
+                RelayError::Unavailable(crate::redact::redact_secrets(
+                    &error.to_string(),
+                    &self.url,
+                ))
+            })?;
         tokio::spawn(self.clone().supervise(shutdown));
         Ok(())
     }
@@ -285,6 +290,7 @@ impl SharedQueues {
                 match self.connect().await {
                     Ok(()) => break,
                     Err(error) => {
+                        let error = crate::redact::redact_secrets(&error.to_string(), &self.url);
                         tracing::warn!(%error, "RabbitMQ unreachable for queues; retrying");
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }

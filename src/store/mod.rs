@@ -35,6 +35,8 @@ use diesel_async::pooled_connection::{
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::redact::{redact_secrets, redact_url};
+
 pub use assistant::{AssistantPage, AssistantSummary};
 pub use conversations::{ConversationPage, ConversationSummary, GroupChange, SettingsChange};
 pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target, private_id};
@@ -311,19 +313,23 @@ impl Store {
 pub async fn migrate(url: &str) -> Result<(), StoreError> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        let failed =
-            |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+        // Connection errors may quote the URL, and so its password.
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::Migration(redact_secrets(&e.to_string(), &url))
+        };
+        let unavailable = |e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(redact_secrets(&e.to_string(), &url))
+        };
         if let Some(path) = sqlite_path(&url) {
             prepare_sqlite_dir(path)?;
-            let mut conn = SqliteConnection::establish(path)
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let mut conn = SqliteConnection::establish(path).map_err(|e| unavailable(&e))?;
             // Another process (a broker still closing, or one running) may hold a lock for a
             // moment: wait for it as the pooled connections do, instead of failing at once.
             diesel::connection::SimpleConnection::batch_execute(
                 &mut conn,
                 "PRAGMA busy_timeout = 5000;",
             )
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(&e))?;
             conn.run_pending_migrations(SQLITE_MIGRATIONS)
                 .map_err(failed)?;
             return Ok(());
@@ -334,12 +340,12 @@ pub async fn migrate(url: &str) -> Result<(), StoreError> {
             let mut conn = diesel_async::async_connection_wrapper::AsyncConnectionWrapper::<
                 AsyncPgConnection,
             >::establish(&url)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(&e))?;
             conn.run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map_err(failed)?;
             return Ok(());
         }
-        Err(StoreError::UnsupportedUrl(url))
+        Err(StoreError::UnsupportedUrl(redact_url(&url)))
     })
     .await
     .map_err(|e| StoreError::Migration(e.to_string()))?
@@ -354,19 +360,21 @@ fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// Creates the database's folder (`0700`) and file (`0600`) before SQLite opens it: SQLite
+/// would create the file with the umask's mode, and gives its `-wal` and `-shm` files the mode
+/// of the database file.
 fn prepare_sqlite_dir(path: &str) -> Result<(), StoreError> {
-    if path == ":memory:" {
+    if path == ":memory:" || path.starts_with("file:") || path.contains('?') {
         return Ok(());
     }
-    if let Some(dir) = Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| {
+    let path = Path::new(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::private_fs::create_dir(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
     }
-    Ok(())
+    crate::private_fs::create_file(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))
 }
 
 async fn connect(settings: &StoreSettings) -> Result<Pool, StoreError> {
@@ -379,7 +387,9 @@ async fn connect_sized(
     postgres_size: u32,
     sqlite_size: u32,
 ) -> Result<Pool, StoreError> {
-    let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(e.to_string());
+    let unavailable = |e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(redact_secrets(&e.to_string(), &settings.url))
+    };
     if let Some(path) = sqlite_path(&settings.url) {
         let mut config = ManagerConfig::<SqliteConn>::default();
         config.recycling_method = RecyclingMethod::Fast;
@@ -421,7 +431,7 @@ async fn connect_sized(
             .map_err(|e| unavailable(&e))?;
         return Ok(Pool::Postgres(pool));
     }
-    Err(StoreError::UnsupportedUrl(settings.url.clone()))
+    Err(StoreError::UnsupportedUrl(redact_url(&settings.url)))
 }
 
 /// Milliseconds since the Unix epoch.
