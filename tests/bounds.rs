@@ -36,13 +36,19 @@ async fn a_huge_announcement_is_refused_and_the_members_stay_connected() {
         let broker = im::broker(&database.url, &[]).await;
         let group = im::create_group(&broker, "alice", "team", &["bob"]).await;
         let mut bob = member(&broker, "bob", &group).await;
-        // 1.9 MB: more than a member's outbound queue allows, were it pushed.
+        // 1.9 MB: more than a member's outbound queue allows, were it pushed. The request body
+        // limit refuses it before the announcement bound is reached.
         let (status, body) = patch_group(
             &broker,
             &group,
             json!({"announcement": "x".repeat(1_900_000)}),
         )
         .await;
+        assert_eq!(status, 413, "{label}: {body}");
+        assert_error(&body, "PAYLOAD_TOO_LARGE");
+        // Within the body limit, the announcement's own bound.
+        let (status, body) =
+            patch_group(&broker, &group, json!({"announcement": "x".repeat(60_000)})).await;
         assert_eq!(status, 400, "{label}: {body}");
         assert_error(&body, "INVALID_ARGUMENT");
         quiet(&mut bob).await;
