@@ -126,10 +126,6 @@ fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Er
 /// nor a session's timer arithmetic can overflow.
 const EXPIRY_HORIZON: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// The largest `auth.leeway_s` accepted: the verifier adds it to and subtracts it from the
-/// current time in seconds.
-pub const MAX_LEEWAY_S: u64 = 300;
-
 /// When a token stops being accepted: `exp` plus the leeway, capped at [`EXPIRY_HORIZON`].
 fn expiry(exp: u64, leeway: u64) -> SystemTime {
     let now = SystemTime::now();
@@ -222,7 +218,7 @@ impl Authenticator {
     /// Applies the claim rules of `[auth]`: issuer, audience, leeway, dev tokens.
     pub fn with_rules(mut self, config: &AuthConfig) -> Authenticator {
         let mut required = vec!["exp", "sub"];
-        self.validation.leeway = config.leeway_s.min(MAX_LEEWAY_S);
+        self.validation.leeway = config.leeway_s.min(crate::config::MAX_LEEWAY_S);
         if let Some(issuer) = &config.issuer {
             self.validation.set_issuer(&[issuer]);
             required.push("iss");
@@ -487,7 +483,7 @@ mod tests {
     fn a_huge_exp_is_capped_at_the_horizon() {
         for exp in [u64::MAX, i64::MAX as u64, u64::MAX - 1] {
             let earliest = SystemTime::now() + EXPIRY_HORIZON;
-            let at = expiry(exp, MAX_LEEWAY_S);
+            let at = expiry(exp, crate::config::MAX_LEEWAY_S);
             assert!(earliest <= at && at <= SystemTime::now() + EXPIRY_HORIZON);
         }
         assert_eq!(expiry(10, 5), UNIX_EPOCH + Duration::from_secs(15));

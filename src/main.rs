@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use broker::auth::{Authenticator, Role, parse_ttl};
 use broker::config::Config;
-use broker::redact::{config_urls, redact_all, redact_url};
+use broker::redact::{redact_all, redact_url};
 use broker::server::Server;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -117,7 +117,7 @@ fn migrate(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            let urls = config_urls(config);
+            let urls = config.service_urls();
             eprintln!(
                 "broker: {}",
                 redact_all(&error.to_string(), urls.iter().map(String::as_str))
@@ -169,7 +169,7 @@ fn serve(config: Config) -> ExitCode {
         if config.auth.dev_login {
             tracing::warn!("auth.dev_login is on: anyone who can reach this port can mint tokens");
         }
-        let urls = config_urls(&config);
+        let urls = config.service_urls();
         let server = match Server::start(config).await {
             Ok(server) => server,
             Err(error) => {

@@ -102,19 +102,6 @@ pub fn redact_all<'a>(text: &str, urls: impl IntoIterator<Item = &'a str>) -> St
         })
 }
 
-/// The service URLs of a configuration, which may carry passwords.
-pub fn config_urls(config: &crate::config::Config) -> Vec<String> {
-    [
-        Some(config.storage.url.clone()),
-        config.relay.amqp_url.clone(),
-        config.presence.redis_url.clone(),
-        config.files.s3_endpoint.clone(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
 /// Every `scheme://...` in `text`, redacted by [`redact_url`].
 fn redact_embedded_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -7,9 +7,9 @@
 //! not listed. External URLs are compared parsed and normalised, and the normalised form is what
 //! gets stored, so what a client reads is exactly what was checked.
 
-use url::Url;
-
 use super::rest::FILE_URL_PREFIX;
+
+pub use crate::config::ExternalPrefixes;
 
 /// The id of the file of this broker that `url` names: `/api/v1/files/<id>` exactly, the id
 /// being 1 to 64 ASCII letters and digits (uploads get 32 hex digits).
@@ -22,87 +22,6 @@ pub fn file_id(url: &str) -> Option<&str> {
 /// The thumbnail URL of the file `id`.
 pub fn thumbnail_url(id: &str) -> String {
     format!("{FILE_URL_PREFIX}{id}/thumbnail")
-}
-
-/// The parsed `files.external_url_prefixes`; empty (the default) admits no external URL.
-#[derive(Clone, Debug, Default)]
-pub struct ExternalPrefixes(Vec<Url>);
-
-impl ExternalPrefixes {
-    /// Parses the configured prefixes.
-    ///
-    /// # Errors
-    ///
-    /// A one-line reason naming the first prefix that is not an `https://` URL with a host and
-    /// without user info, query, fragment, `..` or encoded dots and slashes.
-    pub fn parse(prefixes: &[String]) -> Result<ExternalPrefixes, String> {
-        prefixes
-            .iter()
-            .map(|text| {
-                parse_strict(text)
-                    .filter(|url| url.query().is_none() && url.fragment().is_none())
-                    .ok_or_else(|| {
-                        format!(
-                            "{text:?} is not an https:// URL with a host and without user info, \
-                             query, fragment, `..` or encoded dots and slashes"
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(ExternalPrefixes)
-    }
-
-    /// Whether no external URL is admitted.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The normalised form of `text` when it is an `https://` URL under one of the prefixes:
-    /// the same scheme, host and port, and a path equal to the prefix's or continuing it after
-    /// a `/` (so `https://cdn.example/media` admits `/media/a.png` but not `/media-evil/a.png`).
-    pub fn admit(&self, text: &str) -> Option<String> {
-        let url = parse_strict(text)?;
-        self.0
-            .iter()
-            .any(|prefix| is_under(&url, prefix))
-            .then(|| url.into())
-    }
-}
-
-/// Parses an absolute `https://` URL, refusing outright what a lenient parser would repair or a
-/// server might decode into another path: anything but printable ASCII (the URL standard drops
-/// tabs and newlines), backslashes (read as slashes), `..` and `.` segments (resolved away), and
-/// percent-encoded dots, slashes and backslashes (which some servers decode after routing).
-fn parse_strict(text: &str) -> Option<Url> {
-    let printable = !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic());
-    let lower = text.to_ascii_lowercase();
-    let sneaky = text.contains('\\')
-        || text.contains("..")
-        || text.contains("/./")
-        || text.ends_with("/.")
-        || ["%2e", "%2f", "%5c"]
-            .iter()
-            .any(|code| lower.contains(code));
-    if !printable || sneaky {
-        return None;
-    }
-    let url = Url::parse(text).ok()?;
-    let plain = url.scheme() == "https"
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.host().is_some();
-    plain.then_some(url)
-}
-
-fn is_under(url: &Url, prefix: &Url) -> bool {
-    let (path, base) = (url.path(), prefix.path());
-    url.scheme() == prefix.scheme()
-        && url.host() == prefix.host()
-        && url.port_or_known_default() == prefix.port_or_known_default()
-        && (path == base
-            || path
-                .strip_prefix(base)
-                .is_some_and(|rest| base.ends_with('/') || rest.starts_with('/')))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use super::handle::{AckTarget, settle_targets};
+use super::ack::{AckTarget, settle_targets};
 
 /// Bits of a delivery id that count the session's deliveries; the bits above hold the slot.
 const SEQ_BITS: u32 = 40;

@@ -6,6 +6,7 @@
 //! socket's sending half, so a slow client never stalls the tasks that deliver to it (they only
 //! append to its queue, and overflowing the queue cuts the client off).
 
+pub mod ack;
 mod connect;
 mod fatal;
 pub mod handle;

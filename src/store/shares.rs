@@ -10,7 +10,6 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use schema::{MessageRow, members};
 
-use super::messages::NewMessage;
 use super::{Store, StoreError, with_conn};
 
 diesel::table! {
@@ -31,15 +30,15 @@ pub(crate) struct ShareRow {
     conversation_id: String,
 }
 
-/// The shares of the messages a batch stores: `stored` pairs each message of the batch with its
-/// row. Only messages that carry a file have one.
-pub(crate) fn of_batch<'a>(
-    batch: &[NewMessage],
+/// The shares of the messages a batch stores: `stored` pairs the index of each message of the
+/// batch with its row, and `file_of` names the file a message at an index shares, if any.
+pub(crate) fn of_batch<'a, 'f>(
+    file_of: impl Fn(usize) -> Option<&'f String>,
     stored: impl Iterator<Item = (usize, &'a MessageRow)>,
 ) -> Vec<ShareRow> {
     stored
         .filter_map(|(index, row)| {
-            let file = batch.get(index)?.shared_file.as_ref()?;
+            let file = file_of(index)?;
             Some(ShareRow {
                 message_id: row.id,
                 file_id: file.clone(),

@@ -422,8 +422,10 @@ async fn apply(
                 BatchStatements::insert_rows(conn, &rows).await?;
             }
             // A file becomes downloadable by a conversation only with the message carrying it.
-            let shares =
-                super::shares::of_batch(batch, fresh.iter().map(|&i| (i, &rows[row_of[&i]])));
+            let shares = super::shares::of_batch(
+                |i| batch.get(i)?.shared_file.as_ref(),
+                fresh.iter().map(|&i| (i, &rows[row_of[&i]])),
+            );
             if !shares.is_empty() {
                 super::shares::RecordShares::record_shares(conn, &shares).await?;
             }

@@ -4,14 +4,22 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+mod layers;
+mod values;
+
+use layers::{apply_override, merge, one_line, read};
+pub use values::{ExternalPrefixes, HeartBeat, Rate};
+
+/// The largest clock skew `auth.leeway_s` may tolerate, in seconds.
+pub const MAX_LEEWAY_S: u64 = 300;
+
 /// The configuration shipped as `broker.toml`; the built-in defaults are this very file, so the
 /// two cannot drift apart.
-pub const DEFAULT_TOML: &str = include_str!("../broker.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../broker.toml");
 
 /// Why a configuration cannot be used. The message is one line, fit for the console.
 #[derive(Debug, thiserror::Error)]
@@ -150,55 +158,6 @@ pub enum FileStoreKind {
     Local,
     /// Objects in `files.s3_bucket` of an S3-compatible store.
     S3,
-}
-
-/// A rate such as `30/10s`: at most `count` events per `per`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    /// Events allowed in the window.
-    pub count: u32,
-    /// The window.
-    pub per: Duration,
-}
-
-impl FromStr for Rate {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Rate, String> {
-        let bad = || format!("expected <count>/<n><ms|s|m|h|d>, e.g. \"30/10s\", got {value:?}");
-        let (count, window) = value.trim().split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        let window = window.trim();
-        let split = window.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (number, unit) = window.split_at(split);
-        let number: u64 = if number.is_empty() {
-            1
-        } else {
-            number.parse().map_err(|_| bad())?
-        };
-        let millis = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        if count == 0 || number == 0 {
-            return Err(format!("{value:?}: count and window must be at least 1"));
-        }
-        Ok(Rate {
-            count,
-            per: Duration::from_millis(number.saturating_mul(millis)),
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Rate {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 /// `[im]`
@@ -421,42 +380,20 @@ pub struct AclRule {
     pub send: Vec<String>,
 }
 
-/// A STOMP heart-beat pair in milliseconds: how often we send, how often we expect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeartBeat {
-    /// The smallest interval at which this side can send heart-beats; 0 for never.
-    pub send_ms: u64,
-    /// The interval at which this side wants to receive them; 0 for never.
-    pub expect_ms: u64,
-}
-
-impl FromStr for HeartBeat {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<HeartBeat, String> {
-        let (send, expect) = value
-            .split_once(',')
-            .ok_or_else(|| format!("expected \"send,expect\" in milliseconds, got {value:?}"))?;
-        let number = |text: &str| {
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{text:?} is not a number of milliseconds"))
-        };
-        Ok(HeartBeat {
-            send_ms: number(send)?,
-            expect_ms: number(expect)?,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for HeartBeat {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<HeartBeat, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 impl Config {
+    /// The service URLs of this configuration, which may carry passwords (for redaction).
+    pub fn service_urls(&self) -> Vec<String> {
+        [
+            Some(self.storage.url.clone()),
+            self.relay.amqp_url.clone(),
+            self.presence.redis_url.clone(),
+            self.files.s3_endpoint.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// Loads `path` (or `./broker.toml` when it exists, or the built-in defaults), then applies
     /// `BROKER_<SECTION>_<KEY>` overrides from `env`.
     ///
@@ -627,20 +564,18 @@ impl Config {
                     .into(),
             });
         }
-        if let Err(reason) =
-            crate::files::urls::ExternalPrefixes::parse(&self.files.external_url_prefixes)
-        {
+        if let Err(reason) = ExternalPrefixes::parse(&self.files.external_url_prefixes) {
             return Err(ConfigError::Invalid {
                 key: "files.external_url_prefixes",
                 value: self.files.external_url_prefixes.join(" "),
                 reason,
             });
         }
-        if self.auth.leeway_s > crate::auth::MAX_LEEWAY_S {
+        if self.auth.leeway_s > MAX_LEEWAY_S {
             return Err(ConfigError::Invalid {
                 key: "auth.leeway_s",
                 value: self.auth.leeway_s.to_string(),
-                reason: format!("at most {}", crate::auth::MAX_LEEWAY_S),
+                reason: format!("at most {}", MAX_LEEWAY_S),
             });
         }
         if let Some(id) = &self.cluster.node_id
@@ -692,169 +627,5 @@ impl Config {
     }
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Overlays `given` on `base`, table by table, so that a partial file keeps the other defaults.
-fn merge(base: &mut toml::Table, given: toml::Table) {
-    for (key, value) in given {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(given_table)) => {
-                merge(base_table, given_table);
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// `BROKER_SERVER_HTTP_ADDR=...` sets `server.http_addr`. The value is read as a TOML value
-/// when it is one (numbers, booleans, arrays), else as a string.
-fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), String> {
-    let rest = &name["BROKER_".len()..];
-    let (section, key) = rest
-        .split_once('_')
-        .ok_or_else(|| "expected BROKER_<SECTION>_<KEY>".to_owned())?;
-    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-    // Variables whose section the broker does not have belong to other tools (test harnesses,
-    // deployment scripts) that share the prefix; a misspelt key of a real section is still
-    // refused, by the unknown-key check.
-    let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
-        return Ok(());
-    };
-    let parsed = format!("v = {value}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-    // Keys that are strings, or optional and so absent from the defaults (all of those are
-    // strings: addresses, URLs, paths, names), keep the raw text even if it looks like a number.
-    let parsed = match section_table.get(&key) {
-        None | Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
-        Some(_) => parsed,
-    };
-    section_table.insert(key, parsed);
-    Ok(())
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn no_env() -> Vec<(String, String)> {
-        Vec::new()
-    }
-
-    #[test]
-    fn built_in_defaults_are_the_shipped_file() {
-        let config = Config::from_toml("test", "", no_env()).unwrap();
-        assert_eq!(config.server.http_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.limits.max_frame_bytes, 65536);
-        assert_eq!(
-            config.stomp.heartbeat_ms,
-            HeartBeat {
-                send_ms: 10000,
-                expect_ms: 10000
-            }
-        );
-        assert!(!config.auth.dev_login);
-        assert_eq!(config.storage.url, "sqlite://./data/broker.db");
-    }
-
-    #[test]
-    fn environment_overrides_a_key() {
-        let env = vec![(
-            "BROKER_SERVER_HTTP_ADDR".to_owned(),
-            "127.0.0.1:18080".to_owned(),
-        )];
-        let config = Config::from_toml("test", "", env).unwrap();
-        assert_eq!(config.server.http_addr.to_string(), "127.0.0.1:18080");
-    }
-
-    #[test]
-    fn environment_override_of_a_number_is_typed() {
-        let env = vec![("BROKER_LIMITS_MAX_FRAME_BYTES".into(), "1024".into())];
-        let config = Config::from_toml("test", "", env).unwrap();
-        assert_eq!(config.limits.max_frame_bytes, 1024);
-    }
-
-    #[test]
-    fn a_string_key_keeps_numeric_text() {
-        let env = vec![("BROKER_AUTH_JWT_SECRET".into(), "12345".into())];
-        let config = Config::from_toml("test", "", env).unwrap();
-        assert_eq!(config.auth.jwt_secret.as_deref(), Some("12345"));
-    }
-
-    #[test]
-    fn unknown_key_is_refused_on_one_line() {
-        let error = Config::from_toml("f.toml", "[server]\nhttp_adr = \"x\"\n", no_env())
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("http_adr"), "{error}");
-        assert!(!error.contains('\n'), "{error}");
-    }
-
-    #[test]
-    fn dev_login_needs_a_loopback_address() {
-        let text = "[server]\nhttp_addr = \"0.0.0.0:8080\"\n[auth]\ndev_login = true\n";
-        let error = Config::from_toml("f", text, no_env()).unwrap_err();
-        assert!(error.to_string().contains("loopback"), "{error}");
-    }
-
-    #[test]
-    fn an_s3_file_store_needs_a_bucket() {
-        let error = Config::from_toml("f", "[files]\nstore = \"s3\"\n", no_env()).unwrap_err();
-        assert!(error.to_string().contains("files.s3_bucket"), "{error}");
-        let text = "[files]\nstore = \"s3\"\ns3_bucket = \"chat\"\n";
-        let config = Config::from_toml("f", text, no_env()).unwrap();
-        assert_eq!(config.files.store, FileStoreKind::S3);
-        assert!(Config::from_toml("f", "[files]\nstore = \"ftp\"\n", no_env()).is_err());
-    }
-
-    #[test]
-    fn dev_login_needs_a_secret_to_sign_with() {
-        let text = "[auth]\ndev_login = true\njwt_public_key_file = \"/etc/broker/jwt.pem\"\n";
-        let error = Config::from_toml("f", text, no_env()).unwrap_err();
-        assert!(error.to_string().contains("jwt_public_key_file"), "{error}");
-    }
-
-    #[test]
-    fn web_dir_defaults_to_the_build_output() {
-        let config = Config::from_toml("test", "", no_env()).unwrap();
-        assert_eq!(config.server.web_dir, PathBuf::from("web/dist"));
-    }
-
-    #[test]
-    fn variables_of_other_sections_are_left_alone() {
-        let env = vec![("BROKER_TEST_POSTGRES_URL".into(), "postgres://x".into())];
-        assert!(Config::from_toml("test", "", env).is_ok());
-    }
-
-    #[test]
-    fn queue_prefetch_may_not_exceed_the_unacked_bound_of_a_subscription() {
-        let env = vec![
-            (
-                "BROKER_LIMITS_MAX_UNACKED_PER_SUBSCRIPTION".into(),
-                "50".into(),
-            ),
-            ("BROKER_LIMITS_QUEUE_PREFETCH".into(), "51".into()),
-        ];
-        let error = Config::from_toml("test", "", env).unwrap_err();
-        assert!(error.to_string().contains("queue_prefetch"), "{error}");
-    }
-
-    #[test]
-    fn malformed_heartbeat_is_refused() {
-        let env = vec![("BROKER_STOMP_HEARTBEAT_MS".into(), "fast".into())];
-        assert!(Config::from_toml("test", "", env).is_err());
-    }
-}
+mod tests;
