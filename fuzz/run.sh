@@ -30,7 +30,7 @@ for target in $targets; do
   cargo fuzz run --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$seconds" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 || status=$?
   # libFuzzer's progress lines are many; its summary and any finding are kept.
-  grep -E 'stat::number_of_executed_units|^Done|seed corpus|panic|ERROR|SUMMARY|Test unit written|deadly signal' "$log" || true
+  grep -E 'stat::number_of_executed_units|^Done|seed corpus|^panic|==[0-9]+== ?ERROR|SUMMARY|Test unit written|deadly signal' "$log" || true
   if [ "$status" -ne 0 ]; then
     tail -n 60 "$log" >&2
     echo "fuzz: $target failed (exit $status); crashes are in fuzz/artifacts/$target" >&2

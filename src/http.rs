@@ -335,7 +335,7 @@ async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Respon
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    session::transport::Counted::new(TokioIo::new(upgraded)),
+                    session::transport::counted(TokioIo::new(upgraded)),
                     Role::Server,
                     Some(config),
                 )

@@ -7,13 +7,11 @@
 //! Off (0) by default: behind a load balancer or a proxy every client has the same address.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{IpAddr, Ipv6Addr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::InspectReader;
 
 /// Open connections by address (or IPv6 /64).
 #[derive(Debug)]
@@ -90,62 +88,16 @@ impl Drop for IpGuard {
     }
 }
 
-/// A connection's socket holding its place: it is freed when the socket is dropped, also when
-/// an HTTP upgrade has handed the socket to a WebSocket session that outlives the request.
-#[derive(Debug)]
-pub struct Guarded<S> {
+/// `inner` holding its place (none when there is no cap): the place is freed when the socket is
+/// dropped, also when an HTTP upgrade has handed the socket to a WebSocket session that outlives
+/// the request. The guard rides in the reader's inspection closure, which does nothing else.
+pub fn guarded<S: AsyncRead + AsyncWrite>(
     inner: S,
-    _guard: Option<IpGuard>,
-}
-
-impl<S> Guarded<S> {
-    /// `inner` holding `guard` (none when there is no cap).
-    pub fn new(inner: S, guard: Option<IpGuard>) -> Guarded<S> {
-        Guarded {
-            inner,
-            _guard: guard,
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    guard: Option<IpGuard>,
+) -> InspectReader<S, impl FnMut(&[u8]) + Send + Unpin> {
+    InspectReader::new(inner, move |_: &[u8]| {
+        let _held = &guard;
+    })
 }
 
 #[cfg(test)]

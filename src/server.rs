@@ -24,7 +24,7 @@ use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
-use crate::per_ip::{Guarded, IpGuard, PerIpLimit};
+use crate::per_ip::{IpGuard, PerIpLimit, guarded};
 use crate::relay::amqp::AmqpRelay;
 use crate::relay::queues::SharedQueues;
 use crate::relay::{LocalRelay, Relay};
@@ -399,7 +399,7 @@ async fn serve_http(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .serve_connection(
-                    TokioIo::new(Lingering::new(Guarded::new(stream, guard))),
+                    TokioIo::new(Lingering::new(guarded(stream, guard))),
                     service,
                 )
                 .with_upgrades();
