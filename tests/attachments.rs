@@ -239,6 +239,25 @@ async fn a_recall_leaves_the_file_shared_by_another_message_that_stands() {
 // ---------------------------------------------------------------------------------------------
 
 /// An attachment object pointing at `url`.
+/// Sends an image message pointing at each of `urls` and expects `INVALID_ARGUMENT` for every one.
+async fn refuses_image_urls(broker: &TestBroker, label: &str, tag: &str, urls: &[&str]) {
+    for (n, url) in urls.iter().enumerate() {
+        let (status, body) = send_image(
+            broker,
+            "bob",
+            "alice",
+            &format!("{tag}-{n}"),
+            &pointing_at(url),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{label} {url}: {body}"
+        );
+    }
+}
+
 fn pointing_at(url: &str) -> Value {
     json!({"url": url, "name": "a.png", "size": 10, "mime": "image/png"})
 }
@@ -248,32 +267,21 @@ async fn an_attachment_with_a_foreign_url_is_refused() {
     for database in db::all().await {
         let label = database.label;
         let broker = im::broker(&database.url, &[]).await;
-        for (n, url) in [
-            "https://evil.example/collect",
-            "http://evil.example/a.png",
-            "//evil.example/api/v1/files/abc",
-            "/api/v1/files/../../evil",
-            "/api/v1/files/abc?x=1",
-            "/somewhere/else",
-            "javascript:alert(1)",
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let (status, body) = send_image(
-                &broker,
-                "bob",
-                "alice",
-                &format!("foreign-{n}"),
-                &pointing_at(url),
-            )
-            .await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (400, Some("INVALID_ARGUMENT")),
-                "{label} {url}: {body}"
-            );
-        }
+        refuses_image_urls(
+            &broker,
+            label,
+            "foreign",
+            &[
+                "https://evil.example/collect",
+                "http://evil.example/a.png",
+                "//evil.example/api/v1/files/abc",
+                "/api/v1/files/../../evil",
+                "/api/v1/files/abc?x=1",
+                "/somewhere/else",
+                "javascript:alert(1)",
+            ],
+        )
+        .await;
         // Over STOMP, to a group as well.
         let group = im::create_group(&broker, "bob", "team", &["alice"]).await;
         let mut bob = broker.im_user("bob").await;
@@ -349,34 +357,23 @@ async fn an_external_url_under_a_configured_prefix_is_accepted_normalised() {
             sent["attachment"]["thumbnailUrl"],
             "https://cdn.example/media/cats/a-small.png"
         );
-        for (n, url) in [
-            "https://cdn.example/media-evil/a.png",
-            "https://cdn.example/media/../private/a.png",
-            "https://cdn.example/media/%2e%2e/private/a.png",
-            "https://cdn.example/media/..%2Fprivate",
-            "https://user:secret@cdn.example/media/a.png",
-            "https://cdn.example@evil.example/media/a.png",
-            "http://cdn.example/media/a.png",
-            "https://cdn.example:8443/media/a.png",
-            "https://cdn.example.evil.example/media/a.png",
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let (status, body) = send_image(
-                &broker,
-                "bob",
-                "alice",
-                &format!("cdn-{n}"),
-                &pointing_at(url),
-            )
-            .await;
-            assert_eq!(
-                (status, body["code"].as_str()),
-                (400, Some("INVALID_ARGUMENT")),
-                "{label} {url}: {body}"
-            );
-        }
+        refuses_image_urls(
+            &broker,
+            label,
+            "cdn",
+            &[
+                "https://cdn.example/media-evil/a.png",
+                "https://cdn.example/media/../private/a.png",
+                "https://cdn.example/media/%2e%2e/private/a.png",
+                "https://cdn.example/media/..%2Fprivate",
+                "https://user:secret@cdn.example/media/a.png",
+                "https://cdn.example@evil.example/media/a.png",
+                "http://cdn.example/media/a.png",
+                "https://cdn.example:8443/media/a.png",
+                "https://cdn.example.evil.example/media/a.png",
+            ],
+        )
+        .await;
     }
 }
 
