@@ -163,13 +163,8 @@ impl Identity {
     }
 }
 
-/// Checks a user id against the contract's alphabet: 1 to 64 of `A-Z a-z 0-9 - . @ :`.
-pub fn is_valid_user_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'@' | b':'))
-}
+/// The contract's user id alphabet, checked where identities are read.
+pub use crate::domain::is_valid_user_id;
 
 /// Verifies tokens, and mints them when the key is a shared secret.
 #[derive(Clone)]

@@ -10,6 +10,7 @@
 pub mod app_error;
 pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod files;
 pub mod http;
 pub mod http_guard;
