@@ -3,7 +3,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use broker::ordering::PushOrder;
 
 use broker::store::{
     HistoryQuery, NewMessage, SendOutcome, Store, StoreError, StoreSettings, Target,
@@ -11,16 +14,17 @@ use broker::store::{
 use common::db;
 
 async fn open(url: &str) -> Store {
-    Store::open(&StoreSettings {
+    let settings = StoreSettings {
         url: url.to_owned(),
         pool_size: 4,
         timeout: Duration::from_secs(10),
         max_batch: 256,
         node_number: 1,
         outbox_node: None,
-    })
-    .await
-    .expect("store opens")
+    };
+    Store::open(&settings, Arc::new(PushOrder::default()))
+        .await
+        .expect("store opens")
 }
 
 fn text(target: Target, sender: &str, client_msg_id: &str, content: &str) -> NewMessage {

@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conversations::{member_row, new_conversation};
 use super::messages::{NewMessage, SendOutcome};
-use super::order::SeqOrder;
 use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
 use crate::metrics::Metrics;
+use crate::ordering::PushOrder;
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
 
@@ -116,7 +116,7 @@ const WRITER_CONNECTIONS: u32 = 2;
 pub(crate) async fn start(
     settings: &super::StoreSettings,
     ids: Arc<IdGenerator>,
-    order: Arc<SeqOrder>,
+    push_order: Arc<PushOrder>,
 ) -> Result<WriterHandle, StoreError> {
     let (queue, jobs) = mpsc::channel::<(NewMessage, Reply)>(QUEUE_CAPACITY);
     let (ready, started) = oneshot::channel::<Result<(), StoreError>>();
@@ -146,7 +146,7 @@ pub(crate) async fn start(
                         }
                     };
                 let _ = ready.send(Ok(()));
-                run(pool, ids, settings, order, jobs).await;
+                run(pool, ids, settings, push_order, jobs).await;
             });
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
@@ -161,7 +161,7 @@ async fn run(
     pool: Pool,
     ids: Arc<IdGenerator>,
     settings: super::StoreSettings,
-    order: Arc<SeqOrder>,
+    push_order: Arc<PushOrder>,
     mut jobs: mpsc::Receiver<(NewMessage, Reply)>,
 ) {
     let max_batch = settings.max_batch.max(1);
@@ -175,7 +175,7 @@ async fn run(
         metrics.store_batch_seconds.record(started.elapsed());
         metrics.store_batch_messages.record(messages.len() as f64);
         // Before anyone hears of the commit: the pushes of these seqs will be run in order.
-        order.committed(outcomes.iter().filter_map(|outcome| match outcome {
+        push_order.committed(outcomes.iter().filter_map(|outcome| match outcome {
             Ok(SendOutcome::Stored { message, .. }) => {
                 Some((message.conversation_id.as_str(), message.seq))
             }
