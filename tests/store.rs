@@ -356,7 +356,7 @@ async fn recall_empties_the_message_and_keeps_its_seq() {
         assert!(
             matches!(
                 store.recall(sent.message().id).await,
-                Err(StoreError::Conflict(_))
+                Err(StoreError::AlreadyRecalled)
             ),
             "{}",
             database.label
@@ -376,7 +376,7 @@ async fn groups_refuse_to_grow_past_their_limit_and_rejoined_members_start_at_th
         assert_eq!(store.members("group_1").await.unwrap().len(), 3);
         let full = store.add_members("group_1", &["dave".to_owned()], 3).await;
         assert!(
-            matches!(full, Err(StoreError::Conflict(_))),
+            matches!(full, Err(StoreError::GroupFull)),
             "{}",
             database.label
         );

@@ -467,12 +467,7 @@ impl Im {
                 ));
             }
         }
-        let recalled = self.store().recall(id).await.map_err(|error| match error {
-            crate::store::StoreError::Conflict(_) => {
-                AppError::new(ErrorCode::Conflict, "the message is already recalled")
-            }
-            other => store_error(other),
-        })?;
+        let recalled = self.store().recall(id).await.map_err(store_error)?;
         self.record(
             "message.recalled",
             json!({

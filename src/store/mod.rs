@@ -70,9 +70,12 @@ pub enum StoreError {
     /// The row asked for does not exist.
     #[error("not found")]
     NotFound,
-    /// The change is not allowed in the row's state.
-    #[error("{0}")]
-    Conflict(String),
+    /// Adding the members would take the group past its member limit.
+    #[error("the group is full")]
+    GroupFull,
+    /// The message was recalled already.
+    #[error("the message is already recalled")]
+    AlreadyRecalled,
     /// The recipient (named) has blocked the sender: the message was not stored.
     #[error("{0} has blocked the sender")]
     Blocked(String),
