@@ -14,8 +14,8 @@
 mod assistant;
 mod blocks;
 mod conversations;
+pub mod event_outbox;
 mod messages;
-pub mod outbox;
 mod reports;
 pub mod safety;
 pub mod search;

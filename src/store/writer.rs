@@ -439,7 +439,7 @@ async fn apply(
                             .find(|m| m.target.conversation_id() == *conversation)
                             .map(|m| m.target.participants())
                             .unwrap_or_default();
-                        events.push(super::outbox::event_row(
+                        events.push(super::event_outbox::event_row(
                             ids,
                             node,
                             "conversation.created",
@@ -448,7 +448,7 @@ async fn apply(
                     }
                 }
                 for row in &rows {
-                    events.push(super::outbox::event_row(
+                    events.push(super::event_outbox::event_row(
                         ids,
                         node,
                         "message.sent",
