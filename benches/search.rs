@@ -16,8 +16,10 @@
 #[path = "../tests/common/db.rs"]
 mod db;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use broker::ordering::PushOrder;
 use broker::store::search::SearchQuery;
 use broker::store::{Store, StoreSettings};
 use diesel::Connection;
@@ -170,7 +172,9 @@ async fn main() {
 
 async fn sqlite() {
     let sqlite = db::sqlite();
-    let store = Store::open(&settings(&sqlite.url)).await.expect("open");
+    let store = Store::open(&settings(&sqlite.url), Arc::new(PushOrder::default()))
+        .await
+        .expect("open");
     let started = Instant::now();
     let path = sqlite.url.trim_start_matches("sqlite://").to_owned();
     tokio::task::spawn_blocking(move || {
@@ -194,7 +198,9 @@ async fn sqlite() {
 
 async fn postgres() {
     if let Some(postgres) = db::postgres().await {
-        let store = Store::open(&settings(&postgres.url)).await.expect("open");
+        let store = Store::open(&settings(&postgres.url), Arc::new(PushOrder::default()))
+            .await
+            .expect("open");
         let started = Instant::now();
         let mut conn = AsyncPgConnection::establish(&postgres.url)
             .await

@@ -17,6 +17,7 @@ pub mod http_guard;
 pub mod hub;
 pub mod im;
 pub mod metrics;
+pub mod ordering;
 pub mod os;
 pub mod per_ip;
 pub mod private_fs;

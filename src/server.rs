@@ -24,6 +24,7 @@ use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
+use crate::ordering::PushOrder;
 use crate::per_ip::{IpGuard, PerIpLimit, guarded};
 use crate::relay::amqp::AmqpRelay;
 use crate::relay::queues::SharedQueues;
@@ -82,15 +83,18 @@ impl Server {
     /// cannot be loaded.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let node_id = config.node_id();
-        let store = Store::open(&StoreSettings {
+        let store_settings = StoreSettings {
             url: config.storage.url.clone(),
             pool_size: config.storage.pool_size,
             timeout: Duration::from_millis(config.storage.timeout_ms),
             max_batch: config.storage.max_batch,
             node_number: node_number(&node_id),
             outbox_node: config.relay.amqp_url.is_some().then(|| node_id.clone()),
-        })
-        .await?;
+        };
+        // The writer registers its commits with this order; the IM layer releases its pushes
+        // through it (see `crate::ordering`).
+        let push_order = Arc::new(PushOrder::default());
+        let store = Store::open(&store_settings, push_order).await?;
         let settings = ImSettings::from_config(&config);
         let files = crate::files::open_store(&config.files).map_err(StartError::Files)?;
         let redis = match &config.presence.redis_url {
@@ -459,7 +463,7 @@ async fn serve_stomp_tcp(
 
 /// Lets sequenced publications stop waiting for a seq that is not coming.
 async fn release_overdue(hub: Hub, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(crate::hub::sequencer::HOLD / 4);
+    let mut tick = tokio::time::interval(crate::ordering::HOLD / 4);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -3,7 +3,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use broker::ordering::PushOrder;
 
 use broker::store::{
     HistoryQuery, NewMessage, SendOutcome, Store, StoreError, StoreSettings, Target,
@@ -11,16 +14,17 @@ use broker::store::{
 use common::db;
 
 async fn open(url: &str) -> Store {
-    Store::open(&StoreSettings {
+    let settings = StoreSettings {
         url: url.to_owned(),
         pool_size: 4,
         timeout: Duration::from_secs(10),
         max_batch: 256,
         node_number: 1,
         outbox_node: None,
-    })
-    .await
-    .expect("store opens")
+    };
+    Store::open(&settings, Arc::new(PushOrder::default()))
+        .await
+        .expect("store opens")
 }
 
 fn text(target: Target, sender: &str, client_msg_id: &str, content: &str) -> NewMessage {
@@ -352,7 +356,7 @@ async fn recall_empties_the_message_and_keeps_its_seq() {
         assert!(
             matches!(
                 store.recall(sent.message().id).await,
-                Err(StoreError::Conflict(_))
+                Err(StoreError::AlreadyRecalled)
             ),
             "{}",
             database.label
@@ -372,7 +376,7 @@ async fn groups_refuse_to_grow_past_their_limit_and_rejoined_members_start_at_th
         assert_eq!(store.members("group_1").await.unwrap().len(), 3);
         let full = store.add_members("group_1", &["dave".to_owned()], 3).await;
         assert!(
-            matches!(full, Err(StoreError::Conflict(_))),
+            matches!(full, Err(StoreError::GroupFull)),
             "{}",
             database.label
         );

@@ -8,7 +8,6 @@
 //! [`Relay`]. The hub knows nothing of chats.
 
 pub mod queue;
-pub mod sequencer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +19,7 @@ use dashmap::DashMap;
 use stomp_codec::{Headers, MessageTemplate};
 
 use crate::app_error::ErrorCode;
+use crate::ordering::sequencer;
 use crate::relay::queues::SharedQueues;
 use crate::relay::{Interest, Relay, RelayError, Route};
 use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock};
@@ -247,7 +247,7 @@ struct Inner {
     /// Serialises changes of interest so that bind and unbind of one key cannot cross.
     interest_changes: tokio::sync::Mutex<()>,
     interest_counts: Mutex<HashMap<Interest, usize>>,
-    sequencer: sequencer::Sequencer<Publication>,
+    sequencer: sequencer::TopicSequencer<Publication>,
 }
 
 /// Why a subscription could not be registered.
@@ -327,7 +327,7 @@ impl Hub {
                 next_message: AtomicU64::new(1),
                 interest_changes: tokio::sync::Mutex::new(()),
                 interest_counts: Mutex::new(HashMap::new()),
-                sequencer: sequencer::Sequencer::default(),
+                sequencer: sequencer::TopicSequencer::default(),
             }),
         }
     }

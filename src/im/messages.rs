@@ -209,7 +209,7 @@ impl Im {
     /// Pushes a sent message: `message.new` to the conversation's audience (only to the
     /// sender's own sessions for a duplicate), then delivery tracking for private chats. A new
     /// message is pushed after every smaller seq of its conversation (see
-    /// [`crate::store::Store::push_in_seq_order`]).
+    /// [`crate::ordering::PushOrder`]).
     pub fn push_sent(&self, sent: &Sent) {
         let message = &sent.message;
         if sent.duplicate {
@@ -224,7 +224,7 @@ impl Im {
         let im = self.clone();
         let new = message.clone();
         let marked_read = sent.marked_read;
-        self.store().push_in_seq_order(
+        self.store().push_order().release(
             &message.conversation_id,
             message.seq,
             Box::new(move || {
@@ -467,12 +467,7 @@ impl Im {
                 ));
             }
         }
-        let recalled = self.store().recall(id).await.map_err(|error| match error {
-            crate::store::StoreError::Conflict(_) => {
-                AppError::new(ErrorCode::Conflict, "the message is already recalled")
-            }
-            other => store_error(other),
-        })?;
+        let recalled = self.store().recall(id).await.map_err(store_error)?;
         self.record(
             "message.recalled",
             json!({

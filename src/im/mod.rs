@@ -306,11 +306,13 @@ fn to_json(body: &impl Serialize) -> Vec<u8> {
 pub(crate) fn store_error(error: StoreError) -> AppError {
     match error {
         StoreError::NotFound => AppError::new(ErrorCode::NotFound, "not found"),
-        StoreError::Conflict(reason) if reason == "GROUP_FULL" => AppError::new(
+        StoreError::GroupFull => AppError::new(
             ErrorCode::GroupFull,
             "the group has no room for more members",
         ),
-        StoreError::Conflict(reason) => AppError::new(ErrorCode::Conflict, reason),
+        StoreError::AlreadyRecalled => {
+            AppError::new(ErrorCode::Conflict, "the message is already recalled")
+        }
         StoreError::Blocked(user) => AppError::new(
             ErrorCode::Blocked,
             format!("{user} does not accept your messages"),

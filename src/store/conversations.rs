@@ -429,7 +429,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Conflict`] with `GROUP_FULL` when the group would exceed `max_members`.
+    /// [`StoreError::GroupFull`] when the group would exceed `max_members`.
     pub async fn add_members(
         &self,
         id: &str,
@@ -466,7 +466,7 @@ impl Store {
                         }
                     }
                     if current.len() + added.len() > max_members {
-                        return Err(StoreError::Conflict("GROUP_FULL".into()));
+                        return Err(StoreError::GroupFull);
                     }
                     for user in &added {
                         let rejoined = diesel::update(members::table.find((id, user)))

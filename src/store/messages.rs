@@ -308,7 +308,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Conflict`] when it was
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::AlreadyRecalled`] when it was
     /// recalled already.
     pub async fn recall(&self, id: i64) -> Result<MessageRow, StoreError> {
         use super::shares::file_shares;
@@ -342,7 +342,7 @@ impl Store {
                         .optional()?;
                     match (row, changed) {
                         (None, _) => Err(StoreError::NotFound),
-                        (Some(_), 0) => Err(StoreError::Conflict("already recalled".into())),
+                        (Some(_), 0) => Err(StoreError::AlreadyRecalled),
                         (Some(row), _) => Ok(row),
                     }
                 })

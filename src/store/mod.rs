@@ -5,16 +5,17 @@
 //!
 //! Message writes go through a group-commit writer ([`writer`]): concurrent sends are batched
 //! into one transaction, which is what makes the write path fast, while each conversation's seq
-//! stays gapless and every caller hears back only after the commit.
+//! stays gapless and every caller hears back only after the commit. The writer registers the
+//! seqs it committed with the [`PushOrder`] it was given, before it answers; the store runs no
+//! pushes itself.
 //!
 //! The store knows nothing of sessions or STOMP.
 
 mod assistant;
 mod blocks;
 mod conversations;
+pub mod event_outbox;
 mod messages;
-mod order;
-pub mod outbox;
 mod reports;
 pub mod safety;
 pub mod search;
@@ -35,6 +36,7 @@ use diesel_async::pooled_connection::{
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::ordering::PushOrder;
 use crate::redact::{redact_secrets, redact_url};
 
 pub use assistant::{AssistantPage, AssistantSummary};
@@ -68,9 +70,12 @@ pub enum StoreError {
     /// The row asked for does not exist.
     #[error("not found")]
     NotFound,
-    /// The change is not allowed in the row's state.
-    #[error("{0}")]
-    Conflict(String),
+    /// Adding the members would take the group past its member limit.
+    #[error("the group is full")]
+    GroupFull,
+    /// The message was recalled already.
+    #[error("the message is already recalled")]
+    AlreadyRecalled,
     /// The recipient (named) has blocked the sender: the message was not stored.
     #[error("{0} has blocked the sender")]
     Blocked(String),
@@ -227,30 +232,33 @@ pub struct Store {
     pub(crate) outbox_node: Option<String>,
     pub(crate) timeout: Duration,
     writer: writer::WriterHandle,
-    order: Arc<order::SeqOrder>,
+    push_order: Arc<PushOrder>,
     /// See [`Store::set_search_scan_limit`].
     pub(crate) search_scan_limit: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
-    /// Connects, runs pending migrations and starts the group-commit writer.
+    /// Connects, runs pending migrations and starts the group-commit writer, which registers
+    /// every seq it commits with `push_order` before it answers the sender.
     ///
     /// # Errors
     ///
     /// [`StoreError`] when the database is unreachable or a migration fails.
-    pub async fn open(settings: &StoreSettings) -> Result<Store, StoreError> {
+    pub async fn open(
+        settings: &StoreSettings,
+        push_order: Arc<PushOrder>,
+    ) -> Result<Store, StoreError> {
         migrate(&settings.url).await?;
         let pool = connect(settings).await?;
         let ids = Arc::new(IdGenerator::new(settings.node_number));
-        let order = Arc::new(order::SeqOrder::default());
-        let writer = writer::start(settings, ids.clone(), order.clone()).await?;
+        let writer = writer::start(settings, ids.clone(), push_order.clone()).await?;
         Ok(Store {
             pool,
             ids,
             outbox_node: settings.outbox_node.clone(),
             timeout: settings.timeout,
             writer,
-            order,
+            push_order,
             search_scan_limit: Arc::new(std::sync::atomic::AtomicI64::new(
                 search::SQLITE_SCAN_LIMIT,
             )),
@@ -274,12 +282,11 @@ impl Store {
         )
     }
 
-    /// Runs `push`, the fan-out of the message stored with `seq` in `conversation`, after the
-    /// pushes of every smaller seq of that conversation stored before it, so that subscribers
-    /// get a conversation's messages in seq order even when concurrent senders' stores complete
-    /// together. A seq whose push never comes holds the others back for a short while only.
-    pub fn push_in_seq_order(&self, conversation: &str, seq: i64, push: Box<dyn FnOnce() + Send>) {
-        self.order.release(conversation, seq, push);
+    /// The push order this store's writer registers its commits with: pushes of stored
+    /// messages are released through it, so that subscribers get a conversation's messages in
+    /// seq order even when concurrent senders' stores complete together.
+    pub fn push_order(&self) -> &Arc<PushOrder> {
+        &self.push_order
     }
 
     /// Sets the size of a caller's history (messages) up to which SQLite search scans it instead

@@ -1,14 +1,17 @@
-//! Seq order for pushes. The writer commits concurrent senders' messages together and answers
-//! them together; each sender then pushes its own message, and without care the pushes of one
-//! conversation race and subscribers get seq 6 before seq 5. So the writer registers every
-//! committed seq before it answers, and each push passes through [`SeqOrder::release`], which
-//! runs a conversation's pushes in seq order, holding a push back while a smaller seq committed
-//! before it has not been pushed yet. A seq whose push never comes (its sender vanished between
-//! the commit and the push) holds the others back for [`GIVE_UP`] at most.
+//! Push order of locally committed messages, per conversation. The store's writer commits
+//! concurrent senders' messages together and answers them together; each sender then pushes
+//! its own message, and without care the pushes of one conversation race and subscribers get
+//! seq 6 before seq 5. So the writer registers every committed seq ([`PushOrder::committed`])
+//! before it answers, and each push passes through [`PushOrder::release`], which runs a
+//! conversation's pushes in seq order, holding a push back while a smaller seq committed before
+//! it has not been pushed yet. A seq whose push never comes (its sender vanished between the
+//! commit and the push) holds the others back for [`GIVE_UP`] at most.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::lock;
 
 /// How long a committed seq whose push has not come may hold back the later ones.
 const GIVE_UP: Duration = Duration::from_secs(2);
@@ -16,17 +19,19 @@ const GIVE_UP: Duration = Duration::from_secs(2);
 /// Lanes beyond which registration sweeps out the stale ones.
 const SWEEP_ABOVE: usize = 1024;
 
-type Push = Box<dyn FnOnce() + Send>;
+/// A push: the fan-out of one stored message, run once its turn comes.
+pub type Push = Box<dyn FnOnce() + Send>;
 
-/// Per-conversation ordering of pushes.
-pub(crate) struct SeqOrder {
+/// Per-conversation ordering of the pushes of locally committed messages. One is shared by the
+/// store's writer (which registers commits) and the layer that pushes (which releases pushes).
+pub struct PushOrder {
     lanes: Mutex<HashMap<String, Lane>>,
     give_up: Duration,
 }
 
-impl Default for SeqOrder {
-    fn default() -> SeqOrder {
-        SeqOrder::new(GIVE_UP)
+impl Default for PushOrder {
+    fn default() -> PushOrder {
+        PushOrder::new(GIVE_UP)
     }
 }
 
@@ -64,22 +69,17 @@ impl Lane {
     }
 }
 
-fn lock(lanes: &Mutex<HashMap<String, Lane>>) -> MutexGuard<'_, HashMap<String, Lane>> {
-    lanes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl SeqOrder {
-    fn new(give_up: Duration) -> SeqOrder {
-        SeqOrder {
+impl PushOrder {
+    fn new(give_up: Duration) -> PushOrder {
+        PushOrder {
             lanes: Mutex::new(HashMap::new()),
             give_up,
         }
     }
 
-    /// Registers committed seqs; called by the writer before it answers the senders.
-    pub(crate) fn committed<'a>(&self, seqs: impl Iterator<Item = (&'a str, i64)>) {
+    /// Registers committed `(conversation, seq)` pairs; the writer calls it before it answers
+    /// the senders, so that no push of these seqs can be released before they are known.
+    pub fn committed<'a>(&self, seqs: impl Iterator<Item = (&'a str, i64)>) {
         let now = Instant::now();
         let mut lanes = lock(&self.lanes);
         for (conversation, seq) in seqs {
@@ -99,8 +99,9 @@ impl SeqOrder {
     }
 
     /// Runs `push` for `seq` of `conversation` once every smaller awaited seq was pushed (or
-    /// given up on), in this task or in the one pushing the seq it waited for.
-    pub(crate) fn release(self: &Arc<Self>, conversation: &str, seq: i64, push: Push) {
+    /// given up on), in this task or in the one pushing the seq it waited for. A seq never
+    /// registered is pushed at once.
+    pub fn release(self: &Arc<Self>, conversation: &str, seq: i64, push: Push) {
         {
             let mut lanes = lock(&self.lanes);
             let Some(lane) = lanes.get_mut(conversation) else {
@@ -191,7 +192,7 @@ mod tests {
 
     #[test]
     fn pushes_run_in_seq_order_whatever_order_they_come_in() {
-        let order = Arc::new(SeqOrder::default());
+        let order = Arc::new(PushOrder::default());
         let (log, push) = recorder();
         order.committed([("c", 1), ("c", 2), ("c", 3), ("d", 1)].into_iter());
         order.release("c", 3, push(3));
@@ -205,7 +206,7 @@ mod tests {
 
     #[test]
     fn an_unregistered_push_runs_at_once() {
-        let order = Arc::new(SeqOrder::default());
+        let order = Arc::new(PushOrder::default());
         let (log, push) = recorder();
         order.release("c", 7, push(7));
         assert_eq!(*log.lock().unwrap(), vec![7]);
@@ -214,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_that_never_comes_holds_the_others_back_for_a_while_only() {
         let give_up = Duration::from_millis(50);
-        let order = Arc::new(SeqOrder::new(give_up));
+        let order = Arc::new(PushOrder::new(give_up));
         let (log, push) = recorder();
         order.committed([("c", 1), ("c", 2)].into_iter());
         order.release("c", 2, push(2));

@@ -1,5 +1,5 @@
-//! Per-topic reordering of sequenced publications (group messages carry their conversation
-//! seq). Messages of one group can be stored by two nodes at once; each node serves its own
+//! Per-topic reordering of sequenced publications arriving from other nodes (group messages
+//! carry their conversation seq). Messages of one group can be stored by two nodes at once; each node serves its own
 //! sessions directly and the other node's copy arrives through RabbitMQ a moment later, so
 //! without this a member could see seq 15 before 14. A publication ahead of the next expected
 //! seq waits (briefly, and boundedly) for the gap to fill; a gap that does not fill in time is
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::session::handle::lock;
+use super::lock;
 
 /// How long a publication waits for an earlier seq. Only a real gap waits: in a healthy cluster
 /// the earlier copy crosses RabbitMQ within milliseconds, but on a loaded node its hop can take
@@ -30,24 +30,24 @@ struct Stream<T> {
     held: BTreeMap<i64, (Instant, T)>,
 }
 
-/// Reorders items by seq per key, and hands them on in that order.
+/// Reorders items by seq per key (the hub's topic), and hands them on in that order.
 ///
 /// Items are handed on while their stream's lock is held: released under the lock and handed
 /// on after it, two items released one after the other by two threads could still overtake each
 /// other on their way to the sessions.
-pub struct Sequencer<T> {
+pub struct TopicSequencer<T> {
     streams: DashMap<String, Arc<Mutex<Stream<T>>>>,
 }
 
-impl<T> Default for Sequencer<T> {
+impl<T> Default for TopicSequencer<T> {
     fn default() -> Self {
-        Sequencer {
+        TopicSequencer {
             streams: DashMap::new(),
         }
     }
 }
 
-impl<T> Sequencer<T> {
+impl<T> TopicSequencer<T> {
     /// The stream of `key`, created at `next` if there is none; the map's shard is not kept
     /// locked while the stream is used.
     fn stream(&self, key: &str, next: i64) -> Arc<Mutex<Stream<T>>> {
@@ -141,7 +141,7 @@ impl<T> Sequencer<T> {
 mod tests {
     use super::*;
 
-    fn offer(sequencer: &Sequencer<i64>, seq: i64) -> Vec<i64> {
+    fn offer(sequencer: &TopicSequencer<i64>, seq: i64) -> Vec<i64> {
         let mut out = Vec::new();
         sequencer.offer("g", seq, seq, |item| out.push(item));
         out
@@ -149,14 +149,14 @@ mod tests {
 
     #[test]
     fn in_order_items_pass_at_once() {
-        let sequencer = Sequencer::default();
+        let sequencer = TopicSequencer::default();
         assert_eq!(offer(&sequencer, 5), vec![5]);
         assert_eq!(offer(&sequencer, 6), vec![6]);
     }
 
     #[test]
     fn an_early_item_waits_for_the_gap() {
-        let sequencer = Sequencer::default();
+        let sequencer = TopicSequencer::default();
         assert_eq!(offer(&sequencer, 1), vec![1]);
         assert!(offer(&sequencer, 3).is_empty());
         assert_eq!(offer(&sequencer, 2), vec![2, 3]);
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_stream_started_at_a_seq_waits_for_it() {
-        let sequencer = Sequencer::default();
+        let sequencer = TopicSequencer::default();
         sequencer.start_at("g", 4);
         assert!(offer(&sequencer, 5).is_empty());
         assert_eq!(offer(&sequencer, 4), vec![4, 5]);
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_gap_that_does_not_fill_is_skipped_after_the_hold() {
-        let sequencer = Sequencer::default();
+        let sequencer = TopicSequencer::default();
         offer(&sequencer, 1);
         assert!(offer(&sequencer, 3).is_empty());
         std::thread::sleep(HOLD + Duration::from_millis(10));
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn items_reach_the_receiver_in_seq_order_from_many_threads() {
-        let sequencer = Arc::new(Sequencer::default());
+        let sequencer = Arc::new(TopicSequencer::default());
         let received = Arc::new(Mutex::new(Vec::new()));
         sequencer.start_at("g", 0);
         std::thread::scope(|scope| {

@@ -1,0 +1,482 @@
+//! One batch of sends committed in one transaction, phase by phase: find the sends stored
+//! before (idempotency), refuse those to a recipient who blocked the sender, create the
+//! conversations that start with this batch, reserve each conversation's seq range (moving the
+//! senders' read positions), insert the messages and the files they share, record the domain
+//! events, and answer every send.
+//!
+//! Each phase is written once for both backends: the statements that differ live behind
+//! [`BatchStatements`], [`InsertRows`] and [`RecordShares`].
+
+use std::collections::HashMap;
+
+use diesel_async::AsyncConnection;
+use schema::{ConversationRow, MemberRow, MessageRow};
+
+use super::statements::{BatchStatements, ReadMark, Reservation, Reserved};
+use crate::store::conversations::{member_row, new_conversation};
+use crate::store::messages::{NewMessage, SendOutcome};
+use crate::store::shares::RecordShares;
+use crate::store::{IdGenerator, InsertRows, Pool, StoreError, event_outbox, now_ms, with_conn};
+
+/// The answer to one send of a batch.
+type Answer = Result<SendOutcome, StoreError>;
+
+/// Commits `batch` in one transaction; answers each send, in the batch's order. Fails as a
+/// whole when the transaction fails.
+pub(super) async fn apply(
+    pool: &Pool,
+    ids: &IdGenerator,
+    outbox: Option<&str>,
+    batch: &[NewMessage],
+) -> Result<Vec<Answer>, StoreError> {
+    with_conn!(pool, |conn| {
+        conn.transaction(async |conn| apply_in(conn, ids, outbox, batch).await)
+            .await
+    })
+}
+
+/// The phases of [`apply`], inside its transaction.
+async fn apply_in<C>(
+    conn: &mut C,
+    ids: &IdGenerator,
+    outbox: Option<&str>,
+    batch: &[NewMessage],
+) -> Result<Vec<Answer>, StoreError>
+where
+    C: BatchStatements + InsertRows + RecordShares + Send,
+{
+    InsertRows::lock_for_write(conn).await?;
+    let now = now_ms();
+    let mut triage = find_duplicates(conn, batch).await?;
+    triage.blocked = check_blocks(conn, batch, &mut triage.fresh).await?;
+    let created = create_conversations(conn, batch, &triage.fresh, now).await?;
+    let numbered = reserve_seqs(conn, ids, batch, &triage.fresh, now).await?;
+    insert_messages(conn, batch, &triage.fresh, &numbered).await?;
+    // Domain events commit with the messages they describe (cluster mode).
+    if let Some(node) = outbox {
+        record_events(conn, ids, node, batch, &created, &numbered.rows).await?;
+    }
+    answer(batch, triage, &created, &numbered)
+}
+
+/// The batch's sends sorted by what the batch does with them; indexes into the batch.
+struct Triage {
+    /// Answers known before anything is written: the duplicates of stored messages.
+    outcomes: Vec<Option<SendOutcome>>,
+    /// Sends to store, in arrival order.
+    fresh: Vec<usize>,
+    /// `(index, first)`: a repeat, within the batch, of the send at `first`.
+    repeats: Vec<(usize, usize)>,
+    /// Sends refused because the recipient blocked the sender.
+    blocked: Vec<usize>,
+}
+
+/// Idempotency: finds the clientMsgIds stored before, and the repeats within this batch.
+async fn find_duplicates<C: BatchStatements + Send>(
+    conn: &mut C,
+    batch: &[NewMessage],
+) -> Result<Triage, StoreError> {
+    let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
+    let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
+    let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
+    let stored = BatchStatements::find_stored(conn, &senders, &client_ids).await?;
+    let mut known: HashMap<(String, String), MessageRow> = stored
+        .into_iter()
+        .map(|row| ((row.sender_id.clone(), row.client_msg_id.clone()), row))
+        .collect();
+    let mut first_in_batch: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    let mut fresh: Vec<usize> = Vec::new();
+    for (index, message) in batch.iter().enumerate() {
+        let key = (message.sender.clone(), message.client_msg_id.clone());
+        if let Some(row) = known.remove(&key) {
+            outcomes[index] = Some(SendOutcome::Duplicate(row.clone()));
+            known.insert(key, row);
+        } else if let Some(&first) =
+            first_in_batch.get(&(message.sender.as_str(), message.client_msg_id.as_str()))
+        {
+            repeats.push((index, first));
+        } else {
+            first_in_batch.insert(
+                (message.sender.as_str(), message.client_msg_id.as_str()),
+                index,
+            );
+            fresh.push(index);
+        }
+    }
+    Ok(Triage {
+        outcomes,
+        fresh,
+        repeats,
+        blocked: Vec::new(),
+    })
+}
+
+/// Blocks: one lookup for every private send of the batch, in the transaction that stores
+/// them. Takes the refused sends out of `fresh` and returns them.
+async fn check_blocks<C: BatchStatements + Send>(
+    conn: &mut C,
+    batch: &[NewMessage],
+    fresh: &mut Vec<usize>,
+) -> Result<Vec<usize>, StoreError> {
+    let mut blocked: Vec<usize> = Vec::new();
+    let mut checks: Vec<(&str, &str)> = fresh
+        .iter()
+        .filter_map(|&i| {
+            let message = &batch[i];
+            let user = message.unless_blocked_by.as_deref()?;
+            Some((user, message.sender.as_str()))
+        })
+        .collect();
+    if checks.is_empty() {
+        return Ok(blocked);
+    }
+    checks.sort_unstable();
+    checks.dedup();
+    let found = BatchStatements::find_blocks(conn, &checks).await?;
+    if !found.is_empty() {
+        fresh.retain(|&i| {
+            let message = &batch[i];
+            let refused = found.iter().any(|(user, sender)| {
+                message.unless_blocked_by.as_deref() == Some(user.as_str())
+                    && *sender == message.sender
+            });
+            if refused {
+                blocked.push(i);
+            }
+            !refused
+        });
+    }
+    Ok(blocked)
+}
+
+/// Conversations created by their first message: one insert for all of the batch's
+/// candidates, which tells which ones did not exist yet; their participants become members.
+/// Returns each candidate's id with whether this batch created it.
+async fn create_conversations<C: BatchStatements + InsertRows + Send>(
+    conn: &mut C,
+    batch: &[NewMessage],
+    fresh: &[usize],
+    now: i64,
+) -> Result<HashMap<String, bool>, StoreError> {
+    let mut candidates: Vec<ConversationRow> = Vec::new();
+    let mut participants: HashMap<String, Vec<String>> = HashMap::new();
+    for &index in fresh {
+        let target = &batch[index].target;
+        let Some(kind) = target.kind() else { continue };
+        let id = target.conversation_id();
+        if participants.contains_key(&id) {
+            continue;
+        }
+        participants.insert(id.clone(), target.participants());
+        candidates.push(new_conversation(id, kind, now));
+    }
+    let mut created: HashMap<String, bool> = candidates
+        .iter()
+        .map(|row| (row.id.clone(), false))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(created);
+    }
+    let inserted = BatchStatements::create_conversations(conn, &candidates).await?;
+    let mut member_rows: Vec<MemberRow> = Vec::new();
+    for id in inserted {
+        for user in participants.remove(&id).unwrap_or_default() {
+            member_rows.push(member_row(&id, &user, "member", now, 0));
+        }
+        created.insert(id, true);
+    }
+    if !member_rows.is_empty() {
+        InsertRows::insert_members(conn, &member_rows).await?;
+    }
+    Ok(created)
+}
+
+/// The batch's messages with their seqs.
+struct Numbered {
+    rows: Vec<MessageRow>,
+    /// Index in the batch → index in `rows`.
+    row_of: HashMap<usize, usize>,
+    /// `(conversation, sender)` of the sends that read messages of others: see `SendOutcome`.
+    marked_read: Vec<(String, String)>,
+}
+
+/// The sends of one conversation, by index into the batch, in arrival order.
+type ConversationSends = (String, Vec<usize>);
+
+/// Reserves a contiguous seq range per conversation, moving the senders' read positions, and
+/// numbers the messages from it.
+async fn reserve_seqs<C: BatchStatements + Send>(
+    conn: &mut C,
+    ids: &IdGenerator,
+    batch: &[NewMessage],
+    fresh: &[usize],
+    now: i64,
+) -> Result<Numbered, StoreError> {
+    let by_conversation = group_by_conversation(batch, fresh);
+    let message_ids: Vec<Vec<i64>> = by_conversation
+        .iter()
+        .map(|(_, indexes)| indexes.iter().map(|_| ids.next()).collect())
+        .collect();
+    let (reservations, marks) = plan_reservations(batch, &by_conversation, &message_ids);
+    let reserved = BatchStatements::reserve(conn, &reservations, &marks, now).await?;
+    number_messages(batch, &by_conversation, message_ids, &marks, &reserved, now)
+}
+
+/// The fresh sends per conversation, in arrival order within each, the conversations sorted
+/// by id.
+fn group_by_conversation(batch: &[NewMessage], fresh: &[usize]) -> Vec<ConversationSends> {
+    let mut by_conversation: Vec<ConversationSends> = Vec::new();
+    let mut position: HashMap<String, usize> = HashMap::new();
+    for &index in fresh {
+        let id = batch[index].target.conversation_id();
+        match position.get(&id) {
+            Some(&at) => by_conversation[at].1.push(index),
+            None => {
+                position.insert(id.clone(), by_conversation.len());
+                by_conversation.push((id, vec![index]));
+            }
+        }
+    }
+    // Sorted by id, so that writers of several nodes sharing the database tend to lock common
+    // conversations in the same order; should their locks still cross, PostgreSQL fails one
+    // batch as a deadlock and its sends are retried one by one.
+    by_conversation.sort_by(|a, b| a.0.cmp(&b.0));
+    by_conversation
+}
+
+/// Each conversation's reservation, and each sender's new read position in it.
+fn plan_reservations<'a>(
+    batch: &'a [NewMessage],
+    by_conversation: &'a [ConversationSends],
+    message_ids: &[Vec<i64>],
+) -> (Vec<Reservation<'a>>, Vec<ReadMark<'a>>) {
+    let mut reservations = Vec::with_capacity(by_conversation.len());
+    let mut marks = Vec::new();
+    for ((conversation, indexes), message_ids) in by_conversation.iter().zip(message_ids) {
+        let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
+        reservations.push(Reservation {
+            conversation,
+            count,
+            last_message_id: message_ids.last().copied().unwrap_or_default(),
+        });
+        // Sending reads everything before: the sender's own messages never count as unread
+        // for them. Each sender's newest message, counted from the range's end.
+        let mut newest_by_sender: Vec<(&str, i64)> = Vec::new();
+        for (offset, &index) in indexes.iter().enumerate() {
+            let distance = count - 1 - i64::try_from(offset).unwrap_or(0);
+            let sender = batch[index].sender.as_str();
+            match newest_by_sender.iter_mut().find(|(s, _)| *s == sender) {
+                Some(entry) => entry.1 = distance,
+                None => newest_by_sender.push((sender, distance)),
+            }
+        }
+        marks.extend(
+            newest_by_sender
+                .into_iter()
+                .map(|(user, distance)| ReadMark {
+                    conversation,
+                    user,
+                    distance,
+                }),
+        );
+    }
+    (reservations, marks)
+}
+
+/// The message rows, numbered from each conversation's reserved range, and the sends that read
+/// messages of others.
+fn number_messages(
+    batch: &[NewMessage],
+    by_conversation: &[ConversationSends],
+    message_ids: Vec<Vec<i64>>,
+    marks: &[ReadMark<'_>],
+    reserved: &Reserved,
+    now: i64,
+) -> Result<Numbered, StoreError> {
+    let Reserved { last_seqs, lagged } = reserved;
+    let fresh_count = by_conversation
+        .iter()
+        .map(|(_, indexes)| indexes.len())
+        .sum();
+    let mut marked_read: Vec<(String, String)> = Vec::new();
+    let mut rows: Vec<MessageRow> = Vec::with_capacity(fresh_count);
+    let mut row_of: HashMap<usize, usize> = HashMap::with_capacity(fresh_count);
+    for ((conversation, indexes), message_ids) in by_conversation.iter().zip(message_ids) {
+        let last = *last_seqs.get(conversation).ok_or(StoreError::NotFound)?;
+        let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
+        let first_seq = last - count + 1;
+        for (offset, (&index, id)) in indexes.iter().zip(message_ids).enumerate() {
+            row_of.insert(index, rows.len());
+            let seq = first_seq + i64::try_from(offset).unwrap_or(0);
+            rows.push(message_row(&batch[index], id, conversation, seq, now));
+        }
+        // A send that moved the sender's read position past messages of others (unread
+        // before the batch, or earlier in it) reads them: see `SendOutcome`.
+        for mark in marks
+            .iter()
+            .filter(|m| m.conversation == conversation.as_str())
+        {
+            let newest = last - mark.distance;
+            let others_before = indexes
+                .iter()
+                .any(|&i| batch[i].sender != mark.user && rows[row_of[&i]].seq < newest);
+            let was_behind = lagged
+                .iter()
+                .any(|(c, u)| c == conversation && u == mark.user);
+            if was_behind || others_before {
+                marked_read.push((conversation.clone(), mark.user.to_owned()));
+            }
+        }
+    }
+    Ok(Numbered {
+        rows,
+        row_of,
+        marked_read,
+    })
+}
+
+/// The stored row of a fresh send.
+fn message_row(
+    message: &NewMessage,
+    id: i64,
+    conversation: &str,
+    seq: i64,
+    now: i64,
+) -> MessageRow {
+    MessageRow {
+        id,
+        conversation_id: conversation.to_owned(),
+        seq,
+        sender_id: message.sender.clone(),
+        client_msg_id: message.client_msg_id.clone(),
+        format: message.format.clone(),
+        content: message.content.clone(),
+        attachment: message.attachment.clone(),
+        reply_to: message.reply_to,
+        forwarded_from: message.forwarded_from.clone(),
+        status: "sent".to_owned(),
+        created_at: now,
+        recalled_at: None,
+    }
+}
+
+/// Inserts the messages, and the file shares they carry: a file becomes downloadable by a
+/// conversation only with the message carrying it.
+async fn insert_messages<C: BatchStatements + RecordShares + Send>(
+    conn: &mut C,
+    batch: &[NewMessage],
+    fresh: &[usize],
+    numbered: &Numbered,
+) -> Result<(), StoreError> {
+    let Numbered { rows, row_of, .. } = numbered;
+    if !rows.is_empty() {
+        BatchStatements::insert_rows(conn, rows).await?;
+    }
+    let shares = crate::store::shares::of_batch(
+        |i| batch.get(i)?.shared_file.as_ref(),
+        fresh.iter().map(|&i| (i, &rows[row_of[&i]])),
+    );
+    if !shares.is_empty() {
+        RecordShares::record_shares(conn, &shares).await?;
+    }
+    Ok(())
+}
+
+/// Records `conversation.created` for the conversations this batch created and `message.sent`
+/// for every message, as `node`.
+async fn record_events<C: BatchStatements + Send>(
+    conn: &mut C,
+    ids: &IdGenerator,
+    node: &str,
+    batch: &[NewMessage],
+    created: &HashMap<String, bool>,
+    rows: &[MessageRow],
+) -> Result<(), StoreError> {
+    let mut events = Vec::new();
+    for (conversation, was_created) in created {
+        if *was_created {
+            let members: Vec<String> = batch
+                .iter()
+                .find(|m| m.target.conversation_id() == *conversation)
+                .map(|m| m.target.participants())
+                .unwrap_or_default();
+            events.push(event_outbox::event_row(
+                ids,
+                node,
+                "conversation.created",
+                serde_json::json!({"conversationId": conversation, "userIds": members}),
+            ));
+        }
+    }
+    for row in rows {
+        events.push(event_outbox::event_row(
+            ids,
+            node,
+            "message.sent",
+            serde_json::json!({
+                "conversationId": row.conversation_id,
+                "messageId": row.id.to_string(),
+                "clientMsgId": row.client_msg_id,
+                "senderId": row.sender_id,
+                "seq": row.seq,
+            }),
+        ));
+    }
+    if !events.is_empty() {
+        BatchStatements::record_events(conn, &events).await?;
+    }
+    Ok(())
+}
+
+/// Every send's answer, in the batch's order: stored, duplicate (of a stored message or of an
+/// earlier send of the batch) or refused.
+fn answer(
+    batch: &[NewMessage],
+    triage: Triage,
+    created: &HashMap<String, bool>,
+    numbered: &Numbered,
+) -> Result<Vec<Answer>, StoreError> {
+    let Triage {
+        mut outcomes,
+        fresh,
+        repeats,
+        blocked,
+    } = triage;
+    let Numbered {
+        rows,
+        row_of,
+        marked_read,
+    } = numbered;
+    for &index in &fresh {
+        let row = rows[row_of[&index]].clone();
+        // Only the conversation's first message reports the creation.
+        let created = created.get(&row.conversation_id).copied().unwrap_or(false) && row.seq == 1;
+        let marked_read = marked_read
+            .iter()
+            .any(|(c, u)| *c == row.conversation_id && *u == row.sender_id);
+        outcomes[index] = Some(SendOutcome::Stored {
+            message: row,
+            created,
+            marked_read,
+        });
+    }
+    let refusal = |index: usize| {
+        StoreError::Blocked(batch[index].unless_blocked_by.clone().unwrap_or_default())
+    };
+    let mut answers: Vec<Option<Answer>> = outcomes.into_iter().map(|o| o.map(Ok)).collect();
+    for &index in &blocked {
+        answers[index] = Some(Err(refusal(index)));
+    }
+    for (index, first) in repeats {
+        answers[index] = Some(match &answers[first] {
+            Some(Ok(outcome)) => Ok(SendOutcome::Duplicate(outcome.message().clone())),
+            Some(Err(_)) => Err(refusal(first)),
+            None => Err(StoreError::NotFound),
+        });
+    }
+    answers
+        .into_iter()
+        .map(|o| o.ok_or(StoreError::NotFound))
+        .collect()
+}
