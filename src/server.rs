@@ -1,6 +1,9 @@
 //! Listeners and the broker's lifetime: binds HTTP and the optional STOMP/TCP port, accepts
 //! connections (handshakes run in each connection's own task, never in the accept loop), and
 //! shuts down gracefully: stop accepting, tell every session, drain tasks within a grace period.
+//! Which backends a node runs on (one node or a cluster) is picked in [`backends`].
+
+pub mod backends;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,18 +23,15 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_guard::{HttpSlots, Lingering, RequestLimits};
 use crate::hub::{Hub, HubSettings};
-use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
 use crate::ordering::PushOrder;
 use crate::per_ip::{IpGuard, PerIpLimit, guarded};
-use crate::relay::amqp::AmqpRelay;
-use crate::relay::queues::SharedQueues;
-use crate::relay::{LocalRelay, Relay};
 use crate::router::{Acl, Extensions, Router};
 use crate::session::{self, SessionContext, SessionSettings};
 use crate::store::{Store, StoreError, StoreSettings, node_number};
+use backends::{BackendError, Backends};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +61,15 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+impl From<BackendError> for StartError {
+    fn from(error: BackendError) -> StartError {
+        match error {
+            BackendError::Relay(error) => StartError::Relay(error),
+            BackendError::Presence(error) => StartError::Presence(error),
+        }
+    }
+}
+
 /// A running broker.
 pub struct Server {
     http_addr: SocketAddr,
@@ -83,13 +92,14 @@ impl Server {
     /// cannot be loaded.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let node_id = config.node_id();
+        let backends = Backends::from_config(&config, &node_id);
         let store_settings = StoreSettings {
             url: config.storage.url.clone(),
             pool_size: config.storage.pool_size,
             timeout: Duration::from_millis(config.storage.timeout_ms),
             max_batch: config.storage.max_batch,
             node_number: node_number(&node_id),
-            outbox_node: config.relay.amqp_url.is_some().then(|| node_id.clone()),
+            outbox_node: backends.events.records_events().then(|| node_id.clone()),
         };
         // The writer registers its commits with this order; the IM layer releases its pushes
         // through it (see `crate::ordering`).
@@ -97,16 +107,9 @@ impl Server {
         let store = Store::open(&store_settings, push_order).await?;
         let settings = ImSettings::from_config(&config);
         let files = crate::files::open_store(&config.files).map_err(StartError::Files)?;
-        let redis = match &config.presence.redis_url {
-            Some(url) => Some(
-                RedisPresence::connect(url, &node_id)
-                    .await
-                    .map_err(StartError::Presence)?,
-            ),
-            None => None,
-        };
-        Server::start_inner(config, node_id, |hub| {
-            let im = Im::new(store, hub.clone(), settings, files, redis);
+        let im_backends = backends.connect_im().await?;
+        Server::start_inner(config, backends, |hub| {
+            let im = Im::new(store, hub.clone(), settings, files, im_backends);
             (crate::im::stomp::extensions(&im), Some(im))
         })
         .await
@@ -123,60 +126,32 @@ impl Server {
         extensions: impl FnOnce(&Hub) -> Extensions,
     ) -> Result<Server, StartError> {
         let node_id = config.node_id();
-        Server::start_inner(config, node_id, |hub| (extensions(hub), None)).await
+        let backends = Backends::from_config(&config, &node_id);
+        Server::start_inner(config, backends, |hub| (extensions(hub), None)).await
     }
 
     async fn start_inner(
         config: Config,
-        node_id: String,
+        backends: Backends,
         layer: impl FnOnce(&Hub) -> (Extensions, Option<Im>),
     ) -> Result<Server, StartError> {
         let auth = Arc::new(Authenticator::from_config(&config.auth)?);
-        let amqp = config
-            .relay
-            .amqp_url
-            .as_deref()
-            .map(|url| AmqpRelay::new(url, &node_id));
-        let relay: Arc<dyn Relay> = match &amqp {
-            Some(amqp) => Arc::new(amqp.clone()),
-            None => Arc::new(LocalRelay),
-        };
-        let shared_queues = config
-            .relay
-            .amqp_url
-            .as_deref()
-            .map(|url| SharedQueues::new(url, &node_id));
         let hub = Hub::new(
             HubSettings {
-                node_id,
+                node_id: backends.node_id().to_owned(),
                 queue_max_messages: config.limits.queue_max_messages,
                 max_sessions_per_user: config.limits.max_sessions_per_user,
             },
-            relay,
-            shared_queues.clone(),
+            backends.relay.clone(),
+            backends.shared_queues.clone(),
         );
         let (extensions, im) = layer(&hub);
         let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        if let Some(amqp) = &amqp {
-            amqp.start(hub.clone(), shutdown.clone()).await?;
-        }
-        if let Some(queues) = &shared_queues {
-            queues.start(shutdown.clone()).await?;
-        }
-        if let (Some(url), Some(im)) = (&config.relay.amqp_url, &im) {
-            tracker.spawn(crate::relay::events::publish(
-                url.clone(),
-                im.store().clone(),
-                shutdown.clone(),
-            ));
-            tracker.spawn(crate::im::notifications_queue::consume(
-                url.clone(),
-                config.relay.notifications_queue.clone(),
-                im.clone(),
-                shutdown.clone(),
-            ));
+        backends.start(&hub, &shutdown).await?;
+        if let Some(im) = &im {
+            backends.start_im(im, &tracker, &shutdown);
         }
         let sessions = SessionContext::new(
             router,

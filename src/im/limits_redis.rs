@@ -107,17 +107,9 @@ impl RedisLimiter {
             .arg(member)
             .invoke_async(&mut connection)
             .await?;
-        Ok(if allowed == 1 {
-            Decision::Allow
-        } else {
-            Decision::Deny {
-                retry_after: Duration::from_millis(u64::try_from(retry_ms.max(0)).unwrap_or(0)),
-            }
-        })
+        Ok(decision(allowed, retry_ms))
     }
-}
 
-impl RedisLimiter {
     async fn check_weighted_redis(
         &self,
         key: &str,
@@ -151,8 +143,7 @@ impl RateLimiter for RedisLimiter {
                         Ok(Err(error)) => error.to_string(),
                         _ => "timed out".to_owned(),
                     };
-                    tracing::warn!(%reason, "rate limit in Redis unavailable; using this node's limiter");
-                    metrics::counter!("broker_rate_limit_fallbacks_total").increment(1);
+                    fell_back(&reason);
                     self.fallback.check(key, limit).await
                 }
             }

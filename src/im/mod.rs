@@ -120,28 +120,39 @@ struct Inner {
     limiter: Arc<dyn limits::RateLimiter>,
 }
 
+/// The replaceable backends the IM layer runs on: in process on one node, networked (Redis)
+/// in a cluster. Which is which is decided once, when the server starts.
+#[derive(Clone)]
+pub struct ImBackends {
+    /// Where sessions are counted for presence.
+    pub presence: Arc<dyn presence::PresenceBackend>,
+    /// Where rate limits are counted.
+    pub limiter: Arc<dyn limits::RateLimiter>,
+}
+
+impl ImBackends {
+    /// Every backend in this process: presence over this node's sessions, limits counted here.
+    pub fn in_process() -> ImBackends {
+        ImBackends {
+            presence: Arc::new(presence::LocalPresence::new()),
+            limiter: Arc::new(limits::InProcessLimiter::new()),
+        }
+    }
+}
+
 impl Im {
-    /// The service over `store` and `hub`, keeping uploads in `files`, with presence in Redis
-    /// when given.
+    /// The service over `store` and `hub`, keeping uploads in `files`, with presence and rate
+    /// limits on `backends`.
     pub fn new(
         store: Store,
         hub: Hub,
         settings: ImSettings,
         files: Arc<dyn crate::files::FileStore>,
-        redis: Option<presence_redis::RedisPresence>,
+        backends: ImBackends,
     ) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
-        // With Redis, presence and rate limits are cluster-wide.
-        let (presence, limiter): (Presence, Arc<dyn limits::RateLimiter>) = match redis {
-            Some(redis) => (
-                Presence::with_redis(hub.clone(), redis.clone()),
-                Arc::new(limits_redis::RedisLimiter::new(redis.connection())),
-            ),
-            None => (
-                Presence::new(hub.clone()),
-                Arc::new(limits::InProcessLimiter::new()),
-            ),
-        };
+        let presence = Presence::new(hub.clone(), backends.presence);
+        let limiter = backends.limiter;
         let im = Im {
             inner: Arc::new(Inner {
                 presence,

@@ -2,22 +2,26 @@
 //! `POST /api/v1/notifications` to it, and every node consumes it as a competing consumer.
 //! A message is acknowledged only after its notifications are stored, so a node that dies
 //! mid-way leaves it to another node; the idempotency key (the AMQP `message_id`, else a hash
-//! of the body) keeps such a retry from storing anything twice.
+//! of the body) keeps such a retry from storing anything twice. The consumer runs on a channel
+//! of the node's shared RabbitMQ connection, opened again after every reconnection.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use lapin::Connection;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
 use super::Im;
 use super::json::NotificationRequest;
 use crate::app_error::ErrorCode;
 use crate::auth::{Identity, Role};
+use crate::relay::supervisor::{AmqpSupervisor, AmqpUser};
 
 /// Unacknowledged messages a node holds at once.
 const PREFETCH: u16 = 32;
@@ -32,32 +36,35 @@ fn system_identity() -> Identity {
     }
 }
 
-/// Consumes `im.notifications` until shutdown, reconnecting with backoff.
-pub async fn consume(url: String, queue: String, im: Im, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            result = consume_once(&url, &queue, &im) => {
-                match result {
-                    Ok(()) => backoff = Duration::from_millis(200),
-                    Err(error) => {
-                        let error = crate::redact::redact_secrets(&error.to_string(), &url);
-                        tracing::warn!(%error, "im.notifications consumer stopped; reconnecting");
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+/// Consumes the queue `queue` on `supervisor`'s connection until shutdown.
+pub async fn consume(
+    supervisor: Arc<AmqpSupervisor>,
+    queue: String,
+    im: Im,
+    shutdown: CancellationToken,
+) {
+    supervisor
+        .run(Arc::new(NotificationsConsumer { queue, im }), shutdown)
+        .await;
+}
+
+/// The consumer as a user of the node's connection.
+struct NotificationsConsumer {
+    queue: String,
+    im: Im,
+}
+
+impl AmqpUser for NotificationsConsumer {
+    fn name(&self) -> &'static str {
+        "notifications"
+    }
+
+    fn serve(&self, connection: Arc<Connection>) -> BoxFuture<'_, Result<(), lapin::Error>> {
+        Box::pin(consume_on(connection, &self.queue, &self.im))
     }
 }
 
-async fn consume_once(url: &str, queue: &str, im: &Im) -> Result<(), lapin::Error> {
-    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+async fn consume_on(connection: Arc<Connection>, queue: &str, im: &Im) -> Result<(), lapin::Error> {
     let channel = connection.create_channel().await?;
     channel
         .queue_declare(

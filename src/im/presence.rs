@@ -1,19 +1,19 @@
 //! Presence: who has a session open, and when each user was last seen. A user's first session
 //! opening and last session closing publish `event:presence` on `/topic/presence.<userId>`.
 //!
-//! On one node the hub's sessions are the whole truth. With `presence.redis_url` the counts
-//! live in Redis ([`RedisPresence`]), so "first" and "last" are cluster-wide and any node can
-//! answer `GET /api/v1/presence`; when Redis does not answer, this node's own view is used.
-//! Who may see whose presence is decided here too ([`super::Im::presence_of`]) and, for
+//! Where sessions are counted is a [`PresenceBackend`]: on one node the hub's sessions are the
+//! whole truth ([`LocalPresence`]); with `presence.redis_url` the counts live in Redis
+//! ([`super::presence_redis::RedisPresence`]), so "first" and "last" are cluster-wide and any
+//! node can answer `GET /api/v1/presence`; when Redis does not answer, this node's own view is
+//! used. Who may see whose presence is decided here too ([`super::Im::presence_of`]) and, for
 //! subscriptions, by the guard of `/topic/presence.*`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
-use super::presence_redis::{NODE_TTL, RedisPresence};
 use crate::app_error::AppError;
 use crate::hub::{Hub, Publication};
 use crate::relay::Route;
@@ -33,100 +33,41 @@ pub struct PresenceJson {
     pub last_seen_at: Option<i64>,
 }
 
-/// A session opening or closing, with this node's own view of first/last.
-enum Change {
-    Opened { user: String, first_here: bool },
-    Closed { user: String, last_here: bool },
+/// Where sessions are counted: this node alone, or the whole cluster.
+pub trait PresenceBackend: Send + Sync + 'static {
+    /// Starts counting this node's sessions: from now on the backend announces on `announcer`
+    /// each user's first session opening and last session closing.
+    fn start(&self, announcer: Announcer);
+
+    /// A session of `user` opened; `first_here` when it is the user's first on this node.
+    fn opened(&self, user: &str, first_here: bool);
+
+    /// A session of `user` closed; `last_here` when it was the user's last on this node.
+    fn closed(&self, user: &str, last_here: bool);
+
+    /// Whether `user` has a session anywhere and when they were last seen; `None` when only
+    /// this node's view can answer.
+    fn lookup<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Option<(bool, Option<i64>)>>;
 }
 
-/// Presence state.
+/// Publishes presence changes and remembers this node's view of them.
 #[derive(Clone)]
-pub struct Presence {
+pub struct Announcer {
     hub: Hub,
     last_seen: Arc<DashMap<String, i64>>,
-    redis: Option<RedisPresence>,
-    changes: Option<mpsc::UnboundedSender<Change>>,
 }
 
-impl Presence {
-    /// Presence over this node's sessions only.
-    pub fn new(hub: Hub) -> Presence {
-        Presence {
+impl Announcer {
+    fn new(hub: Hub) -> Announcer {
+        Announcer {
             hub,
             last_seen: Arc::new(DashMap::new()),
-            redis: None,
-            changes: None,
         }
     }
 
-    /// Cluster-wide presence in Redis. Changes are applied in order by one task, which also
-    /// keeps this node's heartbeat alive.
-    pub fn with_redis(hub: Hub, redis: RedisPresence) -> Presence {
-        let (changes, queue) = mpsc::unbounded_channel();
-        let presence = Presence {
-            hub,
-            last_seen: Arc::new(DashMap::new()),
-            redis: Some(redis),
-            changes: Some(changes),
-        };
-        tokio::spawn(presence.clone().apply(queue));
-        presence
-    }
-
-    async fn apply(self, mut queue: mpsc::UnboundedReceiver<Change>) {
-        let Some(redis) = self.redis.clone() else {
-            return;
-        };
-        let mut heartbeat = tokio::time::interval(NODE_TTL / 3);
-        loop {
-            tokio::select! {
-                change = queue.recv() => match change {
-                    Some(change) => self.apply_one(&redis, change).await,
-                    None => return,
-                },
-                _ = heartbeat.tick() => match redis.heartbeat().await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::info!("presence state missing in Redis; writing this node's sessions again");
-                        if let Err(error) = redis.resync(&self.hub.user_session_counts()).await {
-                            tracing::warn!(%error, "presence resync failed");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "presence heartbeat failed; using this node's view");
-                    }
-                },
-            }
-        }
-    }
-
-    async fn apply_one(&self, redis: &RedisPresence, change: Change) {
-        match change {
-            Change::Opened { user, first_here } => {
-                let first = match redis.opened(&user).await {
-                    Ok(total) => total == 1,
-                    Err(error) => {
-                        tracing::warn!(%error, "presence in Redis unavailable; using this node's view");
-                        first_here
-                    }
-                };
-                if first {
-                    self.publish_online(&user);
-                }
-            }
-            Change::Closed { user, last_here } => {
-                let last = match redis.closed(&user).await {
-                    Ok(total) => total == 0,
-                    Err(error) => {
-                        tracing::warn!(%error, "presence in Redis unavailable; using this node's view");
-                        last_here
-                    }
-                };
-                if last {
-                    self.publish_offline(&user);
-                }
-            }
-        }
+    /// The hub whose sessions are counted.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// The presence of one user as this node sees it.
@@ -143,30 +84,8 @@ impl Presence {
         }
     }
 
-    /// The presence of users, cluster-wide when Redis is configured and answers.
-    pub async fn lookup(&self, users: &[&str]) -> Vec<PresenceJson> {
-        let mut answers = Vec::with_capacity(users.len());
-        for user in users {
-            let answer = match &self.redis {
-                Some(redis) => match redis.lookup(user).await {
-                    Ok((online, seen)) => PresenceJson {
-                        user_id: (*user).to_owned(),
-                        online,
-                        last_seen_at: if online { None } else { seen },
-                    },
-                    Err(error) => {
-                        tracing::warn!(%error, "presence lookup in Redis failed; using this node's view");
-                        self.local(user)
-                    }
-                },
-                None => self.local(user),
-            };
-            answers.push(answer);
-        }
-        answers
-    }
-
-    fn publish_online(&self, user: &str) {
+    /// Announces that `user` opened their first session.
+    pub fn online(&self, user: &str) {
         self.publish(&PresenceJson {
             user_id: user.to_owned(),
             online: true,
@@ -174,7 +93,8 @@ impl Presence {
         });
     }
 
-    fn publish_offline(&self, user: &str) {
+    /// Announces that `user` closed their last session, and remembers when.
+    pub fn offline(&self, user: &str) {
         let now = now_ms();
         self.last_seen.insert(user.to_owned(), now);
         self.publish(&PresenceJson {
@@ -190,6 +110,74 @@ impl Presence {
             &Route::Topic(format!("presence.{}", presence.user_id)),
             Publication::json_event("presence", body),
         );
+    }
+}
+
+/// One node: its own sessions are every session, and changes are announced at once.
+#[derive(Default)]
+pub struct LocalPresence {
+    announcer: OnceLock<Announcer>,
+}
+
+impl LocalPresence {
+    /// Presence over this node's sessions only.
+    pub fn new() -> LocalPresence {
+        LocalPresence::default()
+    }
+}
+
+impl PresenceBackend for LocalPresence {
+    fn start(&self, announcer: Announcer) {
+        let _ = self.announcer.set(announcer);
+    }
+
+    fn opened(&self, user: &str, first_here: bool) {
+        if first_here && let Some(announcer) = self.announcer.get() {
+            announcer.online(user);
+        }
+    }
+
+    fn closed(&self, user: &str, last_here: bool) {
+        if last_here && let Some(announcer) = self.announcer.get() {
+            announcer.offline(user);
+        }
+    }
+
+    fn lookup<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Option<(bool, Option<i64>)>> {
+        Box::pin(std::future::ready(None))
+    }
+}
+
+/// Presence state.
+#[derive(Clone)]
+pub struct Presence {
+    announcer: Announcer,
+    backend: Arc<dyn PresenceBackend>,
+}
+
+impl Presence {
+    /// Presence of `hub`'s sessions, counted by `backend`.
+    pub fn new(hub: Hub, backend: Arc<dyn PresenceBackend>) -> Presence {
+        let announcer = Announcer::new(hub);
+        backend.start(announcer.clone());
+        Presence { announcer, backend }
+    }
+
+    /// The presence of users, cluster-wide when the backend can answer.
+    pub async fn lookup(&self, users: &[&str]) -> Vec<PresenceJson> {
+        let mut answers = Vec::with_capacity(users.len());
+        for user in users {
+            let answer = match self.backend.lookup(user).await {
+                Some((online, seen)) => PresenceJson {
+                    user_id: (*user).to_owned(),
+                    online,
+                    last_seen_at: if online { None } else { seen },
+                },
+                None => self.announcer.local(user),
+            };
+            answers.push(answer);
+        }
+        answers
     }
 }
 
@@ -237,30 +225,10 @@ impl super::Im {
 
 impl SessionObserver for Presence {
     fn opened(&self, session: &Arc<SessionHandle>, first: bool) {
-        let user = session.user_id().to_owned();
-        match &self.changes {
-            Some(changes) => {
-                let _ = changes.send(Change::Opened {
-                    user,
-                    first_here: first,
-                });
-            }
-            None if first => self.publish_online(&user),
-            None => {}
-        }
+        self.backend.opened(session.user_id(), first);
     }
 
     fn closed(&self, session: &Arc<SessionHandle>, last: bool) {
-        let user = session.user_id().to_owned();
-        match &self.changes {
-            Some(changes) => {
-                let _ = changes.send(Change::Closed {
-                    user,
-                    last_here: last,
-                });
-            }
-            None if last => self.publish_offline(&user),
-            None => {}
-        }
+        self.backend.closed(session.user_id(), last);
     }
 }

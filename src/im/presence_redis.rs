@@ -5,12 +5,19 @@
 //! time the user's last session closed. Counts of a node whose heartbeat expired (it died) are
 //! ignored and cleaned up by the next script that reads them, so a dead node's users go
 //! offline within the TTL.
+//!
+//! As the cluster's [`PresenceBackend`], changes are applied in order by one task, which also
+//! keeps this node's heartbeat alive and writes this node's sessions again when Redis lost them.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::Script;
 use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
 
+use super::presence::{Announcer, PresenceBackend};
 use crate::store::now_ms;
 
 /// How long a node's heartbeat lives without a refresh.
@@ -47,11 +54,19 @@ pub enum PresenceError {
     Timeout,
 }
 
+/// A session opening or closing, with this node's own view of first/last.
+enum Change {
+    Opened { user: String, first_here: bool },
+    Closed { user: String, last_here: bool },
+}
+
 /// The Redis side of presence.
 #[derive(Clone)]
 pub struct RedisPresence {
     connection: ConnectionManager,
     node_id: String,
+    /// Feeds the task that applies changes in order, once started.
+    changes: Arc<OnceLock<mpsc::UnboundedSender<Change>>>,
     open: std::sync::Arc<Script>,
     close: std::sync::Arc<Script>,
     lookup: std::sync::Arc<Script>,
@@ -84,6 +99,7 @@ impl RedisPresence {
         let presence = RedisPresence {
             connection,
             node_id: node_id.to_owned(),
+            changes: Arc::new(OnceLock::new()),
             open: std::sync::Arc::new(Script::new(&format!(
                 "{LIVE_TOTAL}
 redis.call('SET', 'presence:node:' .. ARGV[1], 1, 'EX', ARGV[2])
@@ -160,7 +176,7 @@ return {{total, seen or ''}}"
     /// # Errors
     ///
     /// [`PresenceError`] when Redis fails.
-    pub async fn opened(&self, user: &str) -> Result<i64, PresenceError> {
+    pub async fn count_opened(&self, user: &str) -> Result<i64, PresenceError> {
         let mut connection = self.connection.clone();
         timed(
             self.open
@@ -178,7 +194,7 @@ return {{total, seen or ''}}"
     /// # Errors
     ///
     /// [`PresenceError`] when Redis fails.
-    pub async fn closed(&self, user: &str) -> Result<i64, PresenceError> {
+    pub async fn count_closed(&self, user: &str) -> Result<i64, PresenceError> {
         let mut connection = self.connection.clone();
         timed(
             self.close
@@ -196,7 +212,7 @@ return {{total, seen or ''}}"
     /// # Errors
     ///
     /// [`PresenceError`] when Redis fails.
-    pub async fn lookup(&self, user: &str) -> Result<(bool, Option<i64>), PresenceError> {
+    pub async fn fetch(&self, user: &str) -> Result<(bool, Option<i64>), PresenceError> {
         let mut connection = self.connection.clone();
         let (total, seen): (i64, String) = timed(
             self.lookup
@@ -206,5 +222,102 @@ return {{total, seen or ''}}"
         )
         .await?;
         Ok((total > 0, seen.parse().ok()))
+    }
+}
+
+impl RedisPresence {
+    /// Applies changes in order and keeps the heartbeat, for as long as the runtime runs.
+    async fn apply(self, announcer: Announcer, mut queue: mpsc::UnboundedReceiver<Change>) {
+        let mut heartbeat = tokio::time::interval(NODE_TTL / 3);
+        loop {
+            tokio::select! {
+                change = queue.recv() => match change {
+                    Some(change) => self.apply_one(&announcer, change).await,
+                    None => return,
+                },
+                _ = heartbeat.tick() => match self.heartbeat().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!("presence state missing in Redis; writing this node's sessions again");
+                        if let Err(error) = self.resync(&announcer.hub().user_session_counts()).await {
+                            tracing::warn!(%error, "presence resync failed");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "presence heartbeat failed; using this node's view");
+                    }
+                },
+            }
+        }
+    }
+
+    async fn apply_one(&self, announcer: &Announcer, change: Change) {
+        match change {
+            Change::Opened { user, first_here } => {
+                let first = match self.count_opened(&user).await {
+                    Ok(total) => total == 1,
+                    Err(error) => {
+                        tracing::warn!(%error, "presence in Redis unavailable; using this node's view");
+                        first_here
+                    }
+                };
+                if first {
+                    announcer.online(&user);
+                }
+            }
+            Change::Closed { user, last_here } => {
+                let last = match self.count_closed(&user).await {
+                    Ok(total) => total == 0,
+                    Err(error) => {
+                        tracing::warn!(%error, "presence in Redis unavailable; using this node's view");
+                        last_here
+                    }
+                };
+                if last {
+                    announcer.offline(&user);
+                }
+            }
+        }
+    }
+
+    fn send(&self, change: Change) {
+        if let Some(changes) = self.changes.get() {
+            let _ = changes.send(change);
+        }
+    }
+}
+
+impl PresenceBackend for RedisPresence {
+    fn start(&self, announcer: Announcer) {
+        let (changes, queue) = mpsc::unbounded_channel();
+        if self.changes.set(changes).is_ok() {
+            tokio::spawn(self.clone().apply(announcer, queue));
+        }
+    }
+
+    fn opened(&self, user: &str, first_here: bool) {
+        self.send(Change::Opened {
+            user: user.to_owned(),
+            first_here,
+        });
+    }
+
+    fn closed(&self, user: &str, last_here: bool) {
+        self.send(Change::Closed {
+            user: user.to_owned(),
+            last_here,
+        });
+    }
+
+    fn lookup<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Option<(bool, Option<i64>)>> {
+        Box::pin(async move {
+            match self.fetch(user).await {
+                Ok(answer) => Some(answer),
+                Err(error) => {
+                    tracing::warn!(%error, "presence lookup in Redis failed; using this node's view");
+                    None
+                }
+            }
+        })
     }
 }

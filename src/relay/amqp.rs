@@ -6,28 +6,31 @@
 //! and published once to `im.route`; RabbitMQ copies it to every other node with a matching
 //! binding. A node skips copies of its own publications, so each session gets a message once.
 //!
-//! A supervisor task keeps the connection: it reconnects with backoff, re-declares the
-//! topology and re-binds every interest. While RabbitMQ is away, local delivery goes on,
-//! publications to other nodes are dropped (clients catch up by seq), and `/readyz` says so.
+//! The connection is the node's shared one ([`AmqpSupervisor`]); the relay runs on a channel
+//! of its own, on which it declares the topology and binds every interest again after each
+//! reconnection. While RabbitMQ is away, local delivery goes on, publications to other nodes
+//! are dropped (clients catch up by seq), and `/readyz` says so.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use stomp_codec::Headers;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
+use super::supervisor::{AmqpSupervisor, AmqpUser};
 use super::{Interest, Relay, RelayError, RelayFuture, Route};
 use crate::hub::{Hub, Publication};
 use crate::session::handle::lock;
@@ -41,6 +44,9 @@ const PUBLISH_QUEUE: usize = 64 * 1024;
 
 /// Publications sent before their confirms are awaited together.
 const CONFIRM_BATCH: usize = 256;
+
+/// How long the start waits for the relay's channel.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The routing key of an interest.
 pub fn routing_key(interest: &Interest) -> String {
@@ -57,7 +63,6 @@ type Outgoing = (String, Vec<u8>);
 /// The relay handle.
 pub struct AmqpRelay {
     node_id: String,
-    url: String,
     connected: AtomicBool,
     channel: Mutex<Option<Channel>>,
     interests: Mutex<HashSet<Interest>>,
@@ -80,12 +85,11 @@ fn unavailable(error: impl std::fmt::Display) -> RelayError {
 }
 
 impl AmqpRelay {
-    /// A relay for `node_id` that will connect to `url` when started.
-    pub fn new(url: &str, node_id: &str) -> Arc<AmqpRelay> {
+    /// A relay for `node_id`, on the connection of the supervisor it is started with.
+    pub fn new(node_id: &str) -> Arc<AmqpRelay> {
         let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
         Arc::new(AmqpRelay {
             node_id: node_id.to_owned(),
-            url: url.to_owned(),
             connected: AtomicBool::new(false),
             channel: Mutex::new(None),
             interests: Mutex::new(HashSet::new()),
@@ -99,34 +103,46 @@ impl AmqpRelay {
         format!("im.node.{}", self.node_id)
     }
 
-    /// Connects once (so that an unreachable RabbitMQ stops the start), then keeps the
-    /// connection in a supervisor task that delivers what other nodes publish into `hub`.
+    /// Runs the relay on `supervisor`'s connection, delivering what other nodes publish into
+    /// `hub`, and waits until its channel is open (so that an unusable RabbitMQ stops the
+    /// start).
     ///
     /// # Errors
     ///
-    /// [`RelayError::Unavailable`] when RabbitMQ cannot be reached at start.
+    /// [`RelayError::Unavailable`] when the channel cannot be opened at start.
     pub async fn start(
         self: &Arc<AmqpRelay>,
         hub: Hub,
+        supervisor: &Arc<AmqpSupervisor>,
         shutdown: CancellationToken,
     ) -> Result<(), RelayError> {
-        let first = tokio::time::timeout(Duration::from_secs(10), self.connect())
-            .await
-            .map_err(|_| unavailable("timed out connecting to RabbitMQ"))??;
         let queue = lock(&self.publish_queue)
             .take()
             .ok_or_else(|| unavailable("relay already started"))?;
-        let relay = self.clone();
-        tokio::spawn(relay.supervise(first, queue, hub, shutdown));
+        let user = Arc::new(RelayChannel {
+            relay: self.clone(),
+            hub,
+            queue: tokio::sync::Mutex::new(queue),
+        });
+        tokio::spawn(supervisor.clone().run(user, shutdown));
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.connected.load(Ordering::Relaxed) {
+            if Instant::now() >= deadline {
+                return Err(unavailable(
+                    "timed out opening the relay's RabbitMQ channel",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(())
     }
 
-    /// One connection: topology declared, interests bound, consumer started.
-    async fn connect(&self) -> Result<(Connection, Channel, lapin::Consumer), RelayError> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(|e| unavailable(crate::redact::redact_secrets(&e.to_string(), &self.url)))?;
-        let channel = connection.create_channel().await.map_err(unavailable)?;
+    /// Opens the relay's channel: topology declared, interests bound, consumer started.
+    async fn open(
+        &self,
+        connection: &Connection,
+    ) -> Result<(Channel, lapin::Consumer), lapin::Error> {
+        let channel = connection.create_channel().await?;
         channel
             .exchange_declare(
                 ROUTE_EXCHANGE.into(),
@@ -137,8 +153,7 @@ impl AmqpRelay {
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         // Not durable and removed a minute after its node stops consuming: a dead node's
         // queue does not collect messages forever.
         let mut arguments = FieldTable::default();
@@ -149,8 +164,7 @@ impl AmqpRelay {
                 QueueDeclareOptions::default(),
                 arguments,
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         let interests: Vec<Interest> = lock(&self.interests).iter().cloned().collect();
         for interest in &interests {
             self.bind_on(&channel, interest).await?;
@@ -165,19 +179,17 @@ impl AmqpRelay {
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
+            .await?;
         *lock(&self.channel) = Some(channel.clone());
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!(queue = %self.queue_name(), "relay connected to RabbitMQ");
-        Ok((connection, channel, consumer))
+        Ok((channel, consumer))
     }
 
-    async fn bind_on(&self, channel: &Channel, interest: &Interest) -> Result<(), RelayError> {
+    async fn bind_on(&self, channel: &Channel, interest: &Interest) -> Result<(), lapin::Error> {
         channel
             .queue_bind(
                 self.queue_name().into(),
@@ -187,51 +199,6 @@ impl AmqpRelay {
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)
-    }
-
-    async fn supervise(
-        self: Arc<AmqpRelay>,
-        first: (Connection, Channel, lapin::Consumer),
-        mut queue: mpsc::Receiver<Outgoing>,
-        hub: Hub,
-        shutdown: CancellationToken,
-    ) {
-        let mut current = Some(first);
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let (connection, channel, consumer) = match current.take() {
-                Some(connected) => connected,
-                None => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    match self.connect().await {
-                        Ok(connected) => {
-                            backoff = Duration::from_millis(200);
-                            connected
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "RabbitMQ unreachable; retrying");
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
-                    }
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    let _ = connection.close(200, "shutdown".into()).await;
-                    return;
-                }
-                () = self.consume(consumer, &hub) => {}
-                () = self.publish_loop(&channel, &mut queue) => {}
-            }
-            self.connected.store(false, Ordering::Relaxed);
-            *lock(&self.channel) = None;
-            tracing::warn!("relay lost RabbitMQ; local delivery goes on while it reconnects");
-        }
     }
 
     /// Delivers what other nodes publish; returns when the consumer ends.
@@ -290,6 +257,41 @@ impl AmqpRelay {
     /// Publications dropped because RabbitMQ was away or too slow.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The relay as a user of the shared connection: consumes the node's queue into the hub and
+/// publishes what the hub forwards, on one channel.
+struct RelayChannel {
+    relay: Arc<AmqpRelay>,
+    hub: Hub,
+    /// Publications waiting for RabbitMQ; kept across reconnections.
+    queue: tokio::sync::Mutex<mpsc::Receiver<Outgoing>>,
+}
+
+impl AmqpUser for RelayChannel {
+    fn name(&self) -> &'static str {
+        "relay"
+    }
+
+    fn serve(&self, connection: Arc<Connection>) -> BoxFuture<'_, Result<(), lapin::Error>> {
+        Box::pin(async move {
+            let (channel, consumer) = self.relay.open(&connection).await?;
+            let mut queue = self.queue.lock().await;
+            tokio::select! {
+                () = self.relay.consume(consumer, &self.hub) => {}
+                () = self.relay.publish_loop(&channel, &mut queue) => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn detach(&self) -> BoxFuture<'_, ()> {
+        if self.relay.connected.swap(false, Ordering::Relaxed) {
+            tracing::warn!("relay lost RabbitMQ; local delivery goes on while it reconnects");
+        }
+        *lock(&self.relay.channel) = None;
+        Box::pin(std::future::ready(()))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod envelope;
 pub mod events;
 pub mod queues;
+pub mod supervisor;
 
 use std::future::Future;
 use std::pin::Pin;

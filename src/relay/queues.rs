@@ -10,9 +10,10 @@
 //! one delivery at a time, and NACK requeues. Closing the channel (UNSUBSCRIBE, the session's
 //! end, the node's death) makes RabbitMQ hand whatever was unacknowledged to another consumer.
 //!
-//! All of it runs on one connection, kept by a supervisor that reconnects with backoff and
-//! opens the consumers again. While RabbitMQ is away a SEND fails with `UNAVAILABLE` rather
-//! than losing the message, and subscriptions wait for the connection.
+//! All of it runs on the node's shared connection ([`AmqpSupervisor`]); after each
+//! reconnection the publishing channel and the consumers are opened again. While RabbitMQ is
+//! away a SEND fails with `UNAVAILABLE` rather than losing the message, and subscriptions wait
+//! for the connection.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,17 +23,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use stomp_codec::{Headers, MessageTemplate};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::RelayError;
+use super::supervisor::{AmqpSupervisor, AmqpUser};
 use crate::hub::QueueError;
 use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle, lock};
 
@@ -44,6 +47,9 @@ const MAX_QUEUE_NAME: usize = 255;
 
 /// How long a SEND waits for RabbitMQ to confirm its message.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the start waits for the queues' channel.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The RabbitMQ queue of `/queue/<name>`.
 ///
@@ -186,7 +192,6 @@ struct Publisher {
 
 /// Generic queues in RabbitMQ, shared by every node of the cluster.
 pub struct SharedQueues {
-    url: String,
     node_id: String,
     connection: Mutex<Option<Arc<Connection>>>,
     publisher: tokio::sync::Mutex<Option<Publisher>>,
@@ -207,10 +212,9 @@ impl std::fmt::Debug for SharedQueues {
 }
 
 impl SharedQueues {
-    /// Shared queues on the RabbitMQ at `url`, connected by [`SharedQueues::start`].
-    pub fn new(url: &str, node_id: &str) -> Arc<SharedQueues> {
+    /// Shared queues of `node_id`, on the connection of the supervisor they are started with.
+    pub fn new(node_id: &str) -> Arc<SharedQueues> {
         Arc::new(SharedQueues {
-            url: url.to_owned(),
             node_id: node_id.to_owned(),
             connection: Mutex::new(None),
             publisher: tokio::sync::Mutex::new(None),
@@ -220,23 +224,28 @@ impl SharedQueues {
         })
     }
 
-    /// Connects once (so that an unreachable RabbitMQ stops the start), then keeps the
-    /// connection in a supervisor task.
+    /// Runs the queues on `supervisor`'s connection and waits until they are usable (so that
+    /// an unusable RabbitMQ stops the start).
     ///
     /// # Errors
     ///
-    /// [`RelayError::Unavailable`] when RabbitMQ cannot be reached at start.
-    pub async fn start(self: &Arc<Self>, shutdown: CancellationToken) -> Result<(), RelayError> {
-        tokio::time::timeout(Duration::from_secs(10), self.connect())
-            .await
-            .map_err(|_| RelayError::Unavailable("timed out connecting to RabbitMQ".into()))?
-            .map_err(|error| {
-                RelayError::Unavailable(crate::redact::redact_secrets(
-                    &error.to_string(),
-                    &self.url,
-                ))
-            })?;
-        tokio::spawn(self.clone().supervise(shutdown));
+    /// [`RelayError::Unavailable`] when the publishing channel cannot be opened at start.
+    pub async fn start(
+        self: &Arc<Self>,
+        supervisor: &Arc<AmqpSupervisor>,
+        shutdown: CancellationToken,
+    ) -> Result<(), RelayError> {
+        let user = Arc::new(QueuesChannel(self.clone()));
+        tokio::spawn(supervisor.clone().run(user, shutdown));
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        while !self.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RelayError::Unavailable(
+                    "timed out opening the queues' RabbitMQ channel".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(())
     }
 
@@ -245,8 +254,9 @@ impl SharedQueues {
         self.connected.load(Ordering::Relaxed)
     }
 
-    async fn connect(&self) -> Result<(), lapin::Error> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+    /// Opens the publishing channel on a fresh connection and the consumers of every
+    /// subscription on it.
+    async fn attach(&self, connection: Arc<Connection>) -> Result<(), lapin::Error> {
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -255,61 +265,22 @@ impl SharedQueues {
             channel,
             declared: HashSet::new(),
         });
-        *lock(&self.connection) = Some(Arc::new(connection));
+        *lock(&self.connection) = Some(connection);
         self.reattach().await;
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!("generic queues connected to RabbitMQ");
         Ok(())
     }
 
-    async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    let connection = lock(&self.connection).take();
-                    if let Some(connection) = connection {
-                        let _ = connection.close(200, "shutdown".into()).await;
-                    }
-                    return;
-                }
-                () = self.until_lost() => {}
-            }
-            self.connected.store(false, Ordering::Relaxed);
-            lock(&self.connection).take();
-            self.publisher.lock().await.take();
-            for registered in lock(&self.subscriptions).values_mut() {
-                registered.link = None;
-            }
+    /// Forgets the connection's channels: each subscription waits for the next connection.
+    async fn detach(&self) {
+        if self.connected.swap(false, Ordering::Relaxed) {
             tracing::warn!("generic queues lost RabbitMQ; reconnecting");
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                match self.connect().await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        let error = crate::redact::redact_secrets(&error.to_string(), &self.url);
-                        tracing::warn!(%error, "RabbitMQ unreachable for queues; retrying");
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
         }
-    }
-
-    /// Resolves when the connection is found closed.
-    async fn until_lost(&self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tick.tick().await;
-            let alive = lock(&self.connection)
-                .as_ref()
-                .is_some_and(|c| c.status().connected());
-            if !alive {
-                return;
-            }
+        lock(&self.connection).take();
+        self.publisher.lock().await.take();
+        for registered in lock(&self.subscriptions).values_mut() {
+            registered.link = None;
         }
     }
 
@@ -493,6 +464,28 @@ impl SharedQueues {
         });
         tokio::spawn(pump(link.clone(), channel, consumer, received, opening));
         Ok(link)
+    }
+}
+
+/// The shared queues as a user of the node's connection.
+struct QueuesChannel(Arc<SharedQueues>);
+
+impl AmqpUser for QueuesChannel {
+    fn name(&self) -> &'static str {
+        "queues"
+    }
+
+    fn serve(&self, connection: Arc<Connection>) -> BoxFuture<'_, Result<(), lapin::Error>> {
+        Box::pin(async move {
+            self.0.attach(connection).await?;
+            // Consumers have channels of their own and end with the connection; the
+            // supervisor drops this future when the connection is lost.
+            std::future::pending().await
+        })
+    }
+
+    fn detach(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.0.detach())
     }
 }
 
