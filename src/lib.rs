@@ -25,3 +25,4 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod util;

@@ -22,7 +22,8 @@ use stomp_codec::{Headers, MessageTemplate};
 use crate::app_error::ErrorCode;
 use crate::relay::queues::SharedQueues;
 use crate::relay::{Interest, Relay, RelayError, Route};
-use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle, lock};
+use crate::session::handle::{AckHook, AckMode, AckTarget, SessionHandle};
+use crate::util::lock;
 pub use queue::{Queue, QueueFull};
 
 /// A subscription as the hub sees it.

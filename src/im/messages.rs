@@ -12,7 +12,8 @@ use crate::auth::{Identity, is_valid_user_id};
 use crate::hub::Publication;
 use crate::relay::Route;
 use crate::session::handle::AckHook;
-use crate::store::{NewMessage, SendOutcome, Target, now_ms};
+use crate::store::{NewMessage, SendOutcome, Target};
+use crate::util::now_ms;
 use schema::MessageRow;
 
 /// Formats that carry an attachment with a file.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use crate::store::now_ms;
+use crate::util::now_ms;
 
 /// How long a node's heartbeat lives without a refresh.
 pub const NODE_TTL: Duration = Duration::from_secs(15);

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::envelope::Envelope;
 use super::{Interest, Relay, RelayError, RelayFuture, Route};
 use crate::hub::{Hub, Publication};
-use crate::session::handle::lock;
+use crate::util::lock;
 
 /// The topic exchange that carries publications between nodes.
 pub const ROUTE_EXCHANGE: &str = "im.route";

@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::RelayError;
 use crate::hub::QueueError;
-use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle, lock};
+use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle};
+use crate::util::lock;
 
 /// The prefix of the RabbitMQ queue behind `/queue/<name>`.
 pub const QUEUE_PREFIX: &str = "stomp.queue.";

@@ -17,6 +17,7 @@ pub use super::ack::{AckHook, AckMode, AckTarget, Lender};
 use super::ledger::{self, Ledger, Overflow, UnackedLimits, Unacknowledged};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
+use crate::util::lock;
 
 /// One frame waiting in a session's outbound queue.
 pub enum Outgoing {
@@ -352,12 +353,4 @@ impl SessionHandle {
     pub(crate) fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: the maps behind these
-/// locks stay consistent between statements, so a panic elsewhere must not take sessions down.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -26,8 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::conversations::{member_row, new_conversation};
 use super::messages::{NewMessage, SendOutcome};
 use super::order::SeqOrder;
-use super::{IdGenerator, Pool, StoreError, now_ms, with_conn};
+use super::{IdGenerator, Pool, StoreError, with_conn};
 use crate::metrics::Metrics;
+use crate::util::now_ms;
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
 
