@@ -19,15 +19,14 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_guard::{HttpSlots, Lingering, RequestLimits};
-use crate::hub::{Hub, HubSettings};
+use crate::hub::{Hub, HubSettings, LocalQueues, LocalRelay, QueueBackend, Relay};
 use crate::im::presence_redis::RedisPresence;
 use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
 use crate::per_ip::{IpGuard, PerIpLimit, guarded};
 use crate::relay::amqp::AmqpRelay;
-use crate::relay::queues::SharedQueues;
-use crate::relay::{LocalRelay, Relay};
+use crate::relay::queues::AmqpQueues;
 use crate::router::{Acl, Extensions, Router};
 use crate::session::{self, SessionContext, SessionSettings};
 use crate::store::{Store, StoreError, StoreSettings, node_number};
@@ -48,7 +47,7 @@ pub enum StartError {
     Auth(#[from] AuthError),
     /// RabbitMQ could not be reached.
     #[error(transparent)]
-    Relay(#[from] crate::relay::RelayError),
+    Relay(#[from] crate::hub::RelayError),
     /// Redis could not be reached.
     #[error("presence: {0}")]
     Presence(crate::im::presence_redis::PresenceError),
@@ -141,15 +140,18 @@ impl Server {
             .relay
             .amqp_url
             .as_deref()
-            .map(|url| SharedQueues::new(url, &node_id));
+            .map(|url| AmqpQueues::new(url, &node_id));
+        let queues: Arc<dyn QueueBackend> = match &shared_queues {
+            Some(shared) => shared.clone(),
+            None => Arc::new(LocalQueues::new(config.limits.queue_max_messages)),
+        };
         let hub = Hub::new(
             HubSettings {
                 node_id,
-                queue_max_messages: config.limits.queue_max_messages,
                 max_sessions_per_user: config.limits.max_sessions_per_user,
             },
             relay,
-            shared_queues.clone(),
+            queues,
         );
         let (extensions, im) = layer(&hub);
         let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions);

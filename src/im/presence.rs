@@ -15,10 +15,9 @@ use tokio::sync::mpsc;
 
 use super::presence_redis::{NODE_TTL, RedisPresence};
 use crate::app_error::AppError;
+use crate::delivery::{Route, SessionHandle};
 use crate::hub::{Hub, Publication};
-use crate::relay::Route;
 use crate::router::SessionObserver;
-use crate::session::handle::SessionHandle;
 use crate::util::now_ms;
 
 /// A user's presence, as pushed and as returned by `GET /api/v1/presence`.

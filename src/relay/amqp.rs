@@ -28,8 +28,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
-use super::{Interest, Relay, RelayError, RelayFuture, Route};
+use crate::delivery::{Interest, Route};
 use crate::hub::{Hub, Publication};
+use crate::hub::{Relay, RelayError, RelayFuture};
 use crate::util::lock;
 
 /// The topic exchange that carries publications between nodes.

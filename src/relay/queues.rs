@@ -32,9 +32,8 @@ use stomp_codec::{Headers, MessageTemplate};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::RelayError;
-use crate::hub::QueueError;
-use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle};
+use crate::delivery::{AckMode, AckTarget, Lender, SessionHandle};
+use crate::hub::{QueueBackend, QueueError, QueueFuture, RelayError, Subscriber};
 use crate::util::lock;
 
 /// The prefix of the RabbitMQ queue behind `/queue/<name>`.
@@ -186,7 +185,7 @@ struct Publisher {
 }
 
 /// Generic queues in RabbitMQ, shared by every node of the cluster.
-pub struct SharedQueues {
+pub struct AmqpQueues {
     url: String,
     node_id: String,
     connection: Mutex<Option<Arc<Connection>>>,
@@ -198,19 +197,19 @@ pub struct SharedQueues {
     connected: AtomicBool,
 }
 
-impl std::fmt::Debug for SharedQueues {
+impl std::fmt::Debug for AmqpQueues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedQueues")
+        f.debug_struct("AmqpQueues")
             .field("node_id", &self.node_id)
             .field("connected", &self.connected.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-impl SharedQueues {
-    /// Shared queues on the RabbitMQ at `url`, connected by [`SharedQueues::start`].
-    pub fn new(url: &str, node_id: &str) -> Arc<SharedQueues> {
-        Arc::new(SharedQueues {
+impl AmqpQueues {
+    /// Shared queues on the RabbitMQ at `url`, connected by [`AmqpQueues::start`].
+    pub fn new(url: &str, node_id: &str) -> Arc<AmqpQueues> {
+        Arc::new(AmqpQueues {
             url: url.to_owned(),
             node_id: node_id.to_owned(),
             connection: Mutex::new(None),
@@ -494,6 +493,55 @@ impl SharedQueues {
         });
         tokio::spawn(pump(link.clone(), channel, consumer, received, opening));
         Ok(link)
+    }
+}
+
+impl QueueBackend for AmqpQueues {
+    fn send<'a>(
+        &'a self,
+        name: &'a ByteString,
+        mut headers: Headers,
+        body: Bytes,
+        message_id: ByteString,
+    ) -> QueueFuture<'a, Result<(), QueueError>> {
+        // Stored with the message, so that every node delivers it with the same default.
+        if headers.get("content-type").is_none() {
+            headers.push("content-type", "text/plain;charset=utf-8");
+        }
+        Box::pin(async move { AmqpQueues::send(self, name, &headers, body, &message_id).await })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        name: &'a ByteString,
+        subscriber: Subscriber,
+        prefetch: usize,
+    ) -> QueueFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            AmqpQueues::subscribe(
+                self,
+                &subscriber.session,
+                &subscriber.subscription,
+                subscriber.slot,
+                name,
+                subscriber.ack,
+                prefetch,
+            )
+            .await
+        })
+    }
+
+    fn unsubscribe<'a>(
+        &'a self,
+        _name: &'a ByteString,
+        session_id: u64,
+        subscription: &'a str,
+    ) -> QueueFuture<'a, ()> {
+        Box::pin(AmqpQueues::unsubscribe(self, session_id, subscription))
+    }
+
+    fn is_connected(&self) -> bool {
+        AmqpQueues::is_connected(self)
     }
 }
 

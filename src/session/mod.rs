@@ -6,11 +6,8 @@
 //! socket's sending half, so a slow client never stalls the tasks that deliver to it (they only
 //! append to its queue, and overflowing the queue cuts the client off).
 
-pub mod ack;
 mod connect;
 mod fatal;
-pub mod handle;
-pub mod ledger;
 mod transaction;
 pub mod transport;
 mod writer;
@@ -30,13 +27,14 @@ use tracing::{Instrument, debug, debug_span};
 use crate::app_error::AppError;
 use crate::auth::Authenticator;
 use crate::config::{Config, HeartBeat};
+use crate::delivery::{
+    AckMode, Outgoing, SessionHandle, SessionLimits, UnackedLimits, settle_targets,
+};
 use crate::hub::{AddSessionError, Publication, SubscribeError};
 use crate::metrics::{ErrorReason, Metrics};
 use crate::router::{RouteError, Router};
 use connect::{accept, read_connect, refuse};
 use fatal::{Fatal, transport_too_large};
-use handle::{AckMode, Outgoing, SessionHandle, SessionLimits};
-use ledger::UnackedLimits;
 use transport::{Inbound, Outbound};
 use writer::write_loop;
 
@@ -670,7 +668,7 @@ impl Session {
             .parse::<u64>()
             .map(|delivery| self.handle.settle(delivery))
             .unwrap_or_default();
-        handle::settle_targets(targets, positive);
+        settle_targets(targets, positive);
         self.receipt(&frame);
         Ok(())
     }

@@ -1,6 +1,8 @@
-//! The part of a session that other tasks may touch: its bounded outbound queue and its ledger
-//! of unacknowledged deliveries (see [`super::ledger`]). The hub holds these handles; the
-//! session's own tasks hold the rest (socket, decoder, transactions).
+//! A session's mailbox: the part of a session that other tasks may touch, its bounded outbound
+//! queue and its ledger of unacknowledged deliveries (see [`super::ledger`]). The hub, the
+//! queues and the relay hold these handles to deliver; the session's own tasks hold the rest
+//! (socket, decoder, transactions). It lives below the session so that whoever delivers need
+//! not import the connection that reads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -12,8 +14,7 @@ use stomp_codec::{Command, MessageTemplate, Version};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use super::ack::settle_targets;
-pub use super::ack::{AckHook, AckMode, AckTarget, Lender};
+use super::ack::{AckMode, AckTarget};
 use super::ledger::{self, Ledger, Overflow, UnackedLimits, Unacknowledged};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
