@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::InspectReader;
 
+use crate::util::lock;
+
 /// Open connections by address (or IPv6 /64).
 #[derive(Debug)]
 pub struct PerIpLimit {
@@ -61,12 +63,6 @@ impl PerIpLimit {
     pub fn open_from(&self, ip: IpAddr) -> usize {
         lock(&self.open).get(&key(ip)).copied().unwrap_or(0)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One counted connection; dropping it frees its place.

@@ -16,9 +16,8 @@ use stomp_codec::Headers;
 use crate::app_error::AppError;
 use crate::auth::{Identity, Role};
 use crate::config::AclConfig;
+use crate::delivery::{Route, SessionHandle};
 use crate::hub::{Hub, Publication};
-use crate::relay::Route;
-use crate::session::handle::SessionHandle;
 
 /// A boxed future returned by extension handlers.
 pub type HandlerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -49,7 +49,7 @@ pub enum StartError {
     Auth(#[from] AuthError),
     /// RabbitMQ could not be reached.
     #[error(transparent)]
-    Relay(#[from] crate::relay::RelayError),
+    Relay(#[from] crate::hub::RelayError),
     /// Redis could not be reached.
     #[error("presence: {0}")]
     Presence(crate::im::presence_redis::PresenceError),
@@ -139,11 +139,10 @@ impl Server {
         let hub = Hub::new(
             HubSettings {
                 node_id: backends.node_id().to_owned(),
-                queue_max_messages: config.limits.queue_max_messages,
                 max_sessions_per_user: config.limits.max_sessions_per_user,
             },
             backends.relay.clone(),
-            backends.shared_queues.clone(),
+            backends.queues.clone(),
         );
         let (extensions, im) = layer(&hub);
         let router = Router::new(hub.clone(), Acl::new(config.acl.clone()), extensions);

@@ -71,7 +71,7 @@ async fn purge(broker: &TestBroker) -> usize {
         .server
         .im()
         .expect("the IM layer")
-        .purge_expired(broker::store::now_ms())
+        .purge_expired(broker::util::now_ms())
         .await
         .expect("purge")
 }

@@ -17,8 +17,8 @@ use super::ImageRefusal;
 use super::decode::DecodeError;
 use crate::app_error::{AppError, ErrorCode};
 use crate::im::rest::{Caller, RestState};
-use crate::store::now_ms;
 use crate::store::safety::FileRow;
+use crate::util::now_ms;
 
 /// The URL path of a stored file; attachments naming it are recognised on send.
 pub const FILE_URL_PREFIX: &str = "/api/v1/files/";

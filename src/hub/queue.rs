@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, Weak};
 use bytestring::ByteString;
 use stomp_codec::MessageTemplate;
 
-use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle, lock};
+use crate::delivery::{AckMode, AckTarget, Lender, SessionHandle};
+use crate::util::lock;
 
 /// A message held by the queue.
 #[derive(Clone)]

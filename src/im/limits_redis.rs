@@ -11,7 +11,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::limits::{Decision, InProcessLimiter, Rate, RateLimiter};
-use crate::store::now_ms;
+use crate::util::now_ms;
 
 /// Bound on one check; past it the node's own limiter decides.
 const CALL_TIMEOUT: Duration = Duration::from_millis(300);

@@ -9,10 +9,10 @@ use super::limits::Action;
 use super::{Im, group_topic, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
+use crate::delivery::{AckHook, Route};
 use crate::hub::Publication;
-use crate::relay::Route;
-use crate::session::handle::AckHook;
-use crate::store::{NewMessage, SendOutcome, Target, now_ms};
+use crate::store::{NewMessage, SendOutcome, Target};
+use crate::util::now_ms;
 use schema::MessageRow;
 
 /// Formats that carry an attachment with a file.

@@ -34,8 +34,8 @@ use serde::Serialize;
 
 use crate::app_error::{AppError, ErrorCode};
 use crate::config::Config;
+use crate::delivery::Route;
 use crate::hub::{Hub, Publication};
-use crate::relay::Route;
 use crate::store::{Store, StoreError};
 use schema::{ConversationRow, MemberRow};
 

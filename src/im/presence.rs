@@ -15,11 +15,10 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::app_error::AppError;
+use crate::delivery::{Route, SessionHandle};
 use crate::hub::{Hub, Publication};
-use crate::relay::Route;
 use crate::router::SessionObserver;
-use crate::session::handle::SessionHandle;
-use crate::store::now_ms;
+use crate::util::now_ms;
 
 /// A user's presence, as pushed and as returned by `GET /api/v1/presence`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::presence::{Announcer, PresenceBackend};
-use crate::store::now_ms;
+use crate::util::now_ms;
 
 /// How long a node's heartbeat lives without a refresh.
 pub const NODE_TTL: Duration = Duration::from_secs(15);

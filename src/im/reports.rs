@@ -26,8 +26,8 @@ use super::safety::json_body;
 use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, Role, is_valid_user_id};
-use crate::store::now_ms;
 use crate::store::safety::{ReportRow, row_id};
+use crate::util::now_ms;
 
 /// Characters of a report's reason: it is stored and shown to admins.
 pub const MAX_REASON_CHARS: usize = 500;

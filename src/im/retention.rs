@@ -15,7 +15,7 @@ use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
-use crate::store::now_ms;
+use crate::util::now_ms;
 
 /// The key in a conversation's settings JSON.
 const KEY: &str = "messageRetentionDays";

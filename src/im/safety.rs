@@ -25,7 +25,8 @@ use crate::auth::{Identity, is_valid_user_id};
 use crate::config::{Config, ModerationAction};
 use crate::hub::SubscriptionKey;
 use crate::store::safety::{BanRow, HitRow, row_id};
-use crate::store::{NewMessage, Target, now_ms};
+use crate::store::{NewMessage, Target};
+use crate::util::now_ms;
 
 /// The safety rules from the configuration.
 #[derive(Clone, Debug)]

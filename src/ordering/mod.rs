@@ -28,13 +28,3 @@ pub mod sequencer;
 
 pub use pushes::PushOrder;
 pub use sequencer::{HOLD, TopicSequencer};
-
-use std::sync::{Mutex, MutexGuard};
-
-/// Locks a mutex, taking over a poisoned one: both orders keep plain maps that a panicking
-/// holder cannot leave half changed in a way that matters more than losing the order.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}

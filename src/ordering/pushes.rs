@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::lock;
+use crate::util::lock;
 
 /// How long a committed seq whose push has not come may hold back the later ones.
 const GIVE_UP: Duration = Duration::from_secs(2);

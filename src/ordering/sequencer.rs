@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::lock;
+use crate::util::lock;
 
 /// How long a publication waits for an earlier seq. Only a real gap waits: in a healthy cluster
 /// the earlier copy crosses RabbitMQ within milliseconds, but on a loaded node its hop can take

@@ -31,9 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
 use super::supervisor::{AmqpSupervisor, AmqpUser};
-use super::{Interest, Relay, RelayError, RelayFuture, Route};
+use crate::delivery::{Interest, Route};
 use crate::hub::{Hub, Publication};
-use crate::session::handle::lock;
+use crate::hub::{Relay, RelayError, RelayFuture};
+use crate::util::lock;
 
 /// The topic exchange that carries publications between nodes.
 pub const ROUTE_EXCHANGE: &str = "im.route";

@@ -8,7 +8,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use stomp_codec::Headers;
 
-use super::Route;
+use crate::delivery::Route;
 
 const VERSION: u8 = 1;
 const KIND_TOPIC: u8 = 1;

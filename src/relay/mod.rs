@@ -1,96 +1,10 @@
-//! The seam between this node and the others. The hub delivers to local sessions itself and
-//! hands every publication to the relay, which carries it to the nodes that have interest.
-//! On one node the relay is [`LocalRelay`], which has nowhere to carry anything.
+//! The RabbitMQ side of cluster mode: implementations of the seams that the hub owns (the
+//! [`crate::hub::Relay`] between nodes in [`amqp`], the [`crate::hub::QueueBackend`] of generic
+//! queues in [`queues`]), the wire format between nodes ([`envelope`]) and the publisher of
+//! store events ([`events`]). Everything here depends on the hub; the hub never on this.
 
 pub mod amqp;
 pub mod envelope;
 pub mod events;
 pub mod queues;
 pub mod supervisor;
-
-use std::future::Future;
-use std::pin::Pin;
-
-use bytes::Bytes;
-use stomp_codec::Headers;
-
-/// Why the relay could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// The message broker is unreachable.
-    #[error("relay unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// A boxed future, so that the trait can be used as `dyn Relay`.
-pub type RelayFuture = Pin<Box<dyn Future<Output = Result<(), RelayError>> + Send>>;
-
-/// What a node can express interest in.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Interest {
-    /// Every user destination of a user (`/user/queue/*`).
-    User(String),
-    /// A topic by its name without the `/topic/` prefix (`group.<id>`, `announcements`, ...).
-    Topic(String),
-}
-
-/// Where a publication goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// `/topic/<name>`: every subscriber.
-    Topic(String),
-    /// `/user/queue/<queue>` of `user`: every session of that user subscribed to it.
-    User {
-        /// The user id.
-        user: String,
-        /// The queue name after `/user/queue/`.
-        queue: String,
-    },
-}
-
-impl Route {
-    /// The interest that a node must have declared to receive this route.
-    pub fn interest(&self) -> Interest {
-        match self {
-            Route::Topic(name) => Interest::Topic(name.clone()),
-            Route::User { user, .. } => Interest::User(user.clone()),
-        }
-    }
-}
-
-/// Carries publications to the other nodes of a cluster.
-pub trait Relay: Send + Sync + 'static {
-    /// Starts receiving publications for `interest` from other nodes. The hub awaits it before
-    /// it confirms a subscription, so that nothing published after the RECEIPT is missed.
-    fn bind(&self, interest: Interest) -> RelayFuture;
-
-    /// Stops receiving publications for `interest`.
-    fn unbind(&self, interest: Interest) -> RelayFuture;
-
-    /// Hands a publication (with its place in its topic's sequence, if any) to the other
-    /// nodes. Local sessions are served by the hub.
-    fn forward(&self, route: &Route, headers: &Headers, body: &Bytes, sequence: Option<i64>);
-
-    /// Whether the relay can reach the other nodes now (for `/readyz`).
-    fn is_connected(&self) -> bool;
-}
-
-/// The single-node relay: there are no other nodes.
-#[derive(Debug, Default)]
-pub struct LocalRelay;
-
-impl Relay for LocalRelay {
-    fn bind(&self, _interest: Interest) -> RelayFuture {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn unbind(&self, _interest: Interest) -> RelayFuture {
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn forward(&self, _route: &Route, _headers: &Headers, _body: &Bytes, _sequence: Option<i64>) {}
-
-    fn is_connected(&self) -> bool {
-        true
-    }
-}

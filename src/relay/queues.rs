@@ -34,10 +34,10 @@ use stomp_codec::{Headers, MessageTemplate};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::RelayError;
 use super::supervisor::{AmqpSupervisor, AmqpUser};
-use crate::hub::QueueError;
-use crate::session::handle::{AckMode, AckTarget, Lender, SessionHandle, lock};
+use crate::delivery::{AckMode, AckTarget, Lender, SessionHandle};
+use crate::hub::{QueueBackend, QueueError, QueueFuture, RelayError, Subscriber};
+use crate::util::lock;
 
 /// The prefix of the RabbitMQ queue behind `/queue/<name>`.
 pub const QUEUE_PREFIX: &str = "stomp.queue.";
@@ -191,7 +191,7 @@ struct Publisher {
 }
 
 /// Generic queues in RabbitMQ, shared by every node of the cluster.
-pub struct SharedQueues {
+pub struct AmqpQueues {
     node_id: String,
     connection: Mutex<Option<Arc<Connection>>>,
     publisher: tokio::sync::Mutex<Option<Publisher>>,
@@ -202,19 +202,19 @@ pub struct SharedQueues {
     connected: AtomicBool,
 }
 
-impl std::fmt::Debug for SharedQueues {
+impl std::fmt::Debug for AmqpQueues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedQueues")
+        f.debug_struct("AmqpQueues")
             .field("node_id", &self.node_id)
             .field("connected", &self.connected.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-impl SharedQueues {
+impl AmqpQueues {
     /// Shared queues of `node_id`, on the connection of the supervisor they are started with.
-    pub fn new(node_id: &str) -> Arc<SharedQueues> {
-        Arc::new(SharedQueues {
+    pub fn new(node_id: &str) -> Arc<AmqpQueues> {
+        Arc::new(AmqpQueues {
             node_id: node_id.to_owned(),
             connection: Mutex::new(None),
             publisher: tokio::sync::Mutex::new(None),
@@ -468,7 +468,7 @@ impl SharedQueues {
 }
 
 /// The shared queues as a user of the node's connection.
-struct QueuesChannel(Arc<SharedQueues>);
+struct QueuesChannel(Arc<AmqpQueues>);
 
 impl AmqpUser for QueuesChannel {
     fn name(&self) -> &'static str {
@@ -486,6 +486,55 @@ impl AmqpUser for QueuesChannel {
 
     fn detach(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.0.detach())
+    }
+}
+
+impl QueueBackend for AmqpQueues {
+    fn send<'a>(
+        &'a self,
+        name: &'a ByteString,
+        mut headers: Headers,
+        body: Bytes,
+        message_id: ByteString,
+    ) -> QueueFuture<'a, Result<(), QueueError>> {
+        // Stored with the message, so that every node delivers it with the same default.
+        if headers.get("content-type").is_none() {
+            headers.push("content-type", "text/plain;charset=utf-8");
+        }
+        Box::pin(async move { AmqpQueues::send(self, name, &headers, body, &message_id).await })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        name: &'a ByteString,
+        subscriber: Subscriber,
+        prefetch: usize,
+    ) -> QueueFuture<'a, Result<(), QueueError>> {
+        Box::pin(async move {
+            AmqpQueues::subscribe(
+                self,
+                &subscriber.session,
+                &subscriber.subscription,
+                subscriber.slot,
+                name,
+                subscriber.ack,
+                prefetch,
+            )
+            .await
+        })
+    }
+
+    fn unsubscribe<'a>(
+        &'a self,
+        _name: &'a ByteString,
+        session_id: u64,
+        subscription: &'a str,
+    ) -> QueueFuture<'a, ()> {
+        Box::pin(AmqpQueues::unsubscribe(self, session_id, subscription))
+    }
+
+    fn is_connected(&self) -> bool {
+        AmqpQueues::is_connected(self)
     }
 }
 

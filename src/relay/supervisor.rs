@@ -17,7 +17,7 @@ use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::RelayError;
+use crate::hub::RelayError;
 
 /// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);

@@ -11,15 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Hub, LocalQueues, LocalRelay, QueueBackend, Relay, RelayError};
 use crate::im::limits_redis::RedisLimiter;
 use crate::im::presence_redis::{PresenceError, RedisPresence};
 use crate::im::{Im, ImBackends};
 use crate::relay::amqp::AmqpRelay;
 use crate::relay::events::{AmqpEvents, EventPublisher, NoEvents};
-use crate::relay::queues::SharedQueues;
+use crate::relay::queues::AmqpQueues;
 use crate::relay::supervisor::AmqpSupervisor;
-use crate::relay::{LocalRelay, Relay, RelayError};
 
 /// Why a backend could not be reached at start.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +36,8 @@ pub struct Backends {
     node_id: String,
     /// Carries publications to the other nodes.
     pub relay: Arc<dyn Relay>,
-    /// Generic `/queue/*` destinations kept in RabbitMQ; `None` keeps them in the hub.
-    pub shared_queues: Option<Arc<SharedQueues>>,
+    /// Where generic `/queue/*` destinations live: in this process, or in RabbitMQ.
+    pub queues: Arc<dyn QueueBackend>,
     /// Where domain events go.
     pub events: Arc<dyn EventPublisher>,
     /// Where presence and rate limits are counted.
@@ -59,7 +58,7 @@ enum ImPlan {
 struct RabbitMq {
     supervisor: Arc<AmqpSupervisor>,
     relay: Arc<AmqpRelay>,
-    shared_queues: Arc<SharedQueues>,
+    queues: Arc<AmqpQueues>,
     /// The queue backend systems publish notifications to.
     notifications_queue: String,
 }
@@ -71,18 +70,26 @@ impl Backends {
         let rabbitmq = config.relay.amqp_url.as_deref().map(|url| RabbitMq {
             supervisor: AmqpSupervisor::new(url),
             relay: AmqpRelay::new(node_id),
-            shared_queues: SharedQueues::new(node_id),
+            queues: AmqpQueues::new(node_id),
             notifications_queue: config.relay.notifications_queue.clone(),
         });
-        let (relay, shared_queues, events): (Arc<dyn Relay>, _, Arc<dyn EventPublisher>) =
-            match &rabbitmq {
-                Some(rabbitmq) => (
-                    Arc::new(rabbitmq.relay.clone()),
-                    Some(rabbitmq.shared_queues.clone()),
-                    Arc::new(AmqpEvents::new(rabbitmq.supervisor.clone())),
-                ),
-                None => (Arc::new(LocalRelay), None, Arc::new(NoEvents)),
-            };
+        type Picked = (
+            Arc<dyn Relay>,
+            Arc<dyn QueueBackend>,
+            Arc<dyn EventPublisher>,
+        );
+        let (relay, queues, events): Picked = match &rabbitmq {
+            Some(rabbitmq) => (
+                Arc::new(rabbitmq.relay.clone()),
+                rabbitmq.queues.clone(),
+                Arc::new(AmqpEvents::new(rabbitmq.supervisor.clone())),
+            ),
+            None => (
+                Arc::new(LocalRelay),
+                Arc::new(LocalQueues::new(config.limits.queue_max_messages)),
+                Arc::new(NoEvents),
+            ),
+        };
         let im = match &config.presence.redis_url {
             Some(url) => ImPlan::Redis(url.clone()),
             None => ImPlan::InProcess,
@@ -90,7 +97,7 @@ impl Backends {
         Backends {
             node_id: node_id.to_owned(),
             relay,
-            shared_queues,
+            queues,
             events,
             im,
             rabbitmq,
@@ -134,7 +141,7 @@ impl Backends {
                 .start(hub.clone(), &rabbitmq.supervisor, shutdown.clone())
                 .await?;
             rabbitmq
-                .shared_queues
+                .queues
                 .start(&rabbitmq.supervisor, shutdown.clone())
                 .await?;
         }

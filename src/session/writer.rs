@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::fatal::Fatal;
-use super::handle::{Delivery, Outgoing, Queued, SessionHandle, SlowReason};
 use super::transport::Outbound;
+use crate::delivery::mailbox::Queued;
+use crate::delivery::{Delivery, Outgoing, SessionHandle, SlowReason};
 use crate::metrics::{ErrorReason, Metrics};
 
 /// Drains the outbound queue into the socket until a Close item or a cut. A session cut as a

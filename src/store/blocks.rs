@@ -9,7 +9,8 @@ use schema::{conversations, members};
 
 use super::conversations::{member_row, new_conversation};
 use super::safety::tables::blocks;
-use super::{Store, StoreError, now_ms, with_conn};
+use super::{Store, StoreError, with_conn};
+use crate::util::now_ms;
 
 impl Store {
     /// Whether either of two users has blocked the other.

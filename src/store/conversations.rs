@@ -6,7 +6,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, messages};
 
-use super::{Store, StoreError, now_ms, with_conn};
+use super::{Store, StoreError, with_conn};
+use crate::util::now_ms;
 
 /// One entry of a user's conversation list.
 #[derive(Clone, Debug)]

@@ -13,7 +13,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{OutboxRow, event_outbox};
 use serde_json::{Map, Value, json};
 
-use super::{IdGenerator, Store, StoreError, now_ms, with_conn};
+use super::{IdGenerator, Store, StoreError, with_conn};
+use crate::util::now_ms;
 
 /// Rows published per batch.
 pub const BATCH: i64 = 256;

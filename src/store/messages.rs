@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{MessageDeletionRow, MessageRow, conversations, members, message_deletions, messages};
 
-use super::{Store, StoreError, now_ms, with_conn};
+use super::{Store, StoreError, with_conn};
+use crate::util::now_ms;
 
 /// Where a new message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ pub mod writer;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use diesel::{Connection, SqliteConnection};
 use diesel_async::AsyncPgConnection;
@@ -38,6 +38,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::ordering::PushOrder;
 use crate::redact::{redact_secrets, redact_url};
+use crate::util::now_ms;
 
 pub use assistant::{AssistantPage, AssistantSummary};
 pub use conversations::{ConversationPage, ConversationSummary, GroupChange, SettingsChange};
@@ -439,13 +440,6 @@ async fn connect_sized(
         return Ok(Pool::Postgres(pool));
     }
     Err(StoreError::UnsupportedUrl(redact_url(&settings.url)))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// 2026-01-01T00:00:00Z: the epoch of message ids, leaving 69 years of 41-bit milliseconds.

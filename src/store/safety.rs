@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{conversations, members, message_deletions, messages};
 
-use super::{Store, StoreError, now_ms, with_conn};
+use super::{Store, StoreError, with_conn};
+use crate::util::now_ms;
 
 /// The tables of migration `2026-11-23-000002_safety`.
 pub mod tables {

@@ -1,6 +1,8 @@
-//! The part of a session that other tasks may touch: its bounded outbound queue and its ledger
-//! of unacknowledged deliveries (see [`super::ledger`]). The hub holds these handles; the
-//! session's own tasks hold the rest (socket, decoder, transactions).
+//! A session's mailbox: the part of a session that other tasks may touch, its bounded outbound
+//! queue and its ledger of unacknowledged deliveries (see [`super::ledger`]). The hub, the
+//! queues and the relay hold these handles to deliver; the session's own tasks hold the rest
+//! (socket, decoder, transactions). It lives below the session so that whoever delivers need
+//! not import the connection that reads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -12,11 +14,11 @@ use stomp_codec::{Command, MessageTemplate, Version};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use super::ack::settle_targets;
-pub use super::ack::{AckHook, AckMode, AckTarget, Lender};
+use super::ack::{AckMode, AckTarget};
 use super::ledger::{self, Ledger, Overflow, UnackedLimits, Unacknowledged};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
+use crate::util::lock;
 
 /// One frame waiting in a session's outbound queue.
 pub enum Outgoing {
@@ -352,12 +354,4 @@ impl SessionHandle {
     pub(crate) fn written(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: the maps behind these
-/// locks stay consistent between statements, so a panic elsewhere must not take sessions down.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

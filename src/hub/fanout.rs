@@ -1,0 +1,183 @@
+//! Publishing: local fan-out of a publication to the subscribers of its route (in seq order
+//! for sequenced topics, see [`crate::ordering::sequencer`]), relaying to the other nodes, delivery to
+//! one session, and SEND to a generic queue.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use stomp_codec::{Headers, MessageTemplate};
+
+use super::Hub;
+use super::publication::{Fanout, Publication};
+use super::queue_backend::QueueError;
+use super::routes::{Subscriber, SubscriptionKey};
+use crate::delivery::{AckHook, AckMode, AckTarget, Route, SessionHandle};
+
+impl Hub {
+    /// Delivers to every local subscriber of `route` and relays to the other nodes. Returns the
+    /// local sessions it was queued to.
+    pub fn publish(&self, route: &Route, publication: Publication) -> Fanout {
+        self.inner.relay.forward(
+            route,
+            &publication.headers,
+            &publication.body,
+            publication.sequence,
+        );
+        self.deliver_local(route, publication)
+    }
+
+    /// Orders the sequenced publications of `topic` from `next` on, if it has local subscribers
+    /// and is not ordered yet (see [`crate::ordering::sequencer`]). Call it after the subscription is registered,
+    /// with a seq read after that, so that no publication between the two is awaited in vain.
+    pub fn order_topic_from(&self, topic: &str, next: i64) {
+        if self.has_topic_subscribers(topic) {
+            self.inner.sequencer.start_at(topic, next);
+        }
+    }
+
+    /// Whether any session on this node subscribes to `/topic/<topic>`.
+    fn has_topic_subscribers(&self, topic: &str) -> bool {
+        self.inner
+            .routes
+            .contains_key(&SubscriptionKey::Topic(topic.into()))
+    }
+
+    /// Whether sequenced publications of `topic` are being ordered here.
+    pub fn orders_topic(&self, topic: &str) -> bool {
+        self.inner.sequencer.tracks(topic)
+    }
+
+    /// Delivers to local subscribers only: for publications that arrive from other nodes.
+    /// A sequenced topic publication may wait for earlier ones (see [`crate::ordering::sequencer`]).
+    pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {
+        if let (Route::Topic(topic), Some(seq)) = (route, publication.sequence) {
+            // Nobody here to order for: a stream started now would outlive its use (streams
+            // are forgotten when a topic's last subscriber leaves) and, missing the seqs that
+            // only reach this node while it has subscribers, hold the next ones for nothing.
+            if !self.inner.sequencer.tracks(topic) && !self.has_topic_subscribers(topic) {
+                return Fanout::default();
+            }
+            let mut total = Fanout::default();
+            self.inner
+                .sequencer
+                .offer(topic, seq, publication, |ready| {
+                    let fanout = self.deliver_now(route, ready);
+                    total.auto += fanout.auto;
+                    total.client += fanout.client;
+                });
+            return total;
+        }
+        self.deliver_now(route, publication)
+    }
+
+    pub(super) fn deliver_now(&self, route: &Route, publication: Publication) -> Fanout {
+        let key = SubscriptionKey::of_route(route);
+        let Some(subscribers) = self.inner.routes.get(&key).map(|entry| entry.snapshot()) else {
+            return Fanout::default();
+        };
+        let (template, message_id) = self.template(&key, publication.headers, publication.body);
+        fan_out(
+            &subscribers,
+            &template,
+            &message_id,
+            publication.ack_hook.as_ref(),
+            publication.exclude_session,
+        )
+    }
+
+    /// Delivers to one session's subscriptions of `/user/queue/<queue>` only: errors go to the
+    /// session that caused them, not to the user's other devices.
+    pub fn deliver_to_session(
+        &self,
+        session: &Arc<SessionHandle>,
+        queue: &str,
+        publication: Publication,
+    ) -> Fanout {
+        let key = SubscriptionKey::User {
+            user: session.user_id().into(),
+            queue: queue.into(),
+        };
+        let Some(subscribers) = self.inner.routes.get(&key).map(|entry| entry.snapshot()) else {
+            return Fanout::default();
+        };
+        let own: Vec<Subscriber> = subscribers
+            .iter()
+            .filter(|s| s.session.id == session.id)
+            .cloned()
+            .collect();
+        if own.is_empty() {
+            return Fanout::default();
+        }
+        let (template, message_id) = self.template(&key, publication.headers, publication.body);
+        fan_out(
+            &own,
+            &template,
+            &message_id,
+            publication.ack_hook.as_ref(),
+            None,
+        )
+    }
+
+    /// Puts a message on a generic queue. In cluster mode it resolves once RabbitMQ has
+    /// confirmed the message, so that a RECEIPT means it is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError`] when the queue is full, or (cluster mode) RabbitMQ cannot take it.
+    pub async fn send_to_queue(
+        &self,
+        name: &ByteString,
+        headers: Headers,
+        body: Bytes,
+    ) -> Result<(), QueueError> {
+        let message_id = self.next_message_id();
+        self.inner
+            .queues
+            .send(name, headers, body, message_id)
+            .await
+    }
+
+    fn template(
+        &self,
+        key: &SubscriptionKey,
+        headers: Headers,
+        body: Bytes,
+    ) -> (Arc<MessageTemplate>, ByteString) {
+        (key.message_template(headers, body), self.next_message_id())
+    }
+}
+
+fn fan_out(
+    subscribers: &[Subscriber],
+    template: &Arc<MessageTemplate>,
+    message_id: &ByteString,
+    hook: Option<&Arc<dyn AckHook>>,
+    exclude_session: Option<u64>,
+) -> Fanout {
+    let mut fanout = Fanout::default();
+    for subscriber in subscribers {
+        if exclude_session == Some(subscriber.session.id) {
+            continue;
+        }
+        let target = match (subscriber.ack, hook) {
+            (AckMode::Auto, _) | (_, None) => AckTarget::None,
+            (_, Some(hook)) => AckTarget::Hook(hook.clone()),
+        };
+        if subscriber.session.deliver(
+            &subscriber.subscription,
+            subscriber.slot,
+            subscriber.ack,
+            template,
+            message_id,
+            target,
+        ) {
+            if subscriber.ack == AckMode::Auto {
+                fanout.auto += 1;
+            } else {
+                fanout.client += 1;
+            }
+        }
+    }
+    fanout
+}

@@ -1,0 +1,102 @@
+//! The hub's ordering of sequenced topic publications, without sockets.
+
+use std::time::{Duration, SystemTime};
+
+use stomp_codec::Version;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::auth::{Identity, Role};
+use crate::delivery::{AckMode, SessionLimits, UnackedLimits};
+
+fn hub() -> Hub {
+    Hub::new(
+        HubSettings {
+            node_id: "n".into(),
+            max_sessions_per_user: 4,
+        },
+        Arc::new(LocalRelay),
+        Arc::new(LocalQueues::new(16)),
+    )
+}
+
+fn session(id: u64) -> Arc<SessionHandle> {
+    let identity = Identity {
+        user_id: format!("u{id}"),
+        roles: vec![Role::User],
+        name: None,
+        expires_at: SystemTime::now() + Duration::from_secs(60),
+    };
+    SessionHandle::new(
+        id,
+        format!("s{id}").into(),
+        identity,
+        Version::V1_2,
+        SessionLimits {
+            max_outbound_bytes: 1 << 20,
+            unacked: UnackedLimits {
+                per_session: 100,
+                per_subscription: 100,
+            },
+        },
+        CancellationToken::new(),
+    )
+}
+
+/// A session subscribed to `/topic/<topic>` as `sub`.
+async fn subscriber(hub: &Hub, topic: &str) -> Arc<SessionHandle> {
+    let member = session(1);
+    hub.subscribe(
+        &member,
+        "sub".into(),
+        SubscriptionKey::Topic(topic.into()),
+        AckMode::Auto,
+        1,
+        8,
+    )
+    .await
+    .unwrap();
+    member
+}
+
+fn sequenced(seq: i64) -> Publication {
+    let mut publication = Publication::json_event("message.new", "{}");
+    publication.sequence = Some(seq);
+    publication
+}
+
+#[tokio::test]
+async fn a_topic_without_subscribers_keeps_no_order_that_would_hold_later_seqs() {
+    let hub = hub();
+    let route = Route::Topic("group.g".into());
+    // Seen while nobody here subscribes (seqs 2-4 then go only to other nodes).
+    assert_eq!(hub.deliver_local(&route, sequenced(1)).total(), 0);
+    assert!(!hub.inner.sequencer.tracks("group.g"));
+
+    let member = subscriber(&hub, "group.g").await;
+    // The first seq seen with a subscriber passes at once, and the order starts there.
+    assert_eq!(hub.deliver_local(&route, sequenced(5)).auto, 1);
+    assert_eq!(hub.deliver_local(&route, sequenced(7)).total(), 0);
+    assert_eq!(hub.deliver_local(&route, sequenced(6)).auto, 2);
+
+    hub.unsubscribe(&member, "sub").await;
+    assert!(!hub.inner.sequencer.tracks("group.g"));
+}
+
+#[tokio::test]
+async fn a_topic_ordered_from_a_stored_seq_waits_for_that_seq() {
+    let hub = hub();
+    let route = Route::Topic("group.g".into());
+    // Without local subscribers there is nothing to order.
+    hub.order_topic_from("group.g", 11);
+    assert!(!hub.inner.sequencer.tracks("group.g"));
+
+    let _member = subscriber(&hub, "group.g").await;
+    hub.order_topic_from("group.g", 11);
+    // 12, stored on another node right after 11, arrives first: it waits for 11.
+    assert_eq!(hub.deliver_local(&route, sequenced(12)).total(), 0);
+    assert_eq!(hub.deliver_local(&route, sequenced(11)).auto, 2);
+    // Once ordered, a later start is ignored.
+    hub.order_topic_from("group.g", 3);
+    assert_eq!(hub.deliver_local(&route, sequenced(13)).auto, 1);
+}

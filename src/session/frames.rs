@@ -1,0 +1,247 @@
+//! What a connected session does with each client frame: SEND and SUBSCRIBE through the
+//! router, UNSUBSCRIBE, ACK and NACK, DISCONNECT, and the RECEIPT or ERROR each may earn.
+//! Transactions (BEGIN, COMMIT, ABORT) are in `transaction.rs`.
+
+use bytestring::ByteString;
+use stomp_codec::{Command, Frame, Version};
+use tracing::debug;
+
+use super::fatal::Fatal;
+use super::{Session, push_frame};
+use crate::app_error::{AppError, ErrorCode};
+use crate::delivery::{AckMode, settle_targets};
+use crate::hub::{Publication, SubscribeError};
+use crate::metrics::ErrorReason;
+use crate::router::RouteError;
+
+impl Session {
+    /// Handles one frame; `Ok(false)` ends the session gracefully.
+    pub(super) async fn handle_frame(&mut self, frame: Frame) -> Result<bool, Fatal> {
+        match frame.command {
+            Command::Send => self.on_send(frame, true).await?,
+            Command::Subscribe => self.on_subscribe(frame).await?,
+            Command::Unsubscribe => self.on_unsubscribe(frame).await?,
+            Command::Ack | Command::Nack => self.on_ack(frame, true)?,
+            Command::Begin => self.on_begin(frame)?,
+            Command::Commit => self.on_commit(frame).await?,
+            Command::Abort => self.on_abort(frame)?,
+            Command::Disconnect => {
+                self.receipt(&frame);
+                return Ok(false);
+            }
+            Command::Connect | Command::Stomp => {
+                return Err(Fatal::new(
+                    ErrorReason::Unexpected,
+                    "already connected",
+                    "CONNECT may only be sent once",
+                )
+                .with_receipt(&frame));
+            }
+            Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                return Err(Fatal::new(
+                    ErrorReason::Unexpected,
+                    "unexpected command",
+                    format!("{} is a server frame", frame.command),
+                )
+                .with_receipt(&frame));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends the RECEIPT a frame asked for, if it asked.
+    pub(super) fn receipt(&self, frame: &Frame) {
+        if let Some(receipt) = frame.headers.get_shared("receipt") {
+            push_frame(
+                &self.handle,
+                &Frame::new(Command::Receipt).header("receipt-id", receipt.clone()),
+            );
+        }
+    }
+
+    /// Sends an application error to this session's `/user/queue/errors`.
+    fn app_error(&self, mut error: AppError, frame: &Frame) {
+        if error.receipt_id.is_none() {
+            error.receipt_id = frame.get("receipt").map(str::to_owned);
+        }
+        debug!(code = ?error.code, message = %error.message, "application error");
+        self.context.router.hub().deliver_to_session(
+            &self.handle,
+            "errors",
+            Publication::json_event("error", error.to_json()),
+        );
+    }
+
+    /// SEND: to the router, or held by the frame's transaction while `may_buffer`.
+    pub(super) async fn on_send(&mut self, frame: Frame, may_buffer: bool) -> Result<(), Fatal> {
+        if may_buffer && self.in_transaction(&frame)? {
+            return Ok(());
+        }
+        let Some(destination) = frame.get("destination") else {
+            return Err(Fatal::missing("destination", &frame));
+        };
+        match self
+            .context
+            .router
+            .send(&self.handle, destination, &frame.headers, &frame.body)
+            .await
+        {
+            Ok(after_receipt) => {
+                self.receipt(&frame);
+                if let Some(after_receipt) = after_receipt {
+                    after_receipt();
+                }
+            }
+            Err(RouteError::Forbidden(detail)) => {
+                return Err(
+                    Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(&frame)
+                );
+            }
+            Err(RouteError::App(error)) => self.app_error(error, &frame),
+        }
+        Ok(())
+    }
+
+    /// SUBSCRIBE: authorised by the router, registered with the hub.
+    async fn on_subscribe(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let Some(destination) = frame.get("destination") else {
+            return Err(Fatal::missing("destination", &frame));
+        };
+        let id = match frame.headers.get_shared("id") {
+            Some(id) => id.clone(),
+            // STOMP 1.0 made the id optional; the destination then names the subscription.
+            None if self.handle.version == Version::V1_0 => ByteString::from(destination),
+            None => return Err(Fatal::missing("id", &frame)),
+        };
+        let Some(ack) = AckMode::parse(frame.get("ack")) else {
+            return Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "invalid ack header",
+                "ack must be auto, client or client-individual",
+            )
+            .with_receipt(&frame));
+        };
+        let max_prefetch = self.context.settings.queue_prefetch;
+        let prefetch = frame
+            .get("prefetch-count")
+            .and_then(|p| p.parse::<usize>().ok())
+            .filter(|p| *p > 0)
+            .map_or(max_prefetch, |p| p.min(max_prefetch));
+        let router = &self.context.router;
+        let key = match router.authorize_subscribe(&self.handle, destination).await {
+            Ok(key) => key,
+            Err(RouteError::Forbidden(detail)) => {
+                return Err(
+                    Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(&frame)
+                );
+            }
+            Err(RouteError::App(error)) => {
+                self.app_error(error, &frame);
+                return Ok(());
+            }
+        };
+        let result = router
+            .hub()
+            .subscribe(
+                &self.handle,
+                id,
+                key,
+                ack,
+                prefetch,
+                self.context.settings.max_subscriptions,
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                router.subscribed(&self.handle, destination).await;
+                self.receipt(&frame);
+                Ok(())
+            }
+            Err(error) => self.subscribe_refused(error, &frame),
+        }
+    }
+
+    /// Answers a SUBSCRIBE the hub refused: an ERROR for what the client got wrong, an
+    /// application error (the session goes on) for what the backends could not do.
+    fn subscribe_refused(&self, error: SubscribeError, frame: &Frame) -> Result<(), Fatal> {
+        match error {
+            SubscribeError::IdInUse(id) => Err(Fatal::new(
+                ErrorReason::BadHeader,
+                "subscription id reused",
+                format!("subscription id {id} is already in use"),
+            )
+            .with_receipt(frame)),
+            SubscribeError::TooMany => Err(Fatal::new(
+                ErrorReason::TooLarge,
+                "too many subscriptions",
+                format!(
+                    "a session may hold at most {} subscriptions",
+                    self.context.settings.max_subscriptions
+                ),
+            )
+            .with_receipt(frame)),
+            SubscribeError::Relay(error) => {
+                self.app_error(
+                    AppError::new(ErrorCode::Unavailable, error.to_string()),
+                    frame,
+                );
+                Ok(())
+            }
+            SubscribeError::Queue(error) => {
+                self.app_error(AppError::new(error.code(), error.to_string()), frame);
+                Ok(())
+            }
+        }
+    }
+
+    /// UNSUBSCRIBE by id (by destination for 1.0 without one).
+    async fn on_unsubscribe(&mut self, frame: Frame) -> Result<(), Fatal> {
+        let id = match (frame.get("id"), self.handle.version) {
+            (Some(id), _) => id,
+            (None, Version::V1_0) => match frame.get("destination") {
+                Some(destination) => destination,
+                None => return Err(Fatal::missing("id", &frame)),
+            },
+            (None, _) => return Err(Fatal::missing("id", &frame)),
+        };
+        // Unsubscribing an unknown id is harmless; the client may have raced a server-side
+        // removal (a member leaving a group).
+        self.context
+            .router
+            .hub()
+            .unsubscribe(&self.handle, id)
+            .await;
+        self.receipt(&frame);
+        Ok(())
+    }
+
+    /// ACK or NACK: settles the deliveries it names, or is held by its transaction while
+    /// `may_buffer`.
+    pub(super) fn on_ack(&mut self, frame: Frame, may_buffer: bool) -> Result<(), Fatal> {
+        if may_buffer && self.in_transaction(&frame)? {
+            return Ok(());
+        }
+        // 1.2 names the delivery with `id` (our `ack` header); 1.0 and 1.1 with `message-id`,
+        // which for client-ack subscriptions is the same delivery id.
+        let id = match self.handle.version {
+            Version::V1_2 => frame.get("id").or_else(|| frame.get("message-id")),
+            _ => frame.get("message-id").or_else(|| frame.get("id")),
+        };
+        let Some(id) = id else {
+            let name = if self.handle.version == Version::V1_2 {
+                "id"
+            } else {
+                "message-id"
+            };
+            return Err(Fatal::missing(name, &frame));
+        };
+        let positive = frame.command == Command::Ack;
+        let targets = id
+            .parse::<u64>()
+            .map(|delivery| self.handle.settle(delivery))
+            .unwrap_or_default();
+        settle_targets(targets, positive);
+        self.receipt(&frame);
+        Ok(())
+    }
+}
