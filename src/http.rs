@@ -70,7 +70,10 @@ pub fn routes(state: HttpState) -> HttpRouter {
         .route("/assets/{*path}", get(asset))
         .with_state(state);
     match api {
-        Some(api) => routes.nest("/api/v1", api),
+        // The nest does not take `/api/v1/` itself; it is as unknown as any other API path.
+        Some(api) => routes
+            .nest("/api/v1", api)
+            .route("/api/v1/", axum::routing::any(crate::api::not_found)),
         None => routes,
     }
 }

@@ -99,7 +99,8 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> AppError {
+/// The answer for a path under `/api/v1` that names no endpoint.
+pub async fn not_found() -> AppError {
     AppError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
