@@ -45,6 +45,8 @@ pub enum ErrorCode {
     Internal,
     /// 408: the request body did not arrive within `server.request_timeout_ms`.
     RequestTimeout,
+    /// 405: the REST endpoint exists but does not take the request's method.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
             ErrorCode::RequestTimeout => 408,
+            ErrorCode::MethodNotAllowed => 405,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! HTTP routes: the WebSocket upgrade to STOMP, health, readiness, metrics and the demo client.
+//! HTTP routes: the WebSocket upgrade to STOMP, health, readiness, metrics, the demo client, and
+//! the REST API of [`crate::api`] nested under `/api/v1` behind [`crate::http_guard::guard_api`].
 //!
 //! The upgrade is done here rather than with axum's `ws` feature so that the broker uses one
 //! tungstenite version with its own buffer sizes, which are the main per-connection memory cost.
@@ -20,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::im::rest::RestState;
+use crate::api::ApiState;
 use crate::metrics::Metrics;
 use crate::session::{self, SessionContext};
 
@@ -36,7 +37,7 @@ pub struct HttpState {
     /// WebSocket buffer sizes and limits.
     pub websocket: WebSocketConfig,
     /// The REST API, when the IM layer runs.
-    pub rest: Option<RestState>,
+    pub rest: Option<ApiState>,
     /// The built demo client (`server.web_dir`).
     pub web_dir: PathBuf,
     /// Bounds on REST request bodies.
@@ -52,7 +53,7 @@ const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 pub fn routes(state: HttpState) -> HttpRouter {
     let limits = state.request_limits;
     let api = state.rest.clone().map(|rest| {
-        crate::im::rest::routes(rest).layer(axum::middleware::from_fn_with_state(
+        crate::api::routes(rest).layer(axum::middleware::from_fn_with_state(
             limits,
             crate::http_guard::guard_api,
         ))
@@ -69,7 +70,10 @@ pub fn routes(state: HttpState) -> HttpRouter {
         .route("/assets/{*path}", get(asset))
         .with_state(state);
     match api {
-        Some(api) => routes.nest("/api/v1", api),
+        // The nest does not take `/api/v1/` itself; it is as unknown as any other API path.
+        Some(api) => routes
+            .nest("/api/v1", api)
+            .route("/api/v1/", axum::routing::any(crate::api::not_found)),
         None => routes,
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Bodies are bounded as their handlers read them, never read ahead: a request refused before
 //! its body is needed (a bad token, a rate limit) leaves it unread. Uploads keep the deadline
-//! and are limited in size by `files::rest`, which streams them.
+//! and are limited in size by `api::files`, which streams them.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -311,7 +311,7 @@ pub fn too_large(what: &str, limit: u64) -> AppError {
     )
 }
 
-/// Whether the request is an upload, whose body `files::rest` streams itself.
+/// Whether the request is an upload, whose body `api::files` streams itself.
 fn is_upload(method: &Method, path: &str) -> bool {
     method == Method::POST && (path == "/files" || path.ends_with("/api/v1/files"))
 }

@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::api::ApiState;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::http_guard::{HttpSlots, Lingering, RequestLimits};
 use crate::hub::{Hub, HubSettings};
-use crate::im::rest::RestState;
 use crate::im::{Im, ImSettings};
 use crate::metrics::Metrics;
 use crate::ordering::PushOrder;
@@ -188,7 +188,7 @@ impl Server {
             slots: slots.clone(),
             tracker: tracker.clone(),
             websocket: http::websocket_config(config.limits.max_frame_bytes),
-            rest: im.clone().map(|im| RestState {
+            rest: im.clone().map(|im| ApiState {
                 im,
                 auth: auth.clone(),
                 dev_login: config.auth.dev_login,

@@ -640,3 +640,45 @@ async fn unread_lists_only_conversations_with_unread_messages() {
         assert_eq!(listed.len(), 2);
     }
 }
+
+#[tokio::test]
+async fn unknown_paths_under_the_api_are_404_with_the_error_body() {
+    let database = db::sqlite();
+    let broker = im::broker(&database.url, &[]).await;
+    for path in [
+        "/api/v1",
+        "/api/v1/",
+        "/api/v1/nope",
+        "/api/v1/conversations/a/b/c/d",
+        "/api/v1/files/x/y/z",
+    ] {
+        let (status, answer) = broker.api("GET", path, "alice", None).await;
+        assert_eq!(status, 404, "GET {path}: {answer}");
+        assert_eq!(answer["code"], "NOT_FOUND", "GET {path}: {answer}");
+        assert_error(&answer, "NOT_FOUND");
+    }
+    // Without a token too: an unknown path is not a question of who asks.
+    let (status, answer) = http_raw(broker.http_addr(), "GET", "/api/v1/nope", &[], "").await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["code"], "NOT_FOUND", "without a token: {answer}");
+    assert_error(&answer, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_with_the_error_body() {
+    let database = db::sqlite();
+    let broker = im::broker(&database.url, &[]).await;
+    for (method, path) in [
+        ("DELETE", "/api/v1/conversations"),
+        ("PUT", "/api/v1/messages"),
+        ("GET", "/api/v1/messages"),
+        ("POST", "/api/v1/unread"),
+        ("GET", "/api/v1/groups/group_x/exit"),
+        ("PATCH", "/api/v1/files/abc"),
+        ("GET", "/api/v1/dev/token"),
+    ] {
+        let (status, answer) = broker.api(method, path, "alice", None).await;
+        assert_eq!(status, 405, "{method} {path}: {answer}");
+        assert_error(&answer, "METHOD_NOT_ALLOWED");
+    }
+}

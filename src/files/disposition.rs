@@ -2,7 +2,7 @@
 //! audio or video, which a browser renders without running anything; every other type (HTML,
 //! XML, SVG, PDF, anything declared by the uploader) is a download under its file name. Every
 //! answer also carries `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`
-//! (see `files::rest`), so that even a file opened directly runs no script with the broker's
+//! (see `api::files`), so that even a file opened directly runs no script with the broker's
 //! origin.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

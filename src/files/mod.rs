@@ -1,12 +1,12 @@
 //! Uploaded files: a storage trait with two stores (a local directory, or an S3-compatible object
 //! store), image checks (the bytes must be JPEG, PNG, GIF or WebP; width and height are read),
-//! thumbnails, and the URLs a message may name ([`urls`]).
+//! thumbnails, and the URLs a message may name ([`urls`]). Below the IM layer: what uploads a
+//! user may make, and who may read a file, is `crate::im`'s (`im/uploads.rs`); the HTTP side is
+//! `crate::api`'s.
 
 pub mod decode;
 pub mod disposition;
 pub mod object;
-pub mod quota;
-pub mod rest;
 pub mod urls;
 
 use std::io::Cursor;

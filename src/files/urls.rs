@@ -7,9 +7,32 @@
 //! not listed. External URLs are compared parsed and normalised, and the normalised form is what
 //! gets stored, so what a client reads is exactly what was checked.
 
-use super::rest::FILE_URL_PREFIX;
+use serde_json::{Value, json};
+
+use crate::store::safety::FileRow;
 
 pub use crate::config::ExternalPrefixes;
+
+/// The URL path of a stored file; attachments naming it are recognised on send.
+pub const FILE_URL_PREFIX: &str = "/api/v1/files/";
+
+/// The attachment object of a stored file: its URLs and what its upload recorded.
+pub fn attachment(row: &FileRow) -> Value {
+    let mut object = json!({
+        "url": format!("{FILE_URL_PREFIX}{}", row.id),
+        "name": row.name,
+        "size": row.size,
+        "mime": row.mime,
+    });
+    if let (Some(width), Some(height)) = (row.width, row.height) {
+        object["width"] = json!(width);
+        object["height"] = json!(height);
+    }
+    if row.has_thumbnail {
+        object["thumbnailUrl"] = json!(thumbnail_url(&row.id));
+    }
+    object
+}
 
 /// The id of the file of this broker that `url` names: `/api/v1/files/<id>` exactly, the id
 /// being 1 to 64 ASCII letters and digits (uploads get 32 hex digits).

@@ -6,18 +6,10 @@
 //! messages and recalls go to the user's `/user/queue/messages` and to the staff-only topic
 //! `/topic/assistant`, which reaches staff on every node through the relay.
 
-use std::collections::HashMap;
-
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
-use serde_json::json;
 
+use super::Im;
 use super::json::MessageJson;
-use super::rest::{Caller, RestState};
-use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, Role};
 use crate::delivery::Route;
@@ -117,16 +109,30 @@ impl Im {
 /// An assistant conversation in the staff list.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AssistantJson {
-    id: String,
+pub struct AssistantJson {
+    /// The conversation id, `assistant_<userId>`.
+    pub id: String,
+    /// Always `assistant`.
     #[serde(rename = "type")]
-    kind: &'static str,
-    user_id: String,
-    last_message: Option<MessageJson>,
-    last_seq: i64,
-    last_activity_at: i64,
+    pub kind: &'static str,
+    /// The user it is with.
+    pub user_id: String,
+    /// The newest message.
+    pub last_message: Option<MessageJson>,
+    /// The newest seq.
+    pub last_seq: i64,
+    /// When it last had a message.
+    pub last_activity_at: i64,
     /// How far the user has read.
-    user_read_seq: i64,
+    pub user_read_seq: i64,
+}
+
+/// One page of the staff list of assistant conversations.
+pub struct AssistantPage {
+    /// The conversations, most recently active first.
+    pub items: Vec<AssistantJson>,
+    /// Where the next page starts, when there is one.
+    pub next_cursor: Option<String>,
 }
 
 impl From<&AssistantSummary> for AssistantJson {
@@ -144,35 +150,29 @@ impl From<&AssistantSummary> for AssistantJson {
     }
 }
 
-/// `GET /api/v1/assistant/conversations`, role `staff`.
-pub(super) fn routes() -> Router<RestState> {
-    Router::new().route("/assistant/conversations", get(list))
-}
-
-async fn list(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, AppError> {
-    if !caller.has_role(Role::Staff) {
-        return Err(AppError::forbidden("the assistant list needs role staff"));
+impl Im {
+    /// Every assistant conversation, most recently active first, for role `staff`.
+    /// `limit` is the page size as the request gave it: 1 to 100, 20 when absent.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN` without role `staff`; `INVALID_ARGUMENT` for a bad limit; `UNAVAILABLE`.
+    pub async fn assistant_conversations(
+        &self,
+        caller: &Identity,
+        limit: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<AssistantPage, AppError> {
+        if !caller.has_role(Role::Staff) {
+            return Err(AppError::forbidden("the assistant list needs role staff"));
+        }
+        let limit = super::page_limit(limit)?;
+        let page = self.store().assistant_conversations(limit, cursor).await?;
+        Ok(AssistantPage {
+            items: page.items.iter().map(AssistantJson::from).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
-    let limit = match query.get("limit") {
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| AppError::invalid("limit must be 1 to 100"))?,
-        None => 20,
-    };
-    let page = state
-        .im
-        .store()
-        .assistant_conversations(limit, query.get("cursor").map(String::as_str))
-        .await
-        .map_err(store_error)?;
-    let items: Vec<AssistantJson> = page.items.iter().map(AssistantJson::from).collect();
-    Ok(axum::Json(json!({"items": items, "nextCursor": page.next_cursor})).into_response())
 }
 
 /// Only role `staff` may subscribe to `/topic/assistant`; other names under it do not exist.

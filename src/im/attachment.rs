@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Im, store_error};
+use super::Im;
 use crate::app_error::AppError;
 use crate::files::urls;
 use crate::store::safety::FileRow;
@@ -118,7 +118,7 @@ impl Im {
             self.check_upload_limits(format, &row)?;
             // What the upload recorded wins over what the client declared; the name and the
             // duration are the sender's to give.
-            let mut stored = crate::files::rest::attachment(&row);
+            let mut stored = urls::attachment(&row);
             stored["name"] = object.get("name").cloned().unwrap_or(Value::Null);
             if let Some(duration) = object.get("durationMs").filter(|d| !d.is_null()) {
                 stored["durationMs"] = duration.clone();
@@ -133,13 +133,13 @@ impl Im {
             AppError::invalid(if external.is_empty() {
                 format!(
                     "attachment.{key} must name a file uploaded here ({}<id>)",
-                    crate::files::rest::FILE_URL_PREFIX
+                    urls::FILE_URL_PREFIX
                 )
             } else {
                 format!(
                     "attachment.{key} must name a file uploaded here ({}<id>) or an https URL \
                      under files.external_url_prefixes",
-                    crate::files::rest::FILE_URL_PREFIX
+                    urls::FILE_URL_PREFIX
                 )
             })
         };
@@ -163,17 +163,8 @@ impl Im {
     async fn usable_file(&self, sender: &str, id: &str) -> Result<FileRow, AppError> {
         let refused = || AppError::invalid(format!("attachment.url names no file of yours: {id}"));
         let store = self.store();
-        let row = store
-            .file(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(refused)?;
-        if row.owner_id == sender
-            || store
-                .file_shared_with(id, sender)
-                .await
-                .map_err(store_error)?
-        {
+        let row = store.file(id).await?.ok_or_else(refused)?;
+        if row.owner_id == sender || store.file_shared_with(id, sender).await? {
             Ok(row)
         } else {
             Err(refused())

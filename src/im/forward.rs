@@ -1,19 +1,13 @@
-//! `POST /api/v1/messages/forward`: copies of one or many messages into one or many of the
+//! Forwarding (`POST /api/v1/messages/forward`): copies of one or many messages into one or many of the
 //! caller's conversations, each marked `forwardedFrom {messageId, conversationId, senderId}`.
 //! Forwarded copies are sends like any other: the same validation and limits apply.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::json::{MessageJson, SendRequest, message_id};
+use super::Im;
+use super::json::{SendRequest, message_id};
 use super::messages::Sent;
-use super::rest::{Caller, RestState};
-use super::safety::json_body;
-use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use schema::MessageRow;
@@ -36,21 +30,12 @@ impl Im {
     /// not deleted by them and not recalled.
     async fn forwardable(&self, caller: &Identity, id: i64) -> Result<MessageRow, AppError> {
         let not_found = || AppError::new(ErrorCode::NotFound, format!("no message {id}"));
-        let message = self
-            .store()
-            .message(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(not_found)?;
+        let message = self.store().message(id).await?.ok_or_else(not_found)?;
         let (_, member) = self
             .membership(&message.conversation_id, &caller.user_id)
             .await
             .map_err(|_| not_found())?;
-        let deleted = self
-            .store()
-            .is_deleted_for(&caller.user_id, id)
-            .await
-            .map_err(store_error)?;
+        let deleted = self.store().is_deleted_for(&caller.user_id, id).await?;
         if deleted || message.seq <= member.joined_seq.max(member.cleared_seq) {
             return Err(not_found());
         }
@@ -135,7 +120,7 @@ impl Im {
                     .to_string(),
                 );
                 self.check_send(caller, &mut message).await?;
-                let outcome = self.store().send(message).await.map_err(store_error)?;
+                let outcome = self.store().send(message).await?;
                 let sent = Sent::from(outcome);
                 self.push_sent(&sent);
                 forwarded.push(sent.message);
@@ -143,16 +128,4 @@ impl Im {
         }
         Ok(forwarded)
     }
-}
-
-/// The handler.
-pub(super) async fn forward(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    let request: ForwardRequest = json_body(&body)?;
-    let rows = state.im.forward(&caller, request).await?;
-    let items: Vec<MessageJson> = rows.iter().map(MessageJson::from).collect();
-    Ok((StatusCode::CREATED, axum::Json(json!({"items": items}))).into_response())
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::json::{ConversationJson, MemberJson};
 use super::limits::Action;
-use super::{Bounds, Im, URL_MAX_CHARS, group_topic, store_error};
+use super::{Bounds, Im, URL_MAX_CHARS, group_topic};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::hub::SubscriptionKey;
@@ -113,15 +113,13 @@ impl Im {
         id: &str,
     ) -> Result<ConversationJson, AppError> {
         self.membership(id, user).await?;
-        let summary = self
-            .store()
-            .summary(id, user)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("no conversation {id}")))?;
+        let summary =
+            self.store().summary(id, user).await?.ok_or_else(|| {
+                AppError::new(ErrorCode::NotFound, format!("no conversation {id}"))
+            })?;
         let mut view = ConversationJson::from_summary(&summary, user);
         if summary.conversation.kind == "group" {
-            let members = self.store().members(id).await.map_err(store_error)?;
+            let members = self.store().members(id).await?;
             view.members = Some(members.iter().map(MemberJson::from).collect());
         }
         Ok(view)
@@ -146,8 +144,7 @@ impl Im {
         Ok(self
             .store()
             .members(id)
-            .await
-            .map_err(store_error)?
+            .await?
             .into_iter()
             .map(|m| m.user_id)
             .collect())
@@ -196,8 +193,7 @@ impl Im {
                 &caller.user_id,
                 &members,
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         let mut everyone = vec![caller.user_id.clone()];
         everyone.extend(members.iter().cloned());
         self.record(
@@ -241,11 +237,7 @@ impl Im {
             announcement: request.announcement,
             allow_invite: request.allow_invite,
         };
-        let row = self
-            .store()
-            .update_group(id, &change)
-            .await
-            .map_err(store_error)?;
+        let row = self.store().update_group(id, &change).await?;
         self.push_group(
             id,
             "group.updated",
@@ -284,8 +276,7 @@ impl Im {
         let added = self
             .store()
             .add_members(id, users, self.settings().max_group_members)
-            .await
-            .map_err(store_error)?;
+            .await?;
         if !added.is_empty() {
             self.record(
                 "member.joined",
@@ -313,12 +304,10 @@ impl Im {
         if user == caller.user_id {
             return Err(AppError::invalid("use exit to leave a group"));
         }
-        let target = self
-            .store()
-            .member(id, user)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("{user} is not a member")))?;
+        let target =
+            self.store().member(id, user).await?.ok_or_else(|| {
+                AppError::new(ErrorCode::NotFound, format!("{user} is not a member"))
+            })?;
         let allowed = match role.as_str() {
             "owner" => true,
             "admin" => target.role == "member",
@@ -327,10 +316,7 @@ impl Im {
         if !allowed {
             return Err(AppError::forbidden("not allowed to remove this member"));
         }
-        self.store()
-            .remove_member(id, user)
-            .await
-            .map_err(store_error)?;
+        self.store().remove_member(id, user).await?;
         self.member_left(id, user, &caller.user_id).await;
         Ok(())
     }
@@ -376,10 +362,7 @@ impl Im {
                 "the owner's role changes by transferring ownership",
             ));
         }
-        self.store()
-            .set_role(id, user, role)
-            .await
-            .map_err(store_error)?;
+        self.store().set_role(id, user, role).await?;
         self.push_group(
             id,
             "member.role",
@@ -410,10 +393,7 @@ impl Im {
                 "the owner must transfer ownership before leaving",
             ));
         }
-        self.store()
-            .remove_member(id, &caller.user_id)
-            .await
-            .map_err(store_error)?;
+        self.store().remove_member(id, &caller.user_id).await?;
         self.member_left(id, &caller.user_id, &caller.user_id).await;
         Ok(())
     }
@@ -428,7 +408,7 @@ impl Im {
         if role != "owner" {
             return Err(AppError::forbidden("only the owner may dissolve the group"));
         }
-        self.store().dissolve(id).await.map_err(store_error)?;
+        self.store().dissolve(id).await?;
         self.record(
             "group.dissolved",
             json!({"conversationId": id, "userIds": [caller.user_id]}),

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::json::{MessageJson, SendRequest, message_id, peer_of};
 use super::limits::Action;
-use super::{Im, group_topic, store_error};
+use super::{Im, group_topic};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::delivery::{AckHook, Route};
@@ -92,7 +92,7 @@ impl Im {
             .store()
             .send(message)
             .await
-            .map_err(|e| with_id(store_error(e)))?;
+            .map_err(|e| with_id(e.into()))?;
         Ok(Sent::from(outcome))
     }
 
@@ -183,7 +183,7 @@ impl Im {
             None | Some(Value::Null) => None,
             Some(value) => {
                 let id = message_id(value).ok_or_else(|| invalid("replyTo is not a message id"))?;
-                let original = self.store().message(id).await.map_err(store_error)?;
+                let original = self.store().message(id).await?;
                 if original.is_none_or(|m| m.conversation_id != target.conversation_id()) {
                     return Err(invalid(
                         "replyTo must name a message of the same conversation",
@@ -397,8 +397,7 @@ impl Im {
         let moved = self
             .store()
             .mark_read(conversation, &reader.user_id, up_to_seq)
-            .await
-            .map_err(store_error)?;
+            .await?;
         let Some(read_seq) = moved else {
             return Ok(member.read_seq.max(member.joined_seq));
         };
@@ -443,8 +442,7 @@ impl Im {
         let message = self
             .store()
             .message(id)
-            .await
-            .map_err(store_error)?
+            .await?
             .ok_or_else(super::no_message)?;
         let (row, member) = self
             .access(&message.conversation_id, caller)
@@ -467,7 +465,7 @@ impl Im {
                 ));
             }
         }
-        let recalled = self.store().recall(id).await.map_err(store_error)?;
+        let recalled = self.store().recall(id).await?;
         self.record(
             "message.recalled",
             json!({
@@ -505,8 +503,7 @@ impl Im {
         Ok(self
             .store()
             .members(conversation)
-            .await
-            .map_err(store_error)?
+            .await?
             .into_iter()
             .map(|m| m.user_id)
             .collect())
@@ -522,8 +519,7 @@ impl Im {
         let message = self
             .store()
             .message(id)
-            .await
-            .map_err(store_error)?
+            .await?
             .ok_or_else(super::no_message)?;
         self.membership(&message.conversation_id, &caller.user_id)
             .await
@@ -531,7 +527,7 @@ impl Im {
         self.store()
             .delete_for(&caller.user_id, &message)
             .await
-            .map_err(store_error)
+            .map_err(AppError::from)
     }
 
     /// Tells the other members that the caller is typing (not the session it came from).
@@ -567,11 +563,7 @@ impl Im {
                 let Some(peer) = peer_of(conversation, &caller.user_id) else {
                     return Ok(());
                 };
-                let blocked = self
-                    .store()
-                    .blocked_between(&caller.user_id, &peer)
-                    .await
-                    .map_err(store_error)?;
+                let blocked = self.store().blocked_between(&caller.user_id, &peer).await?;
                 if !blocked {
                     self.push_user(&peer, "events", "typing", &body);
                 }

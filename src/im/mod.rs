@@ -3,29 +3,35 @@
 //!
 //! Every operation is a method of [`Im`] taking the caller's identity and returning the
 //! contract's [`AppError`] on refusal, so the STOMP handlers ([`stomp`]) and the REST API
-//! ([`rest`]) share one implementation. Pushes go through the hub, after the store commit.
+//! (`crate::api`, which sits above this module) share one implementation and each rule lives
+//! once. Pushes go through the hub, after the store commit. This module knows no HTTP.
+//!
+//! Inside it, `mod.rs` holds the service and its shared helpers; the files beside it add
+//! methods to [`Im`] by subject and import `mod.rs`, [`json`], [`limits`] and each other only
+//! downwards (no import cycle).
 
-mod assistant;
+pub mod assistant;
 mod attachment;
+pub mod conversations;
 mod delivery;
-mod dev;
-mod forward;
-mod groups;
+pub mod forward;
+pub mod groups;
 pub mod json;
 pub mod limits;
 pub mod limits_redis;
-mod messages;
+pub mod messages;
 pub mod moderation;
 pub mod notifications_queue;
 pub mod notify;
 pub mod presence;
 pub mod presence_redis;
 pub mod reports;
-pub mod rest;
 pub mod retention;
 pub mod safety;
-mod search;
+pub mod search;
 pub mod stomp;
+mod upload_quota;
+pub mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,8 +222,7 @@ impl Im {
     async fn conversation(&self, id: &str) -> Result<ConversationRow, AppError> {
         self.store()
             .conversation(id)
-            .await
-            .map_err(store_error)?
+            .await?
             .ok_or_else(|| no_conversation(id))
     }
 
@@ -232,12 +237,7 @@ impl Im {
         user: &str,
     ) -> Result<(ConversationRow, MemberRow), AppError> {
         let row = self.conversation(conversation).await?;
-        match self
-            .store()
-            .member(conversation, user)
-            .await
-            .map_err(store_error)?
-        {
+        match self.store().member(conversation, user).await? {
             Some(member) => Ok((row, member)),
             None if row.kind == "group" => Err(AppError::new(
                 ErrorCode::NotMember,
@@ -304,6 +304,22 @@ fn no_message() -> AppError {
     AppError::new(ErrorCode::NotFound, "no such message")
 }
 
+/// A page size given as text: 1 to 100, 20 when absent.
+///
+/// # Errors
+///
+/// `INVALID_ARGUMENT` otherwise.
+fn page_limit(text: Option<&str>) -> Result<i64, AppError> {
+    match text {
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| AppError::invalid("limit must be 1 to 100")),
+        None => Ok(20),
+    }
+}
+
 /// The topic name of a group conversation: `/topic/group.<conversationId>`.
 pub fn group_topic(conversation: &str) -> String {
     format!("group.{conversation}")
@@ -313,28 +329,31 @@ fn to_json(body: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-/// Maps a storage failure to the contract's error.
-pub(crate) fn store_error(error: StoreError) -> AppError {
-    match error {
-        StoreError::NotFound => AppError::new(ErrorCode::NotFound, "not found"),
-        StoreError::GroupFull => AppError::new(
-            ErrorCode::GroupFull,
-            "the group has no room for more members",
-        ),
-        StoreError::AlreadyRecalled => {
-            AppError::new(ErrorCode::Conflict, "the message is already recalled")
-        }
-        StoreError::Blocked(user) => AppError::new(
-            ErrorCode::Blocked,
-            format!("{user} does not accept your messages"),
-        ),
-        StoreError::Timeout | StoreError::Unavailable(_) => {
-            tracing::warn!(%error, "storage unavailable");
-            AppError::new(ErrorCode::Unavailable, "storage is unavailable; retry")
-        }
-        other => {
-            tracing::error!(error = %other, "storage failure");
-            AppError::new(ErrorCode::Internal, "internal error")
+/// Storage failures as the contract's errors: the one place they are mapped, so that `?` on a
+/// store call answers the same way on every path.
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> AppError {
+        match error {
+            StoreError::NotFound => AppError::new(ErrorCode::NotFound, "not found"),
+            StoreError::GroupFull => AppError::new(
+                ErrorCode::GroupFull,
+                "the group has no room for more members",
+            ),
+            StoreError::AlreadyRecalled => {
+                AppError::new(ErrorCode::Conflict, "the message is already recalled")
+            }
+            StoreError::Blocked(user) => AppError::new(
+                ErrorCode::Blocked,
+                format!("{user} does not accept your messages"),
+            ),
+            StoreError::Timeout | StoreError::Unavailable(_) => {
+                tracing::warn!(%error, "storage unavailable");
+                AppError::new(ErrorCode::Unavailable, "storage is unavailable; retry")
+            }
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                AppError::new(ErrorCode::Internal, "internal error")
+            }
         }
     }
 }

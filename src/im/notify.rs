@@ -4,9 +4,9 @@
 
 use serde_json::json;
 
+use super::Im;
 use super::json::NotificationRequest;
 use super::messages::Sent;
-use super::{Im, store_error};
 use crate::app_error::AppError;
 use crate::auth::{Identity, Role, is_valid_user_id};
 use crate::store::{NewMessage, Target};
@@ -41,6 +41,19 @@ pub fn check_recipients(request: &NotificationRequest) -> Result<(), AppError> {
         )));
     }
     Ok(())
+}
+
+/// Only role `system` sends notifications.
+///
+/// # Errors
+///
+/// `FORBIDDEN` otherwise.
+pub fn may_notify(sender: &Identity) -> Result<(), AppError> {
+    if sender.has_role(Role::System) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("notifications need role system"))
+    }
 }
 
 /// Every field within its bound, and a title.
@@ -83,9 +96,7 @@ impl Im {
         user: &str,
         request: &NotificationRequest,
     ) -> Result<MessageRow, AppError> {
-        if !sender.has_role(Role::System) {
-            return Err(AppError::forbidden("notifications need role system"));
-        }
+        may_notify(sender)?;
         if !is_valid_user_id(user) {
             return Err(invalid(format!("invalid user id {user:?}")));
         }
@@ -139,12 +150,35 @@ impl Im {
                 unless_blocked_by: None,
                 shared_file: None,
             })
-            .await
-            .map_err(store_error)?;
+            .await?;
         let sent = Sent::from(outcome);
         if !sent.duplicate {
             self.push_sent(&sent);
         }
         Ok(sent.message)
+    }
+}
+
+impl Im {
+    /// Sends one notification to each of `request.user_ids` (see [`Im::notify`]); returns the
+    /// stored messages in that order.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN` without role `system`; `INVALID_ARGUMENT` for 0 or more than
+    /// [`MAX_RECIPIENTS`] recipients, and those of [`Im::notify`] (the first refusal stops the
+    /// rest).
+    pub async fn notify_many(
+        &self,
+        sender: &Identity,
+        request: &NotificationRequest,
+    ) -> Result<Vec<MessageRow>, AppError> {
+        may_notify(sender)?;
+        check_recipients(request)?;
+        let mut messages = Vec::with_capacity(request.user_ids.len());
+        for user in &request.user_ids {
+            messages.push(self.notify(sender, user, request).await?);
+        }
+        Ok(messages)
     }
 }

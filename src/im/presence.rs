@@ -193,11 +193,7 @@ impl super::Im {
         viewer: &str,
         users: &[&str],
     ) -> Result<Vec<PresenceJson>, AppError> {
-        let visible = self
-            .store()
-            .presence_visible_to(viewer, users)
-            .await
-            .map_err(super::store_error)?;
+        let visible = self.store().presence_visible_to(viewer, users).await?;
         let shown: Vec<&str> = users
             .iter()
             .copied()

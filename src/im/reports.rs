@@ -8,25 +8,15 @@
 //! the message the report names), each reporter counts once per window however often they
 //! report, and each user may file at most `limits.report_rate` reports.
 
-use std::collections::HashMap;
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::Im;
 use super::json::message_id;
 use super::limits::Action;
-use super::rest::{Caller, RestState};
-use super::safety::json_body;
-use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, Role, is_valid_user_id};
-use crate::store::safety::{ReportRow, row_id};
+use crate::store::safety::{BanRow, ReportRow, row_id};
 use crate::util::now_ms;
 
 /// Characters of a report's reason: it is stored and shown to admins.
@@ -81,8 +71,7 @@ impl Im {
             || self
                 .store()
                 .has_received_from(&caller.user_id, &request.user_id)
-                .await
-                .map_err(store_error)?;
+                .await?;
         let row = ReportRow {
             id: row_id(),
             reporter_id: caller.user_id.clone(),
@@ -92,7 +81,7 @@ impl Im {
             created_at: now_ms(),
             counted,
         };
-        self.store().add_report(&row).await.map_err(store_error)?;
+        self.store().add_report(&row).await?;
         if counted {
             self.consider_ban(&request.user_id).await?;
         }
@@ -107,12 +96,7 @@ impl Im {
         sender: &str,
     ) -> Result<i64, AppError> {
         let not_found = || AppError::new(ErrorCode::NotFound, "no such message");
-        let row = self
-            .store()
-            .message(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(not_found)?;
+        let row = self.store().message(id).await?.ok_or_else(not_found)?;
         let (_, member) = self
             .access(&row.conversation_id, caller)
             .await
@@ -127,33 +111,25 @@ impl Im {
     }
 }
 
-/// The routes of this module, to be merged into `/api/v1`.
-pub(super) fn routes() -> Router<RestState> {
-    Router::new()
-        .route("/reports", post(report))
-        .route("/admin/reports", get(list_reports))
-        .route("/admin/bans", get(list_bans))
-        .route("/admin/bans/{user}", axum::routing::delete(lift_ban))
+/// One page of reports, newest first.
+pub struct ReportPage {
+    /// The reports.
+    pub items: Vec<ReportRow>,
+    /// Where the next page starts (`<createdAt>.<id>` of the last report), when it may have
+    /// more.
+    pub next_cursor: Option<String>,
 }
 
-async fn report(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    body: Bytes,
-) -> Result<Response, AppError> {
-    let request: ReportRequest = json_body(&body)?;
-    let row = state.im.report(&caller, request).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "id": row.id.to_string(),
-            "userId": row.user_id,
-            "messageId": row.message_id.map(|id| id.to_string()),
-            "reason": row.reason,
-            "createdAt": row.created_at,
-        })),
-    )
-        .into_response())
+/// Which reports an admin lists, as the request gave them (checked in this order after the
+/// caller's role).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReportsQuery<'a> {
+    /// Only reports against this user.
+    pub user_id: Option<&'a str>,
+    /// Reports per page, 1 to 100 (20 when absent).
+    pub limit: Option<&'a str>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<&'a str>,
 }
 
 fn admin(caller: &Identity) -> Result<(), AppError> {
@@ -164,101 +140,69 @@ fn admin(caller: &Identity) -> Result<(), AppError> {
     }
 }
 
-async fn list_reports(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, AppError> {
-    admin(&caller)?;
-    let user = query.get("userId").filter(|u| !u.is_empty());
-    if user.is_some_and(|u| !is_valid_user_id(u)) {
-        return Err(AppError::invalid("userId is not a user id"));
-    }
-    let limit = match query.get("limit") {
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| AppError::invalid("limit must be 1 to 100"))?,
-        None => 20,
-    };
-    // A cursor is `<createdAt>.<id>` of the last report of the previous page.
-    let after = query
-        .get("cursor")
-        .filter(|c| !c.is_empty())
-        .map(|c| {
-            c.split_once('.')
-                .and_then(|(time, id)| Some((time.parse().ok()?, id.parse().ok()?)))
-                .ok_or_else(|| AppError::invalid("cursor is not one this API returned"))
-        })
-        .transpose()?;
-    let rows = state
-        .im
-        .store()
-        .reports_page(user.map(String::as_str), after, limit)
-        .await
-        .map_err(store_error)?;
-    let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| {
-            rows.last()
-                .map(|row| format!("{}.{}", row.created_at, row.id))
-        })
-        .flatten();
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            json!({
-                "id": row.id.to_string(),
-                "reporterId": row.reporter_id,
-                "userId": row.user_id,
-                "messageId": row.message_id.map(|id| id.to_string()),
-                "reason": row.reason,
-                "createdAt": row.created_at,
-                "counted": row.counted,
+impl Im {
+    /// The reports, for role `admin`, newest first.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN` without role `admin`; `INVALID_ARGUMENT` for a bad query; `UNAVAILABLE`.
+    pub async fn reports(
+        &self,
+        caller: &Identity,
+        query: ReportsQuery<'_>,
+    ) -> Result<ReportPage, AppError> {
+        admin(caller)?;
+        let user = query.user_id.filter(|u| !u.is_empty());
+        if user.is_some_and(|u| !is_valid_user_id(u)) {
+            return Err(AppError::invalid("userId is not a user id"));
+        }
+        let limit = super::page_limit(query.limit)?;
+        // A cursor is `<createdAt>.<id>` of the last report of the previous page.
+        let after = query
+            .cursor
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                c.split_once('.')
+                    .and_then(|(time, id)| Some((time.parse().ok()?, id.parse().ok()?)))
+                    .ok_or_else(|| AppError::invalid("cursor is not one this API returned"))
             })
-        })
-        .collect();
-    Ok(axum::Json(json!({"items": items, "nextCursor": next_cursor})).into_response())
-}
-
-async fn list_bans(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-) -> Result<Response, AppError> {
-    admin(&caller)?;
-    let rows = state
-        .im
-        .store()
-        .active_bans(now_ms())
-        .await
-        .map_err(store_error)?;
-    let items: Vec<Value> = rows
-        .into_iter()
-        .map(|ban| {
-            json!({"userId": ban.user_id, "reason": ban.reason, "bannedAt": ban.banned_at, "until": ban.until})
-        })
-        .collect();
-    Ok(axum::Json(json!({"items": items})).into_response())
-}
-
-async fn lift_ban(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    Path(user): Path<String>,
-) -> Result<Response, AppError> {
-    admin(&caller)?;
-    let lifted = state
-        .im
-        .store()
-        .lift_ban(&user, now_ms())
-        .await
-        .map_err(store_error)?;
-    state.im.forget_ban(&user);
-    if !lifted {
-        return Err(AppError::new(
-            ErrorCode::NotFound,
-            format!("{user} is not banned"),
-        ));
+            .transpose()?;
+        let items = self.store().reports_page(user, after, limit).await?;
+        let next_cursor = (i64::try_from(items.len()).unwrap_or(0) == limit)
+            .then(|| {
+                items
+                    .last()
+                    .map(|row| format!("{}.{}", row.created_at, row.id))
+            })
+            .flatten();
+        Ok(ReportPage { items, next_cursor })
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+
+    /// The bans in force, for role `admin`.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN` without role `admin`; `UNAVAILABLE`.
+    pub async fn bans(&self, caller: &Identity) -> Result<Vec<BanRow>, AppError> {
+        admin(caller)?;
+        Ok(self.store().active_bans(now_ms()).await?)
+    }
+
+    /// Lifts the ban of `user`, for role `admin`.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN` without role `admin`; `NOT_FOUND` when no ban is in force; `UNAVAILABLE`.
+    pub async fn lift_ban(&self, caller: &Identity, user: &str) -> Result<(), AppError> {
+        admin(caller)?;
+        let lifted = self.store().lift_ban(user, now_ms()).await?;
+        self.forget_ban(user);
+        if !lifted {
+            return Err(AppError::new(
+                ErrorCode::NotFound,
+                format!("{user} is not banned"),
+            ));
+        }
+        Ok(())
+    }
 }

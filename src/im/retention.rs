@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{Im, store_error};
+use super::Im;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::metrics::Metrics;
@@ -102,8 +102,7 @@ impl Im {
         };
         self.store()
             .set_conversation_settings(conversation, &Value::Object(settings).to_string())
-            .await
-            .map_err(store_error)?;
+            .await?;
         self.audience(conversation).await
     }
 
@@ -114,11 +113,7 @@ impl Im {
     ///
     /// `UNAVAILABLE` when the database fails; what was purged before the failure stays purged.
     pub async fn purge_expired(&self, now: i64) -> Result<usize, AppError> {
-        let conversations = self
-            .store()
-            .retention_settings()
-            .await
-            .map_err(store_error)?;
+        let conversations = self.store().retention_settings().await?;
         let mut total = 0;
         for (conversation, settings) in conversations {
             let Some(days) = retention_days(&settings) else {
@@ -129,8 +124,7 @@ impl Im {
                 let purged = self
                     .store()
                     .purge_before(&conversation, before, PURGE_CHUNK)
-                    .await
-                    .map_err(store_error)?;
+                    .await?;
                 total += purged;
                 Metrics::get()
                     .messages_purged

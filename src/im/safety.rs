@@ -1,25 +1,16 @@
 //! Limits and abuse on the send path (contract section 7): bans, the per-user send rate, blocks,
 //! sensitive words, and the stranger rules of private chats; the per-user rates of other actions
-//! ([`Action`]); and the REST endpoints for blocks. Reports and the admin endpoints are in
-//! [`super::reports`].
+//! ([`Action`]); and blocks. Reports and what admins do about them are in [`super::reports`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use dashmap::{DashMap, DashSet};
-use serde::de::DeserializeOwned;
 
+use super::Im;
 use super::json::{conversation_type, peer_of};
 use super::limits::{Action, ActionRates, Decision, InProcessLimiter, Rate, RateLimiter};
 use super::moderation::Words;
-use super::rest::{Caller, RestState};
-use super::{Im, store_error};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::config::{Config, ModerationAction};
@@ -201,20 +192,14 @@ impl Im {
     /// `RATE_LIMITED`, `BLOCKED`, `UNAVAILABLE`.
     pub(super) async fn open_private(&self, me: &str, peer: &str) -> Result<String, AppError> {
         let id = crate::store::private_id(me, peer);
-        if self
-            .store()
-            .conversation(&id)
-            .await
-            .map_err(store_error)?
-            .is_some()
-        {
+        if self.store().conversation(&id).await?.is_some() {
             return Ok(id);
         }
         self.limit(Action::ConversationCreate, me).await?;
         self.store()
             .create_private(me, peer)
             .await
-            .map_err(store_error)
+            .map_err(AppError::from)
     }
 
     /// Forgets this node's cached ban of `user` (an admin lifted it).
@@ -252,7 +237,7 @@ impl Im {
             self.store()
                 .has_client_msg(me, &message.client_msg_id)
                 .await
-                .map_err(store_error)
+                .map_err(AppError::from)
         };
         if let Decision::Deny { retry_after } = safety
             .limiter
@@ -318,7 +303,7 @@ impl Im {
             })
             .collect();
         tracing::info!(user = me, conversation, rules = ?scan.rules, action = action_name, "sensitive words");
-        self.store().record_hits(&rows).await.map_err(store_error)?;
+        self.store().record_hits(&rows).await?;
         match action {
             ModerationAction::Mask => {
                 message.content = scan.masked;
@@ -347,26 +332,18 @@ impl Im {
             return Ok(());
         }
         let store = self.store();
-        if store
-            .sent_count(conversation, peer, 1)
-            .await
-            .map_err(store_error)?
-            > 0
-        {
+        if store.sent_count(conversation, peer, 1).await? > 0 {
             safety.replied.insert(key);
             return Ok(());
         }
         let settings = &safety.settings;
         let before_reply = i64::from(settings.stranger_before_reply);
-        let sent = store
-            .sent_count(conversation, me, before_reply)
-            .await
-            .map_err(store_error)?;
+        let sent = store.sent_count(conversation, me, before_reply).await?;
         let retry = || async {
             store
                 .has_client_msg(me, &message.client_msg_id)
                 .await
-                .map_err(store_error)
+                .map_err(AppError::from)
         };
         if sent >= before_reply {
             if retry().await? {
@@ -403,17 +380,13 @@ impl Im {
     pub(super) async fn consider_ban(&self, user: &str) -> Result<(), AppError> {
         let settings = &self.safety().settings;
         let now = now_ms();
-        let previous = self.store().ban_of(user).await.map_err(store_error)?;
+        let previous = self.store().ban_of(user).await?;
         if previous.as_ref().is_some_and(|ban| ban.until > now) {
             return Ok(());
         }
         let since =
             (now - millis(settings.ban_window)).max(previous.map_or(i64::MIN, |ban| ban.until));
-        let offences = self
-            .store()
-            .offences_since(user, since)
-            .await
-            .map_err(store_error)?;
+        let offences = self.store().offences_since(user, since).await?;
         if offences <= i64::from(settings.ban_threshold) {
             return Ok(());
         }
@@ -425,27 +398,11 @@ impl Im {
                 banned_at: now,
                 until,
             })
-            .await
-            .map_err(store_error)?;
+            .await?;
         self.safety().bans.insert(user.to_owned(), until);
         tracing::warn!(user, offences, until, "user banned");
         Ok(())
     }
-}
-
-/// Parses a JSON body, `INVALID_ARGUMENT` when malformed.
-pub(super) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, AppError> {
-    serde_json::from_slice(body).map_err(|e| AppError::invalid(format!("invalid JSON body: {e}")))
-}
-
-/// The routes of this module, to be merged into `/api/v1`.
-pub(super) fn routes() -> Router<RestState> {
-    Router::new()
-        .route("/blocks/{user}", post(block).delete(unblock))
-        .merge(super::reports::routes())
-        .route("/search", get(super::search::search))
-        .route("/messages/forward", post(super::forward::forward))
-        .merge(crate::files::rest::routes())
 }
 
 fn check_user(user: &str, caller: &Identity) -> Result<(), AppError> {
@@ -455,36 +412,31 @@ fn check_user(user: &str, caller: &Identity) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn block(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    Path(user): Path<String>,
-) -> Result<Response, AppError> {
-    check_user(&user, &caller)?;
-    state
-        .im
-        .store()
-        .block(&caller.user_id, &user)
-        .await
-        .map_err(store_error)?;
-    // A later SUBSCRIBE is refused by the presence guard; one made before goes now, as a
-    // removed member's group subscription does.
-    let presence = SubscriptionKey::Topic(format!("presence.{}", caller.user_id).into());
-    state.im.hub().unsubscribe_user(&user, &presence).await;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
+impl Im {
+    /// The caller blocks `user`: `user`'s messages to the caller are refused with `BLOCKED`,
+    /// and `user` no longer sees the caller's presence.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` when `user` is not another user's id; `UNAVAILABLE`.
+    pub async fn block(&self, caller: &Identity, user: &str) -> Result<(), AppError> {
+        check_user(user, caller)?;
+        self.store().block(&caller.user_id, user).await?;
+        // A later SUBSCRIBE is refused by the presence guard; one made before goes now, as a
+        // removed member's group subscription does.
+        let presence = SubscriptionKey::Topic(format!("presence.{}", caller.user_id).into());
+        self.hub().unsubscribe_user(user, &presence).await;
+        Ok(())
+    }
 
-async fn unblock(
-    State(state): State<RestState>,
-    Caller(caller): Caller,
-    Path(user): Path<String>,
-) -> Result<Response, AppError> {
-    check_user(&user, &caller)?;
-    state
-        .im
-        .store()
-        .unblock(&caller.user_id, &user)
-        .await
-        .map_err(store_error)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    /// The caller unblocks `user`.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` when `user` is not another user's id; `UNAVAILABLE`.
+    pub async fn unblock(&self, caller: &Identity, user: &str) -> Result<(), AppError> {
+        check_user(user, caller)?;
+        self.store().unblock(&caller.user_id, user).await?;
+        Ok(())
+    }
 }

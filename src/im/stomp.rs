@@ -287,8 +287,7 @@ impl SubscribeGuard for PresenceGuard {
                 .im
                 .store()
                 .presence_visible_to(&identity.user_id, &[user])
-                .await
-                .map_err(super::store_error)?;
+                .await?;
             if visible.contains(user) {
                 Ok(())
             } else {

@@ -8,19 +8,15 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header, uri::Authority};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use bytes::BytesMut;
-use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::rest::RestState;
+use super::ApiState;
+use super::extract::read_json;
+use super::reply::{ApiResult, ok};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{AuthError, Role, is_valid_user_id};
 
@@ -36,11 +32,6 @@ struct DevTokenRequest {
     sub: String,
     #[serde(default)]
     roles: Option<Vec<String>>,
-}
-
-/// The route, to be merged into `/api/v1`.
-pub(super) fn routes() -> Router<RestState> {
-    Router::new().route("/dev/token", post(dev_token))
 }
 
 /// Whether `host` (a `Host` value or a URI authority) names this machine: `localhost`, an
@@ -94,25 +85,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// The body, refused past [`MAX_BODY_BYTES`] as it streams.
-async fn read_body(mut body: Body) -> Result<BytesMut, AppError> {
-    let mut buffer = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| AppError::invalid(format!("body interrupted: {e}")))?;
-        if let Ok(chunk) = frame.into_data() {
-            if buffer.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(AppError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                ));
-            }
-            buffer.extend_from_slice(&chunk);
-        }
-    }
-    Ok(buffer)
-}
-
-async fn dev_token(State(state): State<RestState>, request: Request) -> Result<Response, AppError> {
+/// The handler: the checks above in order, each before anything more of the request is read.
+pub(super) async fn dev_token(State(state): State<ApiState>, request: Request) -> ApiResult {
     // Off means absent, not forbidden: the endpoint must not even be discoverable, and nothing
     // of the request is read.
     if !state.dev_login {
@@ -127,9 +101,7 @@ async fn dev_token(State(state): State<RestState>, request: Request) -> Result<R
     if !is_json(&parts.headers) {
         return Err(AppError::invalid("Content-Type must be application/json"));
     }
-    let body = read_body(body).await?;
-    let request: DevTokenRequest = serde_json::from_slice(&body)
-        .map_err(|e| AppError::invalid(format!("invalid JSON body: {e}")))?;
+    let request: DevTokenRequest = read_json(body, MAX_BODY_BYTES).await?;
     if !is_valid_user_id(&request.sub) {
         return Err(AppError::invalid(
             "sub must be 1 to 64 of A-Z a-z 0-9 - . @ :",
@@ -150,7 +122,7 @@ async fn dev_token(State(state): State<RestState>, request: Request) -> Result<R
         roles.push(Role::User);
     }
     match state.auth.mint_dev(&request.sub, &roles, DEV_TOKEN_TTL) {
-        Ok(token) => Ok(axum::Json(json!({ "token": token })).into_response()),
+        Ok(token) => ok(json!({ "token": token })),
         Err(AuthError::InvalidUserId(sub)) => {
             Err(AppError::invalid(format!("invalid user id {sub:?}")))
         }

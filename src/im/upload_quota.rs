@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use super::FilesSettings;
+use super::limits::{Decision, RateLimiter};
 use crate::app_error::{AppError, ErrorCode};
-use crate::im::limits::{Decision, RateLimiter};
+use crate::files::FilesSettings;
 
 /// The window of `files.quota_bytes_per_day`.
 const DAY: Duration = Duration::from_secs(86_400);
@@ -26,7 +26,7 @@ fn rate_limited(what: String, retry_after: Duration) -> AppError {
 /// # Errors
 ///
 /// `RATE_LIMITED` past either limit.
-pub async fn admit(
+pub(super) async fn admit(
     limiter: &dyn RateLimiter,
     settings: &FilesSettings,
     user: &str,
@@ -47,7 +47,7 @@ pub async fn admit(
 /// # Errors
 ///
 /// `RATE_LIMITED` when they do not fit.
-pub async fn charge(
+pub(super) async fn charge(
     limiter: &dyn RateLimiter,
     settings: &FilesSettings,
     user: &str,

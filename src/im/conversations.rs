@@ -1,0 +1,181 @@
+//! A user's conversations: the list, the private conversation with a peer, per-user settings,
+//! history and unread counts. Groups' own operations are in [`super::groups`], messages in
+//! [`super::messages`]. Nothing here knows HTTP: the REST adapter (`crate::api`) parses the
+//! request and shapes the answer.
+
+use serde::Deserialize;
+
+use super::Im;
+use super::json::{ConversationJson, MessageJson};
+use crate::app_error::AppError;
+use crate::auth::{Identity, is_valid_user_id};
+use crate::store::{HistoryQuery, SettingsChange};
+
+/// One page of a user's conversations.
+pub struct ConversationPage {
+    /// The entries, as the user sees them.
+    pub items: Vec<ConversationJson>,
+    /// Where the next page starts, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// A user's unread counts.
+pub struct Unread {
+    /// Over every conversation.
+    pub total: i64,
+    /// `(conversation, count)` of each conversation with unread messages.
+    pub conversations: Vec<(String, i64)>,
+}
+
+/// `PATCH /api/v1/conversations/{id}/settings`: per-user settings, and the conversation-wide
+/// retention.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsRequest {
+    /// Pin it for the caller.
+    pub pinned: Option<bool>,
+    /// Mute it for the caller.
+    pub muted: Option<bool>,
+    /// Archive it for the caller.
+    pub archived: Option<bool>,
+    /// Days after which messages are purged; `null` keeps them forever.
+    #[serde(default, deserialize_with = "super::retention::present")]
+    pub message_retention_days: Option<Option<i64>>,
+}
+
+impl Im {
+    /// A page of `user`'s conversations, pinned first, then by last activity.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the database does not answer.
+    pub async fn conversations(
+        &self,
+        user: &str,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<ConversationPage, AppError> {
+        let page = self.store().conversations_of(user, limit, cursor).await?;
+        Ok(ConversationPage {
+            items: page
+                .items
+                .iter()
+                .map(|s| ConversationJson::from_summary(s, user))
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// The private conversation of the caller and `peer`, created when it does not exist yet
+    /// (see [`Im::open_private`]), as the caller sees it.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` when `peer` is not another user's id; `RATE_LIMITED`, `BLOCKED`,
+    /// `UNAVAILABLE`.
+    pub async fn private_conversation(
+        &self,
+        caller: &Identity,
+        peer: &str,
+    ) -> Result<ConversationJson, AppError> {
+        if !is_valid_user_id(peer) || peer == caller.user_id {
+            return Err(AppError::invalid("peerId must be another user's id"));
+        }
+        let id = self.open_private(&caller.user_id, peer).await?;
+        self.conversation_view(&caller.user_id, &id).await
+    }
+
+    /// Changes the caller's settings of a conversation, and its retention when given; pushes
+    /// `conversation.updated` (to every member for a retention change, else to the caller).
+    /// Returns the conversation as the caller now sees it.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, and those of [`Im::set_retention`].
+    pub async fn update_settings(
+        &self,
+        caller: &Identity,
+        id: &str,
+        change: SettingsRequest,
+    ) -> Result<ConversationJson, AppError> {
+        self.membership(id, &caller.user_id).await?;
+        // Conversation-wide, unlike the rest: checked and stored first, so a refusal changes
+        // nothing, and every member hears of it.
+        let everyone = match change.message_retention_days {
+            Some(days) => Some(self.set_retention(caller, id, days).await?),
+            None => None,
+        };
+        self.store()
+            .update_settings(
+                id,
+                &caller.user_id,
+                &SettingsChange {
+                    pinned: change.pinned,
+                    muted: change.muted,
+                    archived: change.archived,
+                },
+            )
+            .await?;
+        let view = self.conversation_view(&caller.user_id, id).await?;
+        match everyone {
+            Some(members) => self.conversation_updated(id, &members).await,
+            None => self.push_user(&caller.user_id, "events", "conversation.updated", &view),
+        }
+        Ok(view)
+    }
+
+    /// Messages of a conversation as the caller may read them: from when they joined (or last
+    /// cleared it), without those they deleted. Staff read assistant conversations without
+    /// being members: from the first message.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, `UNAVAILABLE`.
+    pub async fn history(
+        &self,
+        caller: &Identity,
+        id: &str,
+        query: HistoryQuery,
+    ) -> Result<Vec<MessageJson>, AppError> {
+        let (_, member) = self.access(id, caller).await?;
+        let floor = member.map_or(0, |m| m.joined_seq.max(m.cleared_seq));
+        let rows = self
+            .store()
+            .history(id, &caller.user_id, floor, query)
+            .await?;
+        Ok(rows.iter().map(MessageJson::from).collect())
+    }
+
+    /// `user`'s unread counts, over all their conversations.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the database does not answer.
+    pub async fn unread(&self, user: &str) -> Result<Unread, AppError> {
+        let mut unread = Unread {
+            total: 0,
+            conversations: Vec::new(),
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .store()
+                .conversations_of(user, 100, cursor.as_deref())
+                .await?;
+            for summary in &page.items {
+                let count = summary.unread();
+                if count > 0 {
+                    unread.total += count;
+                    unread
+                        .conversations
+                        .push((summary.conversation.id.clone(), count));
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(unread)
+    }
+}
