@@ -13,7 +13,7 @@
 //! two-character query that takes the fallback scan. Prints p50 and p99 per backend.
 
 #[allow(dead_code)]
-#[path = "../tests/common/db.rs"]
+#[path = "../tests/integration/common/db.rs"]
 mod db;
 
 use std::sync::Arc;

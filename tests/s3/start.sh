@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts an S3-compatible server for the tests of the S3 file store (moto's standalone server, from
 # PyPI, in a virtualenv kept under ~/.cache) on 127.0.0.1:${1:-9000}, unless the port already
-# answers. Then: BROKER_TEST_S3_URL=http://127.0.0.1:9000 cargo test --test files_s3
+# answers. Then: BROKER_TEST_S3_URL=http://127.0.0.1:9000 cargo test --test integration files::
 set -euo pipefail
 
 port="${1:-9000}"

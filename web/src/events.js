@@ -1,0 +1,160 @@
+// Events pushed by the broker (message, receipt, typing, presence and group events, app errors),
+// each merged into the state and the affected views re-rendered.
+import { chatOf, putMessage, state } from "./state.js";
+import { showError } from "./context.js";
+import { fetchConversation, forgetConversation, recount, upsertConversation } from "./sync.js";
+import { renderList } from "./list.js";
+import { markRead, refreshChat, refreshGroup, renderChatHeader } from "./chat.js";
+import { renderMessages } from "./messages.js";
+import { renderPanel } from "./panel.js";
+
+const TYPING_SHOWN_MS = 4_000;
+
+export function onEvent(event, body, source) {
+  switch (event) {
+    case "message.new":
+      return onMessage(body);
+    case "notification.new":
+      state.notifications.unshift(body);
+      if (state.panel !== "notifications") state.unseenNotifications += 1;
+      onMessage(body);
+      return renderPanel();
+    case "message.recalled":
+      return onRecalled(body);
+    case "message.delivered":
+      return setStatus(body.conversationId, (m) => m.seq === body.seq || m.id === body.messageId, "delivered");
+    case "message.read":
+      if (body.readerId === state.me) return;
+      return setStatus(body.conversationId, (m) => m.senderId === state.me && m.seq <= body.upToSeq, "read");
+    case "conversation.updated":
+      return onConversationUpdated(body);
+    case "typing":
+      return onTyping(body);
+    case "presence":
+      state.presence.set(body.userId, body);
+      renderList();
+      return renderChatHeader();
+    case "member.added":
+    case "member.removed":
+    case "member.role":
+    case "group.updated":
+    case "group.dissolved":
+      return onGroupChange(event, body);
+    case "error":
+      return onAppError(body, source);
+    default:
+      return undefined;
+  }
+}
+
+function onMessage(message) {
+  putMessage(message);
+  const id = message.conversationId;
+  if (state.typing.get(id)?.userId === message.senderId) state.typing.delete(id);
+  const conversation = state.conversations.get(id);
+  if (!conversation) {
+    fetchConversation(id);
+    return;
+  }
+  if (message.senderId === state.me) conversation.seenSeq = Math.max(conversation.seenSeq ?? 0, message.seq);
+  recount(conversation);
+  renderList();
+  if (state.openId === id) {
+    renderMessages({ stick: true });
+    renderChatHeader();
+    markRead();
+  }
+}
+
+function onRecalled(body) {
+  const chat = chatOf(body.conversationId);
+  const message = chat.bySeq.get(body.seq);
+  if (message) {
+    message.status = "recalled";
+    message.content = "";
+    message.attachment = null;
+  }
+  const conversation = state.conversations.get(body.conversationId);
+  if (conversation?.lastMessage?.id === body.messageId) {
+    conversation.lastMessage = { ...conversation.lastMessage, status: "recalled", content: "" };
+  }
+  renderList();
+  if (state.openId === body.conversationId) renderMessages();
+}
+
+function setStatus(conversationId, matches, status) {
+  const chat = chatOf(conversationId);
+  for (const message of chat.bySeq.values()) {
+    if (message.status !== "recalled" && message.status !== "read" && matches(message)) message.status = status;
+  }
+  if (state.openId === conversationId) renderMessages();
+}
+
+function onConversationUpdated(body) {
+  if (body.removed) {
+    forgetConversation(body.id);
+    renderList();
+    return;
+  }
+  const id = body.id ?? body.conversationId;
+  const known = state.conversations.get(id);
+  if (body.type) {
+    upsertConversation(body);
+  } else if (known) {
+    // Read on another device.
+    known.seenSeq = Math.max(known.seenSeq ?? 0, body.readSeq ?? 0);
+    known.readSeq = Math.max(known.readSeq ?? 0, body.readSeq ?? 0);
+    recount(known);
+  } else {
+    fetchConversation(id);
+  }
+  renderList();
+  if (state.openId === id) renderChatHeader();
+}
+
+function onTyping(body) {
+  if (body.userId === state.me) return;
+  state.typing.set(body.conversationId, { userId: body.userId, until: Date.now() + TYPING_SHOWN_MS });
+  setTimeout(() => {
+    const typing = state.typing.get(body.conversationId);
+    if (typing && typing.until <= Date.now()) {
+      state.typing.delete(body.conversationId);
+      renderList();
+      renderChatHeader();
+    }
+  }, TYPING_SHOWN_MS + 50);
+  renderList();
+  renderChatHeader();
+}
+
+function onGroupChange(event, body) {
+  const id = body.conversationId;
+  const conversation = state.conversations.get(id);
+  if (conversation && event === "group.updated") {
+    Object.assign(conversation, {
+      name: body.name,
+      avatar: body.avatar,
+      announcement: body.announcement,
+      allowInvite: body.allowInvite,
+    });
+  }
+  if (conversation && event === "group.dissolved") conversation.status = "dissolved";
+  if (conversation && event === "member.added") conversation.memberCount += body.userIds?.length ?? 0;
+  if (conversation && event === "member.removed") conversation.memberCount -= 1;
+  if (event === "member.removed" && body.userId === state.me) {
+    forgetConversation(id);
+  } else if (state.groups.has(id) || state.openId === id) {
+    refreshGroup(id);
+  }
+  renderList();
+  if (state.openId === id) refreshChat();
+}
+
+function onAppError(body) {
+  for (const chat of state.chats.values()) {
+    const pending = body.clientMsgId && chat.pending.get(body.clientMsgId);
+    if (pending) pending.failed = `${body.code}: ${body.message}`;
+  }
+  showError(body);
+  renderMessages();
+}

@@ -1,0 +1,129 @@
+// The side panel: a group's members and settings, and the notifications of this session.
+import { state } from "./state.js";
+import { clear, h, time } from "./dom.js";
+import { api, showError, ui } from "./context.js";
+import { renderList } from "./list.js";
+import { myRole, openConversation, refreshGroup } from "./chat.js";
+import { ids } from "./dialogs.js";
+
+export function togglePanel(kind) {
+  state.panel = state.panel === kind ? null : kind;
+  if (kind === "notifications") state.unseenNotifications = 0;
+  renderPanel();
+  renderList();
+}
+
+export function renderPanel() {
+  if (!ui.panel) return;
+  if (state.panel === "notifications") return renderNotifications();
+  if (state.panel === "group" && state.groups.get(state.openId)) return renderGroupPanel(state.groups.get(state.openId));
+  ui.panel.hidden = true;
+  clear(ui.panel);
+}
+
+function panelHead(title) {
+  return h("header", { class: "panel-head" }, h("h2", {}, title), h("button", { type: "button", class: "link", "aria-label": "Close panel", onclick: () => togglePanel(state.panel) }, "×"));
+}
+
+function renderNotifications() {
+  ui.panel.hidden = false;
+  const system = [...state.conversations.values()].find((c) => c.type === "system");
+  clear(
+    ui.panel,
+    panelHead("Notifications"),
+    state.notifications.length === 0 ? h("p", { class: "hint" }, "No new notifications in this session.") : null,
+    h(
+      "ul",
+      { class: "notifications" },
+      state.notifications.map((n) => {
+        const title = n.attachment?.title ?? n.content.split("\n")[0];
+        const text = n.attachment?.summary ?? n.content.split("\n").slice(1).join("\n");
+        return h("li", {}, h("strong", {}, title), h("p", {}, text), h("time", {}, time(n.createdAt)));
+      }),
+    ),
+    system ? h("button", { type: "button", onclick: () => openConversation(system.id) }, "All notifications") : null,
+  );
+}
+
+function renderGroupPanel(group) {
+  ui.panel.hidden = false;
+  const role = myRole(group.id);
+  const manager = role === "owner" || role === "admin";
+  const act = (fn) => async () => {
+    try {
+      await fn();
+      await refreshGroup(group.id);
+    } catch (e) {
+      showError(e);
+    }
+  };
+  const members = (group.members ?? []).map((m) =>
+    h(
+      "li",
+      { class: "member", dataset: { userId: m.userId } },
+      h("span", {}, m.userId, " ", h("small", { class: "role" }, m.role)),
+      role === "owner" && m.userId !== state.me
+        ? h(
+            "select",
+            {
+              "aria-label": `Role of ${m.userId}`,
+              onchange: (event) => act(() => api.setRole(group.id, m.userId, event.target.value))(),
+            },
+            ["member", "admin", "owner"].map((r) => h("option", { value: r, selected: r === m.role }, r)),
+          )
+        : null,
+      m.userId !== state.me && (role === "owner" || (role === "admin" && m.role === "member"))
+        ? h("button", { type: "button", class: "link", "aria-label": `Remove ${m.userId}`, onclick: act(() => api.removeMember(group.id, m.userId)) }, "Remove")
+        : null,
+    ),
+  );
+  const inviteInput = h("input", { id: "invite", placeholder: "user ids", autocomplete: "off" });
+  const announcementInput = h("textarea", { id: "announcement", rows: 2 }, group.announcement ?? "");
+  clear(
+    ui.panel,
+    panelHead(group.name || "Group"),
+    h("p", { class: "hint" }, `${group.memberCount} members · you are ${role ?? "a member"}`),
+    manager
+      ? h(
+          "form",
+          {
+            class: "stack",
+            onsubmit: (event) => {
+              event.preventDefault();
+              act(() => api.updateGroup(group.id, { announcement: announcementInput.value }))();
+            },
+          },
+          h("label", { for: "announcement" }, "Announcement"),
+          announcementInput,
+          h("button", { type: "submit" }, "Post announcement"),
+        )
+      : group.announcement
+        ? h("p", { class: "announcement" }, group.announcement)
+        : null,
+    h("h3", {}, "Members"),
+    h("ul", { class: "members" }, members),
+    manager || group.allowInvite
+      ? h(
+          "form",
+          {
+            class: "stack",
+            onsubmit: (event) => {
+              event.preventDefault();
+              act(() => api.invite(group.id, ids(inviteInput.value)))().then(() => (inviteInput.value = ""));
+            },
+          },
+          h("label", { for: "invite" }, "Invite"),
+          inviteInput,
+          h("button", { type: "submit" }, "Invite"),
+        )
+      : null,
+    h(
+      "div",
+      { class: "row" },
+      role !== "owner" ? h("button", { type: "button", class: "danger", onclick: act(() => api.exitGroup(group.id)) }, "Leave group") : null,
+      role === "owner" && group.status !== "dissolved"
+        ? h("button", { type: "button", class: "danger", onclick: act(() => api.dissolveGroup(group.id)) }, "Dissolve group")
+        : null,
+    ),
+  );
+}

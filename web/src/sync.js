@@ -1,0 +1,160 @@
+// Loading and merging what the broker knows: the conversation list, presence and history pages.
+// Pushes and answers race, so every merge only moves positions forward; after each reconnect
+// resync() catches up every loaded conversation by seq.
+import { chatOf, lastSeqOf, putMessage, state } from "./state.js";
+import { api, session, showError } from "./context.js";
+import { renderList } from "./list.js";
+import { markRead, openConversation, refreshChat, renderChatHeader } from "./chat.js";
+import { flushPending } from "./composer.js";
+
+async function loadConversations() {
+  const seen = new Set();
+  let cursor = null;
+  do {
+    const page = await api.conversations(cursor);
+    for (const conversation of page.items) {
+      seen.add(conversation.id);
+      upsertConversation(conversation);
+    }
+    cursor = page.nextCursor;
+  } while (cursor);
+  for (const id of [...state.conversations.keys()]) {
+    if (!seen.has(id)) forgetConversation(id);
+  }
+}
+
+// Merges a list entry from the broker. Pushes and answers race, so positions only move forward:
+// the newest message and last seq by seq, and the read position (`seenSeq`: last seq minus the
+// broker's unread count, which also covers messages from before the user joined) by maximum.
+// The unread count is then derived, never counted up, so no order of events can skew it.
+export function upsertConversation(conversation) {
+  const known = state.conversations.get(conversation.id);
+  const merged = { ...known, ...conversation };
+  if (conversation.lastSeq !== undefined && conversation.unreadCount !== undefined) {
+    merged.seenSeq = Math.max(known?.seenSeq ?? 0, conversation.lastSeq - conversation.unreadCount);
+  }
+  if (known) {
+    merged.lastSeq = Math.max(known.lastSeq ?? 0, conversation.lastSeq ?? 0);
+    if ((known.lastMessage?.seq ?? 0) > (conversation.lastMessage?.seq ?? 0)) merged.lastMessage = known.lastMessage;
+  }
+  state.conversations.set(conversation.id, merged);
+  recount(merged);
+  follow(conversation);
+  // A chat found after the last sync: its peer's presence events only tell of changes, so ask
+  // for the current state once.
+  if (!known && conversation.type === "private" && conversation.peerId && session?.connected) {
+    api.presence([conversation.peerId]).then((entries) => {
+      for (const entry of entries) state.presence.set(entry.userId, entry);
+      renderList();
+      renderChatHeader();
+    }, () => {});
+  }
+}
+
+// The list entry of a conversation that started elsewhere, fetched once however many pushes
+// arrive before the answer.
+const fetching = new Set();
+export function fetchConversation(id) {
+  if (fetching.has(id)) return;
+  fetching.add(id);
+  api
+    .conversation(id)
+    .then((c) => {
+      upsertConversation(c);
+      renderList();
+    }, showError)
+    .finally(() => fetching.delete(id));
+}
+
+// Brings the last message and unread count up to what the loaded messages show.
+export function recount(conversation) {
+  const chat = chatOf(conversation.id);
+  const last = lastSeqOf(conversation.id);
+  if (last > (conversation.lastSeq ?? 0)) conversation.lastSeq = last;
+  if (last > 0 && last >= (conversation.lastMessage?.seq ?? 0)) conversation.lastMessage = chat.bySeq.get(last);
+  if (state.openId === conversation.id && document.visibilityState === "visible") {
+    // Reading it now: markRead moves the position on the broker.
+    conversation.unreadCount = 0;
+    return;
+  }
+  conversation.unreadCount = Math.max(0, (conversation.lastSeq ?? 0) - (conversation.seenSeq ?? 0));
+}
+
+export function forgetConversation(id) {
+  state.conversations.delete(id);
+  session.unfollow(`/topic/group.${id}`);
+  if (state.openId === id) openConversation(null);
+}
+
+function follow(conversation) {
+  if (conversation.type === "group" && conversation.status !== "dissolved") {
+    session.follow(`/topic/group.${conversation.id}`);
+  }
+  if (conversation.type === "private" && conversation.peerId) {
+    session.follow(`/topic/presence.${conversation.peerId}`);
+  }
+}
+
+// After every (re)connect: the list again, then each loaded conversation from its last known seq,
+// then whatever was typed while offline.
+export async function resync() {
+  await loadConversations();
+  await loadPresence();
+  for (const [id, chat] of state.chats) {
+    if (chat.loaded && state.conversations.has(id)) await catchUp(id);
+  }
+  if (state.openId && !chatOf(state.openId).loaded) await loadHistory(state.openId);
+  flushPending();
+  renderList();
+  refreshChat();
+  markRead();
+}
+
+async function catchUp(id) {
+  for (;;) {
+    const after = lastSeqOf(id);
+    const page = await api.history(id, { afterSeq: after, limit: 100 });
+    for (const message of page.items) putMessage(message);
+    if (page.items.length < 100) break;
+  }
+}
+
+export async function loadPresence() {
+  const peers = [...state.conversations.values()].filter((c) => c.type === "private" && c.peerId).map((c) => c.peerId);
+  for (let i = 0; i < peers.length; i += 200) {
+    for (const entry of await api.presence(peers.slice(i, i + 200))) state.presence.set(entry.userId, entry);
+  }
+}
+
+// The latest page; callers that arrive while it loads share the one request.
+export function loadHistory(id) {
+  const chat = chatOf(id);
+  chat.firstPage ??= (async () => {
+    chat.loading = true;
+    try {
+      const page = await api.history(id, { limit: 30 });
+      for (const message of page.items) putMessage(message);
+      chat.hasMore = page.items.length === 30;
+      chat.loaded = true;
+    } finally {
+      chat.loading = false;
+      chat.firstPage = null;
+    }
+  })();
+  return chat.firstPage;
+}
+
+export async function loadOlder(id) {
+  const chat = chatOf(id);
+  if (chat.loading || !chat.hasMore) return;
+  const seqs = [...chat.bySeq.keys()];
+  if (seqs.length === 0) return;
+  chat.loading = true;
+  try {
+    const page = await api.history(id, { beforeSeq: Math.min(...seqs), limit: 30 });
+    for (const message of page.items) putMessage(message);
+    chat.hasMore = page.items.length === 30;
+  } finally {
+    chat.loading = false;
+  }
+}
