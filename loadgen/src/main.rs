@@ -9,7 +9,7 @@
 //!
 //! `floor`, the same kind of fan-out over bare loopback TCP sockets with no broker at all: the
 //! latency and CPU per delivery that the machine itself allows, to read the others against;
-//! and `report`, which prints the markdown table of a `bench/run.sh` run.
+//! and `report`, which prints the markdown table of a `loadgen/run.sh` run.
 //!
 //! It speaks to our broker (`--token` or `--jwt-secret`) and to RabbitMQ Web-STOMP
 //! (`--login guest --passcode guest`) alike, so the two can be compared with the same client.
@@ -271,7 +271,7 @@ enum Scenario {
         #[arg(long, default_value_t = 250)]
         payload: usize,
     },
-    /// Prints the markdown table of the JSON results that bench/run.sh wrote.
+    /// Prints the markdown table of the JSON results that loadgen/run.sh wrote.
     Report {
         /// `NAME=DIR`: a column headed NAME from the results in DIR; repeat per broker.
         #[arg(long = "column", required = true, value_parser = report::parse_column)]
