@@ -20,6 +20,7 @@ mod floor;
 mod idle;
 mod im;
 mod load;
+mod machine;
 mod report;
 mod stats;
 
@@ -418,8 +419,9 @@ fn auth(common: &Common) -> anyhow::Result<Auth> {
     })
 }
 
+/// Writes `value`, with the command line and the machine added, as one line of JSON.
 fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string(value)?;
+    let text = serde_json::to_string(&machine::annotate(serde_json::to_value(value)?))?;
     if path.as_os_str() == "-" {
         println!("{text}");
     } else {
@@ -429,37 +431,50 @@ fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> anyhow::Result<(
     Ok(())
 }
 
+/// Prints a scenario's summary line and, with `--json`, writes its report.
+fn emit(common: &Common, summary: &str, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{summary}");
+    if let Some(path) = &common.json {
+        write_json(path, report)?;
+    }
+    Ok(())
+}
+
+/// Runs the chosen scenario; `Ok(false)` when it completed but lost messages or saw errors.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
-    if let Scenario::Report { columns } = &cli.scenario {
-        print!("{}", report::table(columns));
-        return Ok(true);
-    }
-    if let Scenario::Floor {
-        sockets,
-        writers,
-        readers,
-        rate,
-        duration,
-        payload,
-    } = &cli.scenario
-    {
-        let floor = floor::Floor {
-            sockets: *sockets,
-            writers: *writers,
-            readers: *readers,
-            rate: *rate,
-            duration: seconds(*duration, "--duration")?,
-            payload: *payload,
-        };
-        let mut report = tokio::task::spawn_blocking(move || floor::run(&floor)).await??;
-        report.label.clone_from(&common.label);
-        println!("{}", report.summary());
-        if let Some(path) = &common.json {
-            write_json(path, &report)?;
+    match &cli.scenario {
+        Scenario::Report { columns } => {
+            print!("{}", report::table(columns));
+            Ok(true)
         }
-        return Ok(report.lost == 0 && report.errors == 0);
+        Scenario::Floor {
+            sockets,
+            writers,
+            readers,
+            rate,
+            duration,
+            payload,
+        } => {
+            let floor = floor::Floor {
+                sockets: *sockets,
+                writers: *writers,
+                readers: *readers,
+                rate: *rate,
+                duration: seconds(*duration, "--duration")?,
+                payload: *payload,
+            };
+            let mut report = tokio::task::spawn_blocking(move || floor::run(&floor)).await??;
+            report.label.clone_from(&common.label);
+            emit(common, &report.summary(), &report)?;
+            Ok(report.lost == 0 && report.errors == 0)
+        }
+        scenario => run_against_broker(common, scenario).await,
     }
+}
+
+/// Where the scenario's sessions connect: `--url`, and `--publish-url` when given.
+async fn targets(common: &Common) -> anyhow::Result<(Arc<Target>, Option<Arc<Target>>)> {
     let target_at = |url: &str| {
         let url = url.to_owned();
         async move {
@@ -481,12 +496,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(url) => Some(target_at(url).await?),
         None => None,
     };
+    Ok((target, publish_target))
+}
+
+/// The scenarios that talk to a broker.
+async fn run_against_broker(common: &Common, scenario: &Scenario) -> anyhow::Result<bool> {
+    let (target, publish_target) = targets(common).await?;
     let options = RunOptions {
         concurrency: common.connect_concurrency,
         broker_pid: common.broker_pid,
         publish_target,
     };
-    match &cli.scenario {
+    match scenario {
         Scenario::Fanout {
             subscribers,
             topic,
@@ -496,20 +517,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 load::fanout(target, &options, *subscribers, topic.clone(), flow.load()?).await?;
             report.url.clone_from(&common.url);
             report.label.clone_from(&common.label);
-            println!("{}", report.summary());
-            if let Some(path) = &common.json {
-                write_json(path, &report)?;
-            }
+            emit(common, &report.summary(), &report)?;
             Ok(report.lost == 0 && report.errors == 0)
         }
         Scenario::Pairs { pairs, kind, flow } => {
             let mut report = load::pairs(target, &options, *pairs, kind, flow.load()?).await?;
             report.url.clone_from(&common.url);
             report.label.clone_from(&common.label);
-            println!("{}", report.summary());
-            if let Some(path) = &common.json {
-                write_json(path, &report)?;
-            }
+            emit(common, &report.summary(), &report)?;
             Ok(report.lost == 0 && report.errors == 0)
         }
         Scenario::Idle {
@@ -527,10 +542,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .await;
             report.url.clone_from(&common.url);
             report.label.clone_from(&common.label);
-            println!("{}", report.summary());
-            if let Some(path) = &common.json {
-                write_json(path, &report)?;
-            }
+            emit(common, &report.summary(), &report)?;
             Ok(report.connected == *connections && report.errors == 0)
         }
         Scenario::Im { pairs, flow }
@@ -541,17 +553,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if common.jwt_secret.is_none() {
                 bail!("the IM scenarios need --jwt-secret: each session is its own user");
             }
-            let mut report = if matches!(cli.scenario, Scenario::Im { .. }) {
+            let mut report = if matches!(scenario, Scenario::Im { .. }) {
                 im::pairs(target, &options, *pairs, flow.load()?).await?
             } else {
                 im::group(target, &options, *pairs, flow.load()?).await?
             };
             report.url.clone_from(&common.url);
             report.label.clone_from(&common.label);
-            println!("{}", report.summary());
-            if let Some(path) = &common.json {
-                write_json(path, &report)?;
-            }
+            emit(common, &report.summary(), &report)?;
             Ok(report.ok())
         }
         Scenario::Report { .. } | Scenario::Floor { .. } => Ok(true),
