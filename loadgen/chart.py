@@ -161,9 +161,15 @@ def text(x, y, content, size=11, anchor="middle", weight="normal", rotate=None):
     )
 
 
+def panel_width(series, runs):
+    """Wide enough for a readable value above every bar."""
+    return max(PANEL_WIDTH, LEFT + 16 + len(runs) * (len(series) * 30 + 12))
+
+
 def panel(x0, title, series, runs):
     """The SVG elements of one panel whose left edge is at x0."""
-    out = [text(x0 + PANEL_WIDTH / 2, 18, title, size=13, weight="bold")]
+    width = panel_width(series, runs)
+    out = [text(x0 + width / 2, 18, title, size=13, weight="bold")]
     # Legend: one swatch per series.
     lx = x0 + LEFT
     for index, (name, _) in enumerate(series):
@@ -173,7 +179,7 @@ def panel(x0, title, series, runs):
         lx += 22 + 6.5 * len(name)
     values = [[fn(run) for _, fn in series] for _, run in runs]
     top = nice_max(max([v for row in values for v in row if v is not None] or [0]))
-    plot_w = PANEL_WIDTH - LEFT - 8
+    plot_w = width - LEFT - 8
     plot_h = PANEL_HEIGHT - TOP - BOTTOM
     base = TOP + plot_h
     # Value axis: 0, half and top, with light grid lines.
@@ -185,7 +191,7 @@ def panel(x0, title, series, runs):
         )
         out.append(text(x0 + LEFT - 4, y + 4, short(top * fraction), size=10, anchor="end"))
     group_w = plot_w / max(len(runs), 1)
-    bar_w = min(28.0, (group_w - 8) / max(len(series), 1))
+    bar_w = min(32.0, (group_w - 8) / max(len(series), 1))
     for run_index, (label, _) in enumerate(runs):
         gx = x0 + LEFT + run_index * group_w
         first = gx + (group_w - bar_w * len(series)) / 2
@@ -219,11 +225,13 @@ def chart(scenario, runs):
         for title, series in PANELS[scenario]
         if any(fn(run) is not None for _, run in runs for _, fn in series)
     ]
-    width = len(panels) * PANEL_WIDTH + (len(panels) - 1) * GAP + 16
     height = PANEL_HEIGHT + 24
     body = []
-    for index, (title, series) in enumerate(panels):
-        body.extend(panel(8 + index * (PANEL_WIDTH + GAP), title, series, runs))
+    x = 8
+    for title, series in panels:
+        body.extend(panel(x, title, series, runs))
+        x += panel_width(series, runs) + GAP
+    width = x - GAP + 8
     caption = f"loadgen {scenario}: {len(runs)} run(s)"
     machine = runs[0][1].get("machine") or {}
     if machine.get("cores"):
@@ -243,8 +251,13 @@ def main():
     args = parser.parse_args()
     by_scenario = {}
     for path in args.results:
-        with open(path, encoding="utf-8") as file:
-            run = json.load(file)
+        try:
+            with open(path, encoding="utf-8") as file:
+                run = json.load(file)
+        except (OSError, ValueError) as error:
+            # A run that failed leaves no file (or half a one); chart the others.
+            print(f"{path}: {error}, skipped", file=sys.stderr)
+            continue
         scenario = run.get("scenario")
         if scenario not in PANELS:
             print(f"{path}: unknown scenario {scenario!r}, skipped", file=sys.stderr)
