@@ -24,6 +24,8 @@ pub struct IdleReport {
     pub connected: usize,
     /// Of those, sessions that still answered UNSUBSCRIBE with a RECEIPT after the hold.
     pub alive_after_hold: usize,
+    /// Seconds the sessions were held once all were open (`--hold`).
+    pub hold_seconds: f64,
     /// Seconds taken to open them all.
     pub connect_seconds: f64,
     /// The broker process's VmRSS before connecting, in KiB (when `--rss-pid` was given).
@@ -146,6 +148,7 @@ pub async fn idle(
         connections,
         connected,
         alive_after_hold: alive,
+        hold_seconds: hold.as_secs_f64(),
         connect_seconds,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,

@@ -35,9 +35,18 @@ pub struct Usage {
     pub broker_run_queue: Option<f64>,
     /// The same for loadgen.
     pub loadgen_run_queue: Option<f64>,
+    /// Seconds between the two samples.
+    pub seconds: f64,
 }
 
 impl Usage {
+    /// The broker's CPU time per event, in microseconds, over `count` events (copies delivered,
+    /// say); `None` without the broker's pid or when nothing happened.
+    pub fn broker_us_per(&self, count: u64) -> Option<f64> {
+        let cores = self.broker_cores?;
+        (count > 0).then(|| cores * self.seconds * 1e6 / count as f64)
+    }
+
     /// `broker/loadgen/other` cores, e.g. `1.21/0.70/0.05`, then the threads waiting for a CPU.
     pub fn summary(&self) -> String {
         let opt = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
@@ -133,6 +142,7 @@ impl Sample {
             other_cores: cores(all.saturating_sub(own + broker.unwrap_or(0))),
             broker_run_queue: waiting(self.broker_wait_ns, later.broker_wait_ns),
             loadgen_run_queue: waiting(self.own_wait_ns, later.own_wait_ns),
+            seconds,
         }
     }
 }

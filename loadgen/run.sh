@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks our broker and RabbitMQ Web-STOMP with the same loadgen scenarios and prints one
-# markdown table with a column per broker. See bench/README.md for what each scenario measures.
+# markdown table with a column per broker. See loadgen/README.md for what each scenario measures.
 #
-#   bench/run.sh                      # both brokers, default sizes
-#   BENCH_RABBITMQ=0 bench/run.sh     # ours only
+#   loadgen/run.sh                      # both brokers, default sizes
+#   BENCH_RABBITMQ=0 loadgen/run.sh     # ours only
 #
 # Settings (environment):
 #   BENCH_DURATION=10            seconds of publishing per flow scenario
@@ -36,8 +36,8 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench.XXXXXX)}
 NICE=${BENCH_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=loadgen/lib.sh
+. loadgen/lib.sh
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Each connection is a file descriptor in loadgen and in the broker.

@@ -3,8 +3,8 @@
 # on a fresh process runs the same scenarios, so that the machine's drift over the runs falls
 # on both alike. Prints loadgen's summary line per run; the JSON results stay in BENCH_OUT.
 #
-#   bench/ab.sh /path/to/broker-before /path/to/broker-after
-#   BENCH_ROUNDS=4 BENCH_AB_SCENARIOS="im fanout" bench/ab.sh A B
+#   loadgen/ab.sh /path/to/broker-before /path/to/broker-after
+#   BENCH_ROUNDS=4 BENCH_AB_SCENARIOS="im fanout" loadgen/ab.sh A B
 #
 # Scenarios (BENCH_AB_SCENARIOS, default "im fanout pairs"):
 #   im       private messages, 1000 pairs, one send in flight per sender, on a fresh PostgreSQL
@@ -27,8 +27,8 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-ab.XXXXXX)}
 mkdir -p "$OUT"
 NICE=${BENCH_NICE:-0}
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=loadgen/lib.sh
+. loadgen/lib.sh
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 BROKER_PID=

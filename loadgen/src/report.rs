@@ -1,11 +1,11 @@
-//! `loadgen report`: turns the JSON results of `bench/run.sh` into one markdown table with a
+//! `loadgen report`: turns the JSON results of `loadgen/run.sh` into one markdown table with a
 //! column per broker, so that the figures in `docs/benchmarks.md` are printed, not retyped.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The result files `bench/run.sh` writes into each broker's directory, and how to show them.
+/// The result files `loadgen/run.sh` writes into each broker's directory, and how to show them.
 const ROWS: [(&str, &str); 6] = [
     ("fanout-100", "fan-out 1→100, max rate"),
     ("fanout-1000", "fan-out 1→1000, max rate"),

@@ -3,7 +3,7 @@
 # publishers and subscribers on the same node, and across the two nodes (publishers on node a,
 # subscribers on node b, so that every message goes through RabbitMQ). See docs/benchmarks.md.
 #
-#   bench/cluster.sh
+#   loadgen/cluster.sh
 #
 # Settings (environment):
 #   BENCH_DURATION=10      seconds of publishing per scenario
@@ -29,8 +29,8 @@ REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-cluster.XXXXXX)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=loadgen/lib.sh
+. loadgen/lib.sh
 
 say "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release --quiet -p loadgen --bin loadgen

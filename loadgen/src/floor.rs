@@ -50,6 +50,8 @@ pub struct FloorReport {
     pub readers: usize,
     /// Publications per second.
     pub rate: f64,
+    /// Seconds of publishing asked for (`--duration`).
+    pub duration_seconds: f64,
     /// Bytes per message.
     pub payload: usize,
     /// Publications made.
@@ -207,6 +209,7 @@ pub fn run(floor: &Floor) -> anyhow::Result<FloorReport> {
         writers,
         readers,
         rate: floor.rate,
+        duration_seconds: floor.duration.as_secs_f64(),
         payload: floor.payload,
         publications,
         expected,

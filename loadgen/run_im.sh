@@ -2,10 +2,10 @@
 # The IM benchmark: private messages between user pairs and messages to a 500-member group,
 # through the broker's IM layer, stored in PostgreSQL (a fresh database, dropped afterwards) and
 # in SQLite. Prints loadgen's summary line per run; the JSON results stay in BENCH_OUT.
-# See bench/README.md for what each run measures.
+# See loadgen/README.md for what each run measures.
 #
-#   bench/run_im.sh
-#   BENCH_IM_BACKENDS=postgres bench/run_im.sh
+#   loadgen/run_im.sh
+#   BENCH_IM_BACKENDS=postgres loadgen/run_im.sh
 #
 # Settings (environment):
 #   BENCH_IM_BACKENDS="postgres sqlite"   databases to run on
@@ -36,8 +36,8 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-im.XXXXXX)}
 NICE=${BENCH_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
+# shellcheck source=loadgen/lib.sh
+. loadgen/lib.sh
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ "${BENCH_BUILD:-1}" = 1 ]; then
