@@ -4,21 +4,25 @@
 //! Dependencies point one way: each module imports only modules below it in this list.
 //!
 //! ```text
-//! server      start and shutdown; picks the in-process or RabbitMQ implementation of each seam
-//! http        routes on hyper, the WebSocket upgrade
-//! im, files   the chat domain and its files, plugged into the router's extension points
+//! server      start and shutdown; server/backends.rs picks every seam's implementation
+//! http        routes on hyper, the WebSocket upgrade, health, metrics, the web client
+//! api         REST: one route table, handlers that call `im`
+//! im          the chat domain, plugged into the router's extension points
+//! files       file objects, image decoding, download headers
+//! relay       RabbitMQ implementations of the hub's seams, the events publisher
 //! session     one STOMP connection: handshake, frames, writer
 //! router      destinations, ACL, extension points
-//! relay       RabbitMQ implementations of the hub's seams, the store events publisher
 //! hub         sessions, subscriptions, fan-out; owns the Relay and QueueBackend seams
-//! delivery    a session's mailbox, the ack vocabulary, routes
 //! store       persistence
+//! ordering    push order of local commits, cross-node topic sequencing
+//! delivery    a session's mailbox, the ack vocabulary, routes
+//! domain      conversation ids, kinds, roles and statuses as types
 //! auth, config, metrics, app_error, redact, util, ...   leaves any layer may use
 //! ```
 //!
 //! `relay` implements the hub's traits and hands what other nodes publish to
-//! [`hub::Hub::deliver_local`]; the hub never names it. (`im` and `files` still import each
-//! other; that knot is theirs to untie.)
+//! [`hub::Hub::deliver_local`]; the hub never names it. There is no import cycle between these
+//! modules, nor between the files of one; `docs/architecture.md` walks a message through them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -159,29 +159,9 @@ impl Server {
             shutdown.clone(),
         );
         let slots = Arc::new(Semaphore::new(config.server.max_connections));
-        let per_ip = PerIpLimit::new(config.server.max_connections_per_ip);
 
-        let http_listener = bind(config.server.http_addr).await?;
-        let http_addr = local_addr(&http_listener, config.server.http_addr);
-        info!(addr = %http_addr, "listening for HTTP and WebSocket (ws://{http_addr}/ws/im)");
-        let stomp_listener = match config.server.stomp_tcp_addr {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let stomp_addr = stomp_listener.as_ref().map(|l| {
-            let addr = local_addr(l, config.server.stomp_tcp_addr.unwrap_or(http_addr));
-            info!(addr = %addr, "listening for STOMP over TCP");
-            addr
-        });
-        let metrics_listener = match config.server.metrics_addr {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
-        let metrics_addr = metrics_listener.as_ref().map(|l| {
-            let addr = local_addr(l, config.server.metrics_addr.unwrap_or(http_addr));
-            info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
-            addr
-        });
+        let listeners = Listeners::bind(&config).await?;
+        let (http_addr, stomp_addr, metrics_addr) = listeners.addrs();
 
         let state = HttpState {
             sessions: sessions.clone(),
@@ -200,38 +180,14 @@ impl Server {
             },
             serve_metrics: config.server.metrics_addr.is_none(),
         };
-        let header_timeout = config.connect_timeout();
-        tracker.spawn(serve_http(
-            http_listener,
+        listeners.serve(
+            &config,
             http::routes(state),
-            HttpSlots::new(config.server.max_http_connections),
-            header_timeout,
-            per_ip.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        if let Some(listener) = metrics_listener {
-            tracker.spawn(serve_http(
-                listener,
-                http::metrics_routes(),
-                HttpSlots::new(config.server.max_http_connections),
-                header_timeout,
-                // The operators' listener: its own connection budget, no per-address cap.
-                None,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
-        if let Some(listener) = stomp_listener {
-            tracker.spawn(serve_stomp_tcp(
-                listener,
-                sessions,
-                slots,
-                per_ip,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
+            sessions,
+            slots,
+            &shutdown,
+            &tracker,
+        );
         if let Some(im) = &im {
             tracker.spawn(crate::im::retention::run_purge(
                 im.clone(),
@@ -303,6 +259,100 @@ impl Server {
                 remaining = self.tracker.len(),
                 "shutdown grace period over; abandoning remaining tasks"
             );
+        }
+    }
+}
+
+/// The configured listeners, bound: HTTP always, STOMP/TCP and metrics when configured.
+struct Listeners {
+    http: (TcpListener, SocketAddr),
+    stomp: Option<(TcpListener, SocketAddr)>,
+    metrics: Option<(TcpListener, SocketAddr)>,
+    /// Connections per client address on the HTTP and STOMP listeners (not on metrics).
+    per_ip: Option<Arc<PerIpLimit>>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Listeners, StartError> {
+        let server = &config.server;
+        let http_listener = bind(server.http_addr).await?;
+        let http_addr = local_addr(&http_listener, server.http_addr);
+        info!(addr = %http_addr, "listening for HTTP and WebSocket (ws://{http_addr}/ws/im)");
+        let stomp = match server.stomp_tcp_addr {
+            Some(asked) => {
+                let listener = bind(asked).await?;
+                let addr = local_addr(&listener, asked);
+                info!(addr = %addr, "listening for STOMP over TCP");
+                Some((listener, addr))
+            }
+            None => None,
+        };
+        let metrics = match server.metrics_addr {
+            Some(asked) => {
+                let listener = bind(asked).await?;
+                let addr = local_addr(&listener, asked);
+                info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
+                Some((listener, addr))
+            }
+            None => None,
+        };
+        Ok(Listeners {
+            http: (http_listener, http_addr),
+            stomp,
+            metrics,
+            per_ip: PerIpLimit::new(server.max_connections_per_ip),
+        })
+    }
+
+    fn addrs(&self) -> (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) {
+        (
+            self.http.1,
+            self.stomp.as_ref().map(|(_, addr)| *addr),
+            self.metrics.as_ref().map(|(_, addr)| *addr),
+        )
+    }
+
+    /// Accepts on every listener until `shutdown`, each connection a task of `tracker`.
+    fn serve(
+        self,
+        config: &Config,
+        routes: http::HttpRouter,
+        sessions: SessionContext,
+        slots: Arc<Semaphore>,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let header_timeout = config.connect_timeout();
+        tracker.spawn(serve_http(
+            self.http.0,
+            routes,
+            HttpSlots::new(config.server.max_http_connections),
+            header_timeout,
+            self.per_ip.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        if let Some((listener, _)) = self.metrics {
+            tracker.spawn(serve_http(
+                listener,
+                http::metrics_routes(),
+                HttpSlots::new(config.server.max_http_connections),
+                header_timeout,
+                // The operators' listener: its own connection budget, no per-address cap.
+                None,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+        if let Some((listener, _)) = self.stomp {
+            tracker.spawn(serve_stomp_tcp(
+                listener,
+                sessions,
+                slots,
+                self.per_ip,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
         }
     }
 }

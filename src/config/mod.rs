@@ -448,42 +448,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &'static str, value: usize| {
+        for (key, value) in self.counts() {
             if value == 0 {
-                Err(ConfigError::Invalid {
+                return Err(ConfigError::Invalid {
                     key,
                     value: "0".into(),
                     reason: "must be at least 1".into(),
-                })
-            } else {
-                Ok(())
+                });
             }
-        };
-        positive("limits.max_frame_bytes", self.limits.max_frame_bytes)?;
-        positive("limits.max_headers", self.limits.max_headers)?;
-        positive(
-            "limits.max_header_line_bytes",
-            self.limits.max_header_line_bytes,
-        )?;
-        positive("limits.max_outbound_bytes", self.limits.max_outbound_bytes)?;
-        positive("limits.queue_prefetch", self.limits.queue_prefetch)?;
-        positive(
-            "stomp.max_transaction_bytes",
-            self.stomp.max_transaction_bytes,
-        )?;
-        positive(
-            "limits.frame_timeout_ms",
-            usize::try_from(self.limits.frame_timeout_ms).unwrap_or(1),
-        )?;
-        positive(
-            "limits.max_sessions_per_user",
-            self.limits.max_sessions_per_user,
-        )?;
-        positive("limits.max_unacked", self.limits.max_unacked)?;
-        positive(
-            "limits.max_unacked_per_subscription",
-            self.limits.max_unacked_per_subscription,
-        )?;
+        }
         if self.limits.queue_prefetch > self.limits.max_unacked_per_subscription {
             return Err(ConfigError::Invalid {
                 key: "limits.queue_prefetch",
@@ -491,39 +464,6 @@ impl Config {
                 reason: "must not exceed limits.max_unacked_per_subscription".into(),
             });
         }
-        positive("server.max_connections", self.server.max_connections)?;
-        positive("storage.max_batch", self.storage.max_batch)?;
-        positive("im.max_group_members", self.im.max_group_members)?;
-        positive("limits.text_max_chars", self.limits.text_max_chars)?;
-        positive("limits.json_max_bytes", self.limits.json_max_bytes)?;
-        positive(
-            "server.max_http_connections",
-            self.server.max_http_connections,
-        )?;
-        positive(
-            "server.request_timeout_ms",
-            usize::try_from(self.server.request_timeout_ms).unwrap_or(1),
-        )?;
-        positive(
-            "files.image_max_pixels",
-            usize::try_from(self.files.image_max_pixels).unwrap_or(1),
-        )?;
-        positive(
-            "files.quota_bytes_per_day",
-            usize::try_from(self.files.quota_bytes_per_day).unwrap_or(1),
-        )?;
-        positive(
-            "limits.group_name_max_chars",
-            self.limits.group_name_max_chars,
-        )?;
-        positive(
-            "limits.card_data_max_bytes",
-            self.limits.card_data_max_bytes,
-        )?;
-        positive(
-            "im.retention_purge_interval_s",
-            usize::try_from(self.im.retention_purge_interval_s).unwrap_or(1),
-        )?;
         if self.files.store == FileStoreKind::S3
             && self.files.s3_bucket.as_deref().is_none_or(str::is_empty)
         {
@@ -533,17 +473,64 @@ impl Config {
                 reason: "files.store = \"s3\" needs a bucket".into(),
             });
         }
-        positive(
-            "files.s3_timeout_ms",
-            usize::try_from(self.files.s3_timeout_ms).unwrap_or(1),
-        )?;
-        if self.storage.pool_size == 0 {
-            return Err(ConfigError::Invalid {
-                key: "storage.pool_size",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
+        self.validate_rules()
+    }
+
+    /// Every key that must be at least 1, with its value.
+    fn counts(&self) -> Vec<(&'static str, u64)> {
+        let n = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+        let limits = &self.limits;
+        vec![
+            ("limits.max_frame_bytes", n(limits.max_frame_bytes)),
+            ("limits.max_headers", n(limits.max_headers)),
+            (
+                "limits.max_header_line_bytes",
+                n(limits.max_header_line_bytes),
+            ),
+            ("limits.max_outbound_bytes", n(limits.max_outbound_bytes)),
+            ("limits.queue_prefetch", n(limits.queue_prefetch)),
+            (
+                "stomp.max_transaction_bytes",
+                n(self.stomp.max_transaction_bytes),
+            ),
+            ("limits.frame_timeout_ms", limits.frame_timeout_ms),
+            (
+                "limits.max_sessions_per_user",
+                n(limits.max_sessions_per_user),
+            ),
+            ("limits.max_unacked", n(limits.max_unacked)),
+            (
+                "limits.max_unacked_per_subscription",
+                n(limits.max_unacked_per_subscription),
+            ),
+            ("server.max_connections", n(self.server.max_connections)),
+            ("storage.max_batch", n(self.storage.max_batch)),
+            ("storage.pool_size", u64::from(self.storage.pool_size)),
+            ("im.max_group_members", n(self.im.max_group_members)),
+            ("limits.text_max_chars", n(limits.text_max_chars)),
+            ("limits.json_max_bytes", n(limits.json_max_bytes)),
+            (
+                "server.max_http_connections",
+                n(self.server.max_http_connections),
+            ),
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            ("files.image_max_pixels", self.files.image_max_pixels),
+            ("files.quota_bytes_per_day", self.files.quota_bytes_per_day),
+            (
+                "limits.group_name_max_chars",
+                n(limits.group_name_max_chars),
+            ),
+            ("limits.card_data_max_bytes", n(limits.card_data_max_bytes)),
+            (
+                "im.retention_purge_interval_s",
+                self.im.retention_purge_interval_s,
+            ),
+            ("files.s3_timeout_ms", self.files.s3_timeout_ms),
+        ]
+    }
+
+    /// The rules between keys, and the keys with a format.
+    fn validate_rules(&self) -> Result<(), ConfigError> {
         if self.auth.dev_login && !self.server.http_addr.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "auth.dev_login",
