@@ -10,6 +10,7 @@ use super::json::{SendRequest, message_id};
 use super::messages::Sent;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
+use crate::domain::MessageStatus;
 use schema::MessageRow;
 
 /// Messages, and conversations, one request may name.
@@ -39,7 +40,7 @@ impl Im {
         if deleted || message.seq <= member.joined_seq.max(member.cleared_seq) {
             return Err(not_found());
         }
-        if message.status == "recalled" {
+        if message.status.parse() == Ok(MessageStatus::Recalled) {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 format!("message {id} was recalled"),

@@ -41,6 +41,7 @@ use serde::Serialize;
 use crate::app_error::{AppError, ErrorCode};
 use crate::config::Config;
 use crate::delivery::Route;
+use crate::domain::{ConversationId, ConversationKind};
 use crate::hub::{Hub, Publication};
 use crate::store::{Store, StoreError};
 use schema::{ConversationRow, MemberRow};
@@ -218,8 +219,10 @@ impl Im {
         &self.inner.presence
     }
 
-    /// The conversation, or `NOT_FOUND`.
+    /// The conversation, or `NOT_FOUND` (also for an id that is not a conversation id, which
+    /// cannot name a stored conversation).
     async fn conversation(&self, id: &str) -> Result<ConversationRow, AppError> {
+        conversation_id(id)?;
         self.store()
             .conversation(id)
             .await?
@@ -239,7 +242,7 @@ impl Im {
         let row = self.conversation(conversation).await?;
         match self.store().member(conversation, user).await? {
             Some(member) => Ok((row, member)),
-            None if row.kind == "group" => Err(AppError::new(
+            None if row.kind.parse() == Ok(ConversationKind::Group) => Err(AppError::new(
                 ErrorCode::NotMember,
                 format!("not a member of {conversation}"),
             )),
@@ -271,12 +274,14 @@ impl Im {
         );
     }
 
-    /// Pushes an event on a group's topic.
-    fn push_group(&self, conversation: &str, event: &str, body: &impl Serialize) {
-        self.hub().publish(
-            &Route::Topic(group_topic(conversation)),
-            Publication::json_event(event, to_json(body)),
-        );
+    /// Pushes an event on a group's topic (nothing for the other kinds, which have none).
+    fn push_group(&self, conversation: &ConversationId, event: &str, body: &impl Serialize) {
+        if let Some(topic) = conversation.topic() {
+            self.hub().publish(
+                &Route::Topic(topic),
+                Publication::json_event(event, to_json(body)),
+            );
+        }
     }
 }
 
@@ -320,9 +325,14 @@ fn page_limit(text: Option<&str>) -> Result<i64, AppError> {
     }
 }
 
-/// The topic name of a group conversation: `/topic/group.<conversationId>`.
-pub fn group_topic(conversation: &str) -> String {
-    format!("group.{conversation}")
+/// A conversation id a peer sent, checked; one that is not a conversation id names no
+/// conversation, and is answered as one that does not exist.
+///
+/// # Errors
+///
+/// `NOT_FOUND`, word for word as [`Im`] answers for an unknown conversation.
+pub fn conversation_id(text: &str) -> Result<ConversationId, AppError> {
+    ConversationId::parse(text).map_err(|_| no_conversation(text))
 }
 
 fn to_json(body: &impl Serialize) -> Vec<u8> {
