@@ -63,7 +63,7 @@ impl Im {
         if !sender.has_role(Role::Staff) {
             return Err(super::no_conversation(id.as_str()));
         }
-        let row = self.conversation(id.as_str()).await?;
+        let row = self.conversation(id).await?;
         if !is_assistant(&row) {
             return Err(super::no_conversation(id.as_str()));
         }
@@ -78,7 +78,7 @@ impl Im {
     /// `NOT_FOUND`, `NOT_MEMBER` (groups).
     pub(super) async fn access(
         &self,
-        conversation: &str,
+        conversation: &ConversationId,
         caller: &Identity,
     ) -> Result<(ConversationRow, Option<MemberRow>), AppError> {
         match self.membership(conversation, &caller.user_id).await {
@@ -86,7 +86,7 @@ impl Im {
             Err(error)
                 if error.code == ErrorCode::NotFound
                     && caller.has_role(Role::Staff)
-                    && owner_of(conversation).is_some() =>
+                    && conversation.kind() == ConversationKind::Assistant =>
             {
                 let row = self.conversation(conversation).await?;
                 if is_assistant(&row) {

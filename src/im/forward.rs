@@ -32,8 +32,10 @@ impl Im {
     async fn forwardable(&self, caller: &Identity, id: i64) -> Result<MessageRow, AppError> {
         let not_found = || AppError::new(ErrorCode::NotFound, format!("no message {id}"));
         let message = self.store().message(id).await?.ok_or_else(not_found)?;
+        let conversation =
+            super::conversation_id(&message.conversation_id).map_err(|_| not_found())?;
         let (_, member) = self
-            .membership(&message.conversation_id, &caller.user_id)
+            .membership(&conversation, &caller.user_id)
             .await
             .map_err(|_| not_found())?;
         let deleted = self.store().is_deleted_for(&caller.user_id, id).await?;

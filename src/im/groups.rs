@@ -91,8 +91,8 @@ impl Im {
         id: &str,
         caller: &str,
     ) -> Result<(ConversationId, ConversationRow, MemberRole), AppError> {
-        let (row, member) = self.membership(id, caller).await?;
         let id = super::conversation_id(id)?;
+        let (row, member) = self.membership(&id, caller).await?;
         if id.kind() != ConversationKind::Group {
             return Err(AppError::invalid(format!("{id} is not a group")));
         }
@@ -116,7 +116,7 @@ impl Im {
         user: &str,
         id: &str,
     ) -> Result<ConversationJson, AppError> {
-        self.membership(id, user).await?;
+        self.membership(&super::conversation_id(id)?, user).await?;
         let summary =
             self.store().summary(id, user).await?.ok_or_else(|| {
                 AppError::new(ErrorCode::NotFound, format!("no conversation {id}"))

@@ -121,7 +121,7 @@ impl Im {
                 if id.kind() == ConversationKind::Assistant {
                     return self.assistant_target(sender, &id).await;
                 }
-                let (row, _) = self.membership(id.as_str(), me).await?;
+                let (row, _) = self.membership(&id, me).await?;
                 if row.status.parse() != Ok(ConversationStatus::Active) {
                     return Err(AppError::new(
                         ErrorCode::Conflict,
@@ -400,7 +400,9 @@ impl Im {
         if up_to_seq < 0 {
             return Err(invalid("upToSeq must not be negative"));
         }
-        let (row, member) = self.membership(conversation, &reader.user_id).await?;
+        let (row, member) = self
+            .membership(&super::conversation_id(conversation)?, &reader.user_id)
+            .await?;
         let moved = self
             .store()
             .mark_read(conversation, &reader.user_id, up_to_seq)
@@ -449,8 +451,10 @@ impl Im {
             .message(id)
             .await?
             .ok_or_else(super::no_message)?;
+        let conversation =
+            super::conversation_id(&message.conversation_id).map_err(hide_conversation)?;
         let (row, member) = self
-            .access(&message.conversation_id, caller)
+            .access(&conversation, caller)
             .await
             .map_err(hide_conversation)?;
         let moderator = row.kind.parse() == Ok(ConversationKind::Group)
@@ -527,7 +531,9 @@ impl Im {
             .message(id)
             .await?
             .ok_or_else(super::no_message)?;
-        self.membership(&message.conversation_id, &caller.user_id)
+        let conversation =
+            super::conversation_id(&message.conversation_id).map_err(hide_conversation)?;
+        self.membership(&conversation, &caller.user_id)
             .await
             .map_err(hide_conversation)?;
         self.store()
@@ -553,8 +559,8 @@ impl Im {
         if !self.within_rate(Action::Typing, &caller.user_id).await {
             return Ok(());
         }
-        self.membership(conversation, &caller.user_id).await?;
         let id = super::conversation_id(conversation)?;
+        self.membership(&id, &caller.user_id).await?;
         let body = json!({"conversationId": conversation, "userId": caller.user_id});
         match id.kind() {
             ConversationKind::Group => {

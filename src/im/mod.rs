@@ -219,14 +219,12 @@ impl Im {
         &self.inner.presence
     }
 
-    /// The conversation, or `NOT_FOUND` (also for an id that is not a conversation id, which
-    /// cannot name a stored conversation).
-    async fn conversation(&self, id: &str) -> Result<ConversationRow, AppError> {
-        conversation_id(id)?;
+    /// The conversation, or `NOT_FOUND`.
+    async fn conversation(&self, id: &ConversationId) -> Result<ConversationRow, AppError> {
         self.store()
-            .conversation(id)
+            .conversation(id.as_str())
             .await?
-            .ok_or_else(|| no_conversation(id))
+            .ok_or_else(|| no_conversation(id.as_str()))
     }
 
     /// The caller's membership. A group the caller is not in is `NOT_MEMBER`; any other
@@ -236,17 +234,17 @@ impl Im {
     /// its members and former members know.
     async fn membership(
         &self,
-        conversation: &str,
+        conversation: &ConversationId,
         user: &str,
     ) -> Result<(ConversationRow, MemberRow), AppError> {
         let row = self.conversation(conversation).await?;
-        match self.store().member(conversation, user).await? {
+        match self.store().member(conversation.as_str(), user).await? {
             Some(member) => Ok((row, member)),
             None if row.kind.parse() == Ok(ConversationKind::Group) => Err(AppError::new(
                 ErrorCode::NotMember,
                 format!("not a member of {conversation}"),
             )),
-            None => Err(no_conversation(conversation)),
+            None => Err(no_conversation(conversation.as_str())),
         }
     }
 

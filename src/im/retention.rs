@@ -71,7 +71,9 @@ impl Im {
                 "{KEY} must be 1 to {MAX_RETENTION_DAYS}, or null to keep messages forever"
             )));
         }
-        let (row, member) = self.membership(conversation, &caller.user_id).await?;
+        let (row, member) = self
+            .membership(&super::conversation_id(conversation)?, &caller.user_id)
+            .await?;
         match row.kind.parse() {
             Ok(ConversationKind::Private) => {}
             Ok(ConversationKind::Group) => {

@@ -245,8 +245,12 @@ impl SubscribeGuard for GroupGuard {
     ) -> HandlerFuture<'a, Result<(), AppError>> {
         Box::pin(async move {
             let conversation = name.strip_prefix(GROUP_TOPIC_PREFIX).unwrap_or_default();
-            match self.im.membership(conversation, &identity.user_id).await {
-                Ok(_) => Ok(()),
+            let membership = match super::conversation_id(conversation) {
+                Ok(id) => self.im.membership(&id, &identity.user_id).await.map(drop),
+                Err(error) => Err(error),
+            };
+            match membership {
+                Ok(()) => Ok(()),
                 Err(error) if matches!(error.code, ErrorCode::NotMember | ErrorCode::NotFound) => {
                     Err(AppError::forbidden(format!(
                         "not a member of {conversation}"
@@ -265,7 +269,9 @@ impl SubscribeGuard for GroupGuard {
             }
             // Read now that this node's binding exists: every seq after this one reaches it.
             let conversation = name.strip_prefix(GROUP_TOPIC_PREFIX).unwrap_or_default();
-            if let Ok(row) = self.im.conversation(conversation).await {
+            if let Ok(id) = super::conversation_id(conversation)
+                && let Ok(row) = self.im.conversation(&id).await
+            {
                 self.im.hub().order_topic_from(name, row.last_seq + 1);
             }
         })
