@@ -174,6 +174,10 @@ pub fn is_valid_user_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'@' | b':'))
 }
 
+/// The prefix of a group's hub topic: `group.<conversation id>`, reached by clients as
+/// `/topic/group.<conversation id>`.
+pub const GROUP_TOPIC_PREFIX: &str = "group.";
+
 /// A conversation id, checked: `private_<min>_<max>` of two user ids in byte order,
 /// `group_<32 lowercase hex>`, `system_<user>` or `assistant_<user>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -287,7 +291,7 @@ impl ConversationId {
     /// by clients as `/topic/group.<id>`); `None` for the other kinds, which are delivered to
     /// their users' queues.
     pub fn topic(&self) -> Option<String> {
-        (self.kind == ConversationKind::Group).then(|| format!("group.{}", self.text))
+        (self.kind == ConversationKind::Group).then(|| format!("{GROUP_TOPIC_PREFIX}{}", self.text))
     }
 
     /// Whether `user` is one of the users this id itself names (private, system and assistant

@@ -13,6 +13,7 @@ use super::json::MessageJson;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, Role};
 use crate::delivery::Route;
+use crate::domain::{ConversationId, ConversationKind};
 use crate::hub::Publication;
 use crate::router::{HandlerFuture, SubscribeGuard};
 use crate::store::{AssistantSummary, Target};
@@ -21,11 +22,18 @@ use schema::{ConversationRow, MemberRow};
 /// The staff topic: `/topic/assistant`.
 pub const ASSISTANT_TOPIC: &str = "assistant";
 
-/// The user of an assistant conversation id.
-fn owner_of(conversation: &str) -> Option<&str> {
-    conversation
-        .strip_prefix("assistant_")
-        .filter(|user| crate::auth::is_valid_user_id(user))
+/// The user of an assistant conversation id; `None` for any other text.
+fn owner_of(conversation: &str) -> Option<String> {
+    let id = ConversationId::parse(conversation).ok()?;
+    match id.kind() {
+        ConversationKind::Assistant => id.owner().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Whether a stored conversation is an assistant conversation.
+fn is_assistant(row: &ConversationRow) -> bool {
+    row.kind.parse() == Ok(ConversationKind::Assistant)
 }
 
 impl Im {
@@ -39,10 +47,13 @@ impl Im {
     pub(super) async fn assistant_target(
         &self,
         sender: &Identity,
-        id: &str,
+        id: &ConversationId,
     ) -> Result<Target, AppError> {
-        let Some(user) = owner_of(id) else {
-            return Err(super::no_conversation(id));
+        let Some(user) = id
+            .owner()
+            .filter(|_| id.kind() == ConversationKind::Assistant)
+        else {
+            return Err(super::no_conversation(id.as_str()));
         };
         if user == sender.user_id {
             return Ok(Target::Assistant {
@@ -50,13 +61,13 @@ impl Im {
             });
         }
         if !sender.has_role(Role::Staff) {
-            return Err(super::no_conversation(id));
+            return Err(super::no_conversation(id.as_str()));
         }
         let row = self.conversation(id).await?;
-        if row.kind != "assistant" {
-            return Err(super::no_conversation(id));
+        if !is_assistant(&row) {
+            return Err(super::no_conversation(id.as_str()));
         }
-        Ok(Target::Conversation(id.to_owned()))
+        Ok(Target::Conversation(id.to_string()))
     }
 
     /// The caller's access to a conversation: their membership, or none for staff reading an
@@ -67,7 +78,7 @@ impl Im {
     /// `NOT_FOUND`, `NOT_MEMBER` (groups).
     pub(super) async fn access(
         &self,
-        conversation: &str,
+        conversation: &ConversationId,
         caller: &Identity,
     ) -> Result<(ConversationRow, Option<MemberRow>), AppError> {
         match self.membership(conversation, &caller.user_id).await {
@@ -75,10 +86,10 @@ impl Im {
             Err(error)
                 if error.code == ErrorCode::NotFound
                     && caller.has_role(Role::Staff)
-                    && owner_of(conversation).is_some() =>
+                    && conversation.kind() == ConversationKind::Assistant =>
             {
                 let row = self.conversation(conversation).await?;
-                if row.kind == "assistant" {
+                if is_assistant(&row) {
                     Ok((row, None))
                 } else {
                     Err(error)
@@ -93,7 +104,7 @@ impl Im {
         if let Some(user) = owner_of(conversation) {
             self.hub().publish(
                 &Route::User {
-                    user: user.to_owned(),
+                    user,
                     queue: "messages".to_owned(),
                 },
                 Publication::json_event(event, body.to_vec()),
@@ -114,7 +125,7 @@ pub struct AssistantJson {
     pub id: String,
     /// Always `assistant`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: ConversationKind,
     /// The user it is with.
     pub user_id: String,
     /// The newest message.
@@ -140,8 +151,8 @@ impl From<&AssistantSummary> for AssistantJson {
         let row = &summary.conversation;
         AssistantJson {
             id: row.id.clone(),
-            kind: "assistant",
-            user_id: owner_of(&row.id).unwrap_or_default().to_owned(),
+            kind: ConversationKind::Assistant,
+            user_id: owner_of(&row.id).unwrap_or_default(),
             last_message: summary.last_message.as_ref().map(MessageJson::from),
             last_seq: row.last_seq,
             last_activity_at: row.last_activity_at,

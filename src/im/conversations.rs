@@ -98,7 +98,8 @@ impl Im {
         id: &str,
         change: SettingsRequest,
     ) -> Result<ConversationJson, AppError> {
-        self.membership(id, &caller.user_id).await?;
+        self.membership(&super::conversation_id(id)?, &caller.user_id)
+            .await?;
         // Conversation-wide, unlike the rest: checked and stored first, so a refusal changes
         // nothing, and every member hears of it.
         let everyone = match change.message_retention_days {
@@ -137,7 +138,7 @@ impl Im {
         id: &str,
         query: HistoryQuery,
     ) -> Result<Vec<MessageJson>, AppError> {
-        let (_, member) = self.access(id, caller).await?;
+        let (_, member) = self.access(&super::conversation_id(id)?, caller).await?;
         let floor = member.map_or(0, |m| m.joined_seq.max(m.cleared_seq));
         let rows = self
             .store()

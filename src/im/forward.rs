@@ -10,6 +10,7 @@ use super::json::{SendRequest, message_id};
 use super::messages::Sent;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
+use crate::domain::MessageStatus;
 use schema::MessageRow;
 
 /// Messages, and conversations, one request may name.
@@ -31,15 +32,17 @@ impl Im {
     async fn forwardable(&self, caller: &Identity, id: i64) -> Result<MessageRow, AppError> {
         let not_found = || AppError::new(ErrorCode::NotFound, format!("no message {id}"));
         let message = self.store().message(id).await?.ok_or_else(not_found)?;
+        let conversation =
+            super::conversation_id(&message.conversation_id).map_err(|_| not_found())?;
         let (_, member) = self
-            .membership(&message.conversation_id, &caller.user_id)
+            .membership(&conversation, &caller.user_id)
             .await
             .map_err(|_| not_found())?;
         let deleted = self.store().is_deleted_for(&caller.user_id, id).await?;
         if deleted || message.seq <= member.joined_seq.max(member.cleared_seq) {
             return Err(not_found());
         }
-        if message.status == "recalled" {
+        if message.status.parse() == Ok(MessageStatus::Recalled) {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 format!("message {id} was recalled"),

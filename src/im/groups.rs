@@ -5,9 +5,10 @@ use serde_json::json;
 
 use super::json::{ConversationJson, MemberJson};
 use super::limits::Action;
-use super::{Bounds, Im, URL_MAX_CHARS, group_topic};
+use super::{Bounds, Im, URL_MAX_CHARS};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
+use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole};
 use crate::hub::SubscriptionKey;
 use crate::store::GroupChange;
 use schema::ConversationRow;
@@ -83,23 +84,26 @@ fn check_fields(
 }
 
 impl Im {
-    /// A group the caller belongs to, with their role.
+    /// A group the caller belongs to, with its checked id and the caller's role (a stored
+    /// role that does not parse counts as a plain member's).
     async fn group_role(
         &self,
         id: &str,
         caller: &str,
-    ) -> Result<(ConversationRow, String), AppError> {
-        let (row, member) = self.membership(id, caller).await?;
-        if row.kind != "group" {
+    ) -> Result<(ConversationId, ConversationRow, MemberRole), AppError> {
+        let id = super::conversation_id(id)?;
+        let (row, member) = self.membership(&id, caller).await?;
+        if id.kind() != ConversationKind::Group {
             return Err(AppError::invalid(format!("{id} is not a group")));
         }
-        if row.status != "active" {
+        if row.status.parse() != Ok(ConversationStatus::Active) {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 format!("{id} is dissolved"),
             ));
         }
-        Ok((row, member.role))
+        let role = member.role.parse().unwrap_or(MemberRole::Member);
+        Ok((id, row, role))
     }
 
     /// The conversation as `user` sees it, with members for groups.
@@ -112,13 +116,13 @@ impl Im {
         user: &str,
         id: &str,
     ) -> Result<ConversationJson, AppError> {
-        self.membership(id, user).await?;
+        self.membership(&super::conversation_id(id)?, user).await?;
         let summary =
             self.store().summary(id, user).await?.ok_or_else(|| {
                 AppError::new(ErrorCode::NotFound, format!("no conversation {id}"))
             })?;
         let mut view = ConversationJson::from_summary(&summary, user);
-        if summary.conversation.kind == "group" {
+        if summary.conversation.kind.parse() == Ok(ConversationKind::Group) {
             let members = self.store().members(id).await?;
             view.members = Some(members.iter().map(MemberJson::from).collect());
         }
@@ -184,10 +188,10 @@ impl Im {
             ));
         }
         self.limit(Action::GroupCreate, &caller.user_id).await?;
-        let id = format!("group_{:032x}", rand::random::<u128>());
+        let id = ConversationId::group(&format!("{:032x}", rand::random::<u128>()));
         self.store()
             .create_group(
-                &id,
+                id.as_str(),
                 name,
                 request.avatar.as_deref(),
                 &caller.user_id,
@@ -201,8 +205,8 @@ impl Im {
             json!({"conversationId": id, "userIds": everyone}),
         )
         .await;
-        self.conversation_updated(&id, &everyone).await;
-        self.conversation_view(&caller.user_id, &id).await
+        self.conversation_updated(id.as_str(), &everyone).await;
+        self.conversation_view(&caller.user_id, id.as_str()).await
     }
 
     /// Changes a group's name, avatar, announcement or invitation rule (owner or admin).
@@ -216,8 +220,8 @@ impl Im {
         id: &str,
         request: UpdateGroup,
     ) -> Result<ConversationJson, AppError> {
-        let (_, role) = self.group_role(id, &caller.user_id).await?;
-        if role == "member" {
+        let (id, _, role) = self.group_role(id, &caller.user_id).await?;
+        if !role.manages() {
             return Err(AppError::forbidden(
                 "only the owner or an admin may change the group",
             ));
@@ -229,7 +233,7 @@ impl Im {
             request.announcement.as_deref(),
         )?;
         if let Some(days) = request.message_retention_days {
-            self.set_retention(caller, id, days).await?;
+            self.set_retention(caller, id.as_str(), days).await?;
         }
         let change = GroupChange {
             name: request.name.map(|n| n.trim().to_owned()),
@@ -237,9 +241,9 @@ impl Im {
             announcement: request.announcement,
             allow_invite: request.allow_invite,
         };
-        let row = self.store().update_group(id, &change).await?;
+        let row = self.store().update_group(id.as_str(), &change).await?;
         self.push_group(
-            id,
+            &id,
             "group.updated",
             &json!({
                 "conversationId": id,
@@ -251,9 +255,9 @@ impl Im {
                 "by": caller.user_id,
             }),
         );
-        let members = self.member_ids(id).await?;
-        self.conversation_updated(id, &members).await;
-        self.conversation_view(&caller.user_id, id).await
+        let members = self.member_ids(id.as_str()).await?;
+        self.conversation_updated(id.as_str(), &members).await;
+        self.conversation_view(&caller.user_id, id.as_str()).await
     }
 
     /// Invites users: owner or admin, or any member when the group allows it.
@@ -268,14 +272,14 @@ impl Im {
         users: &[String],
     ) -> Result<Vec<String>, AppError> {
         check_users(users)?;
-        let (row, role) = self.group_role(id, &caller.user_id).await?;
-        if role == "member" && !row.allow_invite {
+        let (id, row, role) = self.group_role(id, &caller.user_id).await?;
+        if !role.manages() && !row.allow_invite {
             return Err(AppError::forbidden("only the owner or an admin may invite"));
         }
         self.limit(Action::Invite, &caller.user_id).await?;
         let added = self
             .store()
-            .add_members(id, users, self.settings().max_group_members)
+            .add_members(id.as_str(), users, self.settings().max_group_members)
             .await?;
         if !added.is_empty() {
             self.record(
@@ -284,11 +288,11 @@ impl Im {
             )
             .await;
             self.push_group(
-                id,
+                &id,
                 "member.added",
                 &json!({"conversationId": id, "userIds": added, "by": caller.user_id}),
             );
-            self.conversation_updated(id, &added).await;
+            self.conversation_updated(id.as_str(), &added).await;
         }
         Ok(added)
     }
@@ -300,28 +304,26 @@ impl Im {
     ///
     /// `FORBIDDEN`, `NOT_FOUND`, `NOT_MEMBER`.
     pub async fn remove(&self, caller: &Identity, id: &str, user: &str) -> Result<(), AppError> {
-        let (_, role) = self.group_role(id, &caller.user_id).await?;
+        let (id, _, role) = self.group_role(id, &caller.user_id).await?;
         if user == caller.user_id {
             return Err(AppError::invalid("use exit to leave a group"));
         }
-        let target =
-            self.store().member(id, user).await?.ok_or_else(|| {
-                AppError::new(ErrorCode::NotFound, format!("{user} is not a member"))
-            })?;
-        let allowed = match role.as_str() {
-            "owner" => true,
-            "admin" => target.role == "member",
-            _ => false,
-        };
-        if !allowed {
+        let target = self
+            .store()
+            .member(id.as_str(), user)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("{user} is not a member")))?;
+        // A stored role that does not parse is not a plain member: only the owner removes it.
+        let target_role = target.role.parse().unwrap_or(MemberRole::Admin);
+        if !role.outranks(target_role) {
             return Err(AppError::forbidden("not allowed to remove this member"));
         }
-        self.store().remove_member(id, user).await?;
-        self.member_left(id, user, &caller.user_id).await;
+        self.store().remove_member(id.as_str(), user).await?;
+        self.member_left(&id, user, &caller.user_id).await;
         Ok(())
     }
 
-    async fn member_left(&self, id: &str, user: &str, by: &str) {
+    async fn member_left(&self, id: &ConversationId, user: &str, by: &str) {
         self.record(
             "member.exited",
             json!({"conversationId": id, "userIds": [user], "by": by}),
@@ -332,10 +334,13 @@ impl Im {
             "member.removed",
             &json!({"conversationId": id, "userId": user, "by": by}),
         );
-        self.hub()
-            .unsubscribe_user(user, &SubscriptionKey::Topic(group_topic(id).into()))
+        if let Some(topic) = id.topic() {
+            self.hub()
+                .unsubscribe_user(user, &SubscriptionKey::Topic(topic.into()))
+                .await;
+        }
+        self.conversation_updated(id.as_str(), &[user.to_owned()])
             .await;
-        self.conversation_updated(id, &[user.to_owned()]).await;
     }
 
     /// Sets a member's role (owner only): `admin`, `member`, or `owner` to transfer ownership.
@@ -350,11 +355,11 @@ impl Im {
         user: &str,
         role: &str,
     ) -> Result<(), AppError> {
-        if !matches!(role, "owner" | "admin" | "member") {
+        let Ok(role) = role.parse::<MemberRole>() else {
             return Err(AppError::invalid("role must be owner, admin or member"));
-        }
-        let (_, caller_role) = self.group_role(id, &caller.user_id).await?;
-        if caller_role != "owner" {
+        };
+        let (id, _, caller_role) = self.group_role(id, &caller.user_id).await?;
+        if caller_role != MemberRole::Owner {
             return Err(AppError::forbidden("only the owner may change roles"));
         }
         if user == caller.user_id {
@@ -362,21 +367,21 @@ impl Im {
                 "the owner's role changes by transferring ownership",
             ));
         }
-        self.store().set_role(id, user, role).await?;
+        self.store().set_role(id.as_str(), user, role).await?;
         self.push_group(
-            id,
+            &id,
             "member.role",
             &json!({"conversationId": id, "userId": user, "role": role, "by": caller.user_id}),
         );
-        if role == "owner" {
+        if role == MemberRole::Owner {
             self.push_group(
-                id,
+                &id,
                 "member.role",
-                &json!({"conversationId": id, "userId": caller.user_id, "role": "admin", "by": caller.user_id}),
+                &json!({"conversationId": id, "userId": caller.user_id, "role": MemberRole::Admin, "by": caller.user_id}),
             );
         }
-        let members = self.member_ids(id).await?;
-        self.conversation_updated(id, &members).await;
+        let members = self.member_ids(id.as_str()).await?;
+        self.conversation_updated(id.as_str(), &members).await;
         Ok(())
     }
 
@@ -386,15 +391,18 @@ impl Im {
     ///
     /// `CONFLICT` for the owner, `NOT_MEMBER`.
     pub async fn exit(&self, caller: &Identity, id: &str) -> Result<(), AppError> {
-        let (_, role) = self.group_role(id, &caller.user_id).await?;
-        if role == "owner" {
+        let (id, _, role) = self.group_role(id, &caller.user_id).await?;
+        if role == MemberRole::Owner {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 "the owner must transfer ownership before leaving",
             ));
         }
-        self.store().remove_member(id, &caller.user_id).await?;
-        self.member_left(id, &caller.user_id, &caller.user_id).await;
+        self.store()
+            .remove_member(id.as_str(), &caller.user_id)
+            .await?;
+        self.member_left(&id, &caller.user_id, &caller.user_id)
+            .await;
         Ok(())
     }
 
@@ -404,28 +412,30 @@ impl Im {
     ///
     /// `FORBIDDEN`, `NOT_MEMBER`, `CONFLICT` when already dissolved.
     pub async fn dissolve(&self, caller: &Identity, id: &str) -> Result<(), AppError> {
-        let (_, role) = self.group_role(id, &caller.user_id).await?;
-        if role != "owner" {
+        let (id, _, role) = self.group_role(id, &caller.user_id).await?;
+        if role != MemberRole::Owner {
             return Err(AppError::forbidden("only the owner may dissolve the group"));
         }
-        self.store().dissolve(id).await?;
+        self.store().dissolve(id.as_str()).await?;
         self.record(
             "group.dissolved",
             json!({"conversationId": id, "userIds": [caller.user_id]}),
         )
         .await;
         self.push_group(
-            id,
+            &id,
             "group.dissolved",
             &json!({"conversationId": id, "by": caller.user_id}),
         );
-        let members = self.member_ids(id).await?;
-        for user in &members {
-            self.hub()
-                .unsubscribe_user(user, &SubscriptionKey::Topic(group_topic(id).into()))
-                .await;
+        let members = self.member_ids(id.as_str()).await?;
+        if let Some(topic) = id.topic() {
+            for user in &members {
+                self.hub()
+                    .unsubscribe_user(user, &SubscriptionKey::Topic(topic.clone().into()))
+                    .await;
+            }
         }
-        self.conversation_updated(id, &members).await;
+        self.conversation_updated(id.as_str(), &members).await;
         Ok(())
     }
 }

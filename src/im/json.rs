@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use schema::{ConversationRow, MemberRow, MessageRow};
 
+use crate::domain::{ConversationId, ConversationKind, kind_of};
 use crate::store::ConversationSummary;
 
 /// A message as pushed and as returned by the REST API.
@@ -40,17 +41,6 @@ pub struct MessageJson {
     pub created_at: i64,
 }
 
-/// The kind of a conversation from its id.
-pub fn conversation_type(id: &str) -> &'static str {
-    match id.split_once('_').map(|(kind, _)| kind) {
-        Some("private") => "private",
-        Some("group") => "group",
-        Some("system") => "system",
-        Some("assistant") => "assistant",
-        _ => "unknown",
-    }
-}
-
 fn parse_json(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
@@ -60,7 +50,9 @@ impl From<&MessageRow> for MessageJson {
         MessageJson {
             id: row.id.to_string(),
             conversation_id: row.conversation_id.clone(),
-            conversation_type: conversation_type(&row.conversation_id).to_owned(),
+            conversation_type: kind_of(&row.conversation_id)
+                .map_or("unknown", ConversationKind::as_str)
+                .to_owned(),
             seq: row.seq,
             sender_id: row.sender_id.clone(),
             client_msg_id: row.client_msg_id.clone(),
@@ -147,21 +139,21 @@ impl From<&MemberRow> for MemberJson {
     }
 }
 
-/// The other user of a private conversation id `private_<a>_<b>` (user ids have no `_`).
+/// The other user of a private conversation `me` is in, from its stored id; `None` for the
+/// other kinds.
 pub fn peer_of(conversation: &str, me: &str) -> Option<String> {
-    let rest = conversation.strip_prefix("private_")?;
-    let (a, b) = rest.split_once('_')?;
-    Some(if a == me { b } else { a }.to_owned())
+    ConversationId::parse(conversation)
+        .ok()?
+        .peer(me)
+        .map(str::to_owned)
 }
 
 impl ConversationJson {
     /// The list entry of a summary, as seen by `me`.
     pub fn from_summary(summary: &ConversationSummary, me: &str) -> ConversationJson {
         let row: &ConversationRow = &summary.conversation;
-        let is_group = row.kind == "group";
-        let peer_id = (row.kind == "private")
-            .then(|| peer_of(&row.id, me))
-            .flatten();
+        let is_group = row.kind.parse() == Ok(ConversationKind::Group);
+        let peer_id = peer_of(&row.id, me);
         ConversationJson {
             id: row.id.clone(),
             kind: row.kind.clone(),

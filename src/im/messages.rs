@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::Im;
 use super::json::{MessageJson, SendRequest, message_id, peer_of};
 use super::limits::Action;
-use super::{Im, group_topic};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::delivery::{AckHook, Route};
+use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole};
 use crate::hub::Publication;
 use crate::store::{NewMessage, SendOutcome, Target};
 use crate::util::now_ms;
@@ -115,21 +116,22 @@ impl Im {
                     b: to.clone(),
                 })
             }
-            (None, Some(id)) if super::json::conversation_type(id) == "assistant" => {
-                self.assistant_target(sender, id).await
-            }
-            (None, Some(id)) => {
-                let (row, _) = self.membership(id, me).await?;
-                if row.status != "active" {
+            (None, Some(text)) => {
+                let id = super::conversation_id(text)?;
+                if id.kind() == ConversationKind::Assistant {
+                    return self.assistant_target(sender, &id).await;
+                }
+                let (row, _) = self.membership(&id, me).await?;
+                if row.status.parse() != Ok(ConversationStatus::Active) {
                     return Err(AppError::new(
                         ErrorCode::Conflict,
                         format!("{id} is {}", row.status),
                     ));
                 }
-                if row.kind == "system" {
+                if id.kind() == ConversationKind::System {
                     return Err(AppError::forbidden("system conversations are read-only"));
                 }
-                Ok(Target::Conversation(id.clone()))
+                Ok(Target::Conversation(id.into()))
             }
             (Some(_), Some(_)) => Err(invalid("give either to or conversationId, not both")),
             (None, None) => Err(invalid("missing to or conversationId")),
@@ -257,9 +259,7 @@ impl Im {
                 "conversation.updated",
                 &json!({"conversationId": conversation, "readSeq": seq, "unreadCount": 0}),
             );
-            if super::json::conversation_type(conversation) == "private"
-                && let Some(peer) = peer_of(conversation, reader)
-            {
+            if let Some(peer) = peer_of(conversation, reader) {
                 im.push_user(
                     &peer,
                     "events",
@@ -273,14 +273,17 @@ impl Im {
     fn push_new(&self, message: &MessageRow) {
         let body = super::to_json(&MessageJson::from(message));
         let conversation = &message.conversation_id;
-        match super::json::conversation_type(conversation) {
-            "group" => {
+        let id = ConversationId::parse(conversation).ok();
+        match id.as_ref().map(ConversationId::kind) {
+            Some(ConversationKind::Group) => {
+                let Some(topic) = id.as_ref().and_then(ConversationId::topic) else {
+                    return;
+                };
                 let mut publication = Publication::json_event("message.new", body);
                 publication.sequence = Some(message.seq);
-                self.hub()
-                    .publish(&Route::Topic(group_topic(conversation)), publication);
+                self.hub().publish(&Route::Topic(topic), publication);
             }
-            "private" => {
+            Some(ConversationKind::Private) => {
                 let Some(peer) = peer_of(conversation, &message.sender_id) else {
                     return;
                 };
@@ -305,15 +308,19 @@ impl Im {
                     self.offline_event(message.clone(), peer);
                 }
             }
-            "system" => {
-                self.publish_json(
-                    &user_route(conversation.trim_start_matches("system_"), "notifications"),
-                    "notification.new",
-                    &body,
-                );
+            Some(ConversationKind::System) => {
+                if let Some(user) = id.as_ref().and_then(ConversationId::owner) {
+                    self.publish_json(
+                        &user_route(user, "notifications"),
+                        "notification.new",
+                        &body,
+                    );
+                }
             }
-            "assistant" => self.push_assistant(conversation, "message.new", &body),
-            _ => {
+            Some(ConversationKind::Assistant) => {
+                self.push_assistant(conversation, "message.new", &body);
+            }
+            None => {
                 let hub = self.hub().clone();
                 let im = self.clone();
                 let conversation = conversation.clone();
@@ -393,7 +400,9 @@ impl Im {
         if up_to_seq < 0 {
             return Err(invalid("upToSeq must not be negative"));
         }
-        let (row, member) = self.membership(conversation, &reader.user_id).await?;
+        let (row, member) = self
+            .membership(&super::conversation_id(conversation)?, &reader.user_id)
+            .await?;
         let moved = self
             .store()
             .mark_read(conversation, &reader.user_id, up_to_seq)
@@ -418,9 +427,7 @@ impl Im {
             &json!({"conversationId": conversation, "readSeq": read_seq, "unreadCount": unread}),
             exclude,
         );
-        if row.kind == "private"
-            && let Some(peer) = peer_of(conversation, &reader.user_id)
-        {
+        if let Some(peer) = peer_of(conversation, &reader.user_id) {
             self.push_user(
                 &peer,
                 "events",
@@ -444,12 +451,14 @@ impl Im {
             .message(id)
             .await?
             .ok_or_else(super::no_message)?;
+        let conversation =
+            super::conversation_id(&message.conversation_id).map_err(hide_conversation)?;
         let (row, member) = self
-            .access(&message.conversation_id, caller)
+            .access(&conversation, caller)
             .await
             .map_err(hide_conversation)?;
-        let moderator = row.kind == "group"
-            && member.is_some_and(|m| matches!(m.role.as_str(), "owner" | "admin"));
+        let moderator = row.kind.parse() == Ok(ConversationKind::Group)
+            && member.is_some_and(|m| m.role.parse().is_ok_and(MemberRole::manages));
         if !moderator {
             if message.sender_id != caller.user_id {
                 return Err(AppError::forbidden(
@@ -481,13 +490,14 @@ impl Im {
             "messageId": recalled.id.to_string(),
             "seq": recalled.seq,
         }));
-        match row.kind.as_str() {
-            "group" => self.publish_json(
-                &Route::Topic(group_topic(&row.id)),
-                "message.recalled",
-                &body,
-            ),
-            "assistant" => self.push_assistant(&row.id, "message.recalled", &body),
+        let id = ConversationId::parse(&row.id).ok();
+        match id.as_ref().map(|id| (id.kind(), id.topic())) {
+            Some((ConversationKind::Group, Some(topic))) => {
+                self.publish_json(&Route::Topic(topic), "message.recalled", &body);
+            }
+            Some((ConversationKind::Assistant, _)) => {
+                self.push_assistant(&row.id, "message.recalled", &body);
+            }
             _ => {
                 for user in self.audience(&row.id).await? {
                     self.publish_json(&user_route(&user, "messages"), "message.recalled", &body);
@@ -521,7 +531,9 @@ impl Im {
             .message(id)
             .await?
             .ok_or_else(super::no_message)?;
-        self.membership(&message.conversation_id, &caller.user_id)
+        let conversation =
+            super::conversation_id(&message.conversation_id).map_err(hide_conversation)?;
+        self.membership(&conversation, &caller.user_id)
             .await
             .map_err(hide_conversation)?;
         self.store()
@@ -547,20 +559,22 @@ impl Im {
         if !self.within_rate(Action::Typing, &caller.user_id).await {
             return Ok(());
         }
-        let (row, _) = self.membership(conversation, &caller.user_id).await?;
+        let id = super::conversation_id(conversation)?;
+        self.membership(&id, &caller.user_id).await?;
         let body = json!({"conversationId": conversation, "userId": caller.user_id});
-        match row.kind.as_str() {
-            "group" => {
+        match id.kind() {
+            ConversationKind::Group => {
                 // The topic reaches the typing session too; it is not told about itself.
                 let mut publication = Publication::json_event("typing", super::to_json(&body));
-                if let Origin::Session(id) = origin {
-                    publication.exclude_session = Some(id);
+                if let Origin::Session(session) = origin {
+                    publication.exclude_session = Some(session);
                 }
-                self.hub()
-                    .publish(&Route::Topic(group_topic(conversation)), publication);
+                if let Some(topic) = id.topic() {
+                    self.hub().publish(&Route::Topic(topic), publication);
+                }
             }
-            "private" => {
-                let Some(peer) = peer_of(conversation, &caller.user_id) else {
+            ConversationKind::Private => {
+                let Some(peer) = id.peer(&caller.user_id).map(str::to_owned) else {
                     return Ok(());
                 };
                 let blocked = self.store().blocked_between(&caller.user_id, &peer).await?;

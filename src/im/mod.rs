@@ -41,6 +41,7 @@ use serde::Serialize;
 use crate::app_error::{AppError, ErrorCode};
 use crate::config::Config;
 use crate::delivery::Route;
+use crate::domain::{ConversationId, ConversationKind};
 use crate::hub::{Hub, Publication};
 use crate::store::{Store, StoreError};
 use schema::{ConversationRow, MemberRow};
@@ -219,11 +220,11 @@ impl Im {
     }
 
     /// The conversation, or `NOT_FOUND`.
-    async fn conversation(&self, id: &str) -> Result<ConversationRow, AppError> {
+    async fn conversation(&self, id: &ConversationId) -> Result<ConversationRow, AppError> {
         self.store()
-            .conversation(id)
+            .conversation(id.as_str())
             .await?
-            .ok_or_else(|| no_conversation(id))
+            .ok_or_else(|| no_conversation(id.as_str()))
     }
 
     /// The caller's membership. A group the caller is not in is `NOT_MEMBER`; any other
@@ -233,17 +234,17 @@ impl Im {
     /// its members and former members know.
     async fn membership(
         &self,
-        conversation: &str,
+        conversation: &ConversationId,
         user: &str,
     ) -> Result<(ConversationRow, MemberRow), AppError> {
         let row = self.conversation(conversation).await?;
-        match self.store().member(conversation, user).await? {
+        match self.store().member(conversation.as_str(), user).await? {
             Some(member) => Ok((row, member)),
-            None if row.kind == "group" => Err(AppError::new(
+            None if row.kind.parse() == Ok(ConversationKind::Group) => Err(AppError::new(
                 ErrorCode::NotMember,
                 format!("not a member of {conversation}"),
             )),
-            None => Err(no_conversation(conversation)),
+            None => Err(no_conversation(conversation.as_str())),
         }
     }
 
@@ -271,12 +272,14 @@ impl Im {
         );
     }
 
-    /// Pushes an event on a group's topic.
-    fn push_group(&self, conversation: &str, event: &str, body: &impl Serialize) {
-        self.hub().publish(
-            &Route::Topic(group_topic(conversation)),
-            Publication::json_event(event, to_json(body)),
-        );
+    /// Pushes an event on a group's topic (nothing for the other kinds, which have none).
+    fn push_group(&self, conversation: &ConversationId, event: &str, body: &impl Serialize) {
+        if let Some(topic) = conversation.topic() {
+            self.hub().publish(
+                &Route::Topic(topic),
+                Publication::json_event(event, to_json(body)),
+            );
+        }
     }
 }
 
@@ -320,9 +323,14 @@ fn page_limit(text: Option<&str>) -> Result<i64, AppError> {
     }
 }
 
-/// The topic name of a group conversation: `/topic/group.<conversationId>`.
-pub fn group_topic(conversation: &str) -> String {
-    format!("group.{conversation}")
+/// A conversation id a peer sent, checked; one that is not a conversation id names no
+/// conversation, and is answered as one that does not exist.
+///
+/// # Errors
+///
+/// `NOT_FOUND`, word for word as [`Im`] answers for an unknown conversation.
+pub fn conversation_id(text: &str) -> Result<ConversationId, AppError> {
+    ConversationId::parse(text).map_err(|_| no_conversation(text))
 }
 
 fn to_json(body: &impl Serialize) -> Vec<u8> {

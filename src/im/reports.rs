@@ -97,8 +97,9 @@ impl Im {
     ) -> Result<i64, AppError> {
         let not_found = || AppError::new(ErrorCode::NotFound, "no such message");
         let row = self.store().message(id).await?.ok_or_else(not_found)?;
+        let conversation = super::conversation_id(&row.conversation_id).map_err(|_| not_found())?;
         let (_, member) = self
-            .access(&row.conversation_id, caller)
+            .access(&conversation, caller)
             .await
             .map_err(|_| not_found())?;
         if member.is_some_and(|m| row.seq <= m.joined_seq) {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::Im;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
+use crate::domain::{ConversationKind, ConversationStatus, MemberRole};
 use crate::metrics::Metrics;
 use crate::util::now_ms;
 
@@ -70,25 +71,28 @@ impl Im {
                 "{KEY} must be 1 to {MAX_RETENTION_DAYS}, or null to keep messages forever"
             )));
         }
-        let (row, member) = self.membership(conversation, &caller.user_id).await?;
-        match row.kind.as_str() {
-            "private" => {}
-            "group" => {
-                if row.status != "active" {
+        let (row, member) = self
+            .membership(&super::conversation_id(conversation)?, &caller.user_id)
+            .await?;
+        match row.kind.parse() {
+            Ok(ConversationKind::Private) => {}
+            Ok(ConversationKind::Group) => {
+                if row.status.parse() != Ok(ConversationStatus::Active) {
                     return Err(AppError::new(
                         ErrorCode::Conflict,
                         format!("{conversation} is {}", row.status),
                     ));
                 }
-                if member.role == "member" {
+                if !member.role.parse().is_ok_and(MemberRole::manages) {
                     return Err(AppError::forbidden(
                         "only the owner or an admin may set the group's retention",
                     ));
                 }
             }
-            other => {
+            _ => {
                 return Err(AppError::forbidden(format!(
-                    "{KEY} cannot be set on {other} conversations"
+                    "{KEY} cannot be set on {} conversations",
+                    row.kind
                 )));
             }
         }

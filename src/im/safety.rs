@@ -8,12 +8,13 @@ use std::time::Duration;
 use dashmap::{DashMap, DashSet};
 
 use super::Im;
-use super::json::{conversation_type, peer_of};
+use super::json::peer_of;
 use super::limits::{Action, ActionRates, Decision, InProcessLimiter, Rate, RateLimiter};
 use super::moderation::Words;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::config::{Config, ModerationAction};
+use crate::domain::ConversationId;
 use crate::hub::SubscriptionKey;
 use crate::store::safety::{BanRow, HitRow, row_id};
 use crate::store::{NewMessage, Target};
@@ -191,7 +192,7 @@ impl Im {
     ///
     /// `RATE_LIMITED`, `BLOCKED`, `UNAVAILABLE`.
     pub(super) async fn open_private(&self, me: &str, peer: &str) -> Result<String, AppError> {
-        let id = crate::store::private_id(me, peer);
+        let id: String = ConversationId::private(me, peer).into();
         if self.store().conversation(&id).await?.is_some() {
             return Ok(id);
         }
@@ -257,9 +258,9 @@ impl Im {
         }
         let conversation = message.target.conversation_id();
         let peer = match &message.target {
-            Target::Private { .. } => peer_of(&conversation, me),
-            Target::Conversation(id) if conversation_type(id) == "private" => peer_of(id, me),
-            _ => None,
+            // Only a private conversation has a peer.
+            Target::Private { .. } | Target::Conversation(_) => peer_of(&conversation, me),
+            Target::System { .. } | Target::Assistant { .. } => None,
         };
         // The writer refuses the message with BLOCKED if the peer has blocked the sender.
         message.unless_blocked_by.clone_from(&peer);

@@ -73,7 +73,8 @@ impl Im {
             .filter(|c| !c.is_empty())
             .map(str::to_owned);
         if let Some(id) = &conversation {
-            self.membership(id, &caller.user_id).await?;
+            self.membership(&super::conversation_id(id)?, &caller.user_id)
+                .await?;
         }
         let format = params.format.filter(|f| !f.is_empty()).map(str::to_owned);
         if let Some(format) = &format

@@ -13,6 +13,7 @@ use super::json::{
 use super::messages::Origin;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
+use crate::domain::{ConversationId, ConversationKind, GROUP_TOPIC_PREFIX, kind_of};
 use crate::router::{
     AfterReceipt, AppHandler, AppRequest, Extensions, HandlerFuture, SubscribeGuard,
 };
@@ -33,7 +34,7 @@ pub fn extensions(im: &Im) -> Extensions {
         .app("message.recall", handler(Kind::Recall))
         .app("typing", handler(Kind::Typing))
         .topics(
-            "group.",
+            GROUP_TOPIC_PREFIX,
             Arc::new(GroupGuard { im: im.clone() }),
             Some(handler(Kind::TopicSend)),
         )
@@ -128,8 +129,9 @@ impl Handler {
                     let mut send: SendRequest = parse(request.body)?;
                     let conversation = send
                         .conversation_id
-                        .get_or_insert_with(|| format!("assistant_{}", identity.user_id));
-                    if super::json::conversation_type(conversation) != "assistant" {
+                        .get_or_insert_with(|| ConversationId::assistant(&identity.user_id).into());
+                    // A malformed assistant id is answered by `Im::send`, as for any other.
+                    if kind_of(conversation) != Some(ConversationKind::Assistant) {
                         return Err(AppError::invalid(format!(
                             "{conversation} is not an assistant conversation"
                         )));
@@ -141,7 +143,8 @@ impl Handler {
                     let mut send: SendRequest = parse(request.body)?;
                     let conversation = request
                         .destination
-                        .strip_prefix("/topic/group.")
+                        .strip_prefix("/topic/")
+                        .and_then(|topic| topic.strip_prefix(GROUP_TOPIC_PREFIX))
                         .unwrap_or_default()
                         .to_owned();
                     if send
@@ -221,7 +224,7 @@ impl Handler {
             .conversation_id
             .clone()
             .ok_or_else(|| AppError::invalid("missing conversationId"))?;
-        if super::json::conversation_type(&conversation) != "group" {
+        if kind_of(&conversation) != Some(ConversationKind::Group) {
             return Err(AppError::invalid(format!("{conversation} is not a group")));
         }
         send.to = None;
@@ -241,9 +244,13 @@ impl SubscribeGuard for GroupGuard {
         name: &'a str,
     ) -> HandlerFuture<'a, Result<(), AppError>> {
         Box::pin(async move {
-            let conversation = name.strip_prefix("group.").unwrap_or_default();
-            match self.im.membership(conversation, &identity.user_id).await {
-                Ok(_) => Ok(()),
+            let conversation = name.strip_prefix(GROUP_TOPIC_PREFIX).unwrap_or_default();
+            let membership = match super::conversation_id(conversation) {
+                Ok(id) => self.im.membership(&id, &identity.user_id).await.map(drop),
+                Err(error) => Err(error),
+            };
+            match membership {
+                Ok(()) => Ok(()),
                 Err(error) if matches!(error.code, ErrorCode::NotMember | ErrorCode::NotFound) => {
                     Err(AppError::forbidden(format!(
                         "not a member of {conversation}"
@@ -261,8 +268,10 @@ impl SubscribeGuard for GroupGuard {
                 return;
             }
             // Read now that this node's binding exists: every seq after this one reaches it.
-            let conversation = name.strip_prefix("group.").unwrap_or_default();
-            if let Ok(row) = self.im.conversation(conversation).await {
+            let conversation = name.strip_prefix(GROUP_TOPIC_PREFIX).unwrap_or_default();
+            if let Ok(id) = super::conversation_id(conversation)
+                && let Ok(row) = self.im.conversation(&id).await
+            {
                 self.im.hub().order_topic_from(name, row.last_seq + 1);
             }
         })

@@ -10,6 +10,7 @@ use schema::{conversations, members};
 use super::conversations::{member_row, new_conversation};
 use super::safety::tables::blocks;
 use super::{Store, StoreError, with_conn};
+use crate::domain::{ConversationId, ConversationKind, MemberRole};
 use crate::util::now_ms;
 
 impl Store {
@@ -95,7 +96,7 @@ impl Store {
     ///
     /// [`StoreError::Blocked`] naming `peer`; [`StoreError`] when the database fails.
     pub async fn create_private(&self, user: &str, peer: &str) -> Result<String, StoreError> {
-        let id = super::messages::private_id(user, peer);
+        let id: String = ConversationId::private(user, peer).into();
         let now = now_ms();
         self.timed(async {
             with_conn!(&self.pool, |conn| {
@@ -111,13 +112,17 @@ impl Store {
                         return Err(StoreError::Blocked(peer.to_owned()));
                     }
                     diesel::insert_into(conversations::table)
-                        .values(&new_conversation(id.clone(), "private", now))
+                        .values(&new_conversation(
+                            id.clone(),
+                            ConversationKind::Private,
+                            now,
+                        ))
                         .on_conflict_do_nothing()
                         .execute(conn)
                         .await?;
                     let rows = [
-                        member_row(&id, user, "member", now, 0),
-                        member_row(&id, peer, "member", now, 0),
+                        member_row(&id, user, MemberRole::Member, now, 0),
+                        member_row(&id, peer, MemberRole::Member, now, 0),
                     ];
                     super::InsertRows::insert_members(conn, &rows).await?;
                     Ok::<_, StoreError>(())

@@ -7,6 +7,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, messages};
 
 use super::{Store, StoreError, with_conn};
+use crate::domain::{ConversationKind, ConversationStatus, MemberRole};
 use crate::util::now_ms;
 
 /// One entry of a user's conversation list.
@@ -75,10 +76,10 @@ fn parse_cursor(cursor: &str) -> Option<(bool, i64, String)> {
 }
 
 /// A new active conversation with nothing in it yet.
-pub(super) fn new_conversation(id: String, kind: &str, now: i64) -> ConversationRow {
+pub(super) fn new_conversation(id: String, kind: ConversationKind, now: i64) -> ConversationRow {
     ConversationRow {
         id,
-        kind: kind.to_owned(),
+        kind: kind.as_str().to_owned(),
         name: None,
         avatar: None,
         announcement: None,
@@ -87,7 +88,7 @@ pub(super) fn new_conversation(id: String, kind: &str, now: i64) -> Conversation
         last_seq: 0,
         last_message_id: None,
         last_activity_at: now,
-        status: "active".to_owned(),
+        status: ConversationStatus::Active.as_str().to_owned(),
         settings: "{}".to_owned(),
         created_at: now,
     }
@@ -97,14 +98,14 @@ pub(super) fn new_conversation(id: String, kind: &str, now: i64) -> Conversation
 pub(super) fn member_row(
     conversation: &str,
     user: &str,
-    role: &str,
+    role: MemberRole,
     now: i64,
     seq: i64,
 ) -> MemberRow {
     MemberRow {
         conversation_id: conversation.to_owned(),
         user_id: user.to_owned(),
-        role: role.to_owned(),
+        role: role.as_str().to_owned(),
         joined_at: now,
         left_at: None,
         joined_seq: seq,
@@ -365,14 +366,14 @@ impl Store {
             name: Some(name.to_owned()),
             avatar: avatar.map(str::to_owned),
             owner_id: Some(owner.to_owned()),
-            ..new_conversation(id.to_owned(), "group", now)
+            ..new_conversation(id.to_owned(), ConversationKind::Group, now)
         };
-        let mut rows = vec![member_row(id, owner, "owner", now, 0)];
+        let mut rows = vec![member_row(id, owner, MemberRole::Owner, now, 0)];
         rows.extend(
             members
                 .iter()
                 .filter(|m| m.as_str() != owner)
-                .map(|m| member_row(id, m, "member", now, 0)),
+                .map(|m| member_row(id, m, MemberRole::Member, now, 0)),
         );
         self.timed(async {
             with_conn!(&self.pool, |conn| {
@@ -407,7 +408,7 @@ impl Store {
                 let changed = diesel::update(
                     conversations::table
                         .find(id)
-                        .filter(conversations::status.eq("active")),
+                        .filter(conversations::status.eq(ConversationStatus::Active.as_str())),
                 )
                 .set((change, conversations::last_activity_at.eq(now)))
                 .execute(conn)
@@ -446,7 +447,7 @@ impl Store {
                     let last_seq: i64 = diesel::update(
                         conversations::table
                             .find(id)
-                            .filter(conversations::status.eq("active")),
+                            .filter(conversations::status.eq(ConversationStatus::Active.as_str())),
                     )
                     .set(conversations::last_activity_at.eq(now))
                     .returning(conversations::last_seq)
@@ -473,7 +474,7 @@ impl Store {
                         let rejoined = diesel::update(members::table.find((id, user)))
                             .set((
                                 members::left_at.eq(None::<i64>),
-                                members::role.eq("member"),
+                                members::role.eq(MemberRole::Member.as_str()),
                                 members::joined_at.eq(now),
                                 members::joined_seq.eq(last_seq),
                                 members::read_seq.eq(last_seq),
@@ -482,7 +483,7 @@ impl Store {
                             .await?;
                         if rejoined == 0 {
                             diesel::insert_into(members::table)
-                                .values(&member_row(id, user, "member", now, last_seq))
+                                .values(&member_row(id, user, MemberRole::Member, now, last_seq))
                                 .execute(conn)
                                 .await?;
                         }
@@ -527,17 +528,17 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when the user is not a member.
-    pub async fn set_role(&self, id: &str, user: &str, role: &str) -> Result<(), StoreError> {
+    pub async fn set_role(&self, id: &str, user: &str, role: MemberRole) -> Result<(), StoreError> {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
                 conn.transaction(async |conn| {
-                    if role == "owner" {
+                    if role == MemberRole::Owner {
                         diesel::update(
                             members::table
                                 .filter(members::conversation_id.eq(id))
-                                .filter(members::role.eq("owner")),
+                                .filter(members::role.eq(MemberRole::Owner.as_str())),
                         )
-                        .set(members::role.eq("admin"))
+                        .set(members::role.eq(MemberRole::Admin.as_str()))
                         .execute(conn)
                         .await?;
                         diesel::update(conversations::table.find(id))
@@ -550,7 +551,7 @@ impl Store {
                             .find((id, user))
                             .filter(members::left_at.is_null()),
                     )
-                    .set(members::role.eq(role))
+                    .set(members::role.eq(role.as_str()))
                     .execute(conn)
                     .await?;
                     if changed == 0 {
@@ -576,10 +577,10 @@ impl Store {
                 let changed = diesel::update(
                     conversations::table
                         .find(id)
-                        .filter(conversations::status.eq("active")),
+                        .filter(conversations::status.eq(ConversationStatus::Active.as_str())),
                 )
                 .set((
-                    conversations::status.eq("dissolved"),
+                    conversations::status.eq(ConversationStatus::Dissolved.as_str()),
                     conversations::last_activity_at.eq(now),
                 ))
                 .execute(conn)

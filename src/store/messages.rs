@@ -6,6 +6,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{MessageDeletionRow, MessageRow, conversations, members, message_deletions, messages};
 
 use super::{Store, StoreError, with_conn};
+use crate::domain::{ConversationId, ConversationKind, MessageStatus, kind_of};
 use crate::util::now_ms;
 
 /// Where a new message goes.
@@ -37,19 +38,19 @@ impl Target {
     pub fn conversation_id(&self) -> String {
         match self {
             Target::Conversation(id) => id.clone(),
-            Target::Private { a, b } => private_id(a, b),
-            Target::System { user } => format!("system_{user}"),
-            Target::Assistant { user } => format!("assistant_{user}"),
+            Target::Private { a, b } => ConversationId::private(a, b).into(),
+            Target::System { user } => ConversationId::system(user).into(),
+            Target::Assistant { user } => ConversationId::assistant(user).into(),
         }
     }
 
     /// The conversation kind, for targets that create their conversation.
-    pub(crate) fn kind(&self) -> Option<&'static str> {
+    pub(crate) fn kind(&self) -> Option<ConversationKind> {
         match self {
             Target::Conversation(_) => None,
-            Target::Private { .. } => Some("private"),
-            Target::System { .. } => Some("system"),
-            Target::Assistant { .. } => Some("assistant"),
+            Target::Private { .. } => Some(ConversationKind::Private),
+            Target::System { .. } => Some(ConversationKind::System),
+            Target::Assistant { .. } => Some(ConversationKind::Assistant),
         }
     }
 
@@ -62,12 +63,6 @@ impl Target {
             Target::System { user } | Target::Assistant { user } => vec![user.clone()],
         }
     }
-}
-
-/// The private conversation id of two users: `private_<min>_<max>` in byte order.
-pub fn private_id(a: &str, b: &str) -> String {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
-    format!("private_{low}_{high}")
 }
 
 /// A message to store.
@@ -262,7 +257,7 @@ impl Store {
     pub async fn with_statuses(&self, rows: &mut [MessageRow]) -> Result<(), StoreError> {
         let mut private: Vec<&str> = rows
             .iter()
-            .filter(|row| row.status != "recalled" && row.conversation_id.starts_with("private_"))
+            .filter(|row| counts_deliveries(row))
             .map(|row| row.conversation_id.as_str())
             .collect();
         if private.is_empty() {
@@ -286,19 +281,16 @@ impl Store {
                 })
             })
             .await?;
-        for row in rows
-            .iter_mut()
-            .filter(|row| row.status != "recalled" && row.conversation_id.starts_with("private_"))
-        {
+        for row in rows.iter_mut().filter(|row| counts_deliveries(row)) {
             let recipient = positions
                 .iter()
                 .find(|(c, u, _, _)| *c == row.conversation_id && *u != row.sender_id);
             let status = match recipient {
-                Some((_, _, read, _)) if row.seq <= *read => "read",
-                Some((_, _, _, delivered)) if row.seq <= *delivered => "delivered",
-                _ => "sent",
+                Some((_, _, read, _)) if row.seq <= *read => MessageStatus::Read,
+                Some((_, _, _, delivered)) if row.seq <= *delivered => MessageStatus::Delivered,
+                _ => MessageStatus::Sent,
             };
-            status.clone_into(&mut row.status);
+            status.as_str().clone_into(&mut row.status);
         }
         Ok(())
     }
@@ -325,7 +317,7 @@ impl Store {
                     .set((
                         messages::content.eq(""),
                         messages::attachment.eq(None::<String>),
-                        messages::status.eq("recalled"),
+                        messages::status.eq(MessageStatus::Recalled.as_str()),
                         messages::recalled_at.eq(Some(now)),
                     ))
                     .execute(conn)
@@ -397,4 +389,11 @@ impl Store {
         })
         .await
     }
+}
+
+/// Whether a message's status depends on its recipient's positions: a private message that
+/// was not recalled (a group's or a user's own conversation has no one recipient).
+fn counts_deliveries(row: &MessageRow) -> bool {
+    row.status.parse() != Ok(MessageStatus::Recalled)
+        && kind_of(&row.conversation_id) == Some(ConversationKind::Private)
 }

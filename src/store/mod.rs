@@ -42,7 +42,7 @@ use crate::util::now_ms;
 
 pub use assistant::{AssistantPage, AssistantSummary};
 pub use conversations::{ConversationPage, ConversationSummary, GroupChange, SettingsChange};
-pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target, private_id};
+pub use messages::{HistoryQuery, NewMessage, SendOutcome, Target};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

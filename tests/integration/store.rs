@@ -396,7 +396,10 @@ async fn groups_refuse_to_grow_past_their_limit_and_rejoined_members_start_at_th
         assert_eq!(added, vec!["carol".to_owned()]);
         let carol = store.member("group_1", "carol").await.unwrap().unwrap();
         assert_eq!(carol.joined_seq, 1, "{}", database.label);
-        store.set_role("group_1", "bob", "owner").await.unwrap();
+        store
+            .set_role("group_1", "bob", broker::domain::MemberRole::Owner)
+            .await
+            .unwrap();
         let group = store.conversation("group_1").await.unwrap().unwrap();
         assert_eq!(group.owner_id.as_deref(), Some("bob"));
         assert_eq!(

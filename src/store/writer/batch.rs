@@ -13,6 +13,7 @@ use diesel_async::AsyncConnection;
 use schema::{ConversationRow, MemberRow, MessageRow};
 
 use super::statements::{BatchStatements, ReadMark, Reservation, Reserved};
+use crate::domain::{MemberRole, MessageStatus};
 use crate::store::conversations::{member_row, new_conversation};
 use crate::store::messages::{NewMessage, SendOutcome};
 use crate::store::shares::RecordShares;
@@ -182,7 +183,7 @@ async fn create_conversations<C: BatchStatements + InsertRows + Send>(
     let mut member_rows: Vec<MemberRow> = Vec::new();
     for id in inserted {
         for user in participants.remove(&id).unwrap_or_default() {
-            member_rows.push(member_row(&id, &user, "member", now, 0));
+            member_rows.push(member_row(&id, &user, MemberRole::Member, now, 0));
         }
         created.insert(id, true);
     }
@@ -355,7 +356,7 @@ fn message_row(
         attachment: message.attachment.clone(),
         reply_to: message.reply_to,
         forwarded_from: message.forwarded_from.clone(),
-        status: "sent".to_owned(),
+        status: MessageStatus::Sent.as_str().to_owned(),
         created_at: now,
         recalled_at: None,
     }

@@ -13,6 +13,7 @@ use schema::{
 use super::statements::{
     BatchStatements, BlockRow, DeliveryMark, IdRow, ReadMark, Reservation, Reserved,
 };
+use crate::domain::ConversationStatus;
 use crate::store::{InsertRows, SqliteConn};
 
 /// `select` over `k(a, b)`, a table of `pairs` given as one `VALUES` list: a whole batch's
@@ -115,7 +116,7 @@ impl BatchStatements for SqliteConn {
             let last: Option<i64> = diesel::update(
                 conversations::table
                     .find(reservation.conversation)
-                    .filter(conversations::status.eq("active")),
+                    .filter(conversations::status.eq(ConversationStatus::Active.as_str())),
             )
             .set((
                 conversations::last_seq.eq(conversations::last_seq + reservation.count),
