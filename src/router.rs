@@ -124,8 +124,9 @@ impl Acl {
 pub struct AppRequest<'a> {
     /// The sending session.
     pub session: &'a Arc<SessionHandle>,
-    /// The destination as sent.
-    pub destination: &'a str,
+    /// The destination, parsed: handlers read the topic name or the user from it rather than
+    /// from the text.
+    pub destination: Destination<'a>,
     /// The frame's headers.
     pub headers: &'a Headers,
     /// The frame's body.
@@ -356,31 +357,32 @@ impl Router {
     /// # Errors
     ///
     /// [`RouteError`] when the destination is unknown or refused, or the handler fails.
-    pub async fn send(
+    pub async fn send<'a>(
         &self,
-        session: &Arc<SessionHandle>,
-        destination: &str,
-        headers: &Headers,
-        body: &Bytes,
+        session: &'a Arc<SessionHandle>,
+        destination: &'a str,
+        headers: &'a Headers,
+        body: &'a Bytes,
     ) -> Result<Option<AfterReceipt>, RouteError> {
         let identity = &session.identity;
-        let request = || AppRequest {
+        let parsed = Destination::parse(destination);
+        let request = |destination: Destination<'a>| AppRequest {
             session,
             destination,
             headers,
             body,
         };
-        match Destination::parse(destination) {
-            Some(Destination::App(name)) => match self.extensions.app.get(name) {
-                Some(handler) => Ok(handler.handle(request()).await?),
+        match parsed {
+            Some(app @ Destination::App(name)) => match self.extensions.app.get(name) {
+                Some(handler) => Ok(handler.handle(request(app)).await?),
                 None => Err(RouteError::Forbidden(format!(
                     "unknown destination {destination}"
                 ))),
             },
-            Some(Destination::Topic(name)) => {
+            Some(topic @ Destination::Topic(name)) => {
                 if let Some(claimed) = self.claimed_topic(name) {
                     return match &claimed.send {
-                        Some(handler) => Ok(handler.handle(request()).await?),
+                        Some(handler) => Ok(handler.handle(request(topic)).await?),
                         None => Err(RouteError::App(AppError::forbidden(format!(
                             "{destination} takes SUBSCRIBE only"
                         )))),
@@ -424,14 +426,14 @@ impl Router {
                         RouteError::App(AppError::new(error.code(), error.to_string()))
                     })
             }
-            Some(Destination::UserQueue { user, queue }) => {
+            Some(user_queue @ Destination::UserQueue { user, queue }) => {
                 if !identity.has_role(Role::System) {
                     return Err(RouteError::App(AppError::forbidden(
                         "only role system may send to another user's queue",
                     )));
                 }
                 if let Some(handler) = self.extensions.user_queue_send.get(queue) {
-                    return Ok(handler.handle(request()).await?);
+                    return Ok(handler.handle(request(user_queue)).await?);
                 }
                 self.hub.publish(
                     &Route::User {

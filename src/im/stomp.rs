@@ -15,7 +15,7 @@ use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::domain::{ConversationId, ConversationKind, GROUP_TOPIC_PREFIX, kind_of};
 use crate::router::{
-    AfterReceipt, AppHandler, AppRequest, Extensions, HandlerFuture, SubscribeGuard,
+    AfterReceipt, AppHandler, AppRequest, Destination, Extensions, HandlerFuture, SubscribeGuard,
 };
 
 /// Registers the IM layer with the router.
@@ -141,12 +141,12 @@ impl Handler {
                 }
                 Kind::TopicSend => {
                     let mut send: SendRequest = parse(request.body)?;
-                    let conversation = request
-                        .destination
-                        .strip_prefix("/topic/")
-                        .and_then(|topic| topic.strip_prefix(GROUP_TOPIC_PREFIX))
-                        .unwrap_or_default()
-                        .to_owned();
+                    let conversation = match request.destination {
+                        Destination::Topic(topic) => topic.strip_prefix(GROUP_TOPIC_PREFIX),
+                        _ => None,
+                    }
+                    .unwrap_or_default()
+                    .to_owned();
                     if send
                         .conversation_id
                         .as_ref()
@@ -191,14 +191,12 @@ impl Handler {
                     Ok(None)
                 }
                 Kind::Notification => {
-                    let user = request
-                        .destination
-                        .strip_prefix("/user/")
-                        .and_then(|rest| rest.split_once('/'))
-                        .map(|(user, _)| user.to_owned())
-                        .unwrap_or_default();
+                    let user = match request.destination {
+                        Destination::UserQueue { user, .. } => user,
+                        _ => "",
+                    };
                     let notification: NotificationRequest = parse(request.body)?;
-                    im.notify(identity, &user, &notification).await?;
+                    im.notify(identity, user, &notification).await?;
                     Ok(None)
                 }
             }

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::envelope::Envelope;
 use super::supervisor::{AmqpSupervisor, AmqpUser};
 use crate::delivery::{Interest, Route};
+use crate::domain::GROUP_TOPIC_PREFIX;
 use crate::hub::{Hub, Publication};
 use crate::hub::{Relay, RelayError, RelayFuture};
 use crate::util::lock;
@@ -53,7 +54,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn routing_key(interest: &Interest) -> String {
     match interest {
         Interest::User(user) => format!("user.{user}"),
-        Interest::Topic(name) if name.starts_with("group.") => name.clone(),
+        Interest::Topic(name) if name.starts_with(GROUP_TOPIC_PREFIX) => name.clone(),
         Interest::Topic(name) => format!("topic.{name}"),
     }
 }
