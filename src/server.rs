@@ -78,6 +78,7 @@ pub struct Server {
     hub: Hub,
     auth: Arc<Authenticator>,
     im: Option<Im>,
+    routes: http::HttpRouter,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
@@ -180,9 +181,10 @@ impl Server {
             },
             serve_metrics: config.server.metrics_addr.is_none(),
         };
+        let routes = http::routes(state);
         listeners.serve(
             &config,
-            http::routes(state),
+            routes.clone(),
             sessions,
             slots,
             &shutdown,
@@ -205,10 +207,18 @@ impl Server {
             hub,
             auth,
             im,
+            routes,
             shutdown,
             tracker,
             grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
+    }
+
+    /// The HTTP routes with their state (REST API, health, the web client), to call in-process
+    /// without a socket. The connection-level guards (connection caps, header and body
+    /// timeouts) are not on this path; everything a route does is.
+    pub fn http_routes(&self) -> http::HttpRouter {
+        self.routes.clone()
     }
 
     /// The bound HTTP address (the real port when 0 was asked for).

@@ -61,7 +61,7 @@ impl TestBroker {
         body: Option<Value>,
     ) -> (u16, Value) {
         let token = self.token(user);
-        http_json(self.http_addr(), method, path, Some(&token), body).await
+        api_in_process(&self.server, method, path, Some(&token), body).await
     }
 
     /// A REST call with a system token.
@@ -73,8 +73,48 @@ impl TestBroker {
         body: Option<Value>,
     ) -> (u16, Value) {
         let token = self.system_token(user);
-        http_json(self.http_addr(), method, path, Some(&token), body).await
+        api_in_process(&self.server, method, path, Some(&token), body).await
     }
+}
+
+/// A REST call with a JSON body, in-process through the broker's routes (no socket: what is at
+/// stake is the API's behaviour, not the connection's); returns the status and the JSON body
+/// (`Null` when empty or not JSON). Tests of connection behaviour use [`http_raw`].
+pub async fn api_in_process(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", server.http_addr().to_string())
+        .header("content-type", "application/json")
+        .header("content-length", body.len());
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(axum::body::Body::from(body))
+        .expect("a valid request");
+    let call = server.http_routes().oneshot(request);
+    let response = tokio::time::timeout(WAIT * 6, call)
+        .await
+        .expect("the API answers in time")
+        .expect("routes are infallible");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("the answer's body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// One HTTP/1.1 request with a JSON body; returns the status and the JSON body (`Null` when
