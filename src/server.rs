@@ -105,12 +105,12 @@ impl Server {
         // The writer registers its commits with this order; the IM layer releases its pushes
         // through it (see `crate::ordering`).
         let push_order = Arc::new(PushOrder::default());
-        let store = Store::open(&store_settings, push_order).await?;
+        let store = Store::open(&store_settings, push_order.clone()).await?;
         let settings = ImSettings::from_config(&config);
         let files = crate::files::open_store(&config.files).map_err(StartError::Files)?;
         let im_backends = backends.connect_im().await?;
         Server::start_inner(config, backends, |hub| {
-            let im = Im::new(store, hub.clone(), settings, files, im_backends);
+            let im = Im::new(store, hub.clone(), push_order, settings, files, im_backends);
             (crate::im::stomp::extensions(&im), Some(im))
         })
         .await

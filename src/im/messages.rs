@@ -226,7 +226,7 @@ impl Im {
         let im = self.clone();
         let new = message.clone();
         let marked_read = sent.marked_read;
-        self.store().push_order().release(
+        self.inner.push_order.release(
             &message.conversation_id,
             message.seq,
             Box::new(move || {

@@ -43,6 +43,7 @@ use crate::config::Config;
 use crate::delivery::Route;
 use crate::domain::{ConversationId, ConversationKind};
 use crate::hub::{Hub, Publication};
+use crate::ordering::PushOrder;
 use crate::store::{Store, StoreError};
 use schema::{ConversationRow, MemberRow};
 
@@ -119,6 +120,8 @@ pub struct Im {
 struct Inner {
     store: Store,
     hub: Hub,
+    /// Where the writer registers committed seqs; pushes are released through it.
+    push_order: Arc<PushOrder>,
     settings: ImSettings,
     presence: Presence,
     delivery: delivery::Recorder,
@@ -149,10 +152,12 @@ impl ImBackends {
 
 impl Im {
     /// The service over `store` and `hub`, keeping uploads in `files`, with presence and rate
-    /// limits on `backends`.
+    /// limits on `backends`. Pushes of stored messages are released through `push_order`, the
+    /// one the store's writer registers its commits with.
     pub fn new(
         store: Store,
         hub: Hub,
+        push_order: Arc<PushOrder>,
         settings: ImSettings,
         files: Arc<dyn crate::files::FileStore>,
         backends: ImBackends,
@@ -168,6 +173,7 @@ impl Im {
                 limiter,
                 store,
                 hub,
+                push_order,
                 settings,
                 delivery,
             }),

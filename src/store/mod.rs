@@ -233,7 +233,6 @@ pub struct Store {
     pub(crate) outbox_node: Option<String>,
     pub(crate) timeout: Duration,
     writer: writer::WriterHandle,
-    push_order: Arc<PushOrder>,
     /// See [`Store::set_search_scan_limit`].
     pub(crate) search_scan_limit: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -252,14 +251,13 @@ impl Store {
         migrate(&settings.url).await?;
         let pool = connect(settings).await?;
         let ids = Arc::new(IdGenerator::new(settings.node_number));
-        let writer = writer::start(settings, ids.clone(), push_order.clone()).await?;
+        let writer = writer::start(settings, ids.clone(), push_order).await?;
         Ok(Store {
             pool,
             ids,
             outbox_node: settings.outbox_node.clone(),
             timeout: settings.timeout,
             writer,
-            push_order,
             search_scan_limit: Arc::new(std::sync::atomic::AtomicI64::new(
                 search::SQLITE_SCAN_LIMIT,
             )),
@@ -281,13 +279,6 @@ impl Store {
             tokio::time::timeout(Duration::from_secs(2), query).await,
             Ok(Ok(_))
         )
-    }
-
-    /// The push order this store's writer registers its commits with: pushes of stored
-    /// messages are released through it, so that subscribers get a conversation's messages in
-    /// seq order even when concurrent senders' stores complete together.
-    pub fn push_order(&self) -> &Arc<PushOrder> {
-        &self.push_order
     }
 
     /// Sets the size of a caller's history (messages) up to which SQLite search scans it instead
