@@ -288,24 +288,14 @@ impl Listeners {
         let http_listener = bind(server.http_addr).await?;
         let http_addr = local_addr(&http_listener, server.http_addr);
         info!(addr = %http_addr, "listening for HTTP and WebSocket (ws://{http_addr}/ws/im)");
-        let stomp = match server.stomp_tcp_addr {
-            Some(asked) => {
-                let listener = bind(asked).await?;
-                let addr = local_addr(&listener, asked);
-                info!(addr = %addr, "listening for STOMP over TCP");
-                Some((listener, addr))
-            }
-            None => None,
-        };
-        let metrics = match server.metrics_addr {
-            Some(asked) => {
-                let listener = bind(asked).await?;
-                let addr = local_addr(&listener, asked);
-                info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
-                Some((listener, addr))
-            }
-            None => None,
-        };
+        let stomp = bind_optional(server.stomp_tcp_addr).await?;
+        if let Some((_, addr)) = &stomp {
+            info!(addr = %addr, "listening for STOMP over TCP");
+        }
+        let metrics = bind_optional(server.metrics_addr).await?;
+        if let Some((_, addr)) = &metrics {
+            info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
+        }
         Ok(Listeners {
             http: (http_listener, http_addr),
             stomp,
@@ -364,6 +354,20 @@ impl Listeners {
                 tracker.clone(),
             ));
         }
+    }
+}
+
+/// Binds a listener when one is configured, with its real address.
+async fn bind_optional(
+    asked: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    match asked {
+        Some(asked) => {
+            let listener = bind(asked).await?;
+            let addr = local_addr(&listener, asked);
+            Ok(Some((listener, addr)))
+        }
+        None => Ok(None),
     }
 }
 
