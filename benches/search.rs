@@ -150,6 +150,7 @@ fn settings(url: &str) -> StoreSettings {
         pool_size: 4,
         timeout: Duration::from_secs(60),
         max_batch: 64,
+        max_bulk_batch: 64,
         node_number: 1,
         outbox_node: None,
     }

@@ -217,6 +217,22 @@ pub struct RequestLimits {
     pub timeout: Duration,
     /// Largest JSON body.
     pub json_max_bytes: usize,
+    /// Largest body of `POST /api/v1/notifications`, whose list of recipients may be long.
+    pub notification_max_bytes: usize,
+}
+
+impl RequestLimits {
+    /// The body limit of a notification to `max_users` recipients: the JSON limit for the
+    /// notification itself, and room for every recipient's id (at most 64 characters, quoted,
+    /// with a comma).
+    pub fn notification_body(json_max_bytes: usize, max_users: usize) -> usize {
+        json_max_bytes.saturating_add(max_users.saturating_mul(67))
+    }
+}
+
+/// Whether the request is a notification, whose body may name many recipients.
+fn is_notification(method: &Method, path: &str) -> bool {
+    method == Method::POST && (path == "/notifications" || path.ends_with("/api/v1/notifications"))
 }
 
 /// The error of a request body that did not arrive within its deadline.
@@ -318,7 +334,7 @@ fn is_upload(method: &Method, path: &str) -> bool {
 
 /// Middleware of the REST API: every body must arrive within `server.request_timeout_ms` of
 /// the head, else the answer is 408 `REQUEST_TIMEOUT`; a JSON body over `limits.json_max_bytes`
-/// is refused with 413 `PAYLOAD_TOO_LARGE` by its `Content-Length` before it is read, or as
+/// (a notification's: over [`RequestLimits::notification_body`]) is refused with 413 `PAYLOAD_TOO_LARGE` by its `Content-Length` before it is read, or as
 /// soon as it passes the limit. Uploads keep the deadline and limit their size themselves.
 pub async fn guard_api(
     State(limits): State<RequestLimits>,
@@ -326,7 +342,11 @@ pub async fn guard_api(
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = limits.json_max_bytes;
+    let limit = if is_notification(&parts.method, parts.uri.path()) {
+        limits.notification_max_bytes
+    } else {
+        limits.json_max_bytes
+    };
     let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
     let upload = is_upload(&parts.method, parts.uri.path());
     if !upload && content_length(&parts.headers).is_some_and(|length| length > limit_u64) {

@@ -18,6 +18,7 @@ use crate::auth::{Identity, Role};
 use crate::config::AclConfig;
 use crate::delivery::{Route, SessionHandle};
 use crate::hub::{Hub, Publication};
+use crate::ordering::Turn;
 
 /// A boxed future returned by extension handlers.
 pub type HandlerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -131,6 +132,9 @@ pub struct AppRequest<'a> {
     pub headers: &'a Headers,
     /// The frame's body.
     pub body: &'a Bytes,
+    /// The frame's place in its session's line: a handler that [pipelines](AppHandler::pipelines)
+    /// waits for it before its ordered step (queueing the message) and drops it right after.
+    pub turn: Turn,
 }
 
 /// Work a handler wants done right after the RECEIPT is queued, such as pushing the stored
@@ -146,6 +150,14 @@ pub trait AppHandler: Send + Sync + 'static {
         &'a self,
         request: AppRequest<'a>,
     ) -> HandlerFuture<'a, Result<Option<AfterReceipt>, AppError>>;
+
+    /// Whether a session may go on reading while this handler works: true for handlers whose
+    /// one ordered effect waits for [`AppRequest::turn`] and which need nothing that earlier
+    /// frames of the session have not yet done. A session runs other handlers (false, the
+    /// default) only once everything before them is done.
+    fn pipelines(&self) -> bool {
+        false
+    }
 }
 
 /// Decides whether a user may SUBSCRIBE to topics under a prefix the application layer claims.
@@ -351,6 +363,23 @@ impl Router {
         }
     }
 
+    /// The application handler a SEND to `destination` would reach, if one does.
+    fn handler_for(&self, destination: &str) -> Option<&Arc<dyn AppHandler>> {
+        match Destination::parse(destination)? {
+            Destination::App(name) => self.extensions.app.get(name),
+            Destination::Topic(name) => self.claimed_topic(name)?.send.as_ref(),
+            Destination::UserQueue { queue, .. } => self.extensions.user_queue_send.get(queue),
+            Destination::Queue(_) | Destination::OwnUserQueue(_) => None,
+        }
+    }
+
+    /// Whether a SEND to `destination` may be pipelined: handled while the session reads on,
+    /// with its place in line kept by a [`Turn`] (see [`AppHandler::pipelines`]).
+    pub fn pipelines(&self, destination: &str) -> bool {
+        self.handler_for(destination)
+            .is_some_and(|handler| handler.pipelines())
+    }
+
     /// Carries out a SEND. Resolves when its effect is done (for `/app/*`, when the handler
     /// has finished, e.g. stored the message), so the caller can send the RECEIPT.
     ///
@@ -363,6 +392,7 @@ impl Router {
         destination: &'a str,
         headers: &'a Headers,
         body: &'a Bytes,
+        turn: Turn,
     ) -> Result<Option<AfterReceipt>, RouteError> {
         let identity = &session.identity;
         let parsed = Destination::parse(destination);
@@ -371,6 +401,7 @@ impl Router {
             destination,
             headers,
             body,
+            turn,
         };
         match parsed {
             Some(app @ Destination::App(name)) => match self.extensions.app.get(name) {

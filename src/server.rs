@@ -99,6 +99,7 @@ impl Server {
             pool_size: config.storage.pool_size,
             timeout: Duration::from_millis(config.storage.timeout_ms),
             max_batch: config.storage.max_batch,
+            max_bulk_batch: config.storage.max_bulk_batch,
             node_number: node_number(&node_id),
             outbox_node: backends.events.records_events().then(|| node_id.clone()),
         };
@@ -178,6 +179,10 @@ impl Server {
             request_limits: RequestLimits {
                 timeout: config.request_timeout(),
                 json_max_bytes: config.limits.json_max_bytes,
+                notification_max_bytes: RequestLimits::notification_body(
+                    config.limits.json_max_bytes,
+                    config.limits.notification_max_users,
+                ),
             },
             serve_metrics: config.server.metrics_addr.is_none(),
         };

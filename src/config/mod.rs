@@ -249,6 +249,8 @@ pub struct StorageConfig {
     pub timeout_ms: u64,
     /// Most messages committed in one transaction by the group-commit writer.
     pub max_batch: usize,
+    /// Most system notifications in one such transaction; people's messages take the rest.
+    pub max_bulk_batch: usize,
 }
 
 /// `[relay]`
@@ -309,6 +311,12 @@ pub struct LimitsConfig {
     pub max_sessions_per_user: usize,
     /// A session's outbound queue, in bytes, before it is cut as a slow consumer.
     pub max_outbound_bytes: usize,
+    /// SENDs one session may have under way (read, not yet answered) before it stops reading.
+    pub max_inflight_sends: usize,
+    /// Bytes of such SENDs, on the wire, before the session stops reading.
+    pub max_inflight_bytes: usize,
+    /// Recipients of one notification request (REST call, queue message).
+    pub notification_max_users: usize,
     /// Unacknowledged deliveries (client-ack subscriptions of every kind) one session may hold
     /// before it is cut as a slow consumer.
     pub max_unacked: usize,
@@ -488,6 +496,12 @@ impl Config {
                 n(limits.max_header_line_bytes),
             ),
             ("limits.max_outbound_bytes", n(limits.max_outbound_bytes)),
+            ("limits.max_inflight_sends", n(limits.max_inflight_sends)),
+            ("limits.max_inflight_bytes", n(limits.max_inflight_bytes)),
+            (
+                "limits.notification_max_users",
+                n(limits.notification_max_users),
+            ),
             ("limits.queue_prefetch", n(limits.queue_prefetch)),
             (
                 "stomp.max_transaction_bytes",
@@ -505,6 +519,7 @@ impl Config {
             ),
             ("server.max_connections", n(self.server.max_connections)),
             ("storage.max_batch", n(self.storage.max_batch)),
+            ("storage.max_bulk_batch", n(self.storage.max_bulk_batch)),
             ("storage.pool_size", u64::from(self.storage.pool_size)),
             ("im.max_group_members", n(self.im.max_group_members)),
             ("limits.text_max_chars", n(limits.text_max_chars)),

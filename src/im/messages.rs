@@ -12,6 +12,7 @@ use crate::auth::{Identity, is_valid_user_id};
 use crate::delivery::{AckHook, Route};
 use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole};
 use crate::hub::Publication;
+use crate::ordering::Turn;
 use crate::store::{NewMessage, SendOutcome, Target};
 use crate::util::now_ms;
 use schema::MessageRow;
@@ -73,6 +74,21 @@ impl Im {
     /// The contract's errors: `INVALID_ARGUMENT`, `CONTENT_TOO_LONG`, `NOT_FOUND`,
     /// `NOT_MEMBER`, `FORBIDDEN`, `UNAVAILABLE`.
     pub async fn send(&self, sender: &Identity, request: SendRequest) -> Result<Sent, AppError> {
+        self.send_in_turn(sender, request, Turn::free()).await
+    }
+
+    /// As [`Im::send`], the message queued for the writer only once `turn` comes: a session's
+    /// pipelined sends are checked side by side and stored in frame order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Im::send`].
+    pub async fn send_in_turn(
+        &self,
+        sender: &Identity,
+        request: SendRequest,
+        turn: Turn,
+    ) -> Result<Sent, AppError> {
         let client_msg_id = request.client_msg_id.trim().to_owned();
         let with_id = |mut error: AppError| {
             error.client_msg_id = Some(client_msg_id.clone());
@@ -91,7 +107,7 @@ impl Im {
             .map_err(with_id)?;
         let outcome = self
             .store()
-            .send(message)
+            .send_in_turn(message, turn)
             .await
             .map_err(|e| with_id(e.into()))?;
         Ok(Sent::from(outcome))

@@ -58,6 +58,8 @@ pub struct ImSettings {
     pub max_group_members: usize,
     /// Characters per text message.
     pub text_max_chars: usize,
+    /// Recipients of one notification request.
+    pub notification_max_users: usize,
     /// Bounds of the fields pushed to every member of a group, and of cards' data.
     pub bounds: Bounds,
     /// Limits and moderation.
@@ -73,6 +75,7 @@ impl ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
             text_max_chars: config.limits.text_max_chars,
+            notification_max_users: config.limits.notification_max_users,
             bounds: Bounds {
                 group_name_max_chars: config.limits.group_name_max_chars,
                 group_announcement_max_chars: config.limits.group_announcement_max_chars,

@@ -4,13 +4,19 @@
 //! mid-way leaves it to another node; the idempotency key (the AMQP `message_id`, else a hash
 //! of the body) keeps such a retry from storing anything twice. The consumer runs on a channel
 //! of the node's shared RabbitMQ connection, opened again after every reconnection.
+//!
+//! Messages are taken in batches: with a prefetch of [`PREFETCH`], whatever has arrived joins
+//! the first message (up to [`BATCH_RECIPIENTS`] recipients), all their notifications go to the
+//! writer at once and ride its group commit, and each message is acknowledged once all of its
+//! own are committed.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use lapin::Connection;
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
 };
@@ -24,7 +30,7 @@ use crate::auth::{Identity, Role};
 use crate::relay::supervisor::{AmqpSupervisor, AmqpUser};
 
 /// Unacknowledged messages a node holds at once.
-const PREFETCH: u16 = 32;
+const PREFETCH: u16 = 256;
 
 /// The identity notifications from the queue are sent as.
 fn system_identity() -> Identity {
@@ -89,65 +95,108 @@ async fn consume_on(connection: Arc<Connection>, queue: &str, im: &Im) -> Result
         .await?;
     tracing::info!(queue, "consuming system notifications");
     let sender = system_identity();
-    while let Some(delivery) = consumer.next().await {
-        let delivery = delivery?;
-        // A message id longer than a clientMsgId may be is hashed, like a body without one.
-        let key = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(ToString::to_string)
-            .filter(|id| id.chars().count() <= 64)
-            .unwrap_or_else(|| {
-                let source = delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map_or(&delivery.data[..], |id| id.as_str().as_bytes());
-                format!("amqp-{:016x}", fnv(source))
-            });
-        let request: NotificationRequest = match serde_json::from_slice(&delivery.data) {
-            Ok(request) => request,
-            Err(error) => {
-                // A malformed message can never succeed: drop it (dead-lettered when the queue
-                // has a policy for that) rather than redeliver it forever.
-                tracing::warn!(%error, "dropping a malformed notification");
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        ..BasicNackOptions::default()
-                    })
-                    .await?;
-                continue;
-            }
-        };
-        if let Err(error) = super::notify::check_recipients(&request) {
-            // As malformed: it can never succeed.
-            tracing::warn!(message = %error.message, "dropping a notification");
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: false,
-                    ..BasicNackOptions::default()
-                })
-                .await?;
-            continue;
-        }
-        let request = NotificationRequest {
-            client_msg_id: Some(request.client_msg_id.clone().unwrap_or(key)),
-            ..request
-        };
-        let mut retry = false;
-        for user in &request.user_ids {
-            if let Err(error) = im.notify(&sender, user, &request).await {
-                if matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal) {
-                    retry = true;
-                    break;
+    while let Some(first) = consumer.next().await {
+        // What has arrived already joins the first: one trip through the writer for all.
+        let mut deliveries = vec![first?];
+        let mut recipients = 0;
+        while deliveries.len() < usize::from(PREFETCH) && recipients < BATCH_RECIPIENTS {
+            match consumer.next().now_or_never() {
+                Some(Some(delivery)) => {
+                    let delivery = delivery?;
+                    recipients += recipient_count(&delivery.data);
+                    deliveries.push(delivery);
                 }
-                tracing::warn!(user = %user, message = %error.message, "notification refused");
+                Some(None) | None => break,
             }
         }
+        let mut batch = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match parse(&delivery, im, &sender) {
+                Ok(request) => batch.push((delivery, request)),
+                Err(reason) => {
+                    // It can never succeed: drop it (dead-lettered when the queue has a policy
+                    // for that) rather than redeliver it forever.
+                    tracing::warn!(reason, "dropping a notification");
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: false,
+                            ..BasicNackOptions::default()
+                        })
+                        .await?;
+                }
+            }
+        }
+        store_and_settle(im, &sender, batch).await?;
+    }
+    Ok(())
+}
+
+/// Recipients whose notifications one trip through the writer takes, at most (beyond the first
+/// message, which may have up to `limits.notification_max_users`).
+const BATCH_RECIPIENTS: usize = 4096;
+
+/// A cheap upper bound of a message's recipients, to size a batch before parsing it.
+fn recipient_count(body: &[u8]) -> usize {
+    body.iter().filter(|&&b| b == b',').count() + 1
+}
+
+/// The request a message carries, with its idempotency key; or why it can never be stored
+/// (malformed, or refused as `POST /api/v1/notifications` would refuse it).
+fn parse(delivery: &Delivery, im: &Im, sender: &Identity) -> Result<NotificationRequest, String> {
+    let request: NotificationRequest =
+        serde_json::from_slice(&delivery.data).map_err(|e| format!("malformed: {e}"))?;
+    im.check_notification(sender, &request)
+        .map_err(|e| e.message)?;
+    // A message id longer than a clientMsgId may be is hashed, like a body without one.
+    let key = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(ToString::to_string)
+        .filter(|id| id.chars().count() <= 64)
+        .unwrap_or_else(|| {
+            let source = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map_or(&delivery.data[..], |id| id.as_str().as_bytes());
+            format!("amqp-{:016x}", fnv(source))
+        });
+    Ok(NotificationRequest {
+        client_msg_id: Some(request.client_msg_id.clone().unwrap_or(key)),
+        ..request
+    })
+}
+
+/// Stores the notifications of every message of `batch` (each checked already) in one trip
+/// through the writer, then acknowledges each message whose notifications are all stored, and
+/// gives back for redelivery those the database could not take all of.
+async fn store_and_settle(
+    im: &Im,
+    sender: &Identity,
+    batch: Vec<(Delivery, NotificationRequest)>,
+) -> Result<(), lapin::Error> {
+    let mut messages = Vec::new();
+    let mut owners = Vec::new();
+    for (index, (_, request)) in batch.iter().enumerate() {
+        let built = Im::notification_messages(sender, request);
+        owners.extend(std::iter::repeat_n(index, built.len()));
+        messages.extend(built);
+    }
+    let outcomes = im.store_notifications(messages).await;
+    let mut retry = vec![false; batch.len()];
+    for (owner, outcome) in owners.into_iter().zip(outcomes) {
+        if let Err(error) = outcome
+            && matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal)
+        {
+            retry[owner] = true;
+        }
+    }
+    if retry.contains(&true) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for ((delivery, _), retry) in batch.into_iter().zip(retry) {
         if retry {
-            tokio::time::sleep(Duration::from_millis(500)).await;
             delivery
                 .nack(BasicNackOptions {
                     requeue: true,

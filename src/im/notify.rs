@@ -9,7 +9,8 @@ use super::json::NotificationRequest;
 use super::messages::Sent;
 use crate::app_error::AppError;
 use crate::auth::{Identity, Role, is_valid_user_id};
-use crate::store::{NewMessage, Target};
+use crate::ordering::Turn;
+use crate::store::{NewMessage, StoreError, Target};
 use schema::MessageRow;
 
 /// Characters of a notification's title (a card's title).
@@ -22,22 +23,20 @@ const BIZ_TYPE_MAX_CHARS: usize = 64;
 const BIZ_ID_MAX_CHARS: usize = 128;
 /// Characters of its `clientMsgId` (a message's).
 const CLIENT_MSG_ID_MAX_CHARS: usize = 64;
-/// Recipients of one request (`POST /api/v1/notifications`, or one message of the queue).
-pub const MAX_RECIPIENTS: usize = 1000;
-
 fn invalid(message: impl Into<String>) -> AppError {
     AppError::invalid(message)
 }
 
-/// The recipients of a request: 1 to [`MAX_RECIPIENTS`].
+/// The recipients of a request: 1 to `max` (`limits.notification_max_users`).
 ///
 /// # Errors
 ///
 /// `INVALID_ARGUMENT` otherwise.
-pub fn check_recipients(request: &NotificationRequest) -> Result<(), AppError> {
-    if request.user_ids.is_empty() || request.user_ids.len() > MAX_RECIPIENTS {
+pub fn check_recipients(request: &NotificationRequest, max: usize) -> Result<(), AppError> {
+    if request.user_ids.is_empty() || request.user_ids.len() > max {
         return Err(invalid(format!(
-            "userIds must name 1 to {MAX_RECIPIENTS} users"
+            "userIds must name 1 to {max} users (limits.notification_max_users); \
+             send more in several requests"
         )));
     }
     Ok(())
@@ -83,8 +82,71 @@ fn check(request: &NotificationRequest, data_max_bytes: usize) -> Result<(), App
     super::attachment::check_data(request.data.as_ref(), data_max_bytes)
 }
 
+/// The stored form of a notification to `user`: one message of `system_<user>`.
+fn notification_message(
+    sender: &Identity,
+    user: &str,
+    request: &NotificationRequest,
+) -> Result<NewMessage, AppError> {
+    if !is_valid_user_id(user) {
+        return Err(invalid(format!("invalid user id {user:?}")));
+    }
+    let (format, attachment, content) = match &request.biz_type {
+        Some(biz_type) => (
+            "card",
+            Some(
+                json!({
+                    "bizType": biz_type,
+                    "bizId": request.biz_id.clone().unwrap_or_default(),
+                    "title": request.title,
+                    "summary": request.content,
+                    "data": request.data,
+                })
+                .to_string(),
+            ),
+            request.content.clone(),
+        ),
+        None => (
+            "text",
+            request
+                .data
+                .as_ref()
+                .map(|data| json!({"title": request.title, "data": data}).to_string()),
+            if request.content.is_empty() {
+                request.title.clone()
+            } else {
+                format!("{}\n{}", request.title, request.content)
+            },
+        ),
+    };
+    // One notification to many users: each copy needs its own idempotency key.
+    let client_msg_id = match &request.client_msg_id {
+        Some(id) => format!("{id}:{user}"),
+        None => format!("n-{:016x}", rand::random::<u64>()),
+    };
+    Ok(NewMessage {
+        target: Target::System {
+            user: user.to_owned(),
+        },
+        sender: sender.user_id.clone(),
+        client_msg_id,
+        format: format.to_owned(),
+        content,
+        attachment,
+        reply_to: None,
+        forwarded_from: None,
+        unless_blocked_by: None,
+        shared_file: None,
+    })
+}
+
+/// Notifications built and queued for the writer at a time by one bulk request: the memory one
+/// request holds before its answers is bounded by this, not by its number of recipients.
+const BULK_CHUNK: usize = 1024;
+
 impl Im {
-    /// Stores a system notification in `system_<user>` and pushes it as `notification.new`.
+    /// Stores a system notification in `system_<user>` (once `turn` comes: a backend's
+    /// pipelined SENDs are stored in frame order) and pushes it as `notification.new`.
     ///
     /// # Errors
     ///
@@ -95,90 +157,103 @@ impl Im {
         sender: &Identity,
         user: &str,
         request: &NotificationRequest,
+        turn: Turn,
     ) -> Result<MessageRow, AppError> {
         may_notify(sender)?;
-        if !is_valid_user_id(user) {
-            return Err(invalid(format!("invalid user id {user:?}")));
-        }
         check(request, self.settings().bounds.card_data_max_bytes)?;
-        let (format, attachment, content) = match &request.biz_type {
-            Some(biz_type) => (
-                "card",
-                Some(
-                    json!({
-                        "bizType": biz_type,
-                        "bizId": request.biz_id.clone().unwrap_or_default(),
-                        "title": request.title,
-                        "summary": request.content,
-                        "data": request.data,
-                    })
-                    .to_string(),
-                ),
-                request.content.clone(),
-            ),
-            None => (
-                "text",
-                request
-                    .data
-                    .as_ref()
-                    .map(|data| json!({"title": request.title, "data": data}).to_string()),
-                if request.content.is_empty() {
-                    request.title.clone()
-                } else {
-                    format!("{}\n{}", request.title, request.content)
-                },
-            ),
-        };
-        // One notification to many users: each copy needs its own idempotency key.
-        let client_msg_id = match &request.client_msg_id {
-            Some(id) => format!("{id}:{user}"),
-            None => format!("n-{:016x}", rand::random::<u64>()),
-        };
+        let message = notification_message(sender, user, request)?;
         let outcome = self
             .store()
-            .send(NewMessage {
-                target: Target::System {
-                    user: user.to_owned(),
-                },
-                sender: sender.user_id.clone(),
-                client_msg_id,
-                format: format.to_owned(),
-                content,
-                attachment,
-                reply_to: None,
-                forwarded_from: None,
-                unless_blocked_by: None,
-                shared_file: None,
-            })
-            .await?;
+            .send_bulk(vec![message], turn)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("no answer".into())))?;
         let sent = Sent::from(outcome);
         if !sent.duplicate {
             self.push_sent(&sent);
         }
         Ok(sent.message)
     }
-}
 
-impl Im {
-    /// Sends one notification to each of `request.user_ids` (see [`Im::notify`]); returns the
-    /// stored messages in that order.
+    /// Sends one notification to each of `request.user_ids` (see [`Im::notify`]): all go to
+    /// the writer's notification queue at once, which commits them in batches beside people's
+    /// messages (`storage.max_bulk_batch`), and each is pushed as soon as its batch commits.
+    /// Returns the stored messages in the order of `userIds`, after the last commit.
     ///
     /// # Errors
     ///
     /// `FORBIDDEN` without role `system`; `INVALID_ARGUMENT` for 0 or more than
-    /// [`MAX_RECIPIENTS`] recipients, and those of [`Im::notify`] (the first refusal stops the
-    /// rest).
+    /// `limits.notification_max_users` recipients, an invalid user id or a field over its
+    /// bound (nothing is stored then); `UNAVAILABLE` when some could not be stored (the others
+    /// are: a retry with the same `clientMsgId` stores only the missing ones).
     pub async fn notify_many(
         &self,
         sender: &Identity,
         request: &NotificationRequest,
     ) -> Result<Vec<MessageRow>, AppError> {
-        may_notify(sender)?;
-        check_recipients(request)?;
-        let mut messages = Vec::with_capacity(request.user_ids.len());
-        for user in &request.user_ids {
-            messages.push(self.notify(sender, user, request).await?);
+        self.check_notification(sender, request)?;
+        let mut stored = Vec::with_capacity(request.user_ids.len());
+        for users in request.user_ids.chunks(BULK_CHUNK) {
+            let messages = users
+                .iter()
+                .map(|user| notification_message(sender, user, request))
+                .collect::<Result<Vec<_>, _>>()?;
+            for outcome in self.store_notifications(messages).await {
+                stored.push(outcome?);
+            }
         }
-        Ok(messages)
+        Ok(stored)
+    }
+
+    /// Everything about a request to many users that can be refused before storing any:
+    /// the sender's role, the number of recipients, their ids, the fields.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `INVALID_ARGUMENT`.
+    pub(super) fn check_notification(
+        &self,
+        sender: &Identity,
+        request: &NotificationRequest,
+    ) -> Result<(), AppError> {
+        may_notify(sender)?;
+        check_recipients(request, self.settings().notification_max_users)?;
+        check(request, self.settings().bounds.card_data_max_bytes)?;
+        match request.user_ids.iter().find(|u| !is_valid_user_id(u)) {
+            Some(user) => Err(invalid(format!("invalid user id {user:?}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The messages of a request that [`Im::check_notification`] passed, one per recipient.
+    pub(super) fn notification_messages(
+        sender: &Identity,
+        request: &NotificationRequest,
+    ) -> Vec<NewMessage> {
+        request
+            .user_ids
+            .iter()
+            .filter_map(|user| notification_message(sender, user, request).ok())
+            .collect()
+    }
+
+    /// Stores notifications through the writer's notification queue and pushes each new one;
+    /// one answer per message, in order, after the last commit. Every message is stored or
+    /// failed: an error for one does not stop the others.
+    pub(super) async fn store_notifications(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Vec<Result<MessageRow, AppError>> {
+        let outcomes = self.store().send_bulk(messages, Turn::free()).await;
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                let sent = Sent::from(outcome?);
+                if !sent.duplicate {
+                    self.push_sent(&sent);
+                }
+                Ok(sent.message)
+            })
+            .collect()
     }
 }

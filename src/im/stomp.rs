@@ -14,6 +14,7 @@ use super::messages::Origin;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::domain::{ConversationId, ConversationKind, GROUP_TOPIC_PREFIX, kind_of};
+use crate::ordering::Turn;
 use crate::router::{
     AfterReceipt, AppHandler, AppRequest, Destination, Extensions, HandlerFuture, SubscribeGuard,
 };
@@ -95,6 +96,20 @@ impl AppHandler for Handler {
             })
         })
     }
+
+    /// Sends and notifications are pipelined: each takes its turn only to queue its message for
+    /// the writer. Reads, recalls and typing run once the session's earlier frames are done
+    /// (a read or a recall may name a message just sent).
+    fn pipelines(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::PrivateSend
+                | Kind::GroupSend
+                | Kind::AssistantSend
+                | Kind::TopicSend
+                | Kind::Notification
+        )
+    }
 }
 
 /// The `clientMsgId` of a send's body, if it is JSON with one.
@@ -110,6 +125,7 @@ fn client_msg_id_of(body: &[u8]) -> Option<String> {
 impl Handler {
     async fn dispatch(&self, request: AppRequest<'_>) -> Result<Option<AfterReceipt>, AppError> {
         {
+            let turn = request.turn;
             let identity = &request.session.identity;
             let im = &self.im;
             match self.kind {
@@ -119,11 +135,11 @@ impl Handler {
                         return Err(AppError::invalid("missing to"));
                     }
                     send.conversation_id = None;
-                    self.send(identity, send).await
+                    self.send(identity, send, turn).await
                 }
                 Kind::GroupSend => {
                     let send: SendRequest = parse(request.body)?;
-                    self.group_send(identity, send).await
+                    self.group_send(identity, send, turn).await
                 }
                 Kind::AssistantSend => {
                     let mut send: SendRequest = parse(request.body)?;
@@ -137,7 +153,7 @@ impl Handler {
                         )));
                     }
                     send.to = None;
-                    self.send(identity, send).await
+                    self.send(identity, send, turn).await
                 }
                 Kind::TopicSend => {
                     let mut send: SendRequest = parse(request.body)?;
@@ -157,7 +173,7 @@ impl Handler {
                         ));
                     }
                     send.conversation_id = Some(conversation);
-                    self.group_send(identity, send).await
+                    self.group_send(identity, send, turn).await
                 }
                 Kind::Read => {
                     let read: ReadRequest = parse(request.body)?;
@@ -196,7 +212,7 @@ impl Handler {
                         _ => "",
                     };
                     let notification: NotificationRequest = parse(request.body)?;
-                    im.notify(identity, user, &notification).await?;
+                    im.notify(identity, user, &notification, turn).await?;
                     Ok(None)
                 }
             }
@@ -207,8 +223,9 @@ impl Handler {
         &self,
         identity: &Identity,
         send: SendRequest,
+        turn: Turn,
     ) -> Result<Option<AfterReceipt>, AppError> {
-        let sent = self.im.send(identity, send).await?;
+        let sent = self.im.send_in_turn(identity, send, turn).await?;
         let im = self.im.clone();
         Ok(Some(Box::new(move || im.push_sent(&sent))))
     }
@@ -217,6 +234,7 @@ impl Handler {
         &self,
         identity: &Identity,
         mut send: SendRequest,
+        turn: Turn,
     ) -> Result<Option<AfterReceipt>, AppError> {
         let conversation = send
             .conversation_id
@@ -226,7 +244,7 @@ impl Handler {
             return Err(AppError::invalid(format!("{conversation} is not a group")));
         }
         send.to = None;
-        self.send(identity, send).await
+        self.send(identity, send, turn).await
     }
 }
 

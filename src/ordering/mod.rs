@@ -20,11 +20,16 @@
 //! message stored here passes through both: the push order releases its push, and the hub's
 //! sequencer keeps it in line with the copies arriving from other nodes.
 //!
+//! A third order is that of a session's frames on the way in: [`Turn`] ([`turns`]) lets a
+//! session check several SENDs at once and still hand them to the writer in frame order.
+//!
 //! This module knows nothing of the store, the IM layer, the hub or sessions: it orders items
 //! by key and seq, and those layers use it.
 
 pub mod pushes;
 pub mod sequencer;
+pub mod turns;
 
 pub use pushes::PushOrder;
 pub use sequencer::{HOLD, TopicSequencer};
+pub use turns::{Turn, TurnLine};

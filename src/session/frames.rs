@@ -12,7 +12,8 @@ use crate::app_error::{AppError, ErrorCode};
 use crate::delivery::{AckMode, settle_targets};
 use crate::hub::{Publication, SubscribeError};
 use crate::metrics::ErrorReason;
-use crate::router::RouteError;
+use crate::ordering::Turn;
+use crate::router::{AfterReceipt, RouteError};
 
 impl Session {
     /// Handles one frame; `Ok(false)` ends the session gracefully.
@@ -80,24 +81,40 @@ impl Session {
         let Some(destination) = frame.get("destination") else {
             return Err(Fatal::missing("destination", &frame));
         };
-        match self
+        let result = self
             .context
             .router
-            .send(&self.handle, destination, &frame.headers, &frame.body)
-            .await
-        {
+            .send(
+                &self.handle,
+                destination,
+                &frame.headers,
+                &frame.body,
+                Turn::free(),
+            )
+            .await;
+        self.answer_send(&frame, result)
+    }
+
+    /// Answers a SEND the router has carried out: its RECEIPT then the work to do after it,
+    /// an application error on `/user/queue/errors`, or the ERROR that ends the session.
+    pub(super) fn answer_send(
+        &self,
+        frame: &Frame,
+        result: Result<Option<AfterReceipt>, RouteError>,
+    ) -> Result<(), Fatal> {
+        match result {
             Ok(after_receipt) => {
-                self.receipt(&frame);
+                self.receipt(frame);
                 if let Some(after_receipt) = after_receipt {
                     after_receipt();
                 }
             }
             Err(RouteError::Forbidden(detail)) => {
                 return Err(
-                    Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(&frame)
+                    Fatal::new(ErrorReason::Forbidden, "forbidden", detail).with_receipt(frame)
                 );
             }
-            Err(RouteError::App(error)) => self.app_error(error, &frame),
+            Err(RouteError::App(error)) => self.app_error(error, frame),
         }
         Ok(())
     }

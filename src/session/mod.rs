@@ -13,6 +13,7 @@
 mod connect;
 mod fatal;
 mod frames;
+mod inflight;
 pub mod memory;
 mod reader;
 mod transaction;
@@ -68,6 +69,10 @@ pub struct SessionSettings {
     pub frame_timeout: Duration,
     /// Outbound queue bound.
     pub max_outbound_bytes: usize,
+    /// Pipelined SENDs under way at once, at most (see `inflight.rs`).
+    pub max_inflight_sends: usize,
+    /// Their bytes on the wire, at most.
+    pub max_inflight_bytes: usize,
     /// Unacknowledged deliveries a session may hold.
     pub unacked: UnackedLimits,
     /// Open transactions per session.
@@ -98,6 +103,8 @@ impl SessionSettings {
             connect_timeout: config.connect_timeout(),
             frame_timeout: Duration::from_millis(config.limits.frame_timeout_ms),
             max_outbound_bytes: config.limits.max_outbound_bytes,
+            max_inflight_sends: config.limits.max_inflight_sends.max(1),
+            max_inflight_bytes: config.limits.max_inflight_bytes,
             unacked: UnackedLimits {
                 per_session: config.limits.max_unacked,
                 per_subscription: config.limits.max_unacked_per_subscription,
@@ -356,6 +363,7 @@ async fn serve<I: Inbound, O: Outbound>(
         handle: handle.clone(),
         context: context.clone(),
         transactions: HashMap::new(),
+        inflight: None,
     };
     let ending = session
         .read_loop(
@@ -407,6 +415,8 @@ struct Session {
     handle: Arc<SessionHandle>,
     context: SessionContext,
     transactions: HashMap<ByteString, transaction::Held>,
+    /// Pipelined SENDs under way; allocated by the first one, so idle sessions carry none.
+    inflight: Option<Box<inflight::Inflight>>,
 }
 
 #[cfg(test)]

@@ -1,14 +1,20 @@
 //! The session's read loop: bytes from the transport into the decoder, every complete frame
-//! handled in order (see `frames.rs`), and the deadlines that bound a session's silence, a
-//! frame's arrival and the token's life, all on one timer.
+//! handled in order (see `frames.rs`) or started alongside the SENDs under way (see
+//! `inflight.rs`), their answers as they come, and the deadlines that bound a session's
+//! silence, a frame's arrival and the token's life, all on one timer.
+//!
+//! While the SENDs under way fill their bounds the session reads nothing; the silence and
+//! frame deadlines are suspended meanwhile (the client may well be sending, into its socket's
+//! buffer) and start again from the moment reading resumes. The token's expiry never is.
 
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use stomp_codec::{Decoded, Decoder};
+use stomp_codec::{Decoded, Decoder, Frame};
 use tokio::time::Instant;
 
 use super::fatal::{Fatal, transport_too_large};
+use super::inflight::{Inflight, Settled};
 use super::transport::Inbound;
 use super::{Ending, Session};
 use crate::metrics::{ErrorReason, Metrics};
@@ -18,6 +24,21 @@ impl Session {
     /// heart-beat silence, a frame under way too long) or a frame ends the session.
     pub(super) async fn read_loop<I: Inbound>(
         mut self,
+        inbound: &mut I,
+        decoder: &mut Decoder,
+        buf: &mut BytesMut,
+        heartbeat: Option<Duration>,
+        expires_at: SystemTime,
+    ) -> Ending {
+        let ending = self
+            .read_frames(inbound, decoder, buf, heartbeat, expires_at)
+            .await;
+        self.finish_inflight().await;
+        ending
+    }
+
+    async fn read_frames<I: Inbound>(
+        &mut self,
         inbound: &mut I,
         decoder: &mut Decoder,
         buf: &mut BytesMut,
@@ -61,13 +82,43 @@ impl Session {
                 .reset(deadline(silent_at, frame_started, timeout));
         }
         loop {
+            let accepting = self.accepting();
             tokio::select! {
                 biased;
                 () = &mut closed => return Ending::Gone,
                 () = &mut timer => {
                     return Ending::Error(self.deadline_passed(expiry, frame_started));
                 }
-                read = inbound.read(buf) => {
+                settled = next_settled(&mut self.inflight), if self.has_inflight() => {
+                    if let Err(fatal) = self.answer_send(&settled.frame, settled.result) {
+                        return Ending::Error(fatal);
+                    }
+                    if let Some(frame) = self.take_held()
+                        && let Some(ending) = self.dispatch(frame).await
+                    {
+                        return ending;
+                    }
+                    if accepting || !self.accepting() {
+                        continue;
+                    }
+                    // Reading resumes: first what was read before the pause.
+                    if let Some(ending) = self.drain(decoder, buf).await {
+                        return ending;
+                    }
+                    if self.accepting() {
+                        let now = Instant::now();
+                        if let Some(limit) = silence_limit {
+                            silent_at = now + limit;
+                        }
+                        frame_started = (!buf.is_empty() || inbound.incomplete_since().is_some())
+                            .then_some(now);
+                        let timeout = self.context.settings.frame_timeout;
+                        timer
+                            .as_mut()
+                            .reset(deadline(silent_at, frame_started, timeout));
+                    }
+                }
+                read = inbound.read(buf), if accepting => {
                     match read {
                         Ok(true) => {}
                         Err(error) if error.kind() == std::io::ErrorKind::FileTooLarge => {
@@ -79,6 +130,11 @@ impl Session {
                     let before = buf.len();
                     if let Some(ending) = self.drain(decoder, buf).await {
                         return ending;
+                    }
+                    if !self.accepting() {
+                        // Paused: only the token's expiry counts until reading resumes.
+                        timer.as_mut().reset(expiry);
+                        continue;
                     }
                     // A frame left incomplete began in this read when the read completed
                     // something before it, or when none was under way.
@@ -108,9 +164,10 @@ impl Session {
         }
     }
 
-    /// Handles every complete frame in `buf`.
+    /// Handles every complete frame in `buf`, until the session stops accepting frames (the
+    /// rest then waits in `buf`).
     async fn drain(&mut self, decoder: &mut Decoder, buf: &mut BytesMut) -> Option<Ending> {
-        loop {
+        while self.accepting() {
             match decoder.decode(buf) {
                 Ok(None) => {
                     // Most sessions are idle most of the time: an empty buffer is given back
@@ -124,16 +181,33 @@ impl Session {
                 Ok(Some(Decoded::HeartBeat)) => {}
                 Ok(Some(Decoded::Frame(frame))) => {
                     Metrics::get().frame_in(frame.command);
-                    // Boxed: the state of handling a frame is large, and held inline it would
-                    // be part of every idle session's task.
-                    match Box::pin(self.handle_frame(frame)).await {
-                        Ok(true) => {}
-                        Ok(false) => return Some(Ending::Graceful),
-                        Err(fatal) => return Some(Ending::Error(fatal)),
+                    if let Some(ending) = self.dispatch(frame).await {
+                        return Some(ending);
                     }
                 }
                 Err(error) => return Some(Ending::Error(error.into())),
             }
+        }
+        None
+    }
+
+    /// Starts a frame alongside the SENDs under way, holds it until they are answered, or
+    /// handles it now.
+    async fn dispatch(&mut self, frame: Frame) -> Option<Ending> {
+        if self.pipelines(&frame) {
+            self.start_send(frame);
+            return None;
+        }
+        if self.must_wait(&frame) {
+            self.hold(frame);
+            return None;
+        }
+        // Boxed: the state of handling a frame is large, and held inline it would be part of
+        // every idle session's task.
+        match Box::pin(self.handle_frame(frame)).await {
+            Ok(true) => None,
+            Ok(false) => Some(Ending::Graceful),
+            Err(fatal) => Some(Ending::Error(fatal)),
         }
     }
 
@@ -158,5 +232,13 @@ impl Session {
             "heart-beat timeout",
             "nothing received within twice the heart-beat interval",
         )
+    }
+}
+
+/// The next answer of the SENDs under way (a free function, so that it borrows only them).
+async fn next_settled(inflight: &mut Option<Box<Inflight>>) -> Settled {
+    match inflight {
+        Some(inflight) => inflight.next().await,
+        None => std::future::pending().await,
     }
 }

@@ -23,7 +23,7 @@ pub(super) struct Held {
 
 /// The bytes a held frame counts for: its size on the wire (command, headers, body, the EOLs
 /// and the NUL).
-fn wire_size(frame: &Frame) -> usize {
+pub(super) fn wire_size(frame: &Frame) -> usize {
     let headers: usize = frame
         .headers
         .iter()

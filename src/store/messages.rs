@@ -7,6 +7,7 @@ use schema::{MessageDeletionRow, MessageRow, conversations, members, message_del
 
 use super::{Store, StoreError, with_conn};
 use crate::domain::{ConversationId, ConversationKind, MessageStatus, kind_of};
+use crate::ordering::Turn;
 use crate::util::now_ms;
 
 /// Where a new message goes.
@@ -137,7 +138,33 @@ impl Store {
     /// [`StoreError::NotFound`] when the target conversation does not exist; other
     /// [`StoreError`]s when the database fails.
     pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, StoreError> {
-        self.writer().send(message).await
+        self.writer().send(message, Turn::free()).await
+    }
+
+    /// As [`Store::send`], queued for the writer only once `turn` comes: a session's pipelined
+    /// sends are queued, and so numbered, in the order of its frames.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::send`].
+    pub async fn send_in_turn(
+        &self,
+        message: NewMessage,
+        turn: Turn,
+    ) -> Result<SendOutcome, StoreError> {
+        self.writer().send(message, turn).await
+    }
+
+    /// Stores system notifications through the writer's notification queue (see
+    /// `storage.max_bulk_batch`): all are queued at once, once `turn` comes, and committed in
+    /// as few batches as the writer likes. Resolves after the last commit, with one answer per
+    /// message in the order given.
+    pub async fn send_bulk(
+        &self,
+        messages: Vec<NewMessage>,
+        turn: Turn,
+    ) -> Vec<Result<SendOutcome, StoreError>> {
+        self.writer().send_bulk(messages, turn).await
     }
 
     /// A message by id.

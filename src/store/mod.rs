@@ -219,6 +219,8 @@ pub struct StoreSettings {
     pub timeout: Duration,
     /// Largest batch the writer commits at once.
     pub max_batch: usize,
+    /// Most notifications in one batch (the rest of it is for people's messages).
+    pub max_bulk_batch: usize,
     /// This node's number in message ids (0-1023).
     pub node_number: u16,
     /// This node's id when domain events are recorded for `im.events` (cluster mode).

@@ -17,6 +17,7 @@ async fn open(url: &str) -> Store {
         pool_size: 4,
         timeout: Duration::from_secs(10),
         max_batch: 256,
+        max_bulk_batch: 64,
         node_number: 1,
         outbox_node: None,
     };

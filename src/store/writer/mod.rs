@@ -1,5 +1,8 @@
-//! The group-commit writer: one task that takes every pending send off a queue and commits them
-//! together in one transaction.
+//! The group-commit writer: one task that takes pending sends off its queues (people's messages,
+//! and system notifications beside them, see [`Lanes`]) and commits them together in one
+//! transaction. Sends are queued in the order their callers were given turns (see
+//! [`crate::ordering::Turn`]) and committed in queue order, so that a session's pipelined
+//! SENDs get seqs in the order of its frames.
 //!
 //! In one transaction a batch: finds clientMsgIds already stored (idempotency), creates the
 //! private / system / assistant conversations that do not exist yet, reserves a contiguous range
@@ -31,26 +34,68 @@ use self::statements::{BatchStatements, DeliveryMark};
 use super::messages::{NewMessage, SendOutcome};
 use super::{IdGenerator, Pool, StoreError, with_conn};
 use crate::metrics::Metrics;
-use crate::ordering::PushOrder;
+use crate::ordering::{PushOrder, Turn};
 
 type Reply = oneshot::Sender<Result<SendOutcome, StoreError>>;
+type Job = (NewMessage, Reply);
 
-/// The sending side of the writer.
+/// The sending side of the writer: two queues, one for people's messages and one for system
+/// notifications, which may come by the thousand from one call and must not hold up a chat.
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
-    queue: mpsc::Sender<(NewMessage, Reply)>,
+    chat: mpsc::Sender<Job>,
+    bulk: mpsc::Sender<Job>,
+}
+
+fn stopped<T>(_: T) -> StoreError {
+    StoreError::Unavailable("the writer has stopped".into())
+}
+
+fn dropped<T>(_: T) -> StoreError {
+    StoreError::Unavailable("the writer dropped the send".into())
 }
 
 impl WriterHandle {
-    pub(crate) async fn send(&self, message: NewMessage) -> Result<SendOutcome, StoreError> {
+    /// Queues a person's message once `turn` comes, and waits for its commit.
+    pub(crate) async fn send(
+        &self,
+        message: NewMessage,
+        mut turn: Turn,
+    ) -> Result<SendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((message, reply))
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer dropped the send".into()))?
+        turn.wait().await;
+        self.chat.send((message, reply)).await.map_err(stopped)?;
+        // Queued: the next frame of the session may queue its own.
+        drop(turn);
+        answer.await.map_err(dropped)?
+    }
+
+    /// Queues notifications once `turn` comes (waiting for room as the queue fills, which
+    /// holds back a caller that sends faster than the writer commits), and waits for every
+    /// commit. Answers in the order given.
+    pub(crate) async fn send_bulk(
+        &self,
+        messages: Vec<NewMessage>,
+        mut turn: Turn,
+    ) -> Vec<Result<SendOutcome, StoreError>> {
+        turn.wait().await;
+        let mut answers = Vec::with_capacity(messages.len());
+        for message in messages {
+            let (reply, answer) = oneshot::channel();
+            match self.bulk.send((message, reply)).await {
+                Ok(()) => answers.push(Ok(answer)),
+                Err(error) => answers.push(Err(stopped(error))),
+            }
+        }
+        drop(turn);
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            outcomes.push(match answer {
+                Ok(answer) => answer.await.unwrap_or_else(|e| Err(dropped(e))),
+                Err(error) => Err(error),
+            });
+        }
+        outcomes
     }
 }
 
@@ -97,7 +142,7 @@ impl super::Store {
     }
 }
 
-/// Pending sends the queue holds before senders wait for room.
+/// Pending sends each queue holds before senders wait for room.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
 /// Connections of the writer's own pool: one commits; a second stands by for a reconnect.
@@ -115,7 +160,8 @@ pub(crate) async fn start(
     ids: Arc<IdGenerator>,
     push_order: Arc<PushOrder>,
 ) -> Result<WriterHandle, StoreError> {
-    let (queue, jobs) = mpsc::channel::<(NewMessage, Reply)>(QUEUE_CAPACITY);
+    let (chat, chat_jobs) = mpsc::channel::<Job>(QUEUE_CAPACITY);
+    let (bulk, bulk_jobs) = mpsc::channel::<Job>(QUEUE_CAPACITY);
     let (ready, started) = oneshot::channel::<Result<(), StoreError>>();
     let settings = settings.clone();
     std::thread::Builder::new()
@@ -143,28 +189,96 @@ pub(crate) async fn start(
                         }
                     };
                 let _ = ready.send(Ok(()));
-                run(pool, ids, settings, push_order, jobs).await;
+                run(
+                    pool,
+                    ids,
+                    settings,
+                    push_order,
+                    Lanes::new(chat_jobs, bulk_jobs),
+                )
+                .await;
             });
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
     started
         .await
         .map_err(|_| StoreError::Unavailable("the writer did not start".into()))??;
-    Ok(WriterHandle { queue })
+    Ok(WriterHandle { chat, bulk })
 }
 
-/// Takes batches off the queue until every handle (every Store clone) is gone.
+/// The writer's two queues, and how a batch is shared between them.
+///
+/// A batch takes people's messages first and notifications after them, at most
+/// `storage.max_bulk_batch` of those: while chats are quiet notifications fill that share of
+/// every batch, and however many are waiting a chat message waits at most for the batch under
+/// way, whose size that share bounds. Notifications are never starved: the share is theirs
+/// whenever they wait, however busy the chats.
+struct Lanes {
+    chat: mpsc::Receiver<Job>,
+    bulk: mpsc::Receiver<Job>,
+}
+
+impl Lanes {
+    fn new(chat: mpsc::Receiver<Job>, bulk: mpsc::Receiver<Job>) -> Lanes {
+        Lanes { chat, bulk }
+    }
+
+    /// Waits for work and fills `batch` with the next batch; false once both queues have
+    /// closed and are empty.
+    async fn next_batch(
+        &mut self,
+        batch: &mut Vec<Job>,
+        max_batch: usize,
+        max_bulk: usize,
+    ) -> bool {
+        let first_is_bulk = tokio::select! {
+            biased;
+            Some(job) = self.chat.recv() => { batch.push(job); false }
+            Some(job) = self.bulk.recv() => { batch.push(job); true }
+            else => return false,
+        };
+        let bulk_waiting = self.bulk.len() + usize::from(first_is_bulk);
+        let bulk_room = bulk_waiting.min(max_bulk);
+        // People's messages first, leaving room for the notifications' share.
+        let chat_room = max_batch.saturating_sub(bulk_room).max(1);
+        let mut chats = usize::from(!first_is_bulk);
+        while chats < chat_room {
+            match self.chat.try_recv() {
+                Ok(job) => {
+                    batch.push(job);
+                    chats += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut bulks = usize::from(first_is_bulk);
+        let room = max_bulk.min(max_batch.saturating_sub(chats));
+        while bulks < room {
+            match self.bulk.try_recv() {
+                Ok(job) => {
+                    batch.push(job);
+                    bulks += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        true
+    }
+}
+
+/// Takes batches off the queues until every handle (every Store clone) is gone.
 async fn run(
     pool: Pool,
     ids: Arc<IdGenerator>,
     settings: super::StoreSettings,
     push_order: Arc<PushOrder>,
-    mut jobs: mpsc::Receiver<(NewMessage, Reply)>,
+    mut lanes: Lanes,
 ) {
     let max_batch = settings.max_batch.max(1);
+    let max_bulk = settings.max_bulk_batch.clamp(1, max_batch);
     let outbox_node = settings.outbox_node.as_deref();
-    let mut batch: Vec<(NewMessage, Reply)> = Vec::with_capacity(max_batch);
-    while jobs.recv_many(&mut batch, max_batch).await > 0 {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while lanes.next_batch(&mut batch, max_batch, max_bulk).await {
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
         let started = Instant::now();
         let outcomes = commit(&pool, &ids, outbox_node, &messages, settings.timeout).await;
