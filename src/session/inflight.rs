@@ -43,9 +43,9 @@ pub(super) struct Inflight {
     held: Option<Frame>,
 }
 
-/// How long a session that ends waits for its pipelined SENDs before leaving them to finish
-/// on their own: longer than a database operation may take.
-const FINISH_WAIT: Duration = Duration::from_secs(30);
+/// How long a session that ends with an ERROR waits for its pipelined SENDs, so that their
+/// answers go out before the ERROR: as long as a database operation takes by default.
+pub(super) const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 impl Inflight {
     fn new() -> Inflight {
@@ -152,10 +152,10 @@ impl Session {
         }));
     }
 
-    /// Answers the SENDs still under way when the session ends: their RECEIPTs go out first
-    /// (before an ERROR that closes the session), and each stored message is pushed. Those not
-    /// answered within [`FINISH_WAIT`] finish on their own, pushed but not answered.
-    pub(super) async fn finish_inflight(&mut self) {
+    /// Answers the SENDs still under way when the session ends, for up to `wait`: their
+    /// RECEIPTs go out before the ERROR that closes the session. Those not answered by then
+    /// finish on their own: each stored message is still pushed, but not answered.
+    pub(super) async fn finish_inflight(&mut self, wait: Duration) {
         let Some(mut inflight) = self.inflight.take() else {
             return;
         };
@@ -163,7 +163,7 @@ impl Session {
         // need the session to be `Sync`.
         let session = &mut *self;
         let waiting = &mut inflight;
-        let answered = tokio::time::timeout(FINISH_WAIT, async move {
+        let answered = tokio::time::timeout(wait, async move {
             while !waiting.pending.is_empty() {
                 let settled = waiting.next().await;
                 // An ERROR is on its way already; a second one would not be read.

@@ -420,4 +420,6 @@ struct Session {
 }
 
 #[cfg(test)]
+mod inflight_tests;
+#[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use stomp_codec::{Decoded, Decoder, Frame};
 use tokio::time::Instant;
 
 use super::fatal::{Fatal, transport_too_large};
-use super::inflight::{Inflight, Settled};
+use super::inflight::{FINISH_WAIT, Inflight, Settled};
 use super::transport::Inbound;
 use super::{Ending, Session};
 use crate::metrics::{ErrorReason, Metrics};
@@ -33,7 +33,13 @@ impl Session {
         let ending = self
             .read_frames(inbound, decoder, buf, heartbeat, expires_at)
             .await;
-        self.finish_inflight().await;
+        // A client that went, or said DISCONNECT (which waited for every SEND before it),
+        // needs no answer; one about to get an ERROR gets the answers that are due first.
+        let wait = match ending {
+            Ending::Error(_) => FINISH_WAIT,
+            Ending::Gone | Ending::Graceful => Duration::ZERO,
+        };
+        self.finish_inflight(wait).await;
         ending
     }
 

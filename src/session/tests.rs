@@ -17,7 +17,12 @@ const PATIENCE: Duration = Duration::from_secs(5);
 
 /// A bare broker's session context (no chat layer) and the authenticator of its tokens.
 fn context() -> SessionContext {
-    let config = Config::from_toml("test", "", std::iter::empty()).expect("default config");
+    context_with("", Extensions::new())
+}
+
+/// A session context with `config` (TOML over the defaults) and `extensions`.
+pub(super) fn context_with(config: &str, extensions: Extensions) -> SessionContext {
+    let config = Config::from_toml("test", config, std::iter::empty()).expect("config");
     let hub = Hub::new(
         HubSettings {
             node_id: "n".into(),
@@ -26,7 +31,7 @@ fn context() -> SessionContext {
         Arc::new(LocalRelay),
         Arc::new(LocalQueues::new(16)),
     );
-    let router = Router::new(hub, Acl::new(config.acl.clone()), Extensions::new());
+    let router = Router::new(hub, Acl::new(config.acl.clone()), extensions);
     SessionContext::new(
         router,
         Arc::new(Authenticator::hs256(b"session unit tests")),
@@ -37,7 +42,7 @@ fn context() -> SessionContext {
 
 /// A session for `user` (with the `system` role, which the default ACL lets use generic
 /// topics) served over an in-memory pair, and the client's end of it.
-fn start(context: &SessionContext, user: &str) -> (MemoryPeer, String, JoinHandle<()>) {
+pub(super) fn start(context: &SessionContext, user: &str) -> (MemoryPeer, String, JoinHandle<()>) {
     let token = context
         .auth
         .mint(user, &[Role::System], Duration::from_secs(60))
@@ -48,7 +53,7 @@ fn start(context: &SessionContext, user: &str) -> (MemoryPeer, String, JoinHandl
 }
 
 /// The session's next frame, failing the test when none comes in time.
-async fn next(peer: &mut MemoryPeer) -> Option<Frame> {
+pub(super) async fn next(peer: &mut MemoryPeer) -> Option<Frame> {
     tokio::time::timeout(PATIENCE, peer.frame())
         .await
         .expect("a frame in time")
@@ -56,7 +61,7 @@ async fn next(peer: &mut MemoryPeer) -> Option<Frame> {
 }
 
 /// Connects and returns the CONNECTED frame.
-async fn connect(peer: &mut MemoryPeer, token: &str) -> Frame {
+pub(super) async fn connect(peer: &mut MemoryPeer, token: &str) -> Frame {
     assert!(
         peer.send(
             &Frame::new(Command::Connect)

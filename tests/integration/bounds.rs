@@ -183,10 +183,14 @@ fn notification(data: Value) -> Value {
 async fn notification_fields_over_their_bounds_are_refused_over_rest_and_stomp() {
     for database in db::all().await {
         let label = database.label;
-        let broker = im::broker(&database.url, &[]).await;
+        let broker = im::broker(
+            &database.url,
+            &[("BROKER_LIMITS_NOTIFICATION_MAX_USERS", "100")],
+        )
+        .await;
         let mut bob = broker.im_user("bob").await;
         let big = json!({"items": "i".repeat(5000)});
-        let users: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+        let users: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
         let mut refused = vec![
             notification(big.clone()),
             json!({"userIds": ["bob"], "title": "t".repeat(201)}),
@@ -261,6 +265,7 @@ async fn notifications_over_their_bounds_from_rabbitmq_are_dropped_and_the_next_
                 ("BROKER_RELAY_AMQP_URL", amqp.as_str()),
                 ("BROKER_RELAY_NOTIFICATIONS_QUEUE", queue.as_str()),
                 ("BROKER_CLUSTER_NODE_ID", run.as_str()),
+                ("BROKER_LIMITS_NOTIFICATION_MAX_USERS", "100"),
             ],
         )
         .await;
@@ -281,7 +286,7 @@ async fn notifications_over_their_bounds_from_rabbitmq_are_dropped_and_the_next_
             )
             .await
             .unwrap();
-        let users: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+        let users: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
         for (id, body) in [
             (
                 "big",
