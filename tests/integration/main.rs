@@ -44,6 +44,7 @@ mod im_retention;
 mod im_send;
 mod im_stomp_errors;
 mod limits;
+mod pipelining;
 mod receipts;
 mod reports;
 mod safety_limits;
