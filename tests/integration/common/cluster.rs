@@ -69,14 +69,34 @@ impl Node {
         database_url: &str,
         extra: &[(&str, &str)],
     ) -> Node {
-        let id = format!("{cluster}-{name}");
+        let services = [
+            ("BROKER_RELAY_AMQP_URL", amqp_url()),
+            ("BROKER_PRESENCE_REDIS_URL", redis_url()),
+        ];
+        Node::spawn(&format!("{cluster}-{name}"), database_url, &services, extra).await
+    }
+
+    /// Starts a single node (no RabbitMQ, no Redis) on `database_url`, as a process of its
+    /// own so that a test can kill it.
+    pub async fn start_alone(name: &str, database_url: &str, extra: &[(&str, &str)]) -> Node {
+        Node::spawn(name, database_url, &[], extra).await
+    }
+
+    async fn spawn(
+        id: &str,
+        database_url: &str,
+        services: &[(&str, String)],
+        extra: &[(&str, &str)],
+    ) -> Node {
+        let id = id.to_owned();
         let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+        for (key, value) in services {
+            command.env(key, value);
+        }
         command
             .env("BROKER_SERVER_HTTP_ADDR", "127.0.0.1:0")
             .env("BROKER_CLUSTER_NODE_ID", &id)
             .env("BROKER_STORAGE_URL", database_url)
-            .env("BROKER_RELAY_AMQP_URL", amqp_url())
-            .env("BROKER_PRESENCE_REDIS_URL", redis_url())
             .env(
                 "BROKER_AUTH_JWT_SECRET",
                 String::from_utf8_lossy(SECRET).into_owned(),
