@@ -236,7 +236,7 @@ pub enum Scenario {
     },
     /// Backend notifications: `POST /api/v1/notifications` (role `system`) to N recipients per
     /// call, K calls one after the other; M recipients online on `/user/queue/notifications`
-    /// (our broker only; needs --jwt-secret, or --token with role system).
+    /// (our broker only; needs --jwt-secret).
     Notify {
         /// Recipients per call.
         #[arg(long, default_value_t = 5000)]

@@ -333,6 +333,7 @@ async fn run_against_broker(common: &Common, scenario: &Scenario) -> anyhow::Res
             system_user,
             verify_postgres,
         } => {
+            need_secret(common)?;
             let load = im::NotifyLoad {
                 users: *users,
                 calls: *calls,
@@ -353,7 +354,7 @@ async fn run_against_broker(common: &Common, scenario: &Scenario) -> anyhow::Res
     }
 }
 
-/// The IM scenarios mint a token per session: each session is its own user.
+/// The IM scenarios (and `notify`) mint a token per session: each session is its own user.
 fn need_secret(common: &Common) -> anyhow::Result<()> {
     if common.jwt_secret.is_none() {
         bail!("the IM scenarios need --jwt-secret: each session is its own user");
