@@ -98,9 +98,9 @@ notify_users() {
   fi
 }
 
-# p99 FILE: the latency p99 (ms) of a loadgen JSON result, or "-".
-p99() {
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["latency"]["p99_ms"])' \
+# tail_latency FILE: the latency p99 / p99.9 (ms) of a loadgen JSON result, or "-".
+tail_latency() {
+  python3 -c 'import json,sys; l=json.load(open(sys.argv[1]))["latency"]; print(l["p99_ms"], "/", l["p999_ms"])' \
     "$1" 2>/dev/null || echo -
 }
 
@@ -187,7 +187,8 @@ for BACKEND in $BACKENDS; do
     done
   fi
   if selected fairness; then
-    # Chat at 1000 msg/s alone, then with a large notification call from 2 s in.
+    # Chat at 1000 msg/s alone, then with a large notification call from 2 s in (counted from
+    # the chat's start, about a second of which is connecting).
     run fairness-chat im --pairs 100 --rate 1000 --duration "$DURATION" --payload "$PAYLOAD"
     run fairness-chat-notify im --pairs 100 --rate 1000 --duration "$DURATION" \
       --payload "$PAYLOAD" &
@@ -196,8 +197,8 @@ for BACKEND in $BACKENDS; do
     run fairness-notify --user-prefix lgn- notify \
       --users "$(notify_users "$FAIRNESS_NOTIFY_USERS")" --payload "$PAYLOAD"
     wait "$CHAT" || true
-    say "$BACKEND: chat p99 alone $(p99 "$OUT/$BACKEND/fairness-chat.json") ms," \
-      "with a notification call $(p99 "$OUT/$BACKEND/fairness-chat-notify.json") ms"
+    say "$BACKEND: chat p99 / p99.9 alone $(tail_latency "$OUT/$BACKEND/fairness-chat.json") ms," \
+      "with a notification call $(tail_latency "$OUT/$BACKEND/fairness-chat-notify.json") ms"
   fi
   stop_process "$BROKER_PID"
   BROKER_PID=
