@@ -11,6 +11,16 @@ new_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 # to LOG. Sets STARTED_PID and STARTED_URL (its ws://…/ws/im address); exits when it does not
 # come up.
 start_broker() {
+  if ! try_start_broker "$@"; then
+    cat "$1" >&2
+    say "the broker did not start (log: $1)"
+    exit 1
+  fi
+}
+
+# try_start_broker LOG [VAR=VALUE...]: as start_broker, but returns 1 when the broker does not
+# come up (e.g. it refuses a setting it does not know yet), leaving the caller to decide.
+try_start_broker() {
   local log=$1 dir
   shift
   dir=$(mktemp -d /tmp/bench-broker.XXXXXX)
@@ -28,9 +38,8 @@ start_broker() {
     sleep 0.1
   done
   if [ -z "$STARTED_URL" ]; then
-    cat "$log" >&2
-    say "the broker did not start (log: $log)"
-    exit 1
+    stop_process "$STARTED_PID"
+    return 1
   fi
 }
 

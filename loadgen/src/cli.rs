@@ -81,6 +81,10 @@ pub struct Common {
     /// after connecting (for RabbitMQ, the beam.smp process).
     #[arg(long, global = true)]
     pub broker_pid: Option<u32>,
+    /// The broker's Prometheus metrics, read before and after the IM scenarios for the messages
+    /// per group commit; default `/metrics` at --url's host and port.
+    #[arg(long, global = true)]
+    pub metrics_url: Option<String>,
     /// A name for the broker under test, copied into the output.
     #[arg(long, global = true, default_value = "")]
     pub label: String,
@@ -139,9 +143,13 @@ pub struct ImFlow {
     /// Characters of message content.
     #[arg(long, default_value_t = 100)]
     pub payload: usize,
-    /// Sends per sender awaiting their RECEIPT, at most.
+    /// Closed loop: sends per sender in flight (see --close-on), at most.
     #[arg(long, default_value_t = 64)]
     pub window: u64,
+    /// What takes a send out of the window: its RECEIPT (stored), or its delivery to the
+    /// recipient's session (every member's, in a group).
+    #[arg(long, value_enum, default_value_t = im::CloseOn::Receipt)]
+    pub close_on: im::CloseOn,
     /// After sending, seconds to wait without progress for the last receipts and copies.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
@@ -161,6 +169,7 @@ impl ImFlow {
             duration: seconds(self.duration, "--duration")?,
             payload: self.payload,
             window: self.window.max(1),
+            close_on: self.close_on,
             drain: seconds(self.drain, "--drain")?,
             verify_postgres: self.verify_postgres.clone(),
         })
@@ -203,12 +212,16 @@ pub enum Scenario {
         #[arg(long, default_value_t = 3.0)]
         settle: f64,
     },
-    /// N user pairs sending private messages through `/app/private.send` (our broker only;
-    /// needs --jwt-secret).
+    /// N senders sending private messages through `/app/private.send`, each to its own
+    /// recipients (our broker only; needs --jwt-secret).
     Im {
-        /// User pairs; user 2i sends to user 2i+1.
+        /// Senders (user pairs with one conversation: user 2i sends to user 2i+1).
         #[arg(long, default_value_t = 100)]
         pairs: usize,
+        /// Recipients per sender, each its own conversation, sent to round-robin; every
+        /// recipient is online.
+        #[arg(long, default_value_t = 1)]
+        conversations: usize,
         #[command(flatten)]
         flow: ImFlow,
     },
@@ -220,6 +233,37 @@ pub enum Scenario {
         members: usize,
         #[command(flatten)]
         flow: ImFlow,
+    },
+    /// Backend notifications: `POST /api/v1/notifications` (role `system`) to N recipients per
+    /// call, K calls one after the other; M recipients online on `/user/queue/notifications`
+    /// (our broker only; needs --jwt-secret).
+    Notify {
+        /// Recipients per call.
+        #[arg(long, default_value_t = 5000)]
+        users: usize,
+        /// Calls made one after the other, each with a fresh clientMsgId.
+        #[arg(long, default_value_t = 1)]
+        calls: usize,
+        /// Recipients connected and subscribed, spread evenly over the list; they count and
+        /// time the pushes they get.
+        #[arg(long, default_value_t = 0)]
+        online: usize,
+        /// Characters of content.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        /// Seconds one call may take.
+        #[arg(long, default_value_t = 600.0)]
+        timeout: f64,
+        /// After the calls, seconds to wait without progress for the last pushes.
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
+        /// The user id of the calls' minted token (role system).
+        #[arg(long, default_value = "loadgen-system")]
+        system_user: String,
+        /// Afterwards, check in this PostgreSQL database that every recipient has each
+        /// notification stored exactly once in its `system_<user>` conversation.
+        #[arg(long)]
+        verify_postgres: Option<String>,
     },
     /// No broker: writer threads send a timestamped message to each of N loopback TCP
     /// sockets per publication, reader threads poll the other ends; the kernel's own latency

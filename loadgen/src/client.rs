@@ -200,6 +200,22 @@ impl Target {
     }
 }
 
+impl Target {
+    /// A token for `sub` with `role`, for REST calls made in a role of their own (a system
+    /// identity sending notifications): minted with the secret, or the one `--token` given.
+    ///
+    /// # Errors
+    ///
+    /// With `--login` credentials, which the REST API does not take, or when minting fails.
+    pub fn token_as(&self, sub: &str, role: &str) -> anyhow::Result<String> {
+        match &self.auth {
+            Auth::Mint { secret, .. } => mint(secret, sub, role),
+            Auth::Token(token) => Ok(token.clone()),
+            Auth::Login { .. } => bail!("REST calls need --jwt-secret or --token"),
+        }
+    }
+}
+
 #[derive(serde::Serialize)]
 struct Claims<'a> {
     sub: &'a str,

@@ -1,22 +1,26 @@
-//! Who used the CPUs during a run: the broker, this load generator, and everything else; and
-//! how long the broker's and loadgen's threads were ready to run but waited for a CPU.
+//! Who used the CPUs during a run: the broker, this load generator, PostgreSQL and everything
+//! else; and how long the broker's and loadgen's threads were ready to run but waited for a CPU.
 //!
 //! Broker and load generator share the machine, and a busy neighbour (a compiler, a fuzzer)
 //! skews every figure; recording the split next to each result makes that visible instead of
 //! silently folding it into the numbers. Read from `/proc`; `None` elsewhere.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Kernel clock ticks per second for `/proc` CPU times (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU counters at one instant.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Sample {
     at: Instant,
     busy_all: u64,
     broker: Option<u64>,
     own: u64,
+    /// Ticks of every process named `postgres`, by pid: a server's backends come and go, so
+    /// the difference is taken per process (one that exits during the run loses its share).
+    postgres: HashMap<u32, u64>,
     broker_wait_ns: Option<u64>,
     own_wait_ns: Option<u64>,
 }
@@ -28,6 +32,8 @@ pub struct Usage {
     pub broker_cores: Option<f64>,
     /// This process.
     pub loadgen_cores: f64,
+    /// Every process named `postgres` (the server and its backends), when any runs here.
+    pub postgres_cores: Option<f64>,
     /// Every other process on the machine.
     pub other_cores: f64,
     /// The broker's threads' time spent runnable but not running, in seconds per second: the
@@ -47,13 +53,29 @@ impl Usage {
         (count > 0).then(|| cores * self.seconds * 1e6 / count as f64)
     }
 
-    /// `broker/loadgen/other` cores, e.g. `1.21/0.70/0.05`, then the threads waiting for a CPU.
+    /// The CPU time per event of the broker, loadgen and PostgreSQL, in microseconds, over
+    /// `count` events; `None` when nothing happened.
+    pub fn per(&self, count: u64) -> Option<CpuPer> {
+        if count == 0 {
+            return None;
+        }
+        let us = |cores: f64| cores * self.seconds * 1e6 / count as f64;
+        Some(CpuPer {
+            broker_us: self.broker_cores.map(us),
+            loadgen_us: us(self.loadgen_cores),
+            postgres_us: self.postgres_cores.map(us),
+        })
+    }
+
+    /// `broker/loadgen/postgres/other` cores, e.g. `1.21/0.70/0.30/0.05`, then the threads
+    /// waiting for a CPU.
     pub fn summary(&self) -> String {
         let opt = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |c| format!("{c:.2}"));
         format!(
-            "{}/{:.2}/{:.2} waiting(broker/loadgen)={}/{}",
+            "{}/{:.2}/{}/{:.2} waiting(broker/loadgen)={}/{}",
             opt(self.broker_cores),
             self.loadgen_cores,
+            opt(self.postgres_cores),
             self.other_cores,
             opt(self.broker_run_queue),
             opt(self.loadgen_run_queue),
@@ -61,11 +83,64 @@ impl Usage {
     }
 }
 
-/// ` cores(broker/loadgen/other)=...` for a summary line, or nothing.
+/// ` cores(broker/loadgen/postgres/other)=...` for a summary line, or nothing.
 pub fn suffix(usage: Option<&Usage>) -> String {
     usage.map_or_else(String::new, |u| {
-        format!(" cores(broker/loadgen/other)={}", u.summary())
+        format!(" cores(broker/loadgen/postgres/other)={}", u.summary())
     })
+}
+
+/// CPU time per message (or per copy delivered; the report says which), in microseconds.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct CpuPer {
+    /// The broker (with `--broker-pid`).
+    pub broker_us: Option<f64>,
+    /// This process.
+    pub loadgen_us: f64,
+    /// Every process named `postgres`, when any runs on this machine.
+    pub postgres_us: Option<f64>,
+}
+
+impl CpuPer {
+    /// ` us/msg(broker/loadgen/postgres)=12.3/4.5/6.7` for a summary line, or nothing.
+    pub fn suffix(per: Option<&CpuPer>, unit: &str) -> String {
+        let opt = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |c| format!("{c:.1}"));
+        per.map_or_else(String::new, |p| {
+            format!(
+                " us/{unit}(broker/loadgen/postgres)={}/{:.1}/{}",
+                opt(p.broker_us),
+                p.loadgen_us,
+                opt(p.postgres_us)
+            )
+        })
+    }
+}
+
+/// Ticks of every process whose `comm` is `postgres`, by pid. Other users' processes are
+/// readable in `/proc` too; a process that vanishes between listing and reading is skipped.
+fn postgres_ticks() -> HashMap<u32, u64> {
+    let mut ticks = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return ticks;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == "postgres");
+        if let Some(t) = is_postgres
+            .then(|| process_ticks(&format!("/proc/{pid}/stat")))
+            .flatten()
+        {
+            ticks.insert(pid, t);
+        }
+    }
+    ticks
 }
 
 fn busy_all() -> Option<u64> {
@@ -117,6 +192,7 @@ impl Sample {
             busy_all: busy_all()?,
             broker: broker.and_then(|pid| process_ticks(&format!("/proc/{pid}/stat"))),
             own: process_ticks("/proc/self/stat")?,
+            postgres: postgres_ticks(),
             broker_wait_ns: broker.and_then(|pid| run_queue_wait(&pid.to_string())),
             own_wait_ns: run_queue_wait("self"),
         })
@@ -132,6 +208,13 @@ impl Sample {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };
+        // A backend that started during the run counts from zero, which is all of its time.
+        let postgres: u64 = later
+            .postgres
+            .iter()
+            .map(|(pid, &t)| t.saturating_sub(self.postgres.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let has_postgres = !later.postgres.is_empty();
         let waiting = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9 / seconds),
             _ => None,
@@ -139,7 +222,8 @@ impl Sample {
         Usage {
             broker_cores: broker.map(cores),
             loadgen_cores: cores(own),
-            other_cores: cores(all.saturating_sub(own + broker.unwrap_or(0))),
+            postgres_cores: has_postgres.then(|| cores(postgres)),
+            other_cores: cores(all.saturating_sub(own + broker.unwrap_or(0) + postgres)),
             broker_run_queue: waiting(self.broker_wait_ns, later.broker_wait_ns),
             loadgen_run_queue: waiting(self.own_wait_ns, later.own_wait_ns),
             seconds,

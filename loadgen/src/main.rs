@@ -6,6 +6,7 @@
 //! - `idle`: N connected, subscribed, silent sessions: how many hold, and their memory;
 //! - `im` and `group`: private messages between user pairs and messages to a large group
 //!   through our broker's IM layer, stored before they are confirmed (see `im/`);
+//! - `notify`: system notifications to many users per REST call (see `im/notify.rs`);
 //!
 //! `floor`, the same kind of fan-out over bare loopback TCP sockets with no broker at all: the
 //! latency and CPU per delivery that the machine itself allows, to read the others against;
@@ -18,8 +19,10 @@
 
 mod cli;
 mod client;
+mod commits;
 mod cpu;
 mod floor;
+mod http;
 mod idle;
 mod im;
 mod load;
@@ -49,6 +52,8 @@ pub struct RunOptions {
     pub broker_pid: Option<u32>,
     /// Where publishers connect, when not where subscribers do.
     pub publish_target: Option<Arc<Target>>,
+    /// The broker's `/metrics`, read before and after a run for its group commits.
+    pub metrics: Option<commits::MetricsUrl>,
 }
 
 /// Failures seen during a run: a count and the first few messages.
@@ -112,7 +117,7 @@ where
 }
 
 /// Another target, and which session numbers connect to it.
-pub type OtherTarget = (Arc<Target>, fn(usize) -> bool);
+pub type OtherTarget = (Arc<Target>, Arc<dyn Fn(usize) -> bool + Send + Sync>);
 
 /// As [`open_many`], but the sessions that `other` picks connect to its target: senders on
 /// one cluster node, their recipients on another.
@@ -259,10 +264,12 @@ async fn targets(common: &Common) -> anyhow::Result<(Arc<Target>, Option<Arc<Tar
 /// The scenarios that talk to a broker.
 async fn run_against_broker(common: &Common, scenario: &Scenario) -> anyhow::Result<bool> {
     let (target, publish_target) = targets(common).await?;
+    let metrics = commits::MetricsUrl::new(common.metrics_url.as_deref(), target.addr()).await?;
     let options = RunOptions {
         concurrency: common.connect_concurrency,
         broker_pid: common.broker_pid,
         publish_target,
+        metrics: Some(metrics),
     };
     match scenario {
         Scenario::Fanout {
@@ -302,19 +309,42 @@ async fn run_against_broker(common: &Common, scenario: &Scenario) -> anyhow::Res
             emit(common, &report.summary(), &report)?;
             Ok(report.connected == *connections && report.errors == 0)
         }
-        Scenario::Im { pairs, flow }
-        | Scenario::Group {
-            members: pairs,
+        Scenario::Im {
+            pairs,
+            conversations,
             flow,
         } => {
-            if common.jwt_secret.is_none() {
-                bail!("the IM scenarios need --jwt-secret: each session is its own user");
-            }
-            let mut report = if matches!(scenario, Scenario::Im { .. }) {
-                im::pairs(target, &options, *pairs, flow.load()?).await?
-            } else {
-                im::group(target, &options, *pairs, flow.load()?).await?
+            need_secret(common)?;
+            let report = im::pairs(target, &options, *pairs, *conversations, flow.load()?).await?;
+            emit_im(common, report)
+        }
+        Scenario::Group { members, flow } => {
+            need_secret(common)?;
+            let report = im::group(target, &options, *members, flow.load()?).await?;
+            emit_im(common, report)
+        }
+        Scenario::Notify {
+            users,
+            calls,
+            online,
+            payload,
+            timeout,
+            drain,
+            system_user,
+            verify_postgres,
+        } => {
+            need_secret(common)?;
+            let load = im::NotifyLoad {
+                users: *users,
+                calls: *calls,
+                online: *online,
+                payload: *payload,
+                timeout: seconds(*timeout, "--timeout")?,
+                drain: seconds(*drain, "--drain")?,
+                verify_postgres: verify_postgres.clone(),
+                system_user: system_user.clone(),
             };
+            let mut report = im::notify(target, &options, load).await?;
             report.url.clone_from(&common.url);
             report.label.clone_from(&common.label);
             emit(common, &report.summary(), &report)?;
@@ -322,6 +352,22 @@ async fn run_against_broker(common: &Common, scenario: &Scenario) -> anyhow::Res
         }
         Scenario::Report { .. } | Scenario::Floor { .. } => Ok(true),
     }
+}
+
+/// The IM scenarios (and `notify`) mint a token per session: each session is its own user.
+fn need_secret(common: &Common) -> anyhow::Result<()> {
+    if common.jwt_secret.is_none() {
+        bail!("the IM scenarios need --jwt-secret: each session is its own user");
+    }
+    Ok(())
+}
+
+/// Prints and writes an IM report; whether nothing was lost or refused.
+fn emit_im(common: &Common, mut report: im::ImReport) -> anyhow::Result<bool> {
+    report.url.clone_from(&common.url);
+    report.label.clone_from(&common.label);
+    emit(common, &report.summary(), &report)?;
+    Ok(report.ok())
 }
 
 fn main() -> ExitCode {

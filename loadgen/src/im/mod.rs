@@ -7,6 +7,7 @@
 //! - `group`: one group of M members (created over REST), all online on `/topic/group.<id>`;
 //!   the owner sends at a modest rate; every member's copy is timed, and so is each message's
 //!   arrival at the last member.
+//! - `notify`: system notifications over REST to many recipients per call (`notify.rs`).
 //!
 //! A message's content starts with `<n> <send time ns> `: `n` numbers it within its sender,
 //! and the time is the shared monotonic clock of [`crate::stats::now_ns`] (in open loop, the time the send
@@ -19,6 +20,7 @@
 //! session receives, `send` writes the SENDs, `report` is the result, `verify` checks the
 //! stored rows and `rest` creates the group.
 
+mod notify;
 mod report;
 mod rest;
 mod run;
@@ -34,9 +36,10 @@ use anyhow::{anyhow, bail};
 use crate::client::Target;
 use crate::{RunOptions, run_id};
 
+pub use notify::{NotifyLoad, notify};
 pub use report::ImReport;
 use rest::http_json;
-use run::{Plan, run_plan};
+use run::{Plan, Watched, run_plan};
 use send::SendSpec;
 use session::{Watch, new_shared};
 
@@ -49,12 +52,26 @@ pub struct ImLoad {
     pub duration: Duration,
     /// Characters of content (at least the `<n> <ns> ` prefix).
     pub payload: usize,
-    /// Sends per sender whose RECEIPT has not come yet, at most.
+    /// Sends per sender in flight, at most: awaiting their RECEIPT, or their delivery (see
+    /// `close_on`).
     pub window: u64,
+    /// What ends a send's time in the window.
+    pub close_on: CloseOn,
     /// After sending, how long to wait without progress for the last receipts and copies.
     pub drain: Duration,
     /// Check the stored messages in this PostgreSQL database afterwards.
     pub verify_postgres: Option<String>,
+}
+
+/// What takes a send out of a sender's window (closed loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseOn {
+    /// Its RECEIPT: the broker stored it.
+    Receipt,
+    /// Its arrival at the recipient's session (every member's, for a group), as an
+    /// application that waits for the recipient's copy or the echo.
+    Delivery,
 }
 
 /// The user id of session `number` (tokens minted per session).
@@ -62,7 +79,10 @@ fn user_of(target: &Target, number: usize) -> anyhow::Result<String> {
     Ok(target.credentials(number)?.0)
 }
 
-/// `pairs` user pairs: session `2i` sends private messages to session `2i + 1`.
+/// `pairs` senders, each sending round-robin to its own `conversations` recipients: sender
+/// `i` is session `i × (conversations + 1)`, its recipients the sessions right after it (with
+/// one conversation, session `2i` sends to `2i + 1`). Message `n` of a sender goes to its
+/// recipient `n mod conversations`.
 ///
 /// # Errors
 ///
@@ -71,51 +91,62 @@ pub async fn pairs(
     target: Arc<Target>,
     options: &RunOptions,
     pairs: usize,
+    conversations: usize,
     load: ImLoad,
 ) -> anyhow::Result<ImReport> {
+    if conversations == 0 {
+        bail!("--conversations must be at least 1");
+    }
     let setup_start = Instant::now();
     let client_prefix = format!("{}-", run_id());
+    let per_sender = conversations + 1;
+    let sessions = pairs * per_sender;
     let mut senders = Vec::with_capacity(pairs);
-    let mut watches = Vec::with_capacity(2 * pairs);
-    let mut subscriptions = Vec::with_capacity(2 * pairs);
-    let mut watched_sender = Vec::with_capacity(2 * pairs);
-    let mut greetings = Vec::with_capacity(2 * pairs);
+    let mut watches = Vec::with_capacity(sessions);
+    let mut watched_sender = Vec::with_capacity(sessions);
+    let mut greetings = Vec::with_capacity(sessions);
     for i in 0..pairs {
-        let a = user_of(&target, 2 * i)?;
-        let b = user_of(&target, 2 * i + 1)?;
+        let base = i * per_sender;
+        let a = user_of(&target, base)?;
+        let recipients: Vec<String> = (1..per_sender)
+            .map(|j| user_of(&target, base + j))
+            .collect::<anyhow::Result<_>>()?;
         senders.push((
-            2 * i,
+            base,
             SendSpec {
                 user: a.clone(),
                 destination: "/app/private.send".to_owned(),
-                head: format!("{{\"to\":\"{b}\","),
+                heads: recipients
+                    .iter()
+                    .map(|b| format!("{{\"to\":\"{b}\","))
+                    .collect(),
                 client_prefix: client_prefix.clone(),
             },
         ));
-        // The sender's own copies and the greeting are not deliveries.
-        watches.push(Watch {
-            from: String::new(),
-            flow: None,
-        });
-        watches.push(Watch {
-            from: a.clone(),
-            flow: None,
-        });
-        subscriptions.push(vec![
-            ("/user/queue/messages".to_owned(), "m"),
-            ("/user/queue/errors".to_owned(), "e"),
-        ]);
-        subscriptions.push(vec![
-            ("/user/queue/messages".to_owned(), "m"),
-            ("/user/queue/errors".to_owned(), "e"),
-        ]);
-        greetings.push(None);
-        greetings.push(Some(format!(
-            "{{\"to\":\"{a}\",\"clientMsgId\":\"{client_prefix}greeting\",\"content\":\"hi\"}}"
-        )));
+        // The sender's own copies and the greetings are not deliveries.
+        watches.push(Watch::of(String::new()));
         watched_sender.push(None);
-        watched_sender.push(Some(2 * i));
+        greetings.push(None);
+        for j in 0..conversations {
+            watches.push(Watch::of(a.clone()));
+            watched_sender.push(Some(Watched {
+                sender: base,
+                stride: conversations as u64,
+                offset: j as u64,
+            }));
+            greetings.push(Some(format!(
+                "{{\"to\":\"{a}\",\"clientMsgId\":\"{client_prefix}greeting\",\"content\":\"hi\"}}"
+            )));
+        }
     }
+    let subscriptions = (0..sessions)
+        .map(|_| {
+            vec![
+                ("/user/queue/messages".to_owned(), "m"),
+                ("/user/queue/errors".to_owned(), "e"),
+            ]
+        })
+        .collect();
     let plan = Plan {
         senders,
         watches,
@@ -125,7 +156,8 @@ pub async fn pairs(
         client_prefix,
         scenario: "im",
         recipients_per_message: 1,
-        is_sender: |number| number % 2 == 0,
+        conversations,
+        is_sender: Arc::new(move |number| number % per_sender == 0),
     };
     run_plan(target, options, plan, load, new_shared(false), setup_start).await
 }
@@ -156,6 +188,7 @@ pub async fn group(
         "/api/v1/groups",
         &token,
         &serde_json::json!({"name": format!("loadgen {}", run_id()), "memberIds": member_ids}),
+        Duration::from_secs(30),
     )
     .await?;
     let id = created
@@ -171,7 +204,7 @@ pub async fn group(
         SendSpec {
             user: owner.clone(),
             destination: "/app/group.send".to_owned(),
-            head: format!("{{\"conversationId\":\"{id}\","),
+            heads: vec![format!("{{\"conversationId\":\"{id}\",")],
             client_prefix: client_prefix.clone(),
         },
     )];
@@ -182,19 +215,23 @@ pub async fn group(
     subscriptions.extend((1..members).map(|_| vec![(topic.clone(), "g")]));
     let plan = Plan {
         senders,
-        watches: (0..members)
-            .map(|_| Watch {
-                from: owner.clone(),
-                flow: None,
+        watches: (0..members).map(|_| Watch::of(owner.clone())).collect(),
+        subscriptions,
+        watched_sender: (0..members)
+            .map(|_| {
+                Some(Watched {
+                    sender: 0,
+                    stride: 1,
+                    offset: 0,
+                })
             })
             .collect(),
-        subscriptions,
-        watched_sender: (0..members).map(|_| Some(0)).collect(),
         greetings: vec![None; members],
         client_prefix,
         scenario: "group",
         recipients_per_message: members,
-        is_sender: |number| number == 0,
+        conversations: 1,
+        is_sender: Arc::new(|number| number == 0),
     };
     run_plan(target, options, plan, load, new_shared(true), setup_start).await
 }

@@ -35,10 +35,14 @@ pub struct ImReport {
     pub senders: usize,
     /// Sessions that should receive each message (1 for a pair, the members for a group).
     pub recipients_per_message: usize,
+    /// Recipients per sender, each its own conversation, sent to round-robin (1 for a group).
+    pub conversations: usize,
     /// Offered rate over all senders, messages per second; 0 for closed loop.
     pub rate: f64,
-    /// Outstanding receipts per sender allowed.
+    /// Sends in flight per sender allowed.
     pub window: u64,
+    /// What takes a send out of the window: its RECEIPT or its delivery.
+    pub close_on: super::CloseOn,
     /// Characters of content.
     pub payload: usize,
     /// Seconds of sending asked for (`--duration`).
@@ -71,6 +75,11 @@ pub struct ImReport {
     pub verification: Option<Verification>,
     /// The broker's CPU time per copy delivered, in microseconds (with `--broker-pid`).
     pub broker_cpu_us_per_delivery: Option<f64>,
+    /// The CPU time of the broker, loadgen and PostgreSQL per copy delivered, in microseconds.
+    pub cpu_us_per_delivery: Option<crate::cpu::CpuPer>,
+    /// The broker's group commits from the first send to the end of the drain (from its
+    /// `/metrics`; every commit of the broker, not only this run's, counts).
+    pub group_commits: Option<crate::commits::GroupCommits>,
     /// Cores busy from the first send to the end of the drain.
     pub cpu: Option<crate::cpu::Usage>,
     /// Connections that failed to open or subscribe.
@@ -84,10 +93,19 @@ pub struct ImReport {
 impl ImReport {
     /// One line for humans.
     pub fn summary(&self) -> String {
+        let close = match self.close_on {
+            super::CloseOn::Receipt => "",
+            super::CloseOn::Delivery => ",close-on=delivery",
+        };
         let rate = if self.rate > 0.0 {
             format!("{}/s", self.rate)
         } else {
-            format!("max(window={})", self.window)
+            format!("max(window={}{close})", self.window)
+        };
+        let conversations = if self.conversations > 1 {
+            format!(" conversations/sender={}", self.conversations)
+        } else {
+            String::new()
         };
         let all = self.all_members_latency.map_or_else(String::new, |p| {
             format!(" all-members p50={:.3}ms p99={:.3}ms", p.p50_ms, p.p99_ms)
@@ -99,13 +117,14 @@ impl ImReport {
             )
         });
         format!(
-            "{} [{}] senders={} recipients/msg={} rate={} payload={}B setup={:.1}s sent={} \
+            "{} [{}] senders={}{} recipients/msg={} rate={} payload={}B setup={:.1}s sent={} \
              receipts={} refused={} delivered={} lost={} dup={} receipts/s={:.0} \
              deliveries/s={:.0} p50={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms{}{} \
-             connect_failures={} errors={}{}",
+             connect_failures={} errors={}{}{}{}",
             self.scenario,
             self.label,
             self.senders,
+            conversations,
             self.recipients_per_message,
             rate,
             self.payload,
@@ -126,6 +145,8 @@ impl ImReport {
             verified,
             self.connect_failures,
             self.errors,
+            crate::commits::suffix(self.group_commits.as_ref()),
+            crate::cpu::CpuPer::suffix(self.cpu_us_per_delivery.as_ref(), "delivery"),
             crate::cpu::suffix(self.cpu.as_ref()),
         )
     }

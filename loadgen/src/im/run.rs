@@ -28,8 +28,8 @@ pub(super) struct Plan {
     pub(super) watches: Vec<Watch>,
     /// For every session: the SUBSCRIBE destinations, with their subscription ids.
     pub(super) subscriptions: Vec<Vec<(String, &'static str)>>,
-    /// For every session that watches a sender: that sender's session number.
-    pub(super) watched_sender: Vec<Option<usize>>,
+    /// For every session that watches a sender: that sender and which of its messages.
+    pub(super) watched_sender: Vec<Option<Watched>>,
     /// For every session: a SEND body it sends once during setup, with a RECEIPT awaited.
     pub(super) greetings: Vec<Option<String>>,
     /// The clientMsgId prefix of this run's messages.
@@ -38,8 +38,27 @@ pub(super) struct Plan {
     pub(super) scenario: &'static str,
     /// Sessions that should receive each message.
     pub(super) recipients_per_message: usize,
+    /// Recipients per sender, each its own conversation (1 for a group).
+    pub(super) conversations: usize,
     /// Which sessions send (they connect to --publish-url when it is given).
-    pub(super) is_sender: fn(usize) -> bool,
+    pub(super) is_sender: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+}
+
+/// A sender watched by a session, and the share of its messages meant for that session: the
+/// numbers `n` with `n mod stride == offset` (a sender with K conversations goes round-robin).
+#[derive(Clone, Copy)]
+pub(super) struct Watched {
+    /// The sender's session number.
+    pub(super) sender: usize,
+    pub(super) stride: u64,
+    pub(super) offset: u64,
+}
+
+impl Watched {
+    /// Whether message `n` of the sender is meant for the watching session.
+    fn expects(&self, n: u64) -> bool {
+        n % self.stride.max(1) == self.offset
+    }
 }
 
 /// The open sessions of a run once their readers are started.
@@ -89,6 +108,7 @@ pub(super) async fn run_plan(
         client_prefix,
         scenario,
         recipients_per_message,
+        conversations,
         is_sender,
     } = plan;
     let opened = open_sessions(target, options, subscriptions, greetings, is_sender).await;
@@ -100,8 +120,17 @@ pub(super) async fn run_plan(
         .map(|(n, spec)| (*n, spec.user.clone()))
         .collect();
     let sender_numbers: Vec<usize> = senders.iter().map(|(n, _)| *n).collect();
-    let mut live = start_readers(opened, &watches, &sender_numbers, &shared, &stop_rx);
+    let mut live = start_readers(
+        opened,
+        &watches,
+        &watched_sender,
+        &sender_numbers,
+        recipients_per_message,
+        &shared,
+        &stop_rx,
+    );
 
+    let commits_start = crate::commits::totals(options.metrics.as_ref()).await;
     let cpu_start = crate::cpu::Sample::take(options.broker_pid);
     let senders_total = senders.len();
     let sent_by = run_senders(senders, &mut live, &load, &shared).await?;
@@ -114,6 +143,10 @@ pub(super) async fn run_plan(
     let expected = sent * recipients_per_message as u64;
     drain(&live.flows, &shared, sent, expected, load.drain).await;
     let cpu = crate::cpu::since(cpu_start, options.broker_pid);
+    let commits = crate::commits::between(
+        commits_start,
+        crate::commits::totals(options.metrics.as_ref()).await,
+    );
     let _ = stop_tx.send(true);
     let mut seen: HashMap<usize, Seen> = HashMap::new();
     while let Some(result) = live.readers.join_next().await {
@@ -139,8 +172,10 @@ pub(super) async fn run_plan(
         label: String::new(),
         senders: senders_total,
         recipients_per_message,
+        conversations,
         rate: load.rate,
         window: load.window,
+        close_on: load.close_on,
         payload: load.payload,
         duration_seconds: load.duration.as_secs_f64(),
         setup_seconds,
@@ -161,6 +196,8 @@ pub(super) async fn run_plan(
         all_members_latency: all_members_latency(&shared, recipients_per_message),
         verification,
         broker_cpu_us_per_delivery: cpu.as_ref().and_then(|c| c.broker_us_per(tally.delivered)),
+        cpu_us_per_delivery: cpu.as_ref().and_then(|c| c.per(tally.delivered)),
+        group_commits: commits,
         cpu,
         connect_failures: live.connect_failures,
         errors: shared.errors.count(),
@@ -176,7 +213,7 @@ async fn open_sessions(
     options: &RunOptions,
     subscriptions: Vec<Vec<(String, &'static str)>>,
     greetings: Vec<Option<String>>,
-    is_sender: fn(usize) -> bool,
+    is_sender: Arc<dyn Fn(usize) -> bool + Send + Sync>,
 ) -> Vec<anyhow::Result<Connection>> {
     let count = subscriptions.len();
     let subscriptions = Arc::new(subscriptions);
@@ -208,11 +245,14 @@ async fn open_sessions(
 }
 
 /// Starts a reader per open session (senders get a [`Flow`] their reader ticks on each
-/// RECEIPT) and counts the sessions that failed to open.
+/// RECEIPT, and the readers of their recipients on each delivery) and counts the sessions
+/// that failed to open.
 fn start_readers(
     opened: Vec<anyhow::Result<Connection>>,
     watches: &[Watch],
+    watched_sender: &[Option<Watched>],
     sender_numbers: &[usize],
+    recipients_per_message: usize,
     shared: &Arc<Shared>,
     stop: &watch::Receiver<bool>,
 ) -> Live {
@@ -222,15 +262,21 @@ fn start_readers(
         readers: JoinSet::new(),
         connect_failures: 0,
     };
+    // Every sender's flow exists before any reader starts, so that a recipient can tick it.
+    for (number, result) in opened.iter().enumerate() {
+        if result.is_ok() && sender_numbers.contains(&number) {
+            let flow = Arc::new(Flow::new(recipients_per_message as u64));
+            live.flows.insert(number, flow);
+        }
+    }
     for (number, result) in opened.into_iter().enumerate() {
         match result {
             Ok(Connection { writer, reader }) => {
                 let mut watch = watches[number].clone();
-                if sender_numbers.contains(&number) {
-                    let flow = Arc::new(Flow::new(1));
-                    watch.flow = Some(flow.clone());
-                    live.flows.insert(number, flow);
-                }
+                watch.flow = live.flows.get(&number).cloned();
+                watch.delivered_to = watched_sender[number]
+                    .and_then(|w| live.flows.get(&w.sender))
+                    .cloned();
                 live.writers.insert(number, writer);
                 let task = read_session(reader, number, watch, shared.clone(), stop.clone());
                 live.readers.spawn(async move { (number, task.await) });
@@ -337,21 +383,22 @@ async fn drain(
     }
 }
 
-/// Sums what the sessions saw. Lost: a RECEIPTed message that a watching session never got.
-fn tally(seen: &HashMap<usize, Seen>, watched_sender: &[Option<usize>]) -> Tally {
+/// Sums what the sessions saw. Lost: a RECEIPTed message meant for a watching session that it
+/// never got.
+fn tally(seen: &HashMap<usize, Seen>, watched_sender: &[Option<Watched>]) -> Tally {
     let mut tally = Tally::default();
     for (number, s) in seen {
         tally.delivered += s.delivered_count;
         tally.duplicates += s.duplicates;
         tally.refused += s.refused;
-        let Some(sender) = watched_sender[*number] else {
+        let Some(watched) = watched_sender[*number] else {
             continue;
         };
-        if let Some(sender_seen) = seen.get(&sender) {
+        if let Some(sender_seen) = seen.get(&watched.sender) {
             tally.lost += sender_seen
                 .receipted
                 .iter()
-                .filter(|n| !s.delivered.get(*n))
+                .filter(|&n| watched.expects(n) && !s.delivered.get(n))
                 .count() as u64;
         }
     }

@@ -1,5 +1,5 @@
 //! What an IM sender writes: the SEND frames of `/app/private.send` or `/app/group.send`, at a
-//! fixed rate or within a window of outstanding RECEIPTs, and the one greeting a recipient
+//! fixed rate or within a window of outstanding RECEIPTs (or deliveries), and the one greeting a recipient
 //! sends before the run.
 
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use anyhow::bail;
 use bytes::BytesMut;
 use stomp_codec::{Command, Frame, Version, encode};
 
-use super::ImLoad;
 use super::session::Shared;
+use super::{CloseOn, ImLoad};
 use crate::client::{Connection, Writer, describe};
 use crate::stats::{Flow, now_ns};
 
@@ -20,8 +20,10 @@ pub(super) struct SendSpec {
     /// The sender's user id.
     pub(super) user: String,
     pub(super) destination: String,
-    /// The body up to the content's opening quote.
-    pub(super) head: String,
+    /// The body up to the content's opening quote, one per recipient (private) or the one of
+    /// the group; message `n` uses `heads[n mod len]`, so a sender with K recipients goes
+    /// round-robin over K conversations.
+    pub(super) heads: Vec<String>,
     /// clientMsgIds are `<prefix><n>`.
     pub(super) client_prefix: String,
 }
@@ -35,7 +37,8 @@ impl SendSpec {
         }
         format!(
             "{}\"clientMsgId\":\"{}{n}\",\"format\":\"text\",\"content\":\"{content}\"}}",
-            self.head, self.client_prefix
+            self.heads[(n % self.heads.len() as u64) as usize],
+            self.client_prefix
         )
     }
 }
@@ -62,10 +65,13 @@ async fn send_loop(
     let mut n = 0u64;
     // A sender writes at most this many SENDs per flush, so timestamps stay close to the write.
     const BATCH: u64 = 32;
-    let outstanding = |f: &Flow| {
-        f.sent
+    let close_on = load.close_on;
+    let outstanding = move |f: &Flow| match close_on {
+        CloseOn::Receipt => f
+            .sent
             .load(Ordering::Relaxed)
-            .saturating_sub(f.receipts.load(Ordering::Relaxed))
+            .saturating_sub(f.receipts.load(Ordering::Relaxed)),
+        CloseOn::Delivery => f.in_flight(),
     };
     loop {
         let elapsed = start.elapsed();
@@ -160,7 +166,7 @@ mod tests {
         let spec = SendSpec {
             user: "a".into(),
             destination: "/app/private.send".into(),
-            head: "{\"to\":\"b\",".into(),
+            heads: vec!["{\"to\":\"b\",".into(), "{\"to\":\"c\",".into()],
             client_prefix: "r-".into(),
         };
         let body = spec.body(42, 123_456, 40);
@@ -170,5 +176,7 @@ mod tests {
         let content = value["content"].as_str().unwrap();
         assert_eq!(content.len(), 40);
         assert_eq!(parse_content(content), Some((42, 123_456)));
+        let next: serde_json::Value = serde_json::from_str(&spec.body(43, 1, 40)).unwrap();
+        assert_eq!(next["to"], "c");
     }
 }

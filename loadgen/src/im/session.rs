@@ -97,6 +97,20 @@ pub(super) struct Watch {
     pub(super) from: String,
     /// This session's sender flow, for RECEIPTs (senders only).
     pub(super) flow: Option<Arc<Flow>>,
+    /// The watched sender's flow, ticked on each first delivery (for `--close-on delivery`).
+    pub(super) delivered_to: Option<Arc<Flow>>,
+}
+
+impl Watch {
+    /// Watches `from`'s messages (nobody's when empty); the flows are attached once the
+    /// sessions are open.
+    pub(super) fn of(from: String) -> Watch {
+        Watch {
+            from,
+            flow: None,
+            delivered_to: None,
+        }
+    }
 }
 
 /// Fresh counters for a run; `group` keeps per-message arrivals for the all-members latency.
@@ -231,6 +245,9 @@ impl Seen {
             entry.1 = entry.1.max(latency);
         }
         self.delivered_count += 1;
+        if let Some(flow) = &watch.delivered_to {
+            flow.on_received(1);
+        }
         shared.delivered.fetch_add(1, Ordering::Relaxed);
         shared.last_delivery.fetch_max(now, Ordering::Relaxed);
     }
