@@ -2,13 +2,15 @@
 //! writer task that drains the bounded outbound queue. Knows nothing of chats: SEND and
 //! SUBSCRIBE go to the [`Router`].
 //!
-//! Two tasks per session: this one reads and handles frames in order; the writer owns the
-//! socket's sending half, so a slow client never stalls the tasks that deliver to it (they only
-//! append to its mailbox, [`SessionHandle`], and overflowing it cuts the client off).
+//! Two tasks per session: this one reads and handles frames in order (the chat SENDs side by
+//! side, answered in order: `inflight.rs`); the writer owns the socket's sending half, so a
+//! slow client never stalls the tasks that deliver to it (they only append to its mailbox,
+//! [`SessionHandle`], and overflowing it cuts the client off).
 //!
 //! Files: the handshake (`connect.rs`), the read loop and its deadlines (`reader.rs`), each
-//! client frame (`frames.rs`), transactions (`transaction.rs`), the writer (`writer.rs`),
-//! ERROR frames (`fatal.rs`), and the transports (`transport.rs`, `memory.rs`).
+//! client frame (`frames.rs`), pipelined SENDs (`inflight.rs`), transactions
+//! (`transaction.rs`), the writer (`writer.rs`), ERROR frames (`fatal.rs`), and the transports
+//! (`transport.rs`, `memory.rs`).
 
 mod connect;
 mod fatal;
