@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::cluster::{self, Node};
-use crate::common::im::http_raw;
+use crate::common::im::{self, http_raw};
 use crate::common::{Client, Received};
 
 #[derive(diesel::QueryableByName)]
@@ -57,14 +57,7 @@ async fn stored_contents(node: &Node) -> Vec<String> {
     )
     .await;
     assert_eq!(status, 200, "{page}");
-    let mut items = page["items"].as_array().cloned().unwrap_or_default();
-    items.sort_by_key(|m| m["seq"].as_i64());
-    let seqs: Vec<i64> = items.iter().filter_map(|m| m["seq"].as_i64()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gapless");
-    items
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    im::contents_in_seq_order(page["items"].as_array().cloned().unwrap_or_default())
 }
 
 #[tokio::test]

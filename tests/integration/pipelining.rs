@@ -40,14 +40,7 @@ async fn contents(
     user: &str,
     conversation: &str,
 ) -> Vec<String> {
-    let mut items = im::history(broker, user, conversation, "?limit=100").await;
-    items.sort_by_key(|m| m["seq"].as_i64());
-    let seqs = im::seqs(&items);
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gapless");
-    items
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    im::contents_in_seq_order(im::history(broker, user, conversation, "?limit=100").await)
 }
 
 #[tokio::test]

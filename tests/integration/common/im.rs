@@ -399,6 +399,17 @@ pub async fn history(
     page["items"].as_array().cloned().expect("items")
 }
 
+/// The contents of a history page in seq order, its seqs checked to be gapless from 1.
+pub fn contents_in_seq_order(mut items: Vec<Value>) -> Vec<String> {
+    items.sort_by_key(|m| m["seq"].as_i64());
+    let seqs = seqs(&items);
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gapless");
+    items
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// The seqs of a history page.
 pub fn seqs(items: &[Value]) -> Vec<i64> {
     items
