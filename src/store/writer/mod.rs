@@ -206,21 +206,32 @@ pub(crate) async fn start(
     Ok(WriterHandle { chat, bulk })
 }
 
+/// How long after the last person's message the chats count as active, and notifications keep
+/// to their share of a batch.
+const CHATS_ACTIVE: Duration = Duration::from_secs(1);
+
 /// The writer's two queues, and how a batch is shared between them.
 ///
-/// A batch takes people's messages first and notifications after them, at most
-/// `storage.max_bulk_batch` of those: while chats are quiet notifications fill that share of
-/// every batch, and however many are waiting a chat message waits at most for the batch under
-/// way, whose size that share bounds. Notifications are never starved: the share is theirs
-/// whenever they wait, however busy the chats.
+/// A batch takes people's messages first and notifications after them. While chats are active
+/// (a person's message was committed within [`CHATS_ACTIVE`]), notifications take at most
+/// `storage.max_bulk_batch` of a batch: that bounds what a bulk run adds to each commit that
+/// chats wait for, and it is theirs whenever they wait, so they are never starved. While chats
+/// are quiet, notifications fill whole batches (`storage.max_batch`), for throughput; the first
+/// chat message then waits for at most one such batch.
 struct Lanes {
     chat: mpsc::Receiver<Job>,
     bulk: mpsc::Receiver<Job>,
+    /// When a batch last took a person's message.
+    last_chat: Option<Instant>,
 }
 
 impl Lanes {
     fn new(chat: mpsc::Receiver<Job>, bulk: mpsc::Receiver<Job>) -> Lanes {
-        Lanes { chat, bulk }
+        Lanes {
+            chat,
+            bulk,
+            last_chat: None,
+        }
     }
 
     /// Waits for work and fills `batch` with the next batch; false once both queues have
@@ -237,10 +248,17 @@ impl Lanes {
             Some(job) = self.bulk.recv() => { batch.push(job); true }
             else => return false,
         };
+        let chats_active = !first_is_bulk
+            || !self.chat.is_empty()
+            || self
+                .last_chat
+                .is_some_and(|last| last.elapsed() < CHATS_ACTIVE);
+        let bulk_share = if chats_active { max_bulk } else { max_batch };
         let bulk_waiting = self.bulk.len() + usize::from(first_is_bulk);
-        let bulk_room = bulk_waiting.min(max_bulk);
         // People's messages first, leaving room for the notifications' share.
-        let chat_room = max_batch.saturating_sub(bulk_room).max(1);
+        let chat_room = max_batch
+            .saturating_sub(bulk_waiting.min(bulk_share))
+            .max(1);
         let mut chats = usize::from(!first_is_bulk);
         while chats < chat_room {
             match self.chat.try_recv() {
@@ -251,8 +269,11 @@ impl Lanes {
                 Err(_) => break,
             }
         }
+        if chats > 0 {
+            self.last_chat = Some(Instant::now());
+        }
         let mut bulks = usize::from(first_is_bulk);
-        let room = max_bulk.min(max_batch.saturating_sub(chats));
+        let room = bulk_share.min(max_batch.saturating_sub(chats));
         while bulks < room {
             match self.bulk.try_recv() {
                 Ok(job) => {
