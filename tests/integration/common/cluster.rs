@@ -113,28 +113,40 @@ impl Node {
         for (key, value) in extra {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("start broker node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("listening for HTTP")
-                    && let Some(addr) = line
-                        .split_whitespace()
-                        .find_map(|word| word.strip_prefix("addr="))
-                {
-                    return addr.parse::<SocketAddr>().ok();
+        // A node refuses to start while RabbitMQ is away, which one test brings about on
+        // purpose (`cluster_faults`) while others start theirs: such a start is tried again.
+        for _ in 0..10 {
+            let mut child = command.spawn().expect("start broker node");
+            let stdout = child.stdout.take().expect("stdout");
+            let mut lines = BufReader::new(stdout).lines();
+            let addr = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("listening for HTTP")
+                        && let Some(addr) = line
+                            .split_whitespace()
+                            .find_map(|word| word.strip_prefix("addr="))
+                    {
+                        return addr.parse::<SocketAddr>().ok();
+                    }
                 }
+                None
+            })
+            .await;
+            match addr {
+                Ok(Some(addr)) => {
+                    // Keep draining the log so the node never blocks on a full pipe.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    return Node { id, addr, child };
+                }
+                // The node exited before listening: start it again in a moment.
+                Ok(None) => {
+                    let _ = child.wait().await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(_) => break,
             }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("node {id} did not report its address"));
-        // Keep draining the log so the node never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Node { id, addr, child }
+        }
+        panic!("node {id} did not report its address");
     }
 
     /// Kills the node at once (SIGKILL): no graceful shutdown.
