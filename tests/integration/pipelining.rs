@@ -250,3 +250,79 @@ async fn a_bulk_notification_is_stored_once_per_user_and_its_retry_stores_nothin
         im::assert_error(&refused, "INVALID_ARGUMENT");
     }
 }
+
+#[tokio::test]
+async fn a_burst_on_the_notifications_queue_is_stored_once_each_in_batches() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    for database in db::all().await {
+        let label = database.label;
+        let run = format!("burst-{:08x}", rand::random::<u32>());
+        let queue = format!("{run}.notifications");
+        let amqp = crate::common::cluster::amqp_url();
+        let connection = Connection::connect(&amqp, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        // 300 messages waiting before the broker starts: it takes them in batches.
+        for n in 0..300 {
+            let body = json!({"userIds": [format!("{run}-q{}", n % 20)], "title": format!("t{n}")});
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body.to_string().as_bytes(),
+                    BasicProperties::default()
+                        .with_content_type("application/json".into())
+                        .with_message_id(format!("{run}-{n}").into()),
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm");
+        }
+        let broker = im::broker(
+            &database.url,
+            &[
+                ("BROKER_RELAY_AMQP_URL", amqp.as_str()),
+                ("BROKER_RELAY_NOTIFICATIONS_QUEUE", queue.as_str()),
+                ("BROKER_CLUSTER_NODE_ID", run.as_str()),
+            ],
+        )
+        .await;
+        for user in 0..20 {
+            let user = format!("{run}-q{user}");
+            let conversation = format!("system_{user}");
+            let path = format!("/api/v1/conversations/{conversation}/messages?limit=100");
+            let stored = im::eventually("15 notifications each", || async {
+                let (status, page) = broker.api("GET", &path, &user, None).await;
+                let items = page["items"].as_array().cloned().unwrap_or_default();
+                (status == 200 && items.len() >= 15).then_some(items)
+            })
+            .await;
+            let wanted: Vec<String> = (0..300)
+                .filter(|n| n % 20 == user[run.len() + 2..].parse::<usize>().unwrap_or(99))
+                .map(|n| format!("t{n}"))
+                .collect();
+            assert_eq!(im::contents_in_seq_order(stored), wanted, "{label}: {user}");
+        }
+        im::stop(broker).await;
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+    }
+}
