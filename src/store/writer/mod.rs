@@ -20,6 +20,7 @@
 
 mod batch;
 mod postgres;
+mod prepared;
 mod sqlite;
 mod statements;
 
