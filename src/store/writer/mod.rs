@@ -20,7 +20,6 @@
 
 mod batch;
 mod postgres;
-mod prepared;
 mod sqlite;
 mod statements;
 

@@ -1,7 +1,6 @@
 //! The batch statements on PostgreSQL: each is one statement for the whole batch, with the
 //! rows passed as arrays and expanded with `unnest`, since every statement is a network round
-//! trip; and each is a prepared statement of the connection ([`Prepared`]), planned from the
-//! cache rather than on every batch.
+//! trip.
 
 use std::collections::HashMap;
 
@@ -9,7 +8,6 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use schema::{ConversationRow, MessageRow, OutboxRow, conversations, event_outbox, messages};
 
-use super::prepared::{Prepared, bind};
 use super::statements::{
     BatchStatements, BlockRow, DeliveryMark, IdRow, ReadMark, Reservation, Reserved,
 };
@@ -30,8 +28,8 @@ struct ReservedRow {
 const PG_RESERVE: &str = "\
 WITH reserved AS (\
     UPDATE conversations AS c \
-    SET last_seq = c.last_seq + v.k, last_message_id = v.last_id, last_activity_at = $1 \
-    FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS v(id, k, last_id) \
+    SET last_seq = c.last_seq + v.k, last_message_id = v.last_id, last_activity_at = $4 \
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, k, last_id) \
     WHERE c.id = v.id AND c.status = 'active' \
     RETURNING c.id, c.last_seq, v.k\
 ), marked AS (\
@@ -80,15 +78,11 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
         pairs: &[(&str, &str)],
     ) -> diesel::QueryResult<Vec<(String, String)>> {
         use diesel::sql_types::{Array, Text};
-        let rows: Vec<BlockRow> = Prepared::new(
-            PG_FIND_BLOCKS,
-            (
-                bind::<Array<Text>, _>(pairs.iter().map(|p| p.0).collect::<Vec<_>>()),
-                bind::<Array<Text>, _>(pairs.iter().map(|p| p.1).collect::<Vec<_>>()),
-            ),
-        )
-        .load(self)
-        .await?;
+        let rows: Vec<BlockRow> = diesel::sql_query(PG_FIND_BLOCKS)
+            .bind::<Array<Text>, _>(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+            .load(self)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| (row.user_id, row.blocked_id))
@@ -97,16 +91,12 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
 
     async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
         use diesel::sql_types::{Array, BigInt, Text};
-        Prepared::new(
-            PG_MARK_DELIVERED,
-            (
-                bind::<Array<Text>, _>(marks.iter().map(|m| m.conversation).collect::<Vec<_>>()),
-                bind::<Array<Text>, _>(marks.iter().map(|m| m.user).collect::<Vec<_>>()),
-                bind::<Array<BigInt>, _>(marks.iter().map(|m| m.seq).collect::<Vec<_>>()),
-            ),
-        )
-        .execute(self)
-        .await
+        diesel::sql_query(PG_MARK_DELIVERED)
+            .bind::<Array<Text>, _>(marks.iter().map(|m| m.conversation).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(marks.iter().map(|m| m.user).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(marks.iter().map(|m| m.seq).collect::<Vec<_>>())
+            .execute(self)
+            .await
     }
 
     async fn find_stored(
@@ -115,15 +105,11 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
         client_ids: &[&str],
     ) -> diesel::QueryResult<Vec<MessageRow>> {
         use diesel::sql_types::{Array, Text};
-        let found: Vec<IdRow> = Prepared::new(
-            PG_FIND_STORED,
-            (
-                bind::<Array<Text>, _>(senders),
-                bind::<Array<Text>, _>(client_ids),
-            ),
-        )
-        .load(self)
-        .await?;
+        let found: Vec<IdRow> = diesel::sql_query(PG_FIND_STORED)
+            .bind::<Array<Text>, _>(senders)
+            .bind::<Array<Text>, _>(client_ids)
+            .load(self)
+            .await?;
         // Retries are rare: the common batch ends here with one cheap statement.
         if found.is_empty() {
             return Ok(Vec::new());
@@ -149,20 +135,16 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
         let mark_conversations: Vec<&str> = marks.iter().map(|m| m.conversation).collect();
         let mark_users: Vec<&str> = marks.iter().map(|m| m.user).collect();
         let distances: Vec<i64> = marks.iter().map(|m| m.distance).collect();
-        let rows: Vec<ReservedRow> = Prepared::new(
-            PG_RESERVE,
-            (
-                bind::<BigInt, _>(now),
-                bind::<Array<Text>, _>(ids),
-                bind::<Array<BigInt>, _>(counts),
-                bind::<Array<BigInt>, _>(last_ids),
-                bind::<Array<Text>, _>(mark_conversations),
-                bind::<Array<Text>, _>(mark_users),
-                bind::<Array<BigInt>, _>(distances),
-            ),
-        )
-        .load(self)
-        .await?;
+        let rows: Vec<ReservedRow> = diesel::sql_query(PG_RESERVE)
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<BigInt>, _>(counts)
+            .bind::<Array<BigInt>, _>(last_ids)
+            .bind::<BigInt, _>(now)
+            .bind::<Array<Text>, _>(mark_conversations)
+            .bind::<Array<Text>, _>(mark_users)
+            .bind::<Array<BigInt>, _>(distances)
+            .load(self)
+            .await?;
         let mut reserved = Reserved {
             last_seqs: HashMap::with_capacity(reservations.len()),
             lagged: Vec::new(),
@@ -181,38 +163,32 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
     async fn insert_rows(&mut self, rows: &[MessageRow]) -> diesel::QueryResult<usize> {
         use diesel::sql_types::{Array, BigInt, Nullable, Text};
         let column = |f: fn(&MessageRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-        Prepared::new(
-            PG_INSERT,
-            (
-                bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>()),
-                bind::<Array<Text>, _>(column(|r| &r.conversation_id)),
-                bind::<Array<BigInt>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>()),
-                bind::<Array<Text>, _>(column(|r| &r.sender_id)),
-                bind::<Array<Text>, _>(column(|r| &r.client_msg_id)),
-                bind::<Array<Text>, _>(column(|r| &r.format)),
-                bind::<Array<Text>, _>(column(|r| &r.content)),
-                bind::<Array<Nullable<Text>>, _>(
-                    rows.iter()
-                        .map(|r| r.attachment.as_deref())
-                        .collect::<Vec<_>>(),
-                ),
-                bind::<Array<Nullable<BigInt>>, _>(
-                    rows.iter().map(|r| r.reply_to).collect::<Vec<_>>(),
-                ),
-                bind::<Array<Nullable<Text>>, _>(
-                    rows.iter()
-                        .map(|r| r.forwarded_from.as_deref())
-                        .collect::<Vec<_>>(),
-                ),
-                bind::<Array<Text>, _>(column(|r| &r.status)),
-                bind::<Array<BigInt>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>()),
-                bind::<Array<Nullable<BigInt>>, _>(
-                    rows.iter().map(|r| r.recalled_at).collect::<Vec<_>>(),
-                ),
-            ),
-        )
-        .execute(self)
-        .await
+        diesel::sql_query(PG_INSERT)
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(column(|r| &r.conversation_id))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(column(|r| &r.sender_id))
+            .bind::<Array<Text>, _>(column(|r| &r.client_msg_id))
+            .bind::<Array<Text>, _>(column(|r| &r.format))
+            .bind::<Array<Text>, _>(column(|r| &r.content))
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.attachment.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.reply_to).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.forwarded_from.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(column(|r| &r.status))
+            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter().map(|r| r.recalled_at).collect::<Vec<_>>(),
+            )
+            .execute(self)
+            .await
     }
 
     async fn create_conversations(
