@@ -113,6 +113,9 @@ impl Im {
         Ok(Sent::from(outcome))
     }
 
+    // The awaits on paths that a plain private text send does not take are boxed: an async
+    // fn's state is as large as its largest await, a send's state is allocated per SEND, and
+    // database futures are kilobytes.
     pub(super) async fn target(
         &self,
         sender: &Identity,
@@ -135,9 +138,9 @@ impl Im {
             (None, Some(text)) => {
                 let id = super::conversation_id(text)?;
                 if id.kind() == ConversationKind::Assistant {
-                    return self.assistant_target(sender, &id).await;
+                    return Box::pin(self.assistant_target(sender, &id)).await;
                 }
-                let (row, _) = self.membership(&id, me).await?;
+                let (row, _) = Box::pin(self.membership(&id, me)).await?;
                 if row.status.parse() != Ok(ConversationStatus::Active) {
                     return Err(AppError::new(
                         ErrorCode::Conflict,
@@ -180,9 +183,8 @@ impl Im {
             }
             ("text", Some(_)) => return Err(invalid("text messages take no attachment")),
             (media, Some(Value::Object(object))) if MEDIA_FORMATS.contains(&media) => {
-                let checked = self
-                    .media_attachment(&sender.user_id, media, object)
-                    .await?;
+                let checked =
+                    Box::pin(self.media_attachment(&sender.user_id, media, object)).await?;
                 shared_file = checked.file;
                 Some(checked.stored)
             }
@@ -201,7 +203,7 @@ impl Im {
             None | Some(Value::Null) => None,
             Some(value) => {
                 let id = message_id(value).ok_or_else(|| invalid("replyTo is not a message id"))?;
-                let original = self.store().message(id).await?;
+                let original = Box::pin(self.store().message(id)).await?;
                 if original.is_none_or(|m| m.conversation_id != target.conversation_id()) {
                     return Err(invalid(
                         "replyTo must name a message of the same conversation",

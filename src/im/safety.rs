@@ -244,7 +244,7 @@ impl Im {
             .limiter
             .check(&format!("send:{me}"), settings.send_rate)
             .await
-            && !is_retry().await?
+            && !Box::pin(is_retry()).await?
         {
             return Err(AppError::new(
                 ErrorCode::RateLimited,
@@ -304,14 +304,14 @@ impl Im {
             })
             .collect();
         tracing::info!(user = me, conversation, rules = ?scan.rules, action = action_name, "sensitive words");
-        self.store().record_hits(&rows).await?;
+        Box::pin(self.store().record_hits(&rows)).await?;
         match action {
             ModerationAction::Mask => {
                 message.content = scan.masked;
                 Ok(())
             }
             ModerationAction::Reject => {
-                self.consider_ban(me).await?;
+                Box::pin(self.consider_ban(me)).await?;
                 Err(AppError::new(
                     ErrorCode::SensitiveContent,
                     "the message contains words that are not allowed",
@@ -333,13 +333,13 @@ impl Im {
             return Ok(());
         }
         let store = self.store();
-        if store.sent_count(conversation, peer, 1).await? > 0 {
+        if Box::pin(store.sent_count(conversation, peer, 1)).await? > 0 {
             safety.replied.insert(key);
             return Ok(());
         }
         let settings = &safety.settings;
         let before_reply = i64::from(settings.stranger_before_reply);
-        let sent = store.sent_count(conversation, me, before_reply).await?;
+        let sent = Box::pin(store.sent_count(conversation, me, before_reply)).await?;
         let retry = || async {
             store
                 .has_client_msg(me, &message.client_msg_id)
@@ -347,7 +347,7 @@ impl Im {
                 .map_err(AppError::from)
         };
         if sent >= before_reply {
-            if retry().await? {
+            if Box::pin(retry()).await? {
                 return Ok(());
             }
             return Err(AppError::new(
@@ -361,7 +361,7 @@ impl Im {
             .limiter
             .check(&format!("stranger:{me}"), settings.stranger_rate)
             .await
-            && !retry().await?
+            && !Box::pin(retry()).await?
         {
             return Err(AppError::new(
                 ErrorCode::StrangerLimit,

@@ -123,6 +123,8 @@ fn client_msg_id_of(body: &[u8]) -> Option<String> {
 }
 
 impl Handler {
+    /// Every arm but the chat sends is boxed: the state of this future is that of its largest
+    /// arm, and it is allocated for every SEND.
     async fn dispatch(&self, request: AppRequest<'_>) -> Result<Option<AfterReceipt>, AppError> {
         {
             let turn = request.turn;
@@ -180,12 +182,12 @@ impl Handler {
                     let conversation = read
                         .conversation_id
                         .ok_or_else(|| AppError::invalid("missing conversationId"))?;
-                    im.read(
+                    Box::pin(im.read(
                         identity,
                         &conversation,
                         read.up_to_seq,
                         Origin::Session(request.session.id),
-                    )
+                    ))
                     .await?;
                     Ok(None)
                 }
@@ -193,16 +195,16 @@ impl Handler {
                     let recall: RecallRequest = parse(request.body)?;
                     let id = message_id(&recall.message_id)
                         .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
-                    im.recall(identity, id).await?;
+                    Box::pin(im.recall(identity, id)).await?;
                     Ok(None)
                 }
                 Kind::Typing => {
                     let typing: TypingRequest = parse(request.body)?;
-                    im.typing(
+                    Box::pin(im.typing(
                         identity,
                         &typing.conversation_id,
                         Origin::Session(request.session.id),
-                    )
+                    ))
                     .await?;
                     Ok(None)
                 }
@@ -212,7 +214,7 @@ impl Handler {
                         _ => "",
                     };
                     let notification: NotificationRequest = parse(request.body)?;
-                    im.notify(identity, user, &notification, turn).await?;
+                    Box::pin(im.notify(identity, user, &notification, turn)).await?;
                     Ok(None)
                 }
             }
