@@ -250,9 +250,7 @@ async fn notification_fields_over_their_bounds_are_refused_over_rest_and_stomp()
 
 #[tokio::test]
 async fn notifications_over_their_bounds_from_rabbitmq_are_dropped_and_the_next_is_taken() {
-    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use lapin::{Connection, ConnectionProperties};
 
     for database in db::all().await {
         let label = database.label;
@@ -275,17 +273,6 @@ async fn notifications_over_their_bounds_from_rabbitmq_are_dropped_and_the_next_
             .await
             .expect("RabbitMQ");
         let channel = connection.create_channel().await.unwrap();
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         let users: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
         for (id, body) in [
             (
@@ -298,20 +285,8 @@ async fn notifications_over_their_bounds_from_rabbitmq_are_dropped_and_the_next_
                 json!({"userIds": [bob_id], "title": "Order shipped", "bizType": "order"}),
             ),
         ] {
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    body.to_string().as_bytes(),
-                    BasicProperties::default()
-                        .with_content_type("application/json".into())
-                        .with_message_id(format!("{run}-{id}").into()),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            common::cluster::publish_notification(&channel, &queue, &format!("{run}-{id}"), &body)
+                .await;
         }
         let pushed = event_on(&mut bob, "/user/queue/notifications", "notification.new").await;
         assert_eq!(pushed["format"], "card", "{label}: {pushed}");

@@ -284,9 +284,7 @@ async fn presence_is_cluster_wide() {
 
 #[tokio::test]
 async fn notifications_published_to_rabbitmq_are_stored_and_pushed_once() {
-    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use lapin::{Connection, ConnectionProperties};
 
     let cluster = cluster_name();
     let db = database().await;
@@ -305,32 +303,8 @@ async fn notifications_published_to_rabbitmq_are_stored_and_pushed_once() {
     .await
     .expect("RabbitMQ");
     let channel = connection.create_channel().await.unwrap();
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     let body = json!({"userIds": [carol], "title": "Order shipped", "content": "#42 is on its way", "bizType": "order", "bizId": "42"});
-    channel
-        .basic_publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions::default(),
-            body.to_string().as_bytes(),
-            BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_message_id(format!("{cluster}-n1").into()),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    common::cluster::publish_notification(&channel, &queue, &format!("{cluster}-n1"), &body).await;
     let (frame, text) = carol_b.message().await;
     assert_eq!(frame.get("event"), Some("notification.new"));
     let message: Value = serde_json::from_str(&text).unwrap();

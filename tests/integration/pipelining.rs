@@ -253,9 +253,7 @@ async fn a_bulk_notification_is_stored_once_per_user_and_its_retry_stores_nothin
 
 #[tokio::test]
 async fn a_burst_on_the_notifications_queue_is_stored_once_each_in_batches() {
-    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    use lapin::{Connection, ConnectionProperties};
 
     for database in db::all().await {
         let label = database.label;
@@ -266,34 +264,16 @@ async fn a_burst_on_the_notifications_queue_is_stored_once_each_in_batches() {
             .await
             .expect("RabbitMQ");
         let channel = connection.create_channel().await.expect("channel");
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare");
         // 300 messages waiting before the broker starts: it takes them in batches.
         for n in 0..300 {
             let body = json!({"userIds": [format!("{run}-q{}", n % 20)], "title": format!("t{n}")});
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    body.to_string().as_bytes(),
-                    BasicProperties::default()
-                        .with_content_type("application/json".into())
-                        .with_message_id(format!("{run}-{n}").into()),
-                )
-                .await
-                .expect("publish")
-                .await
-                .expect("confirm");
+            crate::common::cluster::publish_notification(
+                &channel,
+                &queue,
+                &format!("{run}-{n}"),
+                &body,
+            )
+            .await;
         }
         let broker = im::broker(
             &database.url,

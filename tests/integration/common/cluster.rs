@@ -155,6 +155,45 @@ impl Node {
     }
 }
 
+/// Publishes `body` as JSON to the durable queue `queue` (declared here) with AMQP message id
+/// `id`, and waits for RabbitMQ's confirm: what a backend does to send a notification through
+/// `im.notifications`.
+pub async fn publish_notification(
+    channel: &lapin::Channel,
+    queue: &str,
+    id: &str,
+    body: &serde_json::Value,
+) {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the queue");
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body.to_string().as_bytes(),
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(id.into()),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+}
+
 /// A fresh cluster name.
 pub fn cluster_name() -> String {
     format!("t{:08x}", rand::random::<u32>())
