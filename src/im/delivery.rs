@@ -1,29 +1,53 @@
 //! Delivered positions, written in batches off the send path: a status is informational (the
 //! message itself is already committed), so it is recorded a few milliseconds late rather than
-//! costing every send a transaction of its own. Each batch moves each recipient's position
-//! once, to the furthest seq delivered (see [`Store::mark_delivered`]).
+//! costing every send a transaction of its own. Each write moves each recipient's position once,
+//! to the furthest seq delivered (see [`Store::mark_delivered`]).
+//!
+//! Deliveries wait in a map with one entry per conversation and recipient, not in a queue: while
+//! the database is slow or away, what waits is bounded by the conversations with traffic, not by
+//! the time it is away. Writes are at least [`SPACING`] apart, so that under load each carries
+//! many positions.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::store::Store;
+use crate::util::lock;
+
+/// The furthest seq delivered, per (conversation, recipient), not written yet.
+type Pending = HashMap<(String, String), i64>;
 
 /// Records deliveries in the background.
 #[derive(Clone)]
 pub(crate) struct Recorder {
-    queue: mpsc::UnboundedSender<(String, String, i64)>,
+    pending: Arc<Mutex<Pending>>,
+    wake: Arc<Notify>,
 }
 
-/// Most deliveries taken per write.
-const BATCH: usize = 1024;
+/// Least time between two writes.
+const SPACING: Duration = Duration::from_millis(20);
 
 impl Recorder {
     pub(crate) fn start(store: Store) -> Recorder {
-        let (queue, mut deliveries) = mpsc::unbounded_channel::<(String, String, i64)>();
+        let recorder = Recorder {
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            wake: Arc::new(Notify::new()),
+        };
+        let (pending, wake) = (recorder.pending.clone(), recorder.wake.clone());
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while deliveries.recv_many(&mut batch, BATCH).await > 0 {
+            loop {
+                wake.notified().await;
+                let taken = std::mem::take(&mut *lock(&pending));
+                if taken.is_empty() {
+                    continue;
+                }
+                let batch: Vec<(String, String, i64)> = taken
+                    .into_iter()
+                    .map(|((conversation, recipient), seq)| (conversation, recipient, seq))
+                    .collect();
                 // Retry a failed write a few times; a lost status update is tolerable, a
                 // tight loop against a dead database is not.
                 for attempt in 0..3 {
@@ -35,16 +59,42 @@ impl Recorder {
                         }
                     }
                 }
-                batch.clear();
+                tokio::time::sleep(SPACING).await;
             }
         });
-        Recorder { queue }
+        recorder
     }
 
     /// Records that the message at `seq` of `conversation` reached `recipient`.
     pub(crate) fn delivered(&self, conversation: &str, recipient: &str, seq: i64) {
-        let _ = self
-            .queue
-            .send((conversation.to_owned(), recipient.to_owned(), seq));
+        {
+            let mut pending = lock(&self.pending);
+            let furthest = pending
+                .entry((conversation.to_owned(), recipient.to_owned()))
+                .or_insert(seq);
+            *furthest = (*furthest).max(seq);
+        }
+        // A permit is kept when the writer is busy, so nothing recorded meanwhile is left behind.
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recipient_waits_once_per_conversation_at_the_furthest_seq() {
+        let recorder = Recorder {
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            wake: Arc::new(Notify::new()),
+        };
+        for seq in [3, 9, 5] {
+            recorder.delivered("private_a_b", "b", seq);
+        }
+        recorder.delivered("private_a_c", "c", 1);
+        let pending = lock(&recorder.pending);
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[&("private_a_b".to_owned(), "b".to_owned())], 9);
     }
 }
