@@ -10,6 +10,7 @@
 //! writer at once and ride its group commit, and each message is acknowledged once all of its
 //! own are committed.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -176,22 +177,17 @@ async fn store_and_settle(
     sender: &Identity,
     batch: Vec<(Delivery, NotificationRequest)>,
 ) -> Result<(), lapin::Error> {
-    let mut messages = Vec::new();
-    let mut owners = Vec::new();
-    for (index, (_, request)) in batch.iter().enumerate() {
-        let built = Im::notification_messages(sender, request);
-        owners.extend(std::iter::repeat_n(index, built.len()));
-        messages.extend(built);
-    }
-    let outcomes = im.store_notifications(messages).await;
+    let requests: Vec<&NotificationRequest> = batch.iter().map(|(_, request)| request).collect();
     let mut retry = vec![false; batch.len()];
-    for (owner, outcome) in owners.into_iter().zip(outcomes) {
+    im.store_notifications(sender, &requests, |owner, outcome| {
         if let Err(error) = outcome
             && matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal)
         {
             retry[owner] = true;
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .await;
     if retry.contains(&true) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -2,6 +2,8 @@
 //! recipient, pushed as `notification.new`, whichever way it came (STOMP, REST, the RabbitMQ
 //! queue `im.notifications`). Every field is bounded, like those of users' cards.
 
+use std::ops::ControlFlow;
+
 use serde_json::json;
 
 use super::Im;
@@ -175,17 +177,18 @@ impl Im {
         Ok(sent.message)
     }
 
-    /// Sends one notification to each of `request.user_ids` (see [`Im::notify`]): all go to
-    /// the writer's notification queue at once, which commits them in batches beside people's
-    /// messages (`storage.max_bulk_batch`), and each is pushed as soon as its batch commits.
-    /// Returns the stored messages in the order of `userIds`, after the last commit.
+    /// Sends one notification to each of `request.user_ids` (see [`Im::notify`]): they go to
+    /// the writer's notification queue [`BULK_CHUNK`] at a time, which commits them in batches
+    /// beside people's messages (`storage.max_bulk_batch`); each chunk is pushed once it is
+    /// committed. Returns the stored messages in the order of `userIds`, after the last commit.
     ///
     /// # Errors
     ///
     /// `FORBIDDEN` without role `system`; `INVALID_ARGUMENT` for 0 or more than
     /// `limits.notification_max_users` recipients, an invalid user id or a field over its
-    /// bound (nothing is stored then); `UNAVAILABLE` when some could not be stored (the others
-    /// are: a retry with the same `clientMsgId` stores only the missing ones).
+    /// bound (nothing is stored then); `UNAVAILABLE` when one could not be stored (the chunks
+    /// before it were, and the rest of its own: a retry with the same `clientMsgId` stores only
+    /// what is missing).
     pub async fn notify_many(
         &self,
         sender: &Identity,
@@ -193,16 +196,22 @@ impl Im {
     ) -> Result<Vec<MessageRow>, AppError> {
         self.check_notification(sender, request)?;
         let mut stored = Vec::with_capacity(request.user_ids.len());
-        for users in request.user_ids.chunks(BULK_CHUNK) {
-            let messages = users
-                .iter()
-                .map(|user| notification_message(sender, user, request))
-                .collect::<Result<Vec<_>, _>>()?;
-            for outcome in self.store_notifications(messages).await {
-                stored.push(outcome?);
+        let mut failure = None;
+        self.store_notifications(sender, &[request], |_, outcome| match outcome {
+            Ok(message) => {
+                stored.push(message);
+                ControlFlow::Continue(())
             }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        })
+        .await;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(stored),
         }
-        Ok(stored)
     }
 
     /// Everything about a request to many users that can be refused before storing any:
@@ -225,35 +234,53 @@ impl Im {
         }
     }
 
-    /// The messages of a request that [`Im::check_notification`] passed, one per recipient.
-    pub(super) fn notification_messages(
-        sender: &Identity,
-        request: &NotificationRequest,
-    ) -> Vec<NewMessage> {
-        request
-            .user_ids
-            .iter()
-            .filter_map(|user| notification_message(sender, user, request).ok())
-            .collect()
-    }
-
-    /// Stores notifications through the writer's notification queue and pushes each new one;
-    /// one answer per message, in order, after the last commit. Every message is stored or
-    /// failed: an error for one does not stop the others.
+    /// Stores a notification for every recipient of each of `requests` (each passed by
+    /// [`Im::check_notification`]) through the writer's notification queue, [`BULK_CHUNK`] at a
+    /// time so that what is held does not grow with the recipients, and pushes each new one once
+    /// its chunk is committed. `each` is told every outcome, in order, with the index of its
+    /// request; it stops the rest at the end of the chunk by answering `Break`.
     pub(super) async fn store_notifications(
         &self,
-        messages: Vec<NewMessage>,
-    ) -> Vec<Result<MessageRow, AppError>> {
-        let outcomes = self.store().send_bulk(messages, Turn::free()).await;
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                let sent = Sent::from(outcome?);
-                if !sent.duplicate {
-                    self.push_sent(&sent);
+        sender: &Identity,
+        requests: &[&NotificationRequest],
+        mut each: impl FnMut(usize, Result<MessageRow, AppError>) -> ControlFlow<()>,
+    ) {
+        // The next recipient: (request, user) by index, so that no borrowing iterator is held
+        // across the awaits.
+        let (mut request, mut user) = (0, 0);
+        loop {
+            let mut owners = Vec::with_capacity(BULK_CHUNK);
+            let mut messages = Vec::with_capacity(BULK_CHUNK);
+            while messages.len() < BULK_CHUNK && request < requests.len() {
+                let Some(id) = requests[request].user_ids.get(user) else {
+                    (request, user) = (request + 1, 0);
+                    continue;
+                };
+                user += 1;
+                // Checked already; a recipient refused here would be skipped, not stored.
+                if let Ok(message) = notification_message(sender, id, requests[request]) {
+                    owners.push(request);
+                    messages.push(message);
                 }
-                Ok(sent.message)
-            })
-            .collect()
+            }
+            if messages.is_empty() {
+                return;
+            }
+            let outcomes = self.store().send_bulk(messages, Turn::free()).await;
+            let mut stop = false;
+            for (index, outcome) in owners.into_iter().zip(outcomes) {
+                let outcome = outcome.map_err(AppError::from).map(|outcome| {
+                    let sent = Sent::from(outcome);
+                    if !sent.duplicate {
+                        self.push_sent(&sent);
+                    }
+                    sent.message
+                });
+                stop |= each(index, outcome).is_break();
+            }
+            if stop {
+                return;
+            }
+        }
     }
 }

@@ -239,6 +239,41 @@ async fn the_heart_beat_deadline_runs_while_sends_wait_for_their_commit() {
 }
 
 #[tokio::test]
+async fn the_heart_beat_deadline_is_suspended_while_a_full_session_does_not_read() {
+    let probe = Arc::new(Probe::default());
+    let context = probe_context(
+        "[stomp]\nheartbeat_ms = \"0,100\"\n[limits]\nmax_inflight_sends = 1\n",
+        probe.clone(),
+    );
+    let (mut peer, token, _session) = start(&context, "backend");
+    peer.send(
+        &Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", "test")
+            .header("heart-beat", "100,0")
+            .header("passcode", token.as_str()),
+    );
+    assert_eq!(
+        next(&mut peer).await.expect("CONNECTED").command,
+        Command::Connected
+    );
+    // The session is full with the first and does not read the second for 600 ms, three times
+    // the silence limit: that is not the client's silence.
+    peer.send(&probe_send(0));
+    peer.send(&probe_send(1));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    probe.permits.add_permits(2);
+    assert_eq!(receipts(&mut peer, 2).await, ["r0", "r1"]);
+    // Silent from then on, it is cut as usual.
+    let error = next(&mut peer).await.expect("ERROR");
+    assert_eq!(
+        error.get("message"),
+        Some("heart-beat timeout"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_token_expires_while_a_full_session_waits() {
     let probe = Arc::new(Probe::default());
     let context = probe_context("[limits]\nmax_inflight_sends = 1\n", probe.clone());
