@@ -27,8 +27,12 @@ pub(crate) struct Recorder {
     wake: Arc<Notify>,
 }
 
-/// Least time between two writes.
-const SPACING: Duration = Duration::from_millis(20);
+/// Least time between two writes. A recipient in a busy conversation gets several messages
+/// in this time, and each write moves their position once: at 20 ms nearly every delivery
+/// still cost an UPDATE of its own row (5 µs of PostgreSQL per message at 10,000 msg/s).
+/// The status is informational and the `message.delivered` event goes out at once, so only a
+/// history read in this window, or a crash, sees the status a little late.
+const SPACING: Duration = Duration::from_millis(200);
 
 impl Recorder {
     pub(crate) fn start(store: Store) -> Recorder {

@@ -1,13 +1,14 @@
 //! One batch of sends committed in one transaction, phase by phase: find the sends stored
-//! before (idempotency), refuse those to a recipient who blocked the sender, create the
-//! conversations that start with this batch, reserve each conversation's seq range (moving the
-//! senders' read positions), insert the messages and the files they share, record the domain
-//! events, and answer every send.
+//! before (idempotency), refuse those to a recipient who blocked the sender, reserve each
+//! conversation's seq range (moving the senders' read positions), creating the conversations
+//! that start with this batch when the reservation finds them missing, insert the messages and
+//! the files they share, record the domain events, and answer every send.
 //!
 //! Each phase is written once for both backends: the statements that differ live behind
 //! [`BatchStatements`], [`InsertRows`] and [`RecordShares`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use diesel_async::AsyncConnection;
 use schema::{ConversationRow, MemberRow, MessageRow};
@@ -50,14 +51,13 @@ where
     let now = now_ms();
     let mut triage = find_duplicates(conn, batch).await?;
     triage.blocked = check_blocks(conn, batch, &mut triage.fresh).await?;
-    let created = create_conversations(conn, batch, &triage.fresh, now).await?;
     let numbered = reserve_seqs(conn, ids, batch, &triage.fresh, now).await?;
     insert_messages(conn, batch, &triage.fresh, &numbered).await?;
     // Domain events commit with the messages they describe (cluster mode).
     if let Some(node) = outbox {
-        record_events(conn, ids, node, batch, &created, &numbered.rows).await?;
+        record_events(conn, ids, node, batch, &numbered.created, &numbered.rows).await?;
     }
-    answer(batch, triage, &created, &numbered)
+    answer(batch, triage, numbered)
 }
 
 /// The batch's sends sorted by what the batch does with them; indexes into the batch.
@@ -81,7 +81,7 @@ async fn find_duplicates<C: BatchStatements + Send>(
     let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
     let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
     let stored = BatchStatements::find_stored(conn, &senders, &client_ids).await?;
-    let mut known: HashMap<(String, String), MessageRow> = stored
+    let known: HashMap<(String, String), MessageRow> = stored
         .into_iter()
         .map(|row| ((row.sender_id.clone(), row.client_msg_id.clone()), row))
         .collect();
@@ -89,11 +89,15 @@ async fn find_duplicates<C: BatchStatements + Send>(
     let mut repeats: Vec<(usize, usize)> = Vec::new();
     let mut fresh: Vec<usize> = Vec::new();
     for (index, message) in batch.iter().enumerate() {
-        let key = (message.sender.clone(), message.client_msg_id.clone());
-        if let Some(row) = known.remove(&key) {
-            outcomes[index] = Some(SendOutcome::Duplicate(row.clone()));
-            known.insert(key, row);
-        } else if let Some(&first) =
+        // Retries are rare: the common batch finds nothing stored and builds no key.
+        if !known.is_empty() {
+            let key = (message.sender.clone(), message.client_msg_id.clone());
+            if let Some(row) = known.get(&key) {
+                outcomes[index] = Some(SendOutcome::Duplicate(row.clone()));
+                continue;
+            }
+        }
+        if let Some(&first) =
             first_in_batch.get(&(message.sender.as_str(), message.client_msg_id.as_str()))
         {
             repeats.push((index, first));
@@ -151,63 +155,25 @@ async fn check_blocks<C: BatchStatements + Send>(
     Ok(blocked)
 }
 
-/// Conversations created by their first message: one insert for all of the batch's
-/// candidates, which tells which ones did not exist yet; their participants become members.
-/// Returns each candidate's id with whether this batch created it.
-async fn create_conversations<C: BatchStatements + InsertRows + Send>(
-    conn: &mut C,
-    batch: &[NewMessage],
-    fresh: &[usize],
-    now: i64,
-) -> Result<HashMap<String, bool>, StoreError> {
-    let mut candidates: Vec<ConversationRow> = Vec::new();
-    let mut participants: HashMap<String, Vec<String>> = HashMap::new();
-    for &index in fresh {
-        let target = &batch[index].target;
-        let Some(kind) = target.kind() else { continue };
-        let id = target.conversation_id();
-        if participants.contains_key(&id) {
-            continue;
-        }
-        participants.insert(id.clone(), target.participants());
-        candidates.push(new_conversation(id, kind, now));
-    }
-    let mut created: HashMap<String, bool> = candidates
-        .iter()
-        .map(|row| (row.id.clone(), false))
-        .collect();
-    if candidates.is_empty() {
-        return Ok(created);
-    }
-    let inserted = BatchStatements::create_conversations(conn, &candidates).await?;
-    let mut member_rows: Vec<MemberRow> = Vec::new();
-    for id in inserted {
-        for user in participants.remove(&id).unwrap_or_default() {
-            member_rows.push(member_row(&id, &user, MemberRole::Member, now, 0));
-        }
-        created.insert(id, true);
-    }
-    if !member_rows.is_empty() {
-        InsertRows::insert_members(conn, &member_rows).await?;
-    }
-    Ok(created)
-}
-
 /// The batch's messages with their seqs.
 struct Numbered {
     rows: Vec<MessageRow>,
-    /// Index in the batch → index in `rows`.
-    row_of: HashMap<usize, usize>,
+    /// Index in the batch → index in `rows`, for the sends stored.
+    row_of: Vec<Option<usize>>,
     /// `(conversation, sender)` of the sends that read messages of others: see `SendOutcome`.
-    marked_read: Vec<(String, String)>,
+    marked_read: HashSet<(String, String)>,
+    /// The conversations this batch created.
+    created: HashSet<String>,
 }
 
 /// The sends of one conversation, by index into the batch, in arrival order.
 type ConversationSends = (String, Vec<usize>);
 
 /// Reserves a contiguous seq range per conversation, moving the senders' read positions, and
-/// numbers the messages from it.
-async fn reserve_seqs<C: BatchStatements + Send>(
+/// numbers the messages from it. A conversation the reservation finds missing is created
+/// (private, system and assistant conversations start with their first message) and reserved
+/// then: a batch into existing conversations, the common one, costs one statement here.
+async fn reserve_seqs<C: BatchStatements + InsertRows + Send>(
     conn: &mut C,
     ids: &IdGenerator,
     batch: &[NewMessage],
@@ -219,9 +185,72 @@ async fn reserve_seqs<C: BatchStatements + Send>(
         .iter()
         .map(|(_, indexes)| indexes.iter().map(|_| ids.next()).collect())
         .collect();
-    let (reservations, marks) = plan_reservations(batch, &by_conversation, &message_ids);
-    let reserved = BatchStatements::reserve(conn, &reservations, &marks, now).await?;
-    number_messages(batch, &by_conversation, message_ids, &marks, &reserved, now)
+    let plan = plan_reservations(batch, &by_conversation, &message_ids);
+    let mut reserved =
+        BatchStatements::reserve(conn, &plan.reservations, &plan.marks, now).await?;
+    let created =
+        create_missing(conn, batch, &by_conversation, &plan, &mut reserved, now).await?;
+    number_messages(batch, &by_conversation, message_ids, &plan, &reserved, created, now)
+}
+
+/// Creates the conversations of `by_conversation` that the reservation did not find and that
+/// their sends may create, with their participants as members, and reserves their ranges into
+/// `reserved`. Returns the ids of those this batch created (another node may have created one
+/// meanwhile: then it is only reserved).
+async fn create_missing<C: BatchStatements + InsertRows + Send>(
+    conn: &mut C,
+    batch: &[NewMessage],
+    by_conversation: &[ConversationSends],
+    plan: &ReservationPlan<'_>,
+    reserved: &mut Reserved,
+    now: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let mut candidates: Vec<ConversationRow> = Vec::new();
+    let mut participants: HashMap<String, Vec<String>> = HashMap::new();
+    let mut again: Vec<usize> = Vec::new();
+    for (at, (id, indexes)) in by_conversation.iter().enumerate() {
+        if reserved.last_seqs.contains_key(id) {
+            continue;
+        }
+        let Some(target) = indexes
+            .iter()
+            .map(|&i| &batch[i].target)
+            .find(|t| t.kind().is_some())
+        else {
+            continue;
+        };
+        let Some(kind) = target.kind() else { continue };
+        participants.insert(id.clone(), target.participants());
+        candidates.push(new_conversation(id.clone(), kind, now));
+        again.push(at);
+    }
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let inserted = BatchStatements::create_conversations(conn, &candidates).await?;
+    let mut member_rows: Vec<MemberRow> = Vec::new();
+    let mut created = HashSet::with_capacity(inserted.len());
+    for id in inserted {
+        for user in participants.remove(&id).unwrap_or_default() {
+            member_rows.push(member_row(&id, &user, MemberRole::Member, now, 0));
+        }
+        created.insert(id);
+    }
+    if !member_rows.is_empty() {
+        InsertRows::insert_members(conn, &member_rows).await?;
+    }
+    let reservations: Vec<Reservation<'_>> = again
+        .iter()
+        .map(|&at| plan.reservations[at].clone())
+        .collect();
+    let marks: Vec<ReadMark<'_>> = again
+        .iter()
+        .flat_map(|&at| plan.marks[plan.marks_of[at].clone()].iter().cloned())
+        .collect();
+    let more = BatchStatements::reserve(conn, &reservations, &marks, now).await?;
+    reserved.last_seqs.extend(more.last_seqs);
+    reserved.lagged.extend(more.lagged);
+    Ok(created)
 }
 
 /// The fresh sends per conversation, in arrival order within each, the conversations sorted
@@ -247,13 +276,22 @@ fn group_by_conversation(batch: &[NewMessage], fresh: &[usize]) -> Vec<Conversat
 }
 
 /// Each conversation's reservation, and each sender's new read position in it.
+struct ReservationPlan<'a> {
+    /// One per conversation, in the order of `by_conversation`.
+    reservations: Vec<Reservation<'a>>,
+    marks: Vec<ReadMark<'a>>,
+    /// The conversation at `i` of `by_conversation` has the marks at `marks_of[i]`.
+    marks_of: Vec<Range<usize>>,
+}
+
 fn plan_reservations<'a>(
     batch: &'a [NewMessage],
     by_conversation: &'a [ConversationSends],
     message_ids: &[Vec<i64>],
-) -> (Vec<Reservation<'a>>, Vec<ReadMark<'a>>) {
+) -> ReservationPlan<'a> {
     let mut reservations = Vec::with_capacity(by_conversation.len());
-    let mut marks = Vec::new();
+    let mut marks = Vec::with_capacity(by_conversation.len());
+    let mut marks_of = Vec::with_capacity(by_conversation.len());
     for ((conversation, indexes), message_ids) in by_conversation.iter().zip(message_ids) {
         let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
         reservations.push(Reservation {
@@ -263,26 +301,29 @@ fn plan_reservations<'a>(
         });
         // Sending reads everything before: the sender's own messages never count as unread
         // for them. Each sender's newest message, counted from the range's end.
-        let mut newest_by_sender: Vec<(&str, i64)> = Vec::new();
+        let start = marks.len();
         for (offset, &index) in indexes.iter().enumerate() {
             let distance = count - 1 - i64::try_from(offset).unwrap_or(0);
             let sender = batch[index].sender.as_str();
-            match newest_by_sender.iter_mut().find(|(s, _)| *s == sender) {
-                Some(entry) => entry.1 = distance,
-                None => newest_by_sender.push((sender, distance)),
-            }
-        }
-        marks.extend(
-            newest_by_sender
-                .into_iter()
-                .map(|(user, distance)| ReadMark {
+            match marks[start..]
+                .iter_mut()
+                .find(|m: &&mut ReadMark<'_>| m.user == sender)
+            {
+                Some(mark) => mark.distance = distance,
+                None => marks.push(ReadMark {
                     conversation,
-                    user,
+                    user: sender,
                     distance,
                 }),
-        );
+            }
+        }
+        marks_of.push(start..marks.len());
     }
-    (reservations, marks)
+    ReservationPlan {
+        reservations,
+        marks,
+        marks_of,
+    }
 }
 
 /// The message rows, numbered from each conversation's reserved range, and the sends that read
@@ -291,42 +332,44 @@ fn number_messages(
     batch: &[NewMessage],
     by_conversation: &[ConversationSends],
     message_ids: Vec<Vec<i64>>,
-    marks: &[ReadMark<'_>],
+    plan: &ReservationPlan<'_>,
     reserved: &Reserved,
+    created: HashSet<String>,
     now: i64,
 ) -> Result<Numbered, StoreError> {
     let Reserved { last_seqs, lagged } = reserved;
+    let lagged: HashSet<(&str, &str)> = lagged
+        .iter()
+        .map(|(c, u)| (c.as_str(), u.as_str()))
+        .collect();
     let fresh_count = by_conversation
         .iter()
         .map(|(_, indexes)| indexes.len())
         .sum();
-    let mut marked_read: Vec<(String, String)> = Vec::new();
+    let mut marked_read: HashSet<(String, String)> = HashSet::new();
     let mut rows: Vec<MessageRow> = Vec::with_capacity(fresh_count);
-    let mut row_of: HashMap<usize, usize> = HashMap::with_capacity(fresh_count);
-    for ((conversation, indexes), message_ids) in by_conversation.iter().zip(message_ids) {
+    let mut row_of: Vec<Option<usize>> = vec![None; batch.len()];
+    for (at, ((conversation, indexes), message_ids)) in
+        by_conversation.iter().zip(message_ids).enumerate()
+    {
         let last = *last_seqs.get(conversation).ok_or(StoreError::NotFound)?;
         let count = i64::try_from(indexes.len()).unwrap_or(i64::MAX);
         let first_seq = last - count + 1;
         for (offset, (&index, id)) in indexes.iter().zip(message_ids).enumerate() {
-            row_of.insert(index, rows.len());
+            row_of[index] = Some(rows.len());
             let seq = first_seq + i64::try_from(offset).unwrap_or(0);
             rows.push(message_row(&batch[index], id, conversation, seq, now));
         }
         // A send that moved the sender's read position past messages of others (unread
         // before the batch, or earlier in it) reads them: see `SendOutcome`.
-        for mark in marks
-            .iter()
-            .filter(|m| m.conversation == conversation.as_str())
-        {
+        for mark in &plan.marks[plan.marks_of[at].clone()] {
             let newest = last - mark.distance;
-            let others_before = indexes
-                .iter()
-                .any(|&i| batch[i].sender != mark.user && rows[row_of[&i]].seq < newest);
-            let was_behind = lagged
-                .iter()
-                .any(|(c, u)| c == conversation && u == mark.user);
-            if was_behind || others_before {
-                marked_read.push((conversation.clone(), mark.user.to_owned()));
+            let others_before = indexes.iter().enumerate().any(|(offset, &i)| {
+                batch[i].sender != mark.user
+                    && first_seq + i64::try_from(offset).unwrap_or(0) < newest
+            });
+            if others_before || lagged.contains(&(conversation.as_str(), mark.user)) {
+                marked_read.insert((conversation.clone(), mark.user.to_owned()));
             }
         }
     }
@@ -334,6 +377,7 @@ fn number_messages(
         rows,
         row_of,
         marked_read,
+        created,
     })
 }
 
@@ -376,7 +420,9 @@ async fn insert_messages<C: BatchStatements + RecordShares + Send>(
     }
     let shares = crate::store::shares::of_batch(
         |i| batch.get(i)?.shared_file.as_ref(),
-        fresh.iter().map(|&i| (i, &rows[row_of[&i]])),
+        fresh
+            .iter()
+            .filter_map(|&i| Some((i, &rows[row_of[i]?]))),
     );
     if !shares.is_empty() {
         RecordShares::record_shares(conn, &shares).await?;
@@ -391,12 +437,12 @@ async fn record_events<C: BatchStatements + Send>(
     ids: &IdGenerator,
     node: &str,
     batch: &[NewMessage],
-    created: &HashMap<String, bool>,
+    created: &HashSet<String>,
     rows: &[MessageRow],
 ) -> Result<(), StoreError> {
     let mut events = Vec::new();
-    for (conversation, was_created) in created {
-        if *was_created {
+    for conversation in created {
+        {
             let members: Vec<String> = batch
                 .iter()
                 .find(|m| m.target.conversation_id() == *conversation)
@@ -435,8 +481,7 @@ async fn record_events<C: BatchStatements + Send>(
 fn answer(
     batch: &[NewMessage],
     triage: Triage,
-    created: &HashMap<String, bool>,
-    numbered: &Numbered,
+    numbered: Numbered,
 ) -> Result<Vec<Answer>, StoreError> {
     let Triage {
         mut outcomes,
@@ -448,14 +493,17 @@ fn answer(
         rows,
         row_of,
         marked_read,
+        created,
     } = numbered;
+    let mut rows: Vec<Option<MessageRow>> = rows.into_iter().map(Some).collect();
     for &index in &fresh {
-        let row = rows[row_of[&index]].clone();
+        let row = row_of[index]
+            .and_then(|at| rows[at].take())
+            .ok_or(StoreError::NotFound)?;
         // Only the conversation's first message reports the creation.
-        let created = created.get(&row.conversation_id).copied().unwrap_or(false) && row.seq == 1;
-        let marked_read = marked_read
-            .iter()
-            .any(|(c, u)| *c == row.conversation_id && *u == row.sender_id);
+        let created = row.seq == 1 && created.contains(&row.conversation_id);
+        let marked_read = !marked_read.is_empty()
+            && marked_read.contains(&(row.conversation_id.clone(), row.sender_id.clone()));
         outcomes[index] = Some(SendOutcome::Stored {
             message: row,
             created,

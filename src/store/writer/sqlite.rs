@@ -131,15 +131,16 @@ impl BatchStatements for SqliteConn {
                 last_seqs.insert(reservation.conversation.to_owned(), last);
             }
         }
+        let counts: HashMap<&str, i64> = reservations
+            .iter()
+            .map(|r| (r.conversation, r.count))
+            .collect();
         for mark in marks {
             let Some(last) = last_seqs.get(mark.conversation) else {
                 continue;
             };
             let seq = last - mark.distance;
-            let before_range = reservations
-                .iter()
-                .find(|r| r.conversation == mark.conversation)
-                .map_or(0, |r| last - r.count);
+            let before_range = counts.get(mark.conversation).map_or(0, |count| last - count);
             let mine = members::table
                 .filter(members::conversation_id.eq(mark.conversation))
                 .filter(members::user_id.eq(mark.user))

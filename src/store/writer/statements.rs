@@ -14,6 +14,7 @@ pub(super) struct DeliveryMark<'a> {
 }
 
 /// A conversation's share of a batch: `count` seqs, the last one for message `last_message_id`.
+#[derive(Clone)]
 pub(super) struct Reservation<'a> {
     pub(super) conversation: &'a str,
     pub(super) count: i64,
@@ -22,6 +23,7 @@ pub(super) struct Reservation<'a> {
 
 /// A sender's read position moves to its newest message of the batch: the reserved range's
 /// last seq minus `distance`.
+#[derive(Clone)]
 pub(super) struct ReadMark<'a> {
     pub(super) conversation: &'a str,
     pub(super) user: &'a str,
