@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Im;
@@ -248,9 +249,11 @@ impl Im {
             &message.conversation_id,
             message.seq,
             Box::new(move || {
+                // Shared by the pushes and the delivery hook rather than copied for each.
+                let new = Arc::new(new);
                 im.push_new(&new);
                 if marked_read {
-                    im.read_by_sending(new);
+                    im.read_by_sending(Arc::unwrap_or_clone(new));
                 }
             }),
         );
@@ -288,8 +291,8 @@ impl Im {
         });
     }
 
-    fn push_new(&self, message: &MessageRow) {
-        let body = super::to_json(&MessageJson::from(message));
+    fn push_new(&self, message: &Arc<MessageRow>) {
+        let body = Bytes::from(super::to_json(&MessageJson::from(&**message)));
         let conversation = &message.conversation_id;
         let id = ConversationId::parse(conversation).ok();
         match id.as_ref().map(ConversationId::kind) {
@@ -307,23 +310,22 @@ impl Im {
                 };
                 let hook: Arc<dyn AckHook> = Arc::new(DeliveredOnAck {
                     im: self.clone(),
-                    message: message.clone(),
+                    message: Arc::clone(message),
                 });
                 let mut publication = Publication::json_event("message.new", body.clone());
                 publication.ack_hook = Some(hook);
                 let fanout = self
                     .hub()
                     .publish(&user_route(&peer, "messages"), publication);
-                self.publish_json(
+                self.hub().publish(
                     &user_route(&message.sender_id, "messages"),
-                    "message.new",
-                    &body,
+                    Publication::json_event("message.new", body),
                 );
                 if fanout.auto > 0 {
                     self.delivered(message);
                 }
                 if fanout.total() == 0 && self.store().records_events() {
-                    self.offline_event(message.clone(), peer);
+                    self.offline_event(MessageRow::clone(message), peer);
                 }
             }
             Some(ConversationKind::System) => {
@@ -631,7 +633,7 @@ fn user_route(user: &str, queue: &str) -> Route {
 /// Marks a private message delivered when a client-ack subscriber ACKs it.
 struct DeliveredOnAck {
     im: Im,
-    message: MessageRow,
+    message: Arc<MessageRow>,
 }
 
 impl AckHook for DeliveredOnAck {

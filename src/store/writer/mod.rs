@@ -4,11 +4,11 @@
 //! [`crate::ordering::Turn`]) and committed in queue order, so that a session's pipelined
 //! SENDs get seqs in the order of its frames.
 //!
-//! In one transaction a batch: finds clientMsgIds already stored (idempotency), creates the
-//! private / system / assistant conversations that do not exist yet, reserves a contiguous range
-//! of seqs per conversation with `UPDATE .. SET last_seq = last_seq + k RETURNING last_seq`
-//! (a row lock, so nodes sharing PostgreSQL cannot interleave), advances each sender's read
-//! position, and inserts all messages. On PostgreSQL each of these steps is one statement for
+//! In one transaction a batch: finds clientMsgIds already stored (idempotency), reserves a
+//! contiguous range of seqs per conversation with `UPDATE .. SET last_seq = last_seq + k
+//! RETURNING last_seq` (a row lock, so nodes sharing PostgreSQL cannot interleave), advancing
+//! each sender's read position, creates the private / system / assistant conversations the
+//! reservation did not find (and reserves theirs), and inserts all messages. On PostgreSQL each of these steps is one statement for
 //! the whole batch (rows passed as arrays and expanded with `unnest`), so a batch costs the same
 //! few round trips however many conversations it touches. Each caller is answered only after
 //! the commit, and only after the committed seqs were registered with the [`PushOrder`]. When a
