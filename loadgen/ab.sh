@@ -8,7 +8,11 @@
 #
 # Scenarios (BENCH_AB_SCENARIOS, default "im fanout pairs"):
 #   im       private messages, 1000 pairs, one send in flight per sender, on a fresh PostgreSQL
-#            database (the IM write path)
+#            database (the IM write path); each sender's loop closes on its RECEIPT
+#   im-delivery  the same, each loop closed on the delivery to the recipient
+#   im100, im300 the same with 100 and 300 pairs (smaller batches: with im, the three batch
+#            regimes of the write path's cost fit)
+#   im-open5000  1000 pairs, 5,000 msg/s offered in all (open loop)
 #   fanout   one publisher at 10/s to 1000 subscribers of a topic (the delivery path)
 #   pairs    100 topic pairs at full speed (frames in and out)
 # Settings: BENCH_ROUNDS (3), BENCH_DURATION (10 s), BENCH_PG (postgres://postgres@127.0.0.1:5432),
@@ -46,7 +50,7 @@ one() {
   SECRET=$(new_secret)
   local settings=(BROKER_LIMITS_SEND_RATE=1000000/1s BROKER_LIMITS_STRANGER_RATE=1000000/1s
     BROKER_LIMITS_STRANGER_BEFORE_REPLY=1000000)
-  if [ "$scenario" = im ]; then
+  if [ "${scenario#im}" != "$scenario" ]; then
     DB=bench_ab_$$_$round
     psql "$PG/postgres" -qc "CREATE DATABASE $DB" >/dev/null
     settings+=(BROKER_STORAGE_URL="$PG/$DB")
@@ -57,11 +61,20 @@ one() {
   local common=(--url "$STARTED_URL" --jwt-secret "$SECRET" "${auth[@]}" --label "$label"
     --broker-pid "$BROKER_PID" --json "$OUT/$label-$scenario-$round.json")
   case $scenario in
-    im)
+    im*)
+      local pairs=1000 load=(--window 1 --close-on receipt)
+      case $scenario in
+        im100) pairs=100 ;;
+        im300) pairs=300 ;;
+        im-delivery) load=(--window 1 --close-on delivery) ;;
+        im-open5000) load=(--rate 5000) ;;
+        im) ;;
+        *) say "unknown scenario $scenario"; exit 2 ;;
+      esac
       # Warm-up: creates the conversations, so the measured run stores into existing ones.
       "$LOADGEN" --url "$STARTED_URL" --jwt-secret "$SECRET" --jwt-role user \
-        im --pairs 1000 --duration 3 --rate 1000 >/dev/null || true
-      extra=(im --pairs 1000 --window 1 --duration "$DURATION")
+        im --pairs "$pairs" --duration 3 --rate 1000 >/dev/null || true
+      extra=(im --pairs "$pairs" "${load[@]}" --duration "$DURATION")
       ;;
     fanout) extra=(fanout --subscribers 1000 --rate 10 --duration "$DURATION") ;;
     pairs) extra=(pairs --pairs 100 --kind topic --duration "$DURATION") ;;
