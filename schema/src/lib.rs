@@ -48,6 +48,7 @@ pub mod tables {
             pinned -> Bool,
             muted -> Bool,
             archived -> Bool,
+            hidden_seq -> BigInt,
         }
     }
 
@@ -165,6 +166,9 @@ pub struct MemberRow {
     pub muted: bool,
     /// Archived.
     pub archived: bool,
+    /// Hidden from their list while the conversation's last seq is at most this; -1 when not
+    /// hidden.
+    pub hidden_seq: i64,
 }
 
 /// A row of `messages`.

@@ -105,13 +105,31 @@ pub(super) async fn read(
     ok(json!({"conversationId": id, "readSeq": read_seq}))
 }
 
-/// `GET /unread`.
-pub(super) async fn unread(State(state): State<ApiState>, Caller(caller): Caller) -> ApiResult {
-    let unread = state.im.unread(&caller.user_id).await?;
+/// `POST /conversations/{id}/clear`.
+pub(super) async fn clear(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    ok(state.im.clear_history(&caller, &id).await?)
+}
+
+/// `GET /unread?includeMuted`.
+pub(super) async fn unread(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let include_muted = match query.get("includeMuted").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(AppError::invalid("includeMuted must be true or false")),
+    };
+    let unread = state.im.unread(&caller.user_id, include_muted).await?;
     let conversations: Vec<_> = unread
         .conversations
         .iter()
-        .map(|(id, count)| json!({"id": id, "unreadCount": count}))
+        .map(|c| json!({"id": c.id, "unreadCount": c.count, "muted": c.muted}))
         .collect();
     ok(json!({"total": unread.total, "conversations": conversations}))
 }

@@ -64,3 +64,15 @@ pub(super) async fn delete(
     state.im.delete(&caller, path_message_id(&id)?).await?;
     no_content()
 }
+
+/// `GET /messages/{id}`: one message, with the message it replies to.
+pub(super) async fn one(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    ok(state
+        .im
+        .message_view(&caller, path_message_id(&id)?)
+        .await?)
+}

@@ -58,12 +58,16 @@ pub fn routes(state: ApiState) -> Router {
         )
         .route("/conversations/{id}/messages", get(conversations::history))
         .route("/conversations/{id}/read", post(conversations::read))
+        .route("/conversations/{id}/clear", post(conversations::clear))
         .route("/unread", get(conversations::unread))
         // Messages.
         .route("/messages", post(messages::send))
         .route("/messages/forward", post(messages::forward))
         .route("/messages/{id}/recall", post(messages::recall))
-        .route("/messages/{id}", delete(messages::delete))
+        .route(
+            "/messages/{id}",
+            get(messages::one).delete(messages::delete),
+        )
         .route("/search", get(search::search))
         // Groups.
         .route("/groups", post(groups::create))

@@ -21,10 +21,20 @@ pub struct ConversationPage {
 
 /// A user's unread counts.
 pub struct Unread {
-    /// Over every conversation.
+    /// Over every conversation counted (see [`Im::unread`]).
     pub total: i64,
-    /// `(conversation, count)` of each conversation with unread messages.
-    pub conversations: Vec<(String, i64)>,
+    /// Each conversation with unread messages.
+    pub conversations: Vec<UnreadCount>,
+}
+
+/// One conversation's unread messages.
+pub struct UnreadCount {
+    /// The conversation.
+    pub id: String,
+    /// Its unread messages.
+    pub count: i64,
+    /// Whether the user muted it.
+    pub muted: bool,
 }
 
 /// `PATCH /api/v1/conversations/{id}/settings`: per-user settings, and the conversation-wide
@@ -38,6 +48,8 @@ pub struct SettingsRequest {
     pub muted: Option<bool>,
     /// Archive it for the caller.
     pub archived: Option<bool>,
+    /// Hide it from the caller's list until its next message (`false` shows it again).
+    pub hidden: Option<bool>,
     /// Days after which messages are purged; `null` keeps them forever.
     #[serde(default, deserialize_with = "super::retention::present")]
     pub message_retention_days: Option<Option<i64>>,
@@ -117,6 +129,9 @@ impl Im {
                 },
             )
             .await?;
+        if let Some(hidden) = change.hidden {
+            self.store().set_hidden(id, &caller.user_id, hidden).await?;
+        }
         let view = self.conversation_view(&caller.user_id, id).await?;
         match everyone {
             Some(members) => self.conversation_updated(id, &members).await,
@@ -147,12 +162,35 @@ impl Im {
         Ok(rows.iter().map(MessageJson::from).collect())
     }
 
-    /// `user`'s unread counts, over all their conversations.
+    /// Clears the caller's history of a conversation: every message it has now disappears for
+    /// the caller alone (history, search, the list's last message, unread count), later ones
+    /// show as usual. Pushes `conversation.updated` to the caller's sessions; returns the
+    /// conversation as the caller now sees it.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND`, `NOT_MEMBER`, `UNAVAILABLE`.
+    pub async fn clear_history(
+        &self,
+        caller: &Identity,
+        id: &str,
+    ) -> Result<ConversationJson, AppError> {
+        self.membership(&super::conversation_id(id)?, &caller.user_id)
+            .await?;
+        self.store().clear_history(id, &caller.user_id).await?;
+        let view = self.conversation_view(&caller.user_id, id).await?;
+        self.push_user(&caller.user_id, "events", "conversation.updated", &view);
+        Ok(view)
+    }
+
+    /// `user`'s unread counts, over all the conversations of their list: the total leaves out
+    /// muted conversations unless `include_muted`; every conversation with unread messages is
+    /// listed either way.
     ///
     /// # Errors
     ///
     /// `UNAVAILABLE` when the database does not answer.
-    pub async fn unread(&self, user: &str) -> Result<Unread, AppError> {
+    pub async fn unread(&self, user: &str, include_muted: bool) -> Result<Unread, AppError> {
         let mut unread = Unread {
             total: 0,
             conversations: Vec::new(),
@@ -166,10 +204,14 @@ impl Im {
             for summary in &page.items {
                 let count = summary.unread();
                 if count > 0 {
-                    unread.total += count;
-                    unread
-                        .conversations
-                        .push((summary.conversation.id.clone(), count));
+                    if include_muted || !summary.member.muted {
+                        unread.total += count;
+                    }
+                    unread.conversations.push(UnreadCount {
+                        id: summary.conversation.id.clone(),
+                        count,
+                        muted: summary.member.muted,
+                    });
                 }
             }
             match page.next_cursor {

@@ -41,6 +41,17 @@ pub struct MessageJson {
     pub created_at: i64,
 }
 
+/// One message with the message it replies to, as `GET /api/v1/messages/{id}` answers.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDetail {
+    /// The message.
+    #[serde(flatten)]
+    pub message: MessageJson,
+    /// The message it replies to, when it has one the caller can see; null otherwise.
+    pub reply_to_message: Option<MessageJson>,
+}
+
 fn parse_json(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
@@ -95,6 +106,11 @@ pub struct ConversationJson {
     pub muted: bool,
     /// The caller archived it.
     pub archived: bool,
+    /// The caller hid it and no message came since (such conversations are left out of the
+    /// list).
+    pub hidden: bool,
+    /// The caller cleared its history up to this seq (0: never).
+    pub cleared_seq: i64,
     /// Current members.
     pub member_count: i64,
     /// The caller's read position.
@@ -166,6 +182,8 @@ impl ConversationJson {
             pinned: summary.member.pinned,
             muted: summary.member.muted,
             archived: summary.member.archived,
+            hidden: summary.hidden(),
+            cleared_seq: summary.member.cleared_seq,
             member_count: summary.member_count,
             read_seq: summary.member.read_seq.max(summary.member.joined_seq),
             status: row.status.clone(),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Im;
-use super::json::{MessageJson, SendRequest, message_id, peer_of};
+use super::json::{MessageDetail, MessageJson, SendRequest, message_id, peer_of};
 use super::limits::Action;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
@@ -556,10 +556,70 @@ impl Im {
         self.membership(&conversation, &caller.user_id)
             .await
             .map_err(hide_conversation)?;
+        self.store().delete_for(&caller.user_id, &message).await?;
+        // The caller's other devices drop it too, and their list shows the message before it
+        // when it was the last.
+        let id = &message.conversation_id;
+        if let Ok(view) = self.conversation_view(&caller.user_id, id).await {
+            self.push_user(&caller.user_id, "events", "conversation.updated", &view);
+        }
+        Ok(())
+    }
+
+    /// One message as the caller may see it, with the message it replies to: for the members
+    /// of its conversation (staff for assistant conversations), unless it is before the
+    /// caller joined, where they cleared the history, or deleted by them.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND` for a message the caller may not see (whether or not it exists),
+    /// `UNAVAILABLE`.
+    pub async fn message_view(
+        &self,
+        caller: &Identity,
+        id: i64,
+    ) -> Result<MessageDetail, AppError> {
+        let message = self
+            .visible_message(caller, id)
+            .await?
+            .ok_or_else(super::no_message)?;
+        let reply_to_message = match message.reply_to {
+            Some(target) => self.visible_message(caller, target).await?,
+            None => None,
+        };
+        Ok(MessageDetail {
+            message: MessageJson::from(&message),
+            reply_to_message: reply_to_message.as_ref().map(MessageJson::from),
+        })
+    }
+
+    /// The message `id` with its status, when `caller` may see it.
+    async fn visible_message(
+        &self,
+        caller: &Identity,
+        id: i64,
+    ) -> Result<Option<MessageRow>, AppError> {
+        let Some(mut message) = self.store().message(id).await? else {
+            return Ok(None);
+        };
+        let Ok(conversation) = super::conversation_id(&message.conversation_id) else {
+            return Ok(None);
+        };
+        let member = match self.access(&conversation, caller).await {
+            Ok((_, member)) => member,
+            Err(error) if matches!(error.code, ErrorCode::NotFound | ErrorCode::NotMember) => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let floor = member.map_or(0, |m| m.joined_seq.max(m.cleared_seq));
+        if message.seq <= floor || self.store().is_deleted_for(&caller.user_id, id).await? {
+            return Ok(None);
+        }
         self.store()
-            .delete_for(&caller.user_id, &message)
-            .await
-            .map_err(AppError::from)
+            .with_statuses(std::slice::from_mut(&mut message))
+            .await?;
+        Ok(Some(message))
     }
 
     /// Tells the other members that the caller is typing (not the session it came from).

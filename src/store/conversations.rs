@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use schema::{ConversationRow, MemberRow, MessageRow, conversations, members, messages};
+use schema::{
+    ConversationRow, MemberRow, MessageRow, conversations, members, message_deletions, messages,
+};
 
 use super::{Store, StoreError, with_conn};
 use crate::domain::{ConversationKind, ConversationStatus, MemberRole};
@@ -24,10 +26,20 @@ pub struct ConversationSummary {
 }
 
 impl ConversationSummary {
-    /// Messages after the user's read position (their own never count: sending marks read).
+    /// Messages after the user's read position (their own never count: sending marks read),
+    /// and after the point where they cleared the conversation's history.
     pub fn unread(&self) -> i64 {
-        let seen = self.member.read_seq.max(self.member.joined_seq);
+        let seen = self
+            .member
+            .read_seq
+            .max(self.member.joined_seq)
+            .max(self.member.cleared_seq);
         (self.conversation.last_seq - seen).max(0)
+    }
+
+    /// Whether the user hid it and no message came since.
+    pub fn hidden(&self) -> bool {
+        self.conversation.last_seq <= self.member.hidden_seq
     }
 }
 
@@ -115,6 +127,7 @@ pub(super) fn member_row(
         pinned: false,
         muted: false,
         archived: false,
+        hidden_seq: -1,
     }
 }
 
@@ -202,6 +215,8 @@ impl Store {
                         .inner_join(conversations::table)
                         .filter(members::user_id.eq(user))
                         .filter(members::left_at.is_null())
+                        // Hidden until its next message.
+                        .filter(conversations::last_seq.gt(members::hidden_seq))
                         .select((ConversationRow::as_select(), MemberRow::as_select()))
                         .order((
                             members::pinned.desc(),
@@ -265,6 +280,7 @@ impl Store {
                 })
             })
             .await?;
+        self.visible_last_messages(user, &mut page.items).await?;
         let mut last: Vec<MessageRow> = page
             .items
             .iter_mut()
@@ -275,7 +291,7 @@ impl Store {
         for item in &mut page.items {
             if last
                 .peek()
-                .is_some_and(|m| Some(m.id) == item.conversation.last_message_id)
+                .is_some_and(|m| m.conversation_id == item.conversation.id)
             {
                 item.last_message = last.next();
             }
@@ -299,20 +315,154 @@ impl Store {
         let Some(member) = self.member(conversation, user).await? else {
             return Ok(None);
         };
-        let mut last_message = match row.last_message_id {
+        let last_message = match row.last_message_id {
             Some(id) => self.message(id).await?,
             None => None,
         };
-        if let Some(message) = &mut last_message {
-            self.with_statuses(std::slice::from_mut(message)).await?;
-        }
         let member_count = i64::try_from(self.members(conversation).await?.len()).unwrap_or(0);
-        Ok(Some(ConversationSummary {
+        let mut summary = ConversationSummary {
             conversation: row,
             member,
             last_message,
             member_count,
-        }))
+        };
+        self.visible_last_messages(user, std::slice::from_mut(&mut summary))
+            .await?;
+        if let Some(message) = &mut summary.last_message {
+            self.with_statuses(std::slice::from_mut(message)).await?;
+        }
+        Ok(Some(summary))
+    }
+
+    /// Replaces each last message that `user` cannot see (deleted for themselves, or at or
+    /// below their floor: before they joined or where they cleared the history) by the newest
+    /// one they can, or by none.
+    async fn visible_last_messages(
+        &self,
+        user: &str,
+        items: &mut [ConversationSummary],
+    ) -> Result<(), StoreError> {
+        let last_ids: Vec<i64> = items
+            .iter()
+            .filter_map(|item| item.last_message.as_ref().map(|m| m.id))
+            .collect();
+        if last_ids.is_empty() {
+            return Ok(());
+        }
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let deleted: Vec<i64> = message_deletions::table
+                    .filter(message_deletions::user_id.eq(user))
+                    .filter(message_deletions::message_id.eq_any(&last_ids))
+                    .select(message_deletions::message_id)
+                    .load(conn)
+                    .await?;
+                for item in items.iter_mut() {
+                    let floor = item.member.joined_seq.max(item.member.cleared_seq);
+                    let Some(last) = &item.last_message else {
+                        continue;
+                    };
+                    if last.seq > floor && !deleted.contains(&last.id) {
+                        continue;
+                    }
+                    let conversation = item.conversation.id.as_str();
+                    let theirs_deleted = message_deletions::table
+                        .filter(message_deletions::user_id.eq(user))
+                        .filter(message_deletions::conversation_id.eq(conversation))
+                        .select(message_deletions::message_id);
+                    item.last_message = messages::table
+                        .filter(messages::conversation_id.eq(conversation))
+                        .filter(messages::seq.gt(floor))
+                        .filter(messages::id.ne_all(theirs_deleted))
+                        .order(messages::seq.desc())
+                        .select(MessageRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Hides a conversation from `user`'s list until its next message (`hidden`), or shows it
+    /// again.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn set_hidden(
+        &self,
+        conversation: &str,
+        user: &str,
+        hidden: bool,
+    ) -> Result<(), StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let mine = members::table
+                    .find((conversation, user))
+                    .filter(members::left_at.is_null());
+                let changed = if hidden {
+                    // Up to the seq the conversation has now: a message committed after this
+                    // read has a larger seq and shows it again.
+                    let last_seq: i64 = conversations::table
+                        .find(conversation)
+                        .select(conversations::last_seq)
+                        .first(conn)
+                        .await?;
+                    diesel::update(mine)
+                        .set(members::hidden_seq.eq(last_seq))
+                        .execute(conn)
+                        .await?
+                } else {
+                    diesel::update(mine)
+                        .set(members::hidden_seq.eq(-1))
+                        .execute(conn)
+                        .await?
+                };
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Clears `user`'s history of a conversation: the messages it has now disappear for them
+    /// (history, search, the list's last message, unread), not for anyone else. Returns the
+    /// seq cleared up to.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn clear_history(&self, conversation: &str, user: &str) -> Result<i64, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let last_seq: i64 = conversations::table
+                    .find(conversation)
+                    .select(conversations::last_seq)
+                    .first(conn)
+                    .await?;
+                let mine = members::table
+                    .find((conversation, user))
+                    .filter(members::left_at.is_null());
+                let member: MemberRow = mine
+                    .select(MemberRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                // Only forward: a concurrent clear that read a later seq wins.
+                diesel::update(mine.filter(members::cleared_seq.lt(last_seq)))
+                    .set(members::cleared_seq.eq(last_seq))
+                    .execute(conn)
+                    .await?;
+                Ok(member.cleared_seq.max(last_seq))
+            })
+        })
+        .await
     }
 
     /// Changes a member's per-user settings.
@@ -478,6 +628,7 @@ impl Store {
                                 members::joined_at.eq(now),
                                 members::joined_seq.eq(last_seq),
                                 members::read_seq.eq(last_seq),
+                                members::hidden_seq.eq(-1),
                             ))
                             .execute(conn)
                             .await?;

@@ -32,6 +32,7 @@ mod http;
 mod im_assistant;
 mod im_delivery;
 mod im_groups;
+mod im_housekeeping;
 mod im_notifications;
 mod im_oracle;
 mod im_presence;

@@ -79,6 +79,9 @@ export class Api {
   settings(id, change) {
     return this.request("PATCH", `/conversations/${encodeURIComponent(id)}/settings`, change);
   }
+  clearHistory(id) {
+    return this.request("POST", `/conversations/${encodeURIComponent(id)}/clear`);
+  }
   history(id, { beforeSeq, afterSeq, limit = 30 } = {}) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (beforeSeq !== undefined) query.set("beforeSeq", String(beforeSeq));

@@ -149,12 +149,35 @@ export function renderChatHeader() {
       toggle("Pin", "pinned"),
       toggle("Mute", "muted"),
       toggle("Archive", "archived"),
+      h("button", { type: "button", title: "Leave the list until the next message", onclick: () => hide(conversation) }, "Hide"),
+      h("button", { type: "button", title: "Clear the history for me", onclick: () => clearHistory(conversation) }, "Clear"),
       conversation.type === "group" ? h("button", { type: "button", onclick: () => togglePanel("group") }, "Group") : null,
     ),
   );
   const announcement = conversation.announcement || state.groups.get(conversation.id)?.announcement;
   ui.announcement.hidden = !announcement;
   clear(ui.announcement, announcement ? [h("strong", {}, "Announcement: "), announcement] : []);
+}
+
+async function hide(conversation) {
+  try {
+    upsertConversation(await api.settings(conversation.id, { hidden: true }));
+  } catch (e) {
+    return showError(e);
+  }
+  openConversation(null);
+  renderList();
+}
+
+async function clearHistory(conversation) {
+  if (!window.confirm("Clear this chat's history for you? The others keep theirs.")) return;
+  try {
+    upsertConversation(await api.clearHistory(conversation.id));
+  } catch (e) {
+    return showError(e);
+  }
+  renderList();
+  renderMessages({ stick: true });
 }
 
 function onMessagesScroll() {

@@ -57,6 +57,8 @@ function onMessage(message) {
     return;
   }
   if (message.senderId === state.me) conversation.seenSeq = Math.max(conversation.seenSeq ?? 0, message.seq);
+  // A hidden conversation comes back with its next message.
+  conversation.hidden = false;
   recount(conversation);
   renderList();
   if (state.openId === id) {

@@ -67,7 +67,7 @@ export function findMessage(id) {
 export function sortedConversations() {
   const activity = (c) => c.lastMessage?.createdAt ?? 0;
   return [...state.conversations.values()]
-    .filter((c) => !c.removed && (state.showArchived || !c.archived))
+    .filter((c) => !c.removed && !c.hidden && (state.showArchived || !c.archived))
     .sort((a, b) => Number(b.pinned) - Number(a.pinned) || activity(b) - activity(a) || a.id.localeCompare(b.id));
 }
 

@@ -33,9 +33,16 @@ export function upsertConversation(conversation) {
   if (conversation.lastSeq !== undefined && conversation.unreadCount !== undefined) {
     merged.seenSeq = Math.max(known?.seenSeq ?? 0, conversation.lastSeq - conversation.unreadCount);
   }
+  // Clearing the history (here or on another device) is the one move back: the cleared
+  // messages leave this page too, and the broker's last message stands.
+  const cleared = (conversation.clearedSeq ?? 0) > (known?.clearedSeq ?? 0);
+  if (cleared) {
+    const chat = chatOf(conversation.id);
+    for (const seq of [...chat.bySeq.keys()]) if (seq <= conversation.clearedSeq) chat.bySeq.delete(seq);
+  }
   if (known) {
     merged.lastSeq = Math.max(known.lastSeq ?? 0, conversation.lastSeq ?? 0);
-    if ((known.lastMessage?.seq ?? 0) > (conversation.lastMessage?.seq ?? 0)) merged.lastMessage = known.lastMessage;
+    if (!cleared && (known.lastMessage?.seq ?? 0) > (conversation.lastMessage?.seq ?? 0)) merged.lastMessage = known.lastMessage;
   }
   state.conversations.set(conversation.id, merged);
   recount(merged);

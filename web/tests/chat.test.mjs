@@ -396,4 +396,31 @@ test("the demo client", async (t) => {
     const texts = await alice.locator(".msg .text").allTextContents();
     assert.deepEqual(texts, Array.from({ length: 45 }, (_, i) => `page test ${i}`));
   });
+
+  await t.test("clearing a chat's history is for the one who clears it; a hidden chat comes back with its next message", async () => {
+    const { alice, bob } = pages;
+    await open(alice, "bob");
+    await seen(alice, "hello bob");
+    alice.once("dialog", (dialog) => dialog.accept());
+    await alice.getByRole("button", { name: "Clear" }).click();
+    await alice.locator(".msg").first().waitFor({ state: "detached", timeout: WAIT });
+    assert.equal(await bubble(alice, "hello bob").count(), 0);
+    await open(bob, "alice");
+    await seen(bob, "hello bob");
+    await screenshot("cleared");
+
+    await alice.getByRole("button", { name: "Hide" }).click();
+    await conversationItem(alice, "bob").waitFor({ state: "detached", timeout: WAIT });
+    // A reload asks the broker for the list: still hidden.
+    await alice.reload();
+    await online(alice);
+    await conversationItem(alice, "dave").waitFor({ timeout: WAIT });
+    assert.equal(await conversationItem(alice, "bob").count(), 0);
+    await say(bob, "back again");
+    await conversationItem(alice, "bob").locator(".preview", { hasText: "back again" }).waitFor({ timeout: WAIT });
+    await open(alice, "bob");
+    await seen(alice, "back again");
+    assert.equal(await bubble(alice, "hello bob").count(), 0, "what was cleared stays cleared");
+    await screenshot("hidden-and-back");
+  });
 });

@@ -186,11 +186,17 @@ async fn reserve_seqs<C: BatchStatements + InsertRows + Send>(
         .map(|(_, indexes)| indexes.iter().map(|_| ids.next()).collect())
         .collect();
     let plan = plan_reservations(batch, &by_conversation, &message_ids);
-    let mut reserved =
-        BatchStatements::reserve(conn, &plan.reservations, &plan.marks, now).await?;
-    let created =
-        create_missing(conn, batch, &by_conversation, &plan, &mut reserved, now).await?;
-    number_messages(batch, &by_conversation, message_ids, &plan, &reserved, created, now)
+    let mut reserved = BatchStatements::reserve(conn, &plan.reservations, &plan.marks, now).await?;
+    let created = create_missing(conn, batch, &by_conversation, &plan, &mut reserved, now).await?;
+    number_messages(
+        batch,
+        &by_conversation,
+        message_ids,
+        &plan,
+        &reserved,
+        created,
+        now,
+    )
 }
 
 /// Creates the conversations of `by_conversation` that the reservation did not find and that
@@ -420,9 +426,7 @@ async fn insert_messages<C: BatchStatements + RecordShares + Send>(
     }
     let shares = crate::store::shares::of_batch(
         |i| batch.get(i)?.shared_file.as_ref(),
-        fresh
-            .iter()
-            .filter_map(|&i| Some((i, &rows[row_of[i]?]))),
+        fresh.iter().filter_map(|&i| Some((i, &rows[row_of[i]?]))),
     );
     if !shares.is_empty() {
         RecordShares::record_shares(conn, &shares).await?;

@@ -140,7 +140,9 @@ impl BatchStatements for SqliteConn {
                 continue;
             };
             let seq = last - mark.distance;
-            let before_range = counts.get(mark.conversation).map_or(0, |count| last - count);
+            let before_range = counts
+                .get(mark.conversation)
+                .map_or(0, |count| last - count);
             let mine = members::table
                 .filter(members::conversation_id.eq(mark.conversation))
                 .filter(members::user_id.eq(mark.user))
