@@ -76,3 +76,12 @@ pub(super) async fn one(
         .message_view(&caller, path_message_id(&id)?)
         .await?)
 }
+
+/// `GET /messages/{id}/readers`: who of the message's audience read it.
+pub(super) async fn readers(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    ok(state.im.readers(&caller, path_message_id(&id)?).await?)
+}

@@ -64,6 +64,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/messages", post(messages::send))
         .route("/messages/forward", post(messages::forward))
         .route("/messages/{id}/recall", post(messages::recall))
+        .route("/messages/{id}/readers", get(messages::readers))
         .route(
             "/messages/{id}",
             get(messages::one).delete(messages::delete),

@@ -7,8 +7,10 @@ use serde::Deserialize;
 
 use super::Im;
 use super::json::{ConversationJson, MessageJson};
+use super::read_counts::read_count;
 use crate::app_error::AppError;
 use crate::auth::{Identity, is_valid_user_id};
+use crate::domain::{ConversationKind, kind_of};
 use crate::store::{HistoryQuery, SettingsChange};
 
 /// One page of a user's conversations.
@@ -159,7 +161,15 @@ impl Im {
             .store()
             .history(id, &caller.user_id, floor, query)
             .await?;
-        Ok(rows.iter().map(MessageJson::from).collect())
+        let mut items: Vec<MessageJson> = rows.iter().map(MessageJson::from).collect();
+        if kind_of(id) == Some(ConversationKind::Group) && !rows.is_empty() {
+            // Read counts follow from the members' read positions: one lookup per page.
+            let members = self.store().members(id).await?;
+            for (item, row) in items.iter_mut().zip(&rows) {
+                item.read_count = read_count(row, &members);
+            }
+        }
+        Ok(items)
     }
 
     /// Clears the caller's history of a conversation: every message it has now disappears for

@@ -39,6 +39,10 @@ pub struct MessageJson {
     pub status: String,
     /// When it was stored.
     pub created_at: i64,
+    /// Group messages in history and `GET /messages/{id}`: how many members (other than the
+    /// sender, members when it was sent) have read it. Absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_count: Option<i64>,
 }
 
 /// One message with the message it replies to, as `GET /api/v1/messages/{id}` answers.
@@ -50,6 +54,24 @@ pub struct MessageDetail {
     pub message: MessageJson,
     /// The message it replies to, when it has one the caller can see; null otherwise.
     pub reply_to_message: Option<MessageJson>,
+}
+
+/// Who read a message, as `GET /api/v1/messages/{id}/readers` answers.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readers {
+    /// The message id, as a string.
+    pub message_id: String,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// Its seq.
+    pub seq: i64,
+    /// How many have read it: the length of `readers`.
+    pub read_count: i64,
+    /// Members who have read it, sorted.
+    pub readers: Vec<String>,
+    /// Members who have not, sorted.
+    pub unread: Vec<String>,
 }
 
 fn parse_json(text: Option<&str>) -> Option<Value> {
@@ -74,6 +96,7 @@ impl From<&MessageRow> for MessageJson {
             forwarded_from: parse_json(row.forwarded_from.as_deref()),
             status: row.status.clone(),
             created_at: row.created_at,
+            read_count: None,
         }
     }
 }

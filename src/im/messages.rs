@@ -6,12 +6,13 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Im;
-use super::json::{MessageDetail, MessageJson, SendRequest, message_id, peer_of};
+use super::json::{MessageDetail, MessageJson, Readers, SendRequest, message_id, peer_of};
 use super::limits::Action;
+use super::read_counts::{is_audience, read_count};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::delivery::{AckHook, Route};
-use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole};
+use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole, kind_of};
 use crate::hub::Publication;
 use crate::ordering::Turn;
 use crate::store::{NewMessage, SendOutcome, Target};
@@ -269,6 +270,11 @@ impl Im {
             let conversation = &message.conversation_id;
             let reader = &message.sender_id;
             let seq = message.seq;
+            if kind_of(conversation) == Some(ConversationKind::Group) {
+                // Where the sender's position was is not known here: the newest messages
+                // before theirs are reported, which covers what their send read.
+                im.inner.read_counts.read(conversation, 0, seq - 1);
+            }
             im.record(
                 "message.read",
                 json!({"conversationId": conversation, "userIds": [reader], "seq": seq}),
@@ -439,6 +445,10 @@ impl Im {
             json!({"conversationId": conversation, "userIds": [reader.user_id], "seq": read_seq}),
         )
         .await;
+        if row.kind.parse() == Ok(ConversationKind::Group) {
+            let before = member.read_seq.max(member.joined_seq);
+            self.inner.read_counts.read(conversation, before, read_seq);
+        }
         let unread = (row.last_seq - read_seq).max(0);
         self.push_user_except(
             &reader.user_id,
@@ -587,10 +597,63 @@ impl Im {
             Some(target) => self.visible_message(caller, target).await?,
             None => None,
         };
-        Ok(MessageDetail {
+        let mut detail = MessageDetail {
             message: MessageJson::from(&message),
             reply_to_message: reply_to_message.as_ref().map(MessageJson::from),
-        })
+        };
+        if kind_of(&message.conversation_id) == Some(ConversationKind::Group) {
+            let members = self.store().members(&message.conversation_id).await?;
+            detail.message.read_count = read_count(&message, &members);
+            if let (Some(json), Some(row)) = (&mut detail.reply_to_message, &reply_to_message) {
+                json.read_count = read_count(row, &members);
+            }
+        }
+        Ok(detail)
+    }
+
+    /// Who of a message's audience (the members, other than its sender, who were members when
+    /// it was sent) has read it and who has not: for its sender and, in groups, the owner and
+    /// admins.
+    ///
+    /// # Errors
+    ///
+    /// `NOT_FOUND` for a message the caller may not see, `FORBIDDEN` for anyone else who may,
+    /// `UNAVAILABLE`.
+    pub async fn readers(&self, caller: &Identity, id: i64) -> Result<Readers, AppError> {
+        let message = self
+            .visible_message(caller, id)
+            .await?
+            .ok_or_else(super::no_message)?;
+        let members = self.store().members(&message.conversation_id).await?;
+        let manages = members
+            .iter()
+            .find(|m| m.user_id == caller.user_id)
+            .is_some_and(|m| m.role.parse().is_ok_and(MemberRole::manages))
+            && kind_of(&message.conversation_id) == Some(ConversationKind::Group);
+        if message.sender_id != caller.user_id && !manages {
+            return Err(AppError::forbidden(
+                "only the sender, the owner and admins see who read a message",
+            ));
+        }
+        let mut readers = Readers {
+            message_id: message.id.to_string(),
+            conversation_id: message.conversation_id.clone(),
+            seq: message.seq,
+            read_count: 0,
+            readers: Vec::new(),
+            unread: Vec::new(),
+        };
+        for member in members.iter().filter(|m| is_audience(&message, m)) {
+            if member.read_seq >= message.seq {
+                readers.readers.push(member.user_id.clone());
+            } else {
+                readers.unread.push(member.user_id.clone());
+            }
+        }
+        readers.readers.sort();
+        readers.unread.sort();
+        readers.read_count = i64::try_from(readers.readers.len()).unwrap_or(i64::MAX);
+        Ok(readers)
     }
 
     /// The message `id` with its status, when `caller` may see it.

@@ -25,6 +25,7 @@ pub mod notifications_queue;
 pub mod notify;
 pub mod presence;
 pub mod presence_redis;
+pub mod read_counts;
 pub mod reports;
 pub mod retention;
 pub mod safety;
@@ -128,6 +129,7 @@ struct Inner {
     settings: ImSettings,
     presence: Presence,
     delivery: delivery::Recorder,
+    read_counts: read_counts::ReadCounts,
     safety: safety::Safety,
     files: Arc<dyn crate::files::FileStore>,
     limiter: Arc<dyn limits::RateLimiter>,
@@ -166,6 +168,7 @@ impl Im {
         backends: ImBackends,
     ) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
+        let read_counts = read_counts::ReadCounts::start(store.clone(), hub.clone());
         let presence = Presence::new(hub.clone(), backends.presence);
         let limiter = backends.limiter;
         let im = Im {
@@ -179,6 +182,7 @@ impl Im {
                 push_order,
                 settings,
                 delivery,
+                read_counts,
             }),
         };
         im.start_safety_tasks();

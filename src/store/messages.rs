@@ -186,6 +186,35 @@ impl Store {
         .await
     }
 
+    /// The newest `limit` messages of `conversation` with a seq in `(after, up_to]`, newest
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the database fails.
+    pub async fn newest_between(
+        &self,
+        conversation: &str,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                Ok(messages::table
+                    .filter(messages::conversation_id.eq(conversation))
+                    .filter(messages::seq.gt(after))
+                    .filter(messages::seq.le(up_to))
+                    .order(messages::seq.desc())
+                    .limit(limit)
+                    .select(MessageRow::as_select())
+                    .load(conn)
+                    .await?)
+            })
+        })
+        .await
+    }
+
     /// A page of `user`'s history of a conversation, ascending by seq: messages before the
     /// user joined, cleared, or deleted by the user are left out; recalled ones keep their place.
     ///

@@ -31,6 +31,7 @@ mod heartbeat;
 mod http;
 mod im_assistant;
 mod im_delivery;
+mod im_group_reads;
 mod im_groups;
 mod im_housekeeping;
 mod im_notifications;

@@ -28,6 +28,8 @@ export function onEvent(event, body, source) {
       return setStatus(body.conversationId, (m) => m.senderId === state.me && m.seq <= body.upToSeq, "read");
     case "conversation.updated":
       return onConversationUpdated(body);
+    case "message.read_count":
+      return onReadCounts(body);
     case "typing":
       return onTyping(body);
     case "presence":
@@ -81,6 +83,16 @@ function onRecalled(body) {
     conversation.lastMessage = { ...conversation.lastMessage, status: "recalled", content: "" };
   }
   renderList();
+  if (state.openId === body.conversationId) renderMessages();
+}
+
+// Counts only grow (positions only move forward), so an older event never lowers one.
+function onReadCounts(body) {
+  const chat = chatOf(body.conversationId);
+  for (const { seq, readCount } of body.counts ?? []) {
+    const message = chat.bySeq.get(seq);
+    if (message) message.readCount = Math.max(message.readCount ?? 0, readCount);
+  }
   if (state.openId === body.conversationId) renderMessages();
 }
 

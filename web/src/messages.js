@@ -53,6 +53,9 @@ function renderMessage(m, conversation) {
       h("time", { datetime: new Date(m.createdAt).toISOString() }, time(m.createdAt)),
       mine && conversation.type === "private" ? h("span", { class: `ticks ${status}`, "aria-label": status }, ticks(status)) : null,
       mine && conversation.type !== "private" && pending ? h("span", { class: `ticks ${status}`, "aria-label": status }, ticks(status)) : null,
+      mine && conversation.type === "group" && !pending && !recalled && m.readCount !== undefined
+        ? h("span", { class: "read-count" }, m.readCount > 0 ? `Read by ${m.readCount}` : "Unread")
+        : null,
     ),
     m.failed
       ? h(

@@ -187,6 +187,8 @@ test("the demo client", async (t) => {
       await seen(page, "bob here");
       await seen(page, "carol here, on my phone");
     }
+    // Both read alice's welcome: her message says so, live.
+    await alice.locator(".msg.mine", { hasText: "welcome to trio" }).locator(".read-count", { hasText: "Read by 2" }).waitFor({ timeout: WAIT });
     await alice.getByRole("button", { name: "Group", exact: true }).click();
     await alice.locator(".member", { hasText: "carol" }).waitFor({ timeout: WAIT });
     await alice.getByLabel("Announcement").fill("dinner on friday");
