@@ -474,3 +474,79 @@ async fn assistant_messages_reach_staff_and_the_user_across_nodes() {
         HashMap::from([("q1".to_owned(), 1), ("r1".to_owned(), 1)])
     );
 }
+
+#[tokio::test]
+async fn group_read_counts_and_housekeeping_events_cross_nodes() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let names = ["alice", "bob", "carol"].map(|name| format!("{cluster}-{name}"));
+    let tokens = names.clone().map(|name| token(&name, &[Role::User]));
+    let (status, group) = common::im::http_json(
+        a.addr,
+        "POST",
+        "/api/v1/groups",
+        Some(&tokens[0]),
+        Some(json!({"name": "reads", "memberIds": [names[1], names[2]]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    let id = group["id"].as_str().unwrap().to_owned();
+    // Alice is on node b; she sends over REST on node a, bob and carol read on node a.
+    let mut alice = user(&b, &names[0], &["events"]).await;
+    let (status, sent) = common::im::http_json(
+        a.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&tokens[0]),
+        Some(json!({"conversationId": id, "clientMsgId": "r1", "content": "read me"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+    let seq = sent["seq"].as_i64().unwrap();
+    for reader in [&tokens[1], &tokens[2]] {
+        let (status, body) = common::im::http_json(
+            a.addr,
+            "POST",
+            &format!("/api/v1/conversations/{id}/read"),
+            Some(reader),
+            Some(json!({"upToSeq": seq})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut best = 0;
+    while let Some(Received::Frame(frame)) = alice.receive_within(Duration::from_secs(3)).await {
+        if frame.get("event") == Some("message.read_count") {
+            let body = json_body(&frame);
+            assert_eq!(body["conversationId"], id.as_str());
+            best = best.max(body["counts"][0]["readCount"].as_i64().unwrap_or(0));
+            if best == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(best, 2, "both reads on node a reach the sender on node b");
+
+    // Clearing on node a reaches alice's session on node b.
+    let (status, view) = common::im::http_json(
+        a.addr,
+        "POST",
+        &format!("/api/v1/conversations/{id}/clear"),
+        Some(&tokens[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    loop {
+        let Some(Received::Frame(frame)) = alice.receive_within(Duration::from_secs(5)).await
+        else {
+            panic!("no conversation.updated on node b");
+        };
+        if frame.get("event") == Some("conversation.updated") {
+            assert_eq!(json_body(&frame)["clearedSeq"], seq);
+            break;
+        }
+    }
+}
