@@ -29,6 +29,8 @@ pub enum ErrorCode {
     StrangerLimit,
     /// 403: the recipient blocked the sender.
     Blocked,
+    /// 403: private messages need the two users to be contacts (`im.private_policy`).
+    NotContact,
     /// 403: the sender is banned.
     Banned,
     /// 400: sensitive words.
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Forbidden
             | ErrorCode::NotMember
             | ErrorCode::Blocked
+            | ErrorCode::NotContact
             | ErrorCode::Banned => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::InvalidArgument

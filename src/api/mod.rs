@@ -13,6 +13,7 @@
 
 mod assistant;
 mod blocks;
+mod contacts;
 mod conversations;
 mod dev;
 pub mod extract;
@@ -70,6 +71,15 @@ pub fn routes(state: ApiState) -> Router {
             get(messages::one).delete(messages::delete),
         )
         .route("/search", get(search::search))
+        .route("/contacts", get(contacts::list))
+        .route("/contacts/{user}", delete(contacts::remove))
+        .route(
+            "/contact-requests",
+            get(contacts::pending).post(contacts::request),
+        )
+        .route("/contact-requests/{id}", delete(contacts::cancel))
+        .route("/contact-requests/{id}/accept", post(contacts::accept))
+        .route("/contact-requests/{id}/decline", post(contacts::decline))
         // Groups.
         .route("/groups", post(groups::create))
         .route(

@@ -171,6 +171,19 @@ pub struct ImConfig {
     /// How often the purge of messages older than a conversation's `messageRetentionDays`
     /// runs, in seconds.
     pub retention_purge_interval_s: u64,
+    /// Who may send a private message.
+    pub private_policy: PrivatePolicy,
+}
+
+/// `im.private_policy`: who may send a private message.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivatePolicy {
+    /// Anyone, within the stranger limits.
+    #[default]
+    Open,
+    /// Only a contact.
+    Contacts,
 }
 
 /// `[server]`
@@ -355,6 +368,8 @@ pub struct LimitsConfig {
     pub report_rate: Rate,
     /// Private conversations one user may create over REST.
     pub conversation_create_rate: Rate,
+    /// Contact requests one user may make.
+    pub contact_request_rate: Rate,
     /// Largest JSON body of a REST request, in bytes.
     pub json_max_bytes: usize,
     /// Uploads one user may make.

@@ -53,6 +53,8 @@ pub enum Action {
     Report,
     /// `POST /api/v1/conversations/private` creating the conversation.
     ConversationCreate,
+    /// `POST /api/v1/contact-requests`.
+    ContactRequest,
 }
 
 impl Action {
@@ -65,6 +67,7 @@ impl Action {
             Action::Invite => "invite",
             Action::Report => "report",
             Action::ConversationCreate => "conversation-create",
+            Action::ContactRequest => "contact-request",
         };
         format!("{namespace}:{user}")
     }
@@ -83,6 +86,8 @@ pub struct ActionRates {
     pub report: Rate,
     /// `limits.conversation_create_rate`.
     pub conversation_create: Rate,
+    /// `limits.contact_request_rate`.
+    pub contact_request: Rate,
 }
 
 impl ActionRates {
@@ -94,6 +99,7 @@ impl ActionRates {
             invite: limits.invite_rate,
             report: limits.report_rate,
             conversation_create: limits.conversation_create_rate,
+            contact_request: limits.contact_request_rate,
         }
     }
 
@@ -105,6 +111,7 @@ impl ActionRates {
             Action::Invite => self.invite,
             Action::Report => self.report,
             Action::ConversationCreate => self.conversation_create,
+            Action::ContactRequest => self.contact_request,
         }
     }
 }

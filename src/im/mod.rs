@@ -12,6 +12,7 @@
 
 pub mod assistant;
 mod attachment;
+pub mod contacts;
 pub mod conversations;
 mod delivery;
 pub mod forward;
@@ -57,6 +58,8 @@ pub struct ImSettings {
     pub recall_window: Duration,
     /// Members per group.
     pub max_group_members: usize,
+    /// Who may send a private message.
+    pub private_policy: crate::config::PrivatePolicy,
     /// Characters per text message.
     pub text_max_chars: usize,
     /// Recipients of one notification request.
@@ -75,6 +78,7 @@ impl ImSettings {
         ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
+            private_policy: config.im.private_policy,
             text_max_chars: config.limits.text_max_chars,
             notification_max_users: config.limits.notification_max_users,
             bounds: Bounds {

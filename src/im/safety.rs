@@ -266,6 +266,8 @@ impl Im {
         message.unless_blocked_by.clone_from(&peer);
         self.moderate(me, &conversation, message).await?;
         if let Some(peer) = &peer {
+            // Boxed: only private sends take it, and inline it would grow every send's state.
+            Box::pin(self.check_private_policy(sender, peer)).await?;
             self.check_stranger(me, peer, &conversation, message)
                 .await?;
         }

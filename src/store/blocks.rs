@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use schema::{conversations, members};
 
+use super::contacts::tables::contacts;
 use super::conversations::{member_row, new_conversation};
 use super::safety::tables::blocks;
 use super::{Store, StoreError, with_conn};
@@ -39,7 +40,8 @@ impl Store {
     }
 
     /// Those of `users` whose presence `viewer` may see: `viewer` themself, and the users who
-    /// share a current conversation with `viewer` and have not blocked them.
+    /// share a current conversation with `viewer` or are their contacts, and have not blocked
+    /// them.
     ///
     /// # Errors
     ///
@@ -74,6 +76,14 @@ impl Store {
                         .distinct()
                         .load(conn)
                         .await?;
+                    let mut sharing = sharing;
+                    let contacts: Vec<String> = contacts::table
+                        .filter(contacts::user_id.eq(viewer))
+                        .filter(contacts::contact_id.eq_any(&others))
+                        .select(contacts::contact_id)
+                        .load(conn)
+                        .await?;
+                    sharing.extend(contacts);
                     let blocking: Vec<String> = blocks::table
                         .filter(blocks::user_id.eq_any(&others))
                         .filter(blocks::blocked_id.eq(viewer))

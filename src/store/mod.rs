@@ -13,6 +13,7 @@
 
 mod assistant;
 mod blocks;
+pub mod contacts;
 mod conversations;
 pub mod event_outbox;
 mod messages;

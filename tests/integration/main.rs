@@ -22,6 +22,7 @@ mod cluster_limits;
 mod cluster_queues;
 mod config;
 mod connect;
+mod contacts;
 mod crash;
 mod errors;
 mod files;
