@@ -79,6 +79,23 @@ export class Api {
   settings(id, change) {
     return this.request("PATCH", `/conversations/${encodeURIComponent(id)}/settings`, change);
   }
+  contacts() {
+    return this.request("GET", "/contacts?limit=100");
+  }
+  contactRequests(direction) {
+    return this.request("GET", `/contact-requests?direction=${direction}&limit=100`);
+  }
+  askContact(userId, note) {
+    return this.request("POST", "/contact-requests", { userId, note });
+  }
+  decideContact(id, verb) {
+    return verb === "cancel"
+      ? this.request("DELETE", `/contact-requests/${encodeURIComponent(id)}`)
+      : this.request("POST", `/contact-requests/${encodeURIComponent(id)}/${verb}`);
+  }
+  removeContact(userId) {
+    return this.request("DELETE", `/contacts/${encodeURIComponent(userId)}`);
+  }
   clearHistory(id) {
     return this.request("POST", `/conversations/${encodeURIComponent(id)}/clear`);
   }

@@ -30,6 +30,13 @@ export function onEvent(event, body, source) {
       return onConversationUpdated(body);
     case "message.read_count":
       return onReadCounts(body);
+    case "contact.request":
+      if (state.panel !== "contacts") state.unseenContactRequests += 1;
+      renderList();
+      return renderPanel();
+    case "contact.accepted":
+    case "contact.removed":
+      return renderPanel();
     case "typing":
       return onTyping(body);
     case "presence":

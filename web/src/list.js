@@ -46,6 +46,7 @@ export function renderList() {
   });
   clear(ui.list, items.length ? items : h("li", { class: "empty" }, "No conversations yet. Start one with New chat."));
   ui.notifyButton.textContent = state.unseenNotifications ? `Notifications (${state.unseenNotifications})` : "Notifications";
+  if (ui.contactsButton) ui.contactsButton.textContent = state.unseenContactRequests ? `Contacts (${state.unseenContactRequests})` : "Contacts";
 }
 
 export async function onSearch(event) {

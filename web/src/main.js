@@ -123,6 +123,7 @@ function buildShell() {
   ui.searchInput = h("input", { id: "search", type: "search", placeholder: "Search messages" });
   ui.searchResults = h("div", { class: "search-results", hidden: true, "aria-label": "Search results" });
   ui.notifyButton = h("button", { type: "button", onclick: () => togglePanel("notifications") }, "Notifications");
+  ui.contactsButton = h("button", { type: "button", onclick: () => togglePanel("contacts") }, "Contacts");
   ui.archived = h("input", {
     id: "show-archived",
     type: "checkbox",
@@ -152,6 +153,7 @@ function buildShell() {
         h("button", { type: "button", onclick: newChatDialog }, "New chat"),
         h("button", { type: "button", onclick: newGroupDialog }, "New group"),
         ui.notifyButton,
+        ui.contactsButton,
       ),
       h(
         "form",

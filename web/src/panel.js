@@ -4,11 +4,13 @@ import { clear, h, time } from "./dom.js";
 import { api, showError, ui } from "./context.js";
 import { renderList } from "./list.js";
 import { myRole, openConversation, refreshGroup } from "./chat.js";
+import { upsertConversation } from "./sync.js";
 import { ids } from "./dialogs.js";
 
 export function togglePanel(kind) {
   state.panel = state.panel === kind ? null : kind;
   if (kind === "notifications") state.unseenNotifications = 0;
+  if (kind === "contacts") state.unseenContactRequests = 0;
   renderPanel();
   renderList();
 }
@@ -16,6 +18,7 @@ export function togglePanel(kind) {
 export function renderPanel() {
   if (!ui.panel) return;
   if (state.panel === "notifications") return renderNotifications();
+  if (state.panel === "contacts") return renderContacts();
   if (state.panel === "group" && state.groups.get(state.openId)) return renderGroupPanel(state.groups.get(state.openId));
   ui.panel.hidden = true;
   clear(ui.panel);
@@ -43,6 +46,96 @@ function renderNotifications() {
     ),
     system ? h("button", { type: "button", onclick: () => openConversation(system.id) }, "All notifications") : null,
   );
+}
+
+// The contacts panel asks the broker each time it is drawn: contacts change rarely, and the
+// answer carries their presence.
+let contactsDrawn = 0;
+async function renderContacts() {
+  ui.panel.hidden = false;
+  const drawing = ++contactsDrawn;
+  let contacts, incoming, outgoing;
+  try {
+    [contacts, incoming, outgoing] = await Promise.all([api.contacts(), api.contactRequests("in"), api.contactRequests("out")]);
+  } catch (e) {
+    return showError(e);
+  }
+  if (drawing !== contactsDrawn || state.panel !== "contacts") return;
+  const act = (fn) => async () => {
+    try {
+      await fn();
+    } catch (e) {
+      showError(e);
+    }
+    renderPanel();
+  };
+  const who = h("input", { id: "contact-user", placeholder: "user id", autocomplete: "off" });
+  const note = h("input", { id: "contact-note", placeholder: "a short note", maxlength: "200" });
+  clear(
+    ui.panel,
+    panelHead("Contacts"),
+    h(
+      "form",
+      {
+        class: "add-contact",
+        onsubmit: (event) => {
+          event.preventDefault();
+          const userId = who.value.trim();
+          if (userId) act(() => api.askContact(userId, note.value.trim()))();
+        },
+      },
+      h("label", { for: "contact-user" }, "Add contact"),
+      who,
+      h("label", { for: "contact-note", class: "sr-only" }, "Note"),
+      note,
+      h("button", { type: "submit" }, "Send request"),
+    ),
+    incoming.items.length ? h("h3", {}, "Requests") : null,
+    h(
+      "ul",
+      { class: "requests incoming" },
+      incoming.items.map((r) =>
+        h(
+          "li",
+          { class: "request", dataset: { userId: r.fromUserId } },
+          h("strong", {}, r.fromUserId),
+          r.note ? h("p", {}, r.note) : null,
+          h("button", { type: "button", onclick: act(() => api.decideContact(r.id, "accept")) }, `Accept ${r.fromUserId}`),
+          h("button", { type: "button", class: "link", onclick: act(() => api.decideContact(r.id, "decline")) }, "Decline"),
+        ),
+      ),
+    ),
+    outgoing.items.length ? h("h3", {}, "Waiting") : null,
+    h(
+      "ul",
+      { class: "requests outgoing" },
+      outgoing.items.map((r) =>
+        h("li", { class: "request", dataset: { userId: r.toUserId } }, r.toUserId, " ", h("button", { type: "button", class: "link", onclick: act(() => api.decideContact(r.id, "cancel")) }, "Cancel")),
+      ),
+    ),
+    h("h3", {}, "Contacts"),
+    contacts.items.length === 0 ? h("p", { class: "hint" }, "No contacts yet.") : null,
+    h(
+      "ul",
+      { class: "contacts" },
+      contacts.items.map((c) =>
+        h(
+          "li",
+          { class: "contact", dataset: { userId: c.userId } },
+          h("span", { class: `dot${c.online ? " online" : ""}`, "aria-label": c.online ? "online" : "offline" }),
+          h("button", { type: "button", class: "link", onclick: act(() => openChatWith(c.userId)) }, c.userId),
+          h("button", { type: "button", class: "link", "aria-label": `Remove ${c.userId}`, onclick: act(() => api.removeContact(c.userId)) }, "Remove"),
+        ),
+      ),
+    ),
+  );
+}
+
+async function openChatWith(userId) {
+  const conversation = await api.privateConversation(userId);
+  upsertConversation(conversation);
+  renderList();
+  openConversation(conversation.id);
 }
 
 function renderGroupPanel(group) {

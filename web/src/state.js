@@ -11,6 +11,8 @@ export const state = {
   groups: new Map(),
   notifications: [],
   unseenNotifications: 0,
+  // Contact requests that arrived while the contacts panel was closed.
+  unseenContactRequests: 0,
   openId: null,
   panel: null,
   replyTo: null,

@@ -425,4 +425,26 @@ test("the demo client", async (t) => {
     assert.equal(await bubble(alice, "hello bob").count(), 0, "what was cleared stays cleared");
     await screenshot("hidden-and-back");
   });
+
+  await t.test("a contact request, accepted, shows the new contact online", async () => {
+    const { alice, carol } = pages;
+    await alice.getByRole("button", { name: "Contacts", exact: true }).click();
+    await alice.getByLabel("Add contact").fill("carol");
+    await alice.getByPlaceholder("a short note").fill("from the trio group");
+    await alice.getByRole("button", { name: "Send request" }).click();
+    await alice.locator('.requests.outgoing .request[data-user-id="carol"]').waitFor({ timeout: WAIT });
+
+    // Carol is at phone width: the list, with its tools, is behind the open chat.
+    const back = carol.getByRole("button", { name: "Back to conversations" });
+    if (await back.isVisible()) await back.click();
+    await carol.getByRole("button", { name: "Contacts (1)" }).waitFor({ timeout: WAIT });
+    await carol.getByRole("button", { name: "Contacts (1)" }).click();
+    await carol.locator(".request", { hasText: "from the trio group" }).waitFor({ timeout: WAIT });
+    await carol.getByRole("button", { name: "Accept alice" }).click();
+    await carol.locator('.contact[data-user-id="alice"]').waitFor({ timeout: WAIT });
+    await alice.locator('.contact[data-user-id="carol"] .dot.online').waitFor({ timeout: WAIT });
+    await screenshot("contacts");
+    await alice.getByRole("button", { name: "Close panel" }).click();
+    await carol.getByRole("button", { name: "Close panel" }).click();
+  });
 });
