@@ -49,6 +49,8 @@ pub mod tables {
             muted -> Bool,
             archived -> Bool,
             hidden_seq -> BigInt,
+            nickname -> Nullable<Text>,
+            muted_until -> Nullable<BigInt>,
         }
     }
 
@@ -169,6 +171,10 @@ pub struct MemberRow {
     /// Hidden from their list while the conversation's last seq is at most this; -1 when not
     /// hidden.
     pub hidden_seq: i64,
+    /// Their nickname in a group.
+    pub nickname: Option<String>,
+    /// In a group, until when (epoch ms) they may not send; `None` when they may.
+    pub muted_until: Option<i64>,
 }
 
 /// A row of `messages`.

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::ApiState;
 use super::extract::{Caller, Json};
 use super::reply::{ApiResult, created, no_content, ok};
-use crate::im::groups::{CreateGroup, UpdateGroup};
+use crate::im::groups::{CreateGroup, Mute, SetNickname, UpdateGroup};
 
 /// `POST /groups {name, avatar?, memberIds}`.
 pub(super) async fn create(
@@ -91,5 +91,40 @@ pub(super) async fn dissolve(
     Path(id): Path<String>,
 ) -> ApiResult {
     state.im.dissolve(&caller, &id).await?;
+    no_content()
+}
+
+/// `PUT /groups/{id}/nickname {nickname}`: the caller's own.
+pub(super) async fn nickname(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(request): Json<SetNickname>,
+) -> ApiResult {
+    state.im.set_nickname(&caller, &id, request).await?;
+    no_content()
+}
+
+/// `PUT /groups/{id}/members/{userId}/mute {minutes?}`.
+pub(super) async fn mute(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path((id, user)): Path<(String, String)>,
+    Json(request): Json<Mute>,
+) -> ApiResult {
+    state
+        .im
+        .mute_member(&caller, &id, &user, Some(request))
+        .await?;
+    no_content()
+}
+
+/// `DELETE /groups/{id}/members/{userId}/mute`.
+pub(super) async fn unmute(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult {
+    state.im.mute_member(&caller, &id, &user, None).await?;
     no_content()
 }

@@ -89,6 +89,11 @@ pub fn routes(state: ApiState) -> Router {
         .route("/groups/{id}/members", post(groups::invite))
         .route("/groups/{id}/members/{user}", delete(groups::remove_member))
         .route("/groups/{id}/members/{user}/role", put(groups::set_role))
+        .route(
+            "/groups/{id}/members/{user}/mute",
+            put(groups::mute).delete(groups::unmute),
+        )
+        .route("/groups/{id}/nickname", put(groups::nickname))
         .route("/groups/{id}/exit", post(groups::exit))
         // Notifications, presence, blocks.
         .route("/notifications", post(notifications::notify))

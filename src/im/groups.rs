@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::group_settings::{GroupSettings, NICKNAME_MAX_CHARS, SettingsChange};
 use super::json::{ConversationJson, MemberJson};
 use super::limits::Action;
 use super::{Bounds, Im, URL_MAX_CHARS};
@@ -11,6 +12,7 @@ use crate::auth::{Identity, is_valid_user_id};
 use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole};
 use crate::hub::SubscriptionKey;
 use crate::store::GroupChange;
+use crate::util::now_ms;
 use schema::ConversationRow;
 
 /// `POST /api/v1/groups`.
@@ -46,7 +48,39 @@ pub struct UpdateGroup {
     /// Days after which messages are purged; `null` keeps them forever.
     #[serde(default, deserialize_with = "super::retention::present")]
     pub message_retention_days: Option<Option<i64>>,
+    /// Whether plain members may leave.
+    #[serde(default)]
+    pub allow_member_exit: Option<bool>,
+    /// Whether new members see the messages from before they joined.
+    #[serde(default)]
+    pub enable_message_history: Option<bool>,
+    /// The group's own member limit; `null` removes it.
+    #[serde(default, deserialize_with = "super::retention::present")]
+    pub max_members: Option<Option<i64>>,
+    /// Whether only the owner and admins may send.
+    #[serde(default)]
+    pub all_muted: Option<bool>,
 }
+
+/// `PUT /api/v1/groups/{id}/nickname`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetNickname {
+    /// The caller's nickname in the group; `null` clears it.
+    pub nickname: Option<String>,
+}
+
+/// `PUT /api/v1/groups/{id}/members/{userId}/mute`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mute {
+    /// For how long; until unmuted when absent or `null`.
+    #[serde(default)]
+    pub minutes: Option<i64>,
+}
+
+/// The longest timed mute, in minutes (a year); longer is "until unmuted".
+const MAX_MUTE_MINUTES: i64 = 525_600;
 
 fn check_users(users: &[String]) -> Result<(), AppError> {
     match users.iter().find(|u| !is_valid_user_id(u)) {
@@ -232,7 +266,30 @@ impl Im {
             request.avatar.as_deref(),
             request.announcement.as_deref(),
         )?;
-        if let Some(days) = request.message_retention_days {
+        let rules = SettingsChange {
+            allow_member_exit: request.allow_member_exit,
+            enable_message_history: request.enable_message_history,
+            max_members: request.max_members,
+            all_muted: request.all_muted,
+        };
+        if !rules.is_empty() {
+            // Checked before anything is written, so a refusal changes nothing.
+            let row = self.conversation(&id).await?;
+            let members = self.member_ids(id.as_str()).await?.len();
+            let settings =
+                rules.apply(&row.settings, self.settings().max_group_members, members)?;
+            if let Some(days) = request.message_retention_days {
+                self.set_retention(caller, id.as_str(), days).await?;
+            }
+            // Applied again to what the retention change wrote.
+            let row = self.conversation(&id).await?;
+            let settings = rules
+                .apply(&row.settings, self.settings().max_group_members, members)
+                .unwrap_or(settings);
+            self.store()
+                .set_conversation_settings(id.as_str(), &settings)
+                .await?;
+        } else if let Some(days) = request.message_retention_days {
             self.set_retention(caller, id.as_str(), days).await?;
         }
         let change = GroupChange {
@@ -242,6 +299,7 @@ impl Im {
             allow_invite: request.allow_invite,
         };
         let row = self.store().update_group(id.as_str(), &change).await?;
+        let rules = GroupSettings::of(&row.settings);
         self.push_group(
             &id,
             "group.updated",
@@ -252,6 +310,10 @@ impl Im {
                 "announcement": row.announcement,
                 "allowInvite": row.allow_invite,
                 "messageRetentionDays": super::retention::retention_days(&row.settings),
+                "allowMemberExit": rules.allow_member_exit,
+                "enableMessageHistory": rules.enable_message_history,
+                "maxMembers": rules.max_members,
+                "allMuted": rules.all_muted,
                 "by": caller.user_id,
             }),
         );
@@ -277,9 +339,15 @@ impl Im {
             return Err(AppError::forbidden("only the owner or an admin may invite"));
         }
         self.limit(Action::Invite, &caller.user_id).await?;
+        let rules = GroupSettings::of(&row.settings);
         let added = self
             .store()
-            .add_members(id.as_str(), users, self.settings().max_group_members)
+            .add_members_seeing(
+                id.as_str(),
+                users,
+                rules.member_limit(self.settings().max_group_members),
+                rules.enable_message_history,
+            )
             .await?;
         if !added.is_empty() {
             self.record(
@@ -391,11 +459,16 @@ impl Im {
     ///
     /// `CONFLICT` for the owner, `NOT_MEMBER`.
     pub async fn exit(&self, caller: &Identity, id: &str) -> Result<(), AppError> {
-        let (id, _, role) = self.group_role(id, &caller.user_id).await?;
+        let (id, row, role) = self.group_role(id, &caller.user_id).await?;
         if role == MemberRole::Owner {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 "the owner must transfer ownership before leaving",
+            ));
+        }
+        if role == MemberRole::Member && !GroupSettings::of(&row.settings).allow_member_exit {
+            return Err(AppError::forbidden(
+                "this group does not let members leave; ask the owner or an admin",
             ));
         }
         self.store()
@@ -436,6 +509,114 @@ impl Im {
             }
         }
         self.conversation_updated(id.as_str(), &members).await;
+        Ok(())
+    }
+}
+
+impl Im {
+    /// Sets or clears the caller's nickname in a group; pushes `member.updated` to the group.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` (1 to 32 characters), `NOT_MEMBER`, `NOT_FOUND`, `CONFLICT`.
+    pub async fn set_nickname(
+        &self,
+        caller: &Identity,
+        id: &str,
+        request: SetNickname,
+    ) -> Result<(), AppError> {
+        let nickname = request.nickname.as_deref().map(str::trim);
+        if nickname.is_some_and(|n| n.is_empty() || n.chars().count() > NICKNAME_MAX_CHARS) {
+            return Err(AppError::invalid(format!(
+                "nickname must be 1 to {NICKNAME_MAX_CHARS} characters, or null"
+            )));
+        }
+        let (id, _, _) = self.group_role(id, &caller.user_id).await?;
+        self.store()
+            .set_nickname(id.as_str(), &caller.user_id, nickname)
+            .await?;
+        self.push_group(
+            &id,
+            "member.updated",
+            &json!({"conversationId": id, "userId": caller.user_id, "nickname": nickname}),
+        );
+        Ok(())
+    }
+
+    /// Mutes a member of a group (`minutes`, or until unmuted) or unmutes them (`None`): the
+    /// owner may mute anyone else, an admin only plain members. Pushes `member.muted` or
+    /// `member.unmuted` to the group.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`, `INVALID_ARGUMENT`, `NOT_FOUND`, `NOT_MEMBER`, `CONFLICT`.
+    pub async fn mute_member(
+        &self,
+        caller: &Identity,
+        id: &str,
+        user: &str,
+        mute: Option<Mute>,
+    ) -> Result<(), AppError> {
+        let (id, _, role) = self.group_role(id, &caller.user_id).await?;
+        let target = self
+            .store()
+            .member(id.as_str(), user)
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::NotFound, format!("{user} is not a member")))?;
+        let target_role = target.role.parse().unwrap_or(MemberRole::Admin);
+        if user == caller.user_id || !role.outranks(target_role) {
+            return Err(AppError::forbidden("not allowed to mute this member"));
+        }
+        let until = match &mute {
+            None => None,
+            Some(Mute { minutes: None }) => Some(i64::MAX),
+            Some(Mute {
+                minutes: Some(minutes),
+            }) => {
+                if !(1..=MAX_MUTE_MINUTES).contains(minutes) {
+                    return Err(AppError::invalid(format!(
+                        "minutes must be 1 to {MAX_MUTE_MINUTES}, or null for until unmuted"
+                    )));
+                }
+                Some(now_ms().saturating_add(minutes * 60_000))
+            }
+        };
+        self.store()
+            .set_muted_until(id.as_str(), user, until)
+            .await?;
+        let (event, body) = match until {
+            Some(until) => (
+                "member.muted",
+                json!({"conversationId": id, "userId": user, "until": (until != i64::MAX).then_some(until), "by": caller.user_id}),
+            ),
+            None => (
+                "member.unmuted",
+                json!({"conversationId": id, "userId": user, "by": caller.user_id}),
+            ),
+        };
+        self.push_group(&id, event, &body);
+        Ok(())
+    }
+
+    /// Whether `member` may send to the group `row` now: not while they are muted, and only
+    /// the owner and admins while the whole group is.
+    ///
+    /// # Errors
+    ///
+    /// `FORBIDDEN`.
+    pub(super) fn check_group_send(
+        row: &ConversationRow,
+        member: &schema::MemberRow,
+    ) -> Result<(), AppError> {
+        if member.muted_until.is_some_and(|until| until > now_ms()) {
+            return Err(AppError::forbidden("you are muted in this group"));
+        }
+        let manages = member.role.parse().is_ok_and(MemberRole::manages);
+        if !manages && GroupSettings::of(&row.settings).all_muted {
+            return Err(AppError::forbidden(
+                "the group is muted: only the owner and admins may send",
+            ));
+        }
         Ok(())
     }
 }

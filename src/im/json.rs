@@ -149,6 +149,18 @@ pub struct ConversationJson {
     /// Whether plain members may invite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_invite: Option<bool>,
+    /// Groups: whether plain members may leave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_member_exit: Option<bool>,
+    /// Groups: whether new members see the messages from before they joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_message_history: Option<bool>,
+    /// Groups: the group's own member limit, null when only `im.max_group_members` applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_members: Option<Option<usize>>,
+    /// Groups: whether only the owner and admins may send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_muted: Option<bool>,
     /// Days after which messages are purged (conversation-wide), or null to keep them.
     pub message_retention_days: Option<i64>,
     /// Group members, in the single-conversation view.
@@ -166,14 +178,26 @@ pub struct MemberJson {
     pub role: String,
     /// When they joined.
     pub joined_at: i64,
+    /// Their nickname in the group, if they set one.
+    pub nickname: Option<String>,
+    /// Until when they may not send, for a timed mute; null otherwise (see `muted`).
+    pub muted_until: Option<i64>,
+    /// Whether they are muted now.
+    pub muted: bool,
 }
 
 impl From<&MemberRow> for MemberJson {
     fn from(row: &MemberRow) -> MemberJson {
+        let muted = row
+            .muted_until
+            .is_some_and(|until| until > crate::util::now_ms());
         MemberJson {
             user_id: row.user_id.clone(),
             role: row.role.clone(),
             joined_at: row.joined_at,
+            nickname: row.nickname.clone(),
+            muted_until: row.muted_until.filter(|until| muted && *until != i64::MAX),
+            muted,
         }
     }
 }
@@ -192,6 +216,7 @@ impl ConversationJson {
     pub fn from_summary(summary: &ConversationSummary, me: &str) -> ConversationJson {
         let row: &ConversationRow = &summary.conversation;
         let is_group = row.kind.parse() == Ok(ConversationKind::Group);
+        let rules = is_group.then(|| super::group_settings::GroupSettings::of(&row.settings));
         let peer_id = peer_of(&row.id, me);
         ConversationJson {
             id: row.id.clone(),
@@ -217,6 +242,10 @@ impl ConversationJson {
             },
             owner_id: if is_group { row.owner_id.clone() } else { None },
             allow_invite: is_group.then_some(row.allow_invite),
+            allow_member_exit: rules.map(|r| r.allow_member_exit),
+            enable_message_history: rules.map(|r| r.enable_message_history),
+            max_members: rules.map(|r| r.max_members),
+            all_muted: rules.map(|r| r.all_muted),
             message_retention_days: super::retention::retention_days(&row.settings),
             members: None,
         }

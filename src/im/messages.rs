@@ -142,12 +142,15 @@ impl Im {
                 if id.kind() == ConversationKind::Assistant {
                     return Box::pin(self.assistant_target(sender, &id)).await;
                 }
-                let (row, _) = Box::pin(self.membership(&id, me)).await?;
+                let (row, member) = Box::pin(self.membership(&id, me)).await?;
                 if row.status.parse() != Ok(ConversationStatus::Active) {
                     return Err(AppError::new(
                         ErrorCode::Conflict,
                         format!("{id} is {}", row.status),
                     ));
+                }
+                if id.kind() == ConversationKind::Group {
+                    Im::check_group_send(&row, &member)?;
                 }
                 if id.kind() == ConversationKind::System {
                     return Err(AppError::forbidden("system conversations are read-only"));

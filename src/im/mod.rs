@@ -16,6 +16,7 @@ pub mod contacts;
 pub mod conversations;
 mod delivery;
 pub mod forward;
+pub mod group_settings;
 pub mod groups;
 pub mod json;
 pub mod limits;

@@ -128,6 +128,8 @@ pub(super) fn member_row(
         muted: false,
         archived: false,
         hidden_seq: -1,
+        nickname: None,
+        muted_until: None,
     }
 }
 
@@ -588,6 +590,22 @@ impl Store {
         users: &[String],
         max_members: usize,
     ) -> Result<Vec<String>, StoreError> {
+        self.add_members_seeing(id, users, max_members, false).await
+    }
+
+    /// As [`Store::add_members`]; with `history`, the new members see the messages from before
+    /// they joined (their join point is the start), else only those after.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::add_members`].
+    pub async fn add_members_seeing(
+        &self,
+        id: &str,
+        users: &[String],
+        max_members: usize,
+        history: bool,
+    ) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
         self.timed(async {
             with_conn!(&self.pool, |conn| {
@@ -620,21 +638,28 @@ impl Store {
                     if current.len() + added.len() > max_members {
                         return Err(StoreError::GroupFull);
                     }
+                    let joined_seq = if history { 0 } else { last_seq };
                     for user in &added {
                         let rejoined = diesel::update(members::table.find((id, user)))
                             .set((
                                 members::left_at.eq(None::<i64>),
                                 members::role.eq(MemberRole::Member.as_str()),
                                 members::joined_at.eq(now),
-                                members::joined_seq.eq(last_seq),
+                                members::joined_seq.eq(joined_seq),
                                 members::read_seq.eq(last_seq),
                                 members::hidden_seq.eq(-1),
+                                members::nickname.eq(None::<String>),
+                                members::muted_until.eq(None::<i64>),
                             ))
                             .execute(conn)
                             .await?;
                         if rejoined == 0 {
+                            let row = MemberRow {
+                                joined_seq,
+                                ..member_row(id, user, MemberRole::Member, now, last_seq)
+                            };
                             diesel::insert_into(members::table)
-                                .values(&member_row(id, user, MemberRole::Member, now, last_seq))
+                                .values(&row)
                                 .execute(conn)
                                 .await?;
                         }
@@ -734,6 +759,68 @@ impl Store {
                     conversations::status.eq(ConversationStatus::Dissolved.as_str()),
                     conversations::last_activity_at.eq(now),
                 ))
+                .execute(conn)
+                .await?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// Sets a current member's nickname (`None` clears it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn set_nickname(
+        &self,
+        conversation: &str,
+        user: &str,
+        nickname: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    members::table
+                        .find((conversation, user))
+                        .filter(members::left_at.is_null()),
+                )
+                .set(members::nickname.eq(nickname))
+                .execute(conn)
+                .await?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Mutes a current member until `until` (epoch ms), or unmutes them (`None`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the user is not a member.
+    pub async fn set_muted_until(
+        &self,
+        conversation: &str,
+        user: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let changed = diesel::update(
+                    members::table
+                        .find((conversation, user))
+                        .filter(members::left_at.is_null()),
+                )
+                .set(members::muted_until.eq(until))
                 .execute(conn)
                 .await?;
                 if changed == 0 {

@@ -33,6 +33,7 @@ mod http;
 mod im_assistant;
 mod im_delivery;
 mod im_group_reads;
+mod im_group_settings;
 mod im_groups;
 mod im_housekeeping;
 mod im_notifications;

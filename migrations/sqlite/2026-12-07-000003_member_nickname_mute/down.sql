@@ -1,0 +1,2 @@
+ALTER TABLE members DROP COLUMN muted_until;
+ALTER TABLE members DROP COLUMN nickname;
