@@ -111,6 +111,15 @@ export class Api {
   createGroup(name, memberIds) {
     return this.request("POST", "/groups", { name, memberIds });
   }
+  muteMember(id, userId, minutes) {
+    return this.request("PUT", `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}/mute`, { minutes });
+  }
+  unmuteMember(id, userId) {
+    return this.request("DELETE", `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}/mute`);
+  }
+  setNickname(id, nickname) {
+    return this.request("PUT", `/groups/${encodeURIComponent(id)}/nickname`, { nickname });
+  }
   updateGroup(id, change) {
     return this.request("PATCH", `/groups/${encodeURIComponent(id)}`, change);
   }

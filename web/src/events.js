@@ -46,6 +46,9 @@ export function onEvent(event, body, source) {
     case "member.added":
     case "member.removed":
     case "member.role":
+    case "member.muted":
+    case "member.unmuted":
+    case "member.updated":
     case "group.updated":
     case "group.dissolved":
       return onGroupChange(event, body);

@@ -154,7 +154,7 @@ function renderGroupPanel(group) {
     h(
       "li",
       { class: "member", dataset: { userId: m.userId } },
-      h("span", {}, m.userId, " ", h("small", { class: "role" }, m.role)),
+      h("span", {}, m.nickname ? `${m.nickname} (${m.userId})` : m.userId, " ", h("small", { class: "role" }, m.role), m.muted ? h("small", { class: "flag" }, " muted") : null),
       role === "owner" && m.userId !== state.me
         ? h(
             "select",
@@ -168,8 +168,29 @@ function renderGroupPanel(group) {
       m.userId !== state.me && (role === "owner" || (role === "admin" && m.role === "member"))
         ? h("button", { type: "button", class: "link", "aria-label": `Remove ${m.userId}`, onclick: act(() => api.removeMember(group.id, m.userId)) }, "Remove")
         : null,
+      m.userId !== state.me && (role === "owner" || (role === "admin" && m.role === "member"))
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "link",
+              "aria-label": `${m.muted ? "Unmute" : "Mute"} ${m.userId}`,
+              onclick: act(() => (m.muted ? api.unmuteMember(group.id, m.userId) : api.muteMember(group.id, m.userId, null))),
+            },
+            m.muted ? "Unmute" : "Mute",
+          )
+        : null,
     ),
   );
+  const mine = (group.members ?? []).find((m) => m.userId === state.me);
+  const nicknameInput = h("input", { id: "nickname", placeholder: "your name here", maxlength: "32", value: mine?.nickname ?? "" });
+  const rule = (label, key) =>
+    h(
+      "label",
+      { class: "rule" },
+      h("input", { type: "checkbox", checked: Boolean(group[key]), onchange: (event) => act(() => api.updateGroup(group.id, { [key]: event.target.checked }))() }),
+      ` ${label}`,
+    );
   const inviteInput = h("input", { id: "invite", placeholder: "user ids", autocomplete: "off" });
   const announcementInput = h("textarea", { id: "announcement", rows: 2 }, group.announcement ?? "");
   clear(
@@ -193,8 +214,22 @@ function renderGroupPanel(group) {
       : group.announcement
         ? h("p", { class: "announcement" }, group.announcement)
         : null,
+    manager ? h("div", { class: "rules" }, rule("Only owner and admins may send", "allMuted"), rule("Members may leave", "allowMemberExit"), rule("New members see history", "enableMessageHistory")) : null,
     h("h3", {}, "Members"),
     h("ul", { class: "members" }, members),
+    h(
+      "form",
+      {
+        class: "stack",
+        onsubmit: (event) => {
+          event.preventDefault();
+          act(() => api.setNickname(group.id, nicknameInput.value.trim() || null))();
+        },
+      },
+      h("label", { for: "nickname" }, "My nickname here"),
+      nicknameInput,
+      h("button", { type: "submit" }, "Set nickname"),
+    ),
     manager || group.allowInvite
       ? h(
           "form",

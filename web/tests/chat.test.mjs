@@ -204,6 +204,14 @@ test("the demo client", async (t) => {
     await alice.locator(".chat-sub", { hasText: "4 members" }).waitFor({ timeout: WAIT });
     await alice.getByLabel("Role of dave").selectOption("admin");
     await dave.locator(".role", { hasText: "admin" }).waitFor({ timeout: WAIT });
+    // Mute dave, then let him speak again; set a nickname.
+    await alice.getByRole("button", { name: "Mute dave" }).click();
+    await dave.locator(".flag", { hasText: "muted" }).waitFor({ timeout: WAIT });
+    await alice.getByRole("button", { name: "Unmute dave" }).click();
+    await alice.getByRole("button", { name: "Mute dave" }).waitFor({ timeout: WAIT });
+    await alice.getByLabel("My nickname here").fill("Ally");
+    await alice.getByRole("button", { name: "Set nickname" }).click();
+    await alice.locator('.member[data-user-id="alice"]', { hasText: "Ally (alice)" }).waitFor({ timeout: WAIT });
     await alice.getByRole("button", { name: "Remove dave" }).click();
     await dave.waitFor({ state: "detached", timeout: WAIT });
     await carol.locator(".chat-sub", { hasText: "3 members" }).waitFor({ timeout: WAIT });
