@@ -11,6 +11,7 @@
 //! Layers: `http` nests this router; this module uses `im`, `files`, `auth` and `app_error`,
 //! and nothing below it uses this module.
 
+mod announcements;
 mod assistant;
 mod blocks;
 mod contacts;
@@ -71,6 +72,11 @@ pub fn routes(state: ApiState) -> Router {
             get(messages::one).delete(messages::delete),
         )
         .route("/search", get(search::search))
+        .route(
+            "/announcements",
+            get(announcements::list).post(announcements::announce),
+        )
+        .route("/announcements/read", post(announcements::read))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{user}", delete(contacts::remove))
         .route(

@@ -45,6 +45,11 @@ pub fn extensions(im: &Im) -> Extensions {
             None,
         )
         .topics(
+            super::announcements::ANNOUNCEMENTS_TOPIC,
+            Arc::new(AnnouncementsGuard),
+            Some(handler(Kind::Announcement)),
+        )
+        .topics(
             "presence.",
             Arc::new(PresenceGuard { im: im.clone() }),
             None,
@@ -63,6 +68,7 @@ enum Kind {
     Recall,
     Typing,
     Notification,
+    Announcement,
 }
 
 struct Handler {
@@ -217,6 +223,16 @@ impl Handler {
                     Box::pin(im.notify(identity, user, &notification, turn)).await?;
                     Ok(None)
                 }
+                Kind::Announcement => {
+                    if let Destination::Topic(name) = request.destination
+                        && name != super::announcements::ANNOUNCEMENTS_TOPIC
+                    {
+                        return Err(AppError::forbidden(format!("no topic {name}")));
+                    }
+                    let content_type = request.headers.get("content-type");
+                    Box::pin(im.announce(identity, content_type, request.body)).await?;
+                    Ok(None)
+                }
             }
         }
     }
@@ -298,6 +314,25 @@ impl SubscribeGuard for GroupGuard {
 
 /// Users who share a conversation with `<userId>` and whom `<userId>` has not blocked may
 /// subscribe to `/topic/presence.<userId>`.
+/// Any user may subscribe to `/topic/announcements` (and only that name of its prefix).
+struct AnnouncementsGuard;
+
+impl SubscribeGuard for AnnouncementsGuard {
+    fn authorize<'a>(
+        &'a self,
+        _identity: &'a Identity,
+        name: &'a str,
+    ) -> HandlerFuture<'a, Result<(), AppError>> {
+        Box::pin(async move {
+            if name == super::announcements::ANNOUNCEMENTS_TOPIC {
+                Ok(())
+            } else {
+                Err(AppError::forbidden(format!("no topic {name}")))
+            }
+        })
+    }
+}
+
 struct PresenceGuard {
     im: Im,
 }

@@ -11,6 +11,7 @@
 //!
 //! The store knows nothing of sessions or STOMP.
 
+pub mod announcements;
 mod assistant;
 mod blocks;
 pub mod contacts;
