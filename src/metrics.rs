@@ -125,6 +125,12 @@ pub struct Metrics {
     pub store_batch_seconds: Histogram,
     /// Batches that failed as a whole and were retried one send at a time.
     pub store_batch_failures: Counter,
+    /// Offline pushes the gateway took.
+    pub push_sent: Counter,
+    /// Offline pushes the gateway did not take after every try.
+    pub push_failed: Counter,
+    /// Offline pushes dropped: the queue was full, or the user's push rate was used up.
+    pub push_dropped: Counter,
     errors: Vec<Counter>,
 }
 
@@ -156,6 +162,9 @@ impl Metrics {
                 store_batch_messages: histogram!("broker_store_batch_messages"),
                 store_batch_seconds: histogram!("broker_store_batch_seconds"),
                 store_batch_failures: counter!("broker_store_batch_failures_total"),
+                push_sent: counter!("broker_push_sent_total"),
+                push_failed: counter!("broker_push_failed_total"),
+                push_dropped: counter!("broker_push_dropped_total"),
                 errors: ErrorReason::ALL
                     .iter()
                     .map(|r| counter!("broker_stomp_errors_total", "reason" => r.as_str()))

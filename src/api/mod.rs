@@ -17,6 +17,7 @@ mod blocks;
 mod contacts;
 mod conversations;
 mod dev;
+mod devices;
 pub mod extract;
 mod files;
 mod groups;
@@ -77,6 +78,8 @@ pub fn routes(state: ApiState) -> Router {
             get(announcements::list).post(announcements::announce),
         )
         .route("/announcements/read", post(announcements::read))
+        .route("/devices", post(devices::register))
+        .route("/devices/{token}", delete(devices::remove))
         .route("/contacts", get(contacts::list))
         .route("/contacts/{user}", delete(contacts::remove))
         .route(

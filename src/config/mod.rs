@@ -82,6 +82,46 @@ pub struct Config {
     pub moderation: ModerationConfig,
     /// Uploaded files.
     pub files: FilesConfig,
+    /// Offline push.
+    pub push: PushConfig,
+}
+
+/// `[push]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Where pushes go.
+    pub provider: PushProvider,
+    /// The gateway.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The webhook's HMAC key.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Pushes per user.
+    pub user_rate: Rate,
+    /// Pushes waiting for the gateway.
+    pub queue_capacity: usize,
+    /// Pushes per request.
+    pub batch_max: usize,
+    /// Tries per request.
+    pub attempts: u32,
+    /// How long one request may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Devices per user.
+    pub max_devices: usize,
+}
+
+/// `push.provider`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PushProvider {
+    /// No pushes.
+    None,
+    /// The Gorush HTTP API.
+    Gorush,
+    /// A signed webhook.
+    Webhook,
 }
 
 /// `[moderation]`
@@ -411,6 +451,7 @@ impl Config {
             self.relay.amqp_url.clone(),
             self.presence.redis_url.clone(),
             self.files.s3_endpoint.clone(),
+            self.push.url.clone(),
         ]
         .into_iter()
         .flatten()
@@ -487,6 +528,15 @@ impl Config {
                 reason: "must not exceed limits.max_unacked_per_subscription".into(),
             });
         }
+        if self.push.provider != PushProvider::None
+            && self.push.url.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::Invalid {
+                key: "push.url",
+                value: String::new(),
+                reason: "a push provider needs the gateway's URL".into(),
+            });
+        }
         if self.files.store == FileStoreKind::S3
             && self.files.s3_bucket.as_deref().is_none_or(str::is_empty)
         {
@@ -537,6 +587,11 @@ impl Config {
             ("storage.max_bulk_batch", n(self.storage.max_bulk_batch)),
             ("storage.pool_size", u64::from(self.storage.pool_size)),
             ("im.max_group_members", n(self.im.max_group_members)),
+            ("push.queue_capacity", n(self.push.queue_capacity)),
+            ("push.batch_max", n(self.push.batch_max)),
+            ("push.attempts", u64::from(self.push.attempts)),
+            ("push.timeout_ms", self.push.timeout_ms),
+            ("push.max_devices", n(self.push.max_devices)),
             ("limits.text_max_chars", n(limits.text_max_chars)),
             ("limits.json_max_bytes", n(limits.json_max_bytes)),
             (

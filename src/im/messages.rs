@@ -312,6 +312,7 @@ impl Im {
                 let mut publication = Publication::json_event("message.new", body);
                 publication.sequence = Some(message.seq);
                 self.hub().publish(&Route::Topic(topic), publication);
+                self.push_offline(message);
             }
             Some(ConversationKind::Private) => {
                 let Some(peer) = peer_of(conversation, &message.sender_id) else {
@@ -333,8 +334,11 @@ impl Im {
                 if fanout.auto > 0 {
                     self.delivered(message);
                 }
-                if fanout.total() == 0 && self.store().records_events() {
-                    self.offline_event(MessageRow::clone(message), peer);
+                if fanout.total() == 0 {
+                    if self.store().records_events() {
+                        self.offline_event(MessageRow::clone(message), peer);
+                    }
+                    self.push_offline(message);
                 }
             }
             Some(ConversationKind::System) => {
@@ -344,6 +348,7 @@ impl Im {
                         "notification.new",
                         &body,
                     );
+                    self.push_offline(message);
                 }
             }
             Some(ConversationKind::Assistant) => {

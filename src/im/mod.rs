@@ -16,6 +16,7 @@ mod attachment;
 pub mod contacts;
 pub mod conversations;
 mod delivery;
+pub mod devices;
 pub mod forward;
 pub mod group_settings;
 pub mod groups;
@@ -28,6 +29,7 @@ pub mod notifications_queue;
 pub mod notify;
 pub mod presence;
 pub mod presence_redis;
+pub mod push;
 pub mod read_counts;
 pub mod reports;
 pub mod retention;
@@ -60,6 +62,8 @@ pub struct ImSettings {
     pub recall_window: Duration,
     /// Members per group.
     pub max_group_members: usize,
+    /// Offline push.
+    pub push: push::PushSettings,
     /// Who may send a private message.
     pub private_policy: crate::config::PrivatePolicy,
     /// Characters per text message.
@@ -81,6 +85,7 @@ impl ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
             max_group_members: config.im.max_group_members,
             private_policy: config.im.private_policy,
+            push: push::PushSettings::from_config(&config.push),
             text_max_chars: config.limits.text_max_chars,
             notification_max_users: config.limits.notification_max_users,
             bounds: Bounds {
@@ -136,6 +141,7 @@ struct Inner {
     presence: Presence,
     delivery: delivery::Recorder,
     read_counts: read_counts::ReadCounts,
+    pusher: push::Pusher,
     safety: safety::Safety,
     files: Arc<dyn crate::files::FileStore>,
     limiter: Arc<dyn limits::RateLimiter>,
@@ -175,6 +181,7 @@ impl Im {
     ) -> Im {
         let delivery = delivery::Recorder::start(store.clone());
         let read_counts = read_counts::ReadCounts::start(store.clone(), hub.clone());
+        let pusher = push::Pusher::start(&settings.push);
         let presence = Presence::new(hub.clone(), backends.presence);
         let limiter = backends.limiter;
         let im = Im {
@@ -189,6 +196,7 @@ impl Im {
                 settings,
                 delivery,
                 read_counts,
+                pusher,
             }),
         };
         im.start_safety_tasks();

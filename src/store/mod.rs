@@ -16,6 +16,7 @@ mod assistant;
 mod blocks;
 pub mod contacts;
 mod conversations;
+pub mod devices;
 pub mod event_outbox;
 mod messages;
 mod reports;

@@ -550,3 +550,106 @@ async fn group_read_counts_and_housekeeping_events_cross_nodes() {
         }
     }
 }
+
+#[tokio::test]
+async fn offline_push_asks_the_whole_cluster_and_goes_out_once() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let (url, mut hook) = push_receiver().await;
+    let settings = [
+        ("BROKER_PUSH_PROVIDER", "webhook"),
+        ("BROKER_PUSH_URL", url.as_str()),
+    ];
+    let a = Node::start(&cluster, "a", &db.url, &settings).await;
+    let b = Node::start(&cluster, "b", &db.url, &settings).await;
+    let [alice, bob] = ["alice", "bob"].map(|name| format!("{cluster}-{name}"));
+    let [alice_token, bob_token] = [&alice, &bob].map(|name| token(name, &[Role::User]));
+    let (status, body) = common::im::http_json(
+        b.addr,
+        "POST",
+        "/api/v1/devices",
+        Some(&bob_token),
+        Some(json!({"token": "bob-phone", "platform": "android"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let send = |id: &'static str| {
+        let alice_token = alice_token.clone();
+        let bob = bob.clone();
+        async move {
+            let (status, body) = common::im::http_json(
+                a.addr,
+                "POST",
+                "/api/v1/messages",
+                Some(&alice_token),
+                Some(json!({"to": bob, "clientMsgId": id, "content": id})),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    // Bob is online on node b: node a, which stores the message, finds him there.
+    let mut bob_session = user(&b, &bob, &["messages"]).await;
+    send("while-online").await;
+    let pushed = tokio::time::timeout(Duration::from_secs(1), hook.recv()).await;
+    assert!(
+        pushed.is_err(),
+        "no push while bob is online on the other node"
+    );
+    bob_session.disconnect_quietly().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send("while-offline").await;
+    let body = tokio::time::timeout(Duration::from_secs(5), hook.recv())
+        .await
+        .expect("a push")
+        .expect("the receiver runs");
+    assert_eq!(body["pushes"][0]["body"], "while-offline");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), hook.recv())
+            .await
+            .is_err(),
+        "one push, not one per node"
+    );
+}
+
+/// An HTTP receiver that answers 200 and hands over each request's JSON body.
+async fn push_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).await.unwrap_or(0);
+                        let header = header.trim_end().to_ascii_lowercase();
+                        if header.is_empty() {
+                            break;
+                        }
+                        if let Some(value) = header.strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).await.unwrap();
+                    let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}

@@ -51,6 +51,7 @@ mod im_send;
 mod im_stomp_errors;
 mod limits;
 mod pipelining;
+mod push;
 mod receipts;
 mod reports;
 mod safety_limits;
