@@ -79,6 +79,12 @@ export class Api {
   settings(id, change) {
     return this.request("PATCH", `/conversations/${encodeURIComponent(id)}/settings`, change);
   }
+  announcements() {
+    return this.request("GET", "/announcements?limit=20");
+  }
+  readAnnouncements(upToId) {
+    return this.request("POST", "/announcements/read", { upToId });
+  }
   contacts() {
     return this.request("GET", "/contacts?limit=100");
   }

@@ -8,13 +8,13 @@ import { Api, claims, devLoginAvailable, devToken } from "./api.js";
 import { Session } from "./session.js";
 import { state } from "./state.js";
 import { clear, h } from "./dom.js";
-import { session, setApi, setSession, showError, ui } from "./context.js";
+import { api, session, setApi, setSession, showError, ui } from "./context.js";
 import { resync } from "./sync.js";
 import { onEvent } from "./events.js";
 import { onSearch, renderList } from "./list.js";
 import { markRead, renderChat } from "./chat.js";
 import { newChatDialog, newGroupDialog } from "./dialogs.js";
-import { togglePanel } from "./panel.js";
+import { renderPanel, togglePanel } from "./panel.js";
 
 const TOKEN_KEY = "broker.token";
 
@@ -99,8 +99,17 @@ function start(token) {
       state.status = status;
       renderStatus();
     },
-    onConnected: () => resync().catch(showError),
+    onConnected: () => {
+      resync().catch(showError);
+      loadAnnouncements().catch(showError);
+    },
     onEvent: onEvent,
+    onAnnouncement: (announcement) => {
+      if (!state.announcements.some((a) => a.id === announcement.id)) state.announcements.unshift(announcement);
+      if (state.panel !== "notifications") state.unseenNotifications += 1;
+      renderList();
+      renderPanel();
+    },
     onUnauthorized: (reason) => signOut(`The broker refused the token: ${reason}`),
   }));
   session.start();
@@ -113,8 +122,22 @@ function signOut(problem) {
     if (state[key] instanceof Map) state[key].clear();
   }
   state.notifications = [];
+  state.announcements = [];
   state.openId = null;
   showSignIn(problem);
+}
+
+// The recent announcements, with those unread counted among the unseen notifications.
+async function loadAnnouncements() {
+  const page = await api.announcements();
+  const known = new Set(state.announcements.map((a) => a.id));
+  for (const item of page.items.slice().reverse()) {
+    if (!known.has(item.id)) state.announcements.unshift({ id: item.id, body: item.body, createdAt: item.createdAt });
+  }
+  state.announcements.sort((a, b) => (BigInt(b.id) > BigInt(a.id) ? 1 : -1));
+  if (state.panel !== "notifications") state.unseenNotifications = Math.max(state.unseenNotifications, page.unreadCount);
+  renderList();
+  renderPanel();
 }
 
 function buildShell() {

@@ -9,7 +9,11 @@ import { ids } from "./dialogs.js";
 
 export function togglePanel(kind) {
   state.panel = state.panel === kind ? null : kind;
-  if (kind === "notifications") state.unseenNotifications = 0;
+  if (kind === "notifications") {
+    state.unseenNotifications = 0;
+    const newest = state.announcements[0];
+    if (newest) api.readAnnouncements(newest.id).catch(() => {});
+  }
   if (kind === "contacts") state.unseenContactRequests = 0;
   renderPanel();
   renderList();
@@ -34,6 +38,12 @@ function renderNotifications() {
   clear(
     ui.panel,
     panelHead("Notifications"),
+    state.announcements.length ? h("h3", {}, "Announcements") : null,
+    h(
+      "ul",
+      { class: "notifications announcements" },
+      state.announcements.map((a) => h("li", { dataset: { announcementId: a.id } }, h("p", {}, a.body), h("time", {}, time(a.createdAt)))),
+    ),
     state.notifications.length === 0 ? h("p", { class: "hint" }, "No new notifications in this session.") : null,
     h(
       "ul",
@@ -183,7 +193,10 @@ function renderGroupPanel(group) {
     ),
   );
   const mine = (group.members ?? []).find((m) => m.userId === state.me);
-  const nicknameInput = h("input", { id: "nickname", placeholder: "your name here", maxlength: "32", value: mine?.nickname ?? "" });
+  // The panel is drawn again on every group event: what the user is typing survives it.
+  const typed = ui.panel.dataset.groupId === group.id ? ui.panel.querySelector("#nickname")?.value : undefined;
+  ui.panel.dataset.groupId = group.id;
+  const nicknameInput = h("input", { id: "nickname", placeholder: "your name here", maxlength: "32", value: typed ?? mine?.nickname ?? "" });
   const rule = (label, key) =>
     h(
       "label",

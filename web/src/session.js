@@ -49,6 +49,10 @@ export class Session {
       this.client.subscribe(`/user/queue/${queue}`, (frame) => this.dispatch(queue, frame));
     }
     for (const destination of this.topics.keys()) this.subscribeTopic(destination);
+    // Announcements carry their text as sent (not JSON) and their id in a header.
+    this.client.subscribe("/topic/announcements", (frame) =>
+      this.handlers.onAnnouncement?.({ id: frame.headers["announcement-id"], body: frame.body, createdAt: Date.now() }),
+    );
     this.handlers.onStatus?.("online");
     this.handlers.onConnected?.();
   }

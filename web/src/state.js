@@ -11,6 +11,8 @@ export const state = {
   groups: new Map(),
   notifications: [],
   unseenNotifications: 0,
+  // Announcements to everyone, newest first: the recent ones from the broker, then live ones.
+  announcements: [],
   // Contact requests that arrived while the contacts panel was closed.
   unseenContactRequests: 0,
   openId: null,

@@ -354,7 +354,7 @@ test("the demo client", async (t) => {
   });
 
   await t.test("system notifications appear in the notifications pane", async () => {
-    const { alice } = pages;
+    const { alice, bob } = pages;
     const system = await (
       await fetch(`${broker.url}/api/v1/dev/token`, {
         method: "POST",
@@ -372,6 +372,22 @@ test("the demo client", async (t) => {
     await alice.locator(".panel .notifications li", { hasText: "Order shipped" }).waitFor({ timeout: WAIT });
     await screenshot("notifications");
     await alice.getByRole("button", { name: "Close panel" }).click();
+
+    // An announcement to everyone: pushed live, and found after a reload.
+    const announced = await fetch(`${broker.url}/api/v1/announcements`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${system.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ content: "Maintenance tonight at 22:00" }),
+    });
+    assert.equal(announced.status, 201);
+    await alice.getByRole("button", { name: "Notifications (1)" }).click();
+    await alice.locator(".announcements li", { hasText: "Maintenance tonight" }).waitFor({ timeout: WAIT });
+    await alice.getByRole("button", { name: "Close panel" }).click();
+    await bob.reload();
+    await online(bob);
+    await bob.getByRole("button", { name: /Notifications/ }).click();
+    await bob.locator(".announcements li", { hasText: "Maintenance tonight" }).waitFor({ timeout: WAIT });
+    await bob.getByRole("button", { name: "Close panel" }).click();
   });
 
   await t.test("older history pages in on scroll up", async () => {
