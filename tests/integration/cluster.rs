@@ -653,3 +653,58 @@ async fn push_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>
     });
     (url, rx)
 }
+
+#[tokio::test]
+async fn contact_events_reach_both_users_on_either_node() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let [alice, bob] = ["alice", "bob"].map(|name| format!("{cluster}-{name}"));
+    let [alice_token, bob_token] = [&alice, &bob].map(|name| token(name, &[Role::User]));
+    let mut alice_session = user(&a, &alice, &["events"]).await;
+    let mut bob_session = user(&b, &bob, &["events"]).await;
+    async fn event(client: &mut Client, name: &str) -> Value {
+        loop {
+            let Some(Received::Frame(frame)) = client.receive_within(Duration::from_secs(5)).await
+            else {
+                panic!("no {name}");
+            };
+            if frame.get("event") == Some(name) {
+                return json_body(&frame);
+            }
+        }
+    }
+    // Asked on node a, bob hears of it on node b; accepted on node b, alice hears on node a.
+    let (status, request) = common::im::http_json(
+        a.addr,
+        "POST",
+        "/api/v1/contact-requests",
+        Some(&alice_token),
+        Some(json!({"userId": bob, "note": "hi"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{request}");
+    assert_eq!(
+        event(&mut bob_session, "contact.request").await["fromUserId"],
+        alice.as_str()
+    );
+    let id = request["id"].as_str().unwrap();
+    let (status, body) = common::im::http_json(
+        b.addr,
+        "POST",
+        &format!("/api/v1/contact-requests/{id}/accept"),
+        Some(&bob_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        event(&mut alice_session, "contact.accepted").await["userId"],
+        bob.as_str()
+    );
+    assert_eq!(
+        event(&mut bob_session, "contact.accepted").await["userId"],
+        alice.as_str()
+    );
+}
