@@ -128,6 +128,7 @@ impl Im {
                     pinned: change.pinned,
                     muted: change.muted,
                     archived: change.archived,
+                    ..SettingsChange::default()
                 },
             )
             .await?;

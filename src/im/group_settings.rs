@@ -52,7 +52,7 @@ impl GroupSettings {
 
 /// Changes to a group's rules; `None` leaves one as it is.
 #[derive(Clone, Debug, Default)]
-pub struct SettingsChange {
+pub struct RulesChange {
     /// See [`GroupSettings::allow_member_exit`].
     pub allow_member_exit: Option<bool>,
     /// See [`GroupSettings::enable_message_history`].
@@ -63,7 +63,7 @@ pub struct SettingsChange {
     pub all_muted: Option<bool>,
 }
 
-impl SettingsChange {
+impl RulesChange {
     /// Whether it changes anything.
     pub fn is_empty(&self) -> bool {
         self.allow_member_exit.is_none()
@@ -132,10 +132,10 @@ mod tests {
 
     #[test]
     fn a_change_keeps_other_keys_and_checks_the_limit() {
-        let change = SettingsChange {
+        let change = RulesChange {
             max_members: Some(Some(50)),
             all_muted: Some(true),
-            ..SettingsChange::default()
+            ..RulesChange::default()
         };
         let json = change
             .apply(r#"{"messageRetentionDays":7}"#, 500, 3)
@@ -146,15 +146,15 @@ mod tests {
         assert!(settings.all_muted);
         assert!(json.contains("messageRetentionDays"));
         for bad in [1, 2, 501] {
-            let change = SettingsChange {
+            let change = RulesChange {
                 max_members: Some(Some(bad)),
-                ..SettingsChange::default()
+                ..RulesChange::default()
             };
             assert!(change.apply("{}", 500, 3).is_err(), "{bad}");
         }
-        let cleared = SettingsChange {
+        let cleared = RulesChange {
             max_members: Some(None),
-            ..SettingsChange::default()
+            ..RulesChange::default()
         }
         .apply(&json, 500, 3)
         .unwrap();

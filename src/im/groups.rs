@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::group_settings::{GroupSettings, NICKNAME_MAX_CHARS, SettingsChange};
+use super::group_settings::{GroupSettings, NICKNAME_MAX_CHARS, RulesChange};
 use super::json::{ConversationJson, MemberJson};
 use super::limits::Action;
 use super::{Bounds, Im, URL_MAX_CHARS};
@@ -11,7 +11,7 @@ use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
 use crate::domain::{ConversationId, ConversationKind, ConversationStatus, MemberRole};
 use crate::hub::SubscriptionKey;
-use crate::store::GroupChange;
+use crate::store::{GroupChange, SettingsChange};
 use crate::util::now_ms;
 use schema::ConversationRow;
 
@@ -266,7 +266,7 @@ impl Im {
             request.avatar.as_deref(),
             request.announcement.as_deref(),
         )?;
-        let rules = SettingsChange {
+        let rules = RulesChange {
             allow_member_exit: request.allow_member_exit,
             enable_message_history: request.enable_message_history,
             max_members: request.max_members,
@@ -532,8 +532,12 @@ impl Im {
             )));
         }
         let (id, _, _) = self.group_role(id, &caller.user_id).await?;
+        let change = SettingsChange {
+            nickname: Some(nickname.map(str::to_owned)),
+            ..SettingsChange::default()
+        };
         self.store()
-            .set_nickname(id.as_str(), &caller.user_id, nickname)
+            .update_settings(id.as_str(), &caller.user_id, &change)
             .await?;
         self.push_group(
             &id,
@@ -581,8 +585,12 @@ impl Im {
                 Some(now_ms().saturating_add(minutes * 60_000))
             }
         };
+        let change = SettingsChange {
+            muted_until: Some(until),
+            ..SettingsChange::default()
+        };
         self.store()
-            .set_muted_until(id.as_str(), user, until)
+            .update_settings(id.as_str(), user, &change)
             .await?;
         let (event, body) = match until {
             Some(until) => (

@@ -52,7 +52,7 @@ pub struct ConversationPage {
     pub next_cursor: Option<String>,
 }
 
-/// Per-user settings to change; `None` leaves a setting as it is.
+/// A membership's settings to change; `None` leaves a setting as it is.
 #[derive(Clone, Debug, Default, AsChangeset)]
 #[diesel(table_name = members)]
 pub struct SettingsChange {
@@ -62,6 +62,20 @@ pub struct SettingsChange {
     pub muted: Option<bool>,
     /// Archived.
     pub archived: Option<bool>,
+    /// Their nickname in a group (`Some(None)` clears it).
+    pub nickname: Option<Option<String>>,
+    /// Until when they may not send in a group (`Some(None)` unmutes).
+    pub muted_until: Option<Option<i64>>,
+}
+
+impl SettingsChange {
+    fn is_empty(&self) -> bool {
+        self.pinned.is_none()
+            && self.muted.is_none()
+            && self.archived.is_none()
+            && self.nickname.is_none()
+            && self.muted_until.is_none()
+    }
 }
 
 /// Group fields to change; `None` leaves a field as it is.
@@ -467,7 +481,7 @@ impl Store {
         .await
     }
 
-    /// Changes a member's per-user settings.
+    /// Changes a current member's settings.
     ///
     /// # Errors
     ///
@@ -478,7 +492,7 @@ impl Store {
         user: &str,
         change: &SettingsChange,
     ) -> Result<(), StoreError> {
-        if change.pinned.is_none() && change.muted.is_none() && change.archived.is_none() {
+        if change.is_empty() {
             return Ok(());
         }
         self.timed(async {
@@ -759,68 +773,6 @@ impl Store {
                     conversations::status.eq(ConversationStatus::Dissolved.as_str()),
                     conversations::last_activity_at.eq(now),
                 ))
-                .execute(conn)
-                .await?;
-                if changed == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-}
-
-impl Store {
-    /// Sets a current member's nickname (`None` clears it).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`] when the user is not a member.
-    pub async fn set_nickname(
-        &self,
-        conversation: &str,
-        user: &str,
-        nickname: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let changed = diesel::update(
-                    members::table
-                        .find((conversation, user))
-                        .filter(members::left_at.is_null()),
-                )
-                .set(members::nickname.eq(nickname))
-                .execute(conn)
-                .await?;
-                if changed == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Mutes a current member until `until` (epoch ms), or unmutes them (`None`).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`] when the user is not a member.
-    pub async fn set_muted_until(
-        &self,
-        conversation: &str,
-        user: &str,
-        until: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.timed(async {
-            with_conn!(&self.pool, |conn| {
-                let changed = diesel::update(
-                    members::table
-                        .find((conversation, user))
-                        .filter(members::left_at.is_null()),
-                )
-                .set(members::muted_until.eq(until))
                 .execute(conn)
                 .await?;
                 if changed == 0 {

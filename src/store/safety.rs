@@ -154,9 +154,21 @@ pub struct FileRow {
     pub created_at: i64,
 }
 
-/// A fresh id for rows that no one refers to by number: time-ordered with random low bits.
+/// A fresh id for rows that no one refers to by number: time-ordered with random low bits, and
+/// larger than every id this process made before, so that rows made within one millisecond
+/// (reports, contact requests) still list in the order they were made.
 pub fn row_id() -> i64 {
-    (now_ms() << 20) | i64::from(rand::random::<u32>() & 0xf_ffff)
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let candidate = (now_ms() << 20) | i64::from(rand::random::<u32>() & 0xf_ffff);
+    let mut last = AtomicI64::load(&LAST, Ordering::Relaxed);
+    loop {
+        let next = candidate.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(current) => last = current,
+        }
+    }
 }
 
 impl Store {

@@ -261,7 +261,9 @@ async fn deleting_hides_a_message_from_the_callers_history_only() {
             im::seqs(&im::history(&broker, "alice", CHAT, "").await),
             vec![1, 2]
         );
-        // Nothing is pushed for a delete.
+        // The deleter's sessions hear of their changed conversation; nobody else hears a thing.
+        let changed = event_on(&mut bob, "/user/queue/events", "conversation.updated").await;
+        assert_eq!(changed["id"], CHAT);
         quiet(&mut alice).await;
         quiet(&mut bob).await;
         // Deleting again is harmless; outsiders and unknown ids are refused.
