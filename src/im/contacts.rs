@@ -136,7 +136,9 @@ impl Im {
             })
             .await?;
         let json = ContactRequestJson::from(&row);
+        // Both: the asker's other devices list it among the requests waiting.
         self.push_user(peer, "events", "contact.request", &json);
+        self.push_user(me, "events", "contact.request", &json);
         Ok(json)
     }
 

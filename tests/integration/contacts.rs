@@ -86,6 +86,11 @@ async fn a_request_accepted_makes_contacts_and_either_may_end_it() {
         let asked = event_on(&mut bob, "/user/queue/events", "contact.request").await;
         assert_eq!(asked["fromUserId"], "alice", "{label}");
         assert_eq!(asked["note"], "we met at the conference");
+        let mine = event_on(&mut alice, "/user/queue/events", "contact.request").await;
+        assert_eq!(
+            mine["toUserId"], "bob",
+            "{label}: the asker's sessions hear of it too"
+        );
         assert_eq!(pending(&broker, "bob", "in").await.len(), 1);
         assert_eq!(pending(&broker, "alice", "out").await.len(), 1);
         assert!(pending(&broker, "alice", "in").await.is_empty());

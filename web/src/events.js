@@ -31,7 +31,7 @@ export function onEvent(event, body, source) {
     case "message.read_count":
       return onReadCounts(body);
     case "contact.request":
-      if (state.panel !== "contacts") state.unseenContactRequests += 1;
+      if (state.panel !== "contacts" && body.toUserId === state.me) state.unseenContactRequests += 1;
       renderList();
       return renderPanel();
     case "contact.accepted":
