@@ -411,6 +411,13 @@ impl Router {
                 ))),
             },
             Some(topic @ Destination::Topic(name)) => {
+                // The built-in announcements topic: only role system writes to it, whichever
+                // layer handles it; anyone else's SEND is refused like any forbidden one.
+                if name == ANNOUNCEMENTS && !identity.has_role(Role::System) {
+                    return Err(RouteError::Forbidden(format!(
+                        "not allowed to send to {destination}"
+                    )));
+                }
                 if let Some(claimed) = self.claimed_topic(name) {
                     return match &claimed.send {
                         Some(handler) => Ok(handler.handle(request(topic)).await?),
@@ -490,7 +497,7 @@ impl Router {
 }
 
 /// The headers of a SEND that travel with the message.
-fn message_headers(headers: &Headers) -> Headers {
+pub fn message_headers(headers: &Headers) -> Headers {
     headers
         .iter()
         .filter(|(name, _)| !FRAME_ONLY_HEADERS.contains(name))

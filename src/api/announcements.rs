@@ -6,6 +6,8 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::json;
 
+use stomp_codec::Headers;
+
 use super::ApiState;
 use super::extract::{Caller, Json};
 use super::reply::{ApiResult, created, no_content, ok};
@@ -24,14 +26,14 @@ pub(super) async fn announce(
     Caller(caller): Caller,
     Json(request): Json<Announce>,
 ) -> ApiResult {
+    let mut headers = Headers::new();
+    if let Some(content_type) = request.content_type {
+        headers.push("content-type", content_type);
+    }
     created(
         state
             .im
-            .announce(
-                &caller,
-                request.content_type.as_deref(),
-                request.content.as_bytes(),
-            )
+            .announce(&caller, &headers, request.content.as_bytes())
             .await?,
     )
 }

@@ -62,7 +62,8 @@ pub struct AnnouncementPage {
 
 impl Im {
     /// Stores an announcement and pushes it to `/topic/announcements` with its id in the
-    /// `announcement-id` header, the body as sent.
+    /// `announcement-id` header, the body as sent, and the sender's other `headers` (those of
+    /// its SEND that travel with a message) as they came.
     ///
     /// # Errors
     ///
@@ -71,9 +72,10 @@ impl Im {
     pub async fn announce(
         &self,
         sender: &Identity,
-        content_type: Option<&str>,
+        headers: &Headers,
         body: &[u8],
     ) -> Result<AnnouncementJson, AppError> {
+        let content_type = headers.get("content-type");
         if !sender.has_role(Role::System) {
             return Err(AppError::forbidden("only role system may announce"));
         }
@@ -92,7 +94,10 @@ impl Im {
             created_at: now_ms(),
         };
         self.store().add_announcement(&row).await?;
-        let mut headers = Headers::with_capacity(2);
+        let mut headers: Headers = headers
+            .iter()
+            .filter(|(name, _)| !matches!(*name, "content-type" | "announcement-id"))
+            .collect();
         headers.push("content-type", row.content_type.clone());
         headers.push("announcement-id", row.id.to_string());
         self.hub().publish(

@@ -229,8 +229,8 @@ impl Handler {
                     {
                         return Err(AppError::forbidden(format!("no topic {name}")));
                     }
-                    let content_type = request.headers.get("content-type");
-                    Box::pin(im.announce(identity, content_type, request.body)).await?;
+                    let headers = crate::router::message_headers(request.headers);
+                    Box::pin(im.announce(identity, &headers, request.body)).await?;
                     Ok(None)
                 }
             }
