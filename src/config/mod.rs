@@ -9,9 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod layers;
+mod push;
 mod values;
 
 use layers::{apply_override, merge, one_line, read};
+pub use push::{PushConfig, PushProvider};
 pub use values::{ExternalPrefixes, HeartBeat, Rate};
 
 /// The largest clock skew `auth.leeway_s` may tolerate, in seconds.
@@ -84,44 +86,6 @@ pub struct Config {
     pub files: FilesConfig,
     /// Offline push.
     pub push: PushConfig,
-}
-
-/// `[push]`
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushConfig {
-    /// Where pushes go.
-    pub provider: PushProvider,
-    /// The gateway.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// The webhook's HMAC key.
-    #[serde(default)]
-    pub secret: Option<String>,
-    /// Pushes per user.
-    pub user_rate: Rate,
-    /// Pushes waiting for the gateway.
-    pub queue_capacity: usize,
-    /// Pushes per request.
-    pub batch_max: usize,
-    /// Tries per request.
-    pub attempts: u32,
-    /// How long one request may take, in milliseconds.
-    pub timeout_ms: u64,
-    /// Devices per user.
-    pub max_devices: usize,
-}
-
-/// `push.provider`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PushProvider {
-    /// No pushes.
-    None,
-    /// The Gorush HTTP API.
-    Gorush,
-    /// A signed webhook.
-    Webhook,
 }
 
 /// `[moderation]`
@@ -410,6 +374,8 @@ pub struct LimitsConfig {
     pub conversation_create_rate: Rate,
     /// Contact requests one user may make.
     pub contact_request_rate: Rate,
+    /// Nickname changes and mutes one user may make (each is pushed to a whole group).
+    pub member_update_rate: Rate,
     /// Largest JSON body of a REST request, in bytes.
     pub json_max_bytes: usize,
     /// Uploads one user may make.

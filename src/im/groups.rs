@@ -532,6 +532,7 @@ impl Im {
             )));
         }
         let (id, _, _) = self.group_role(id, &caller.user_id).await?;
+        self.limit(Action::MemberUpdate, &caller.user_id).await?;
         let change = SettingsChange {
             nickname: Some(nickname.map(str::to_owned)),
             ..SettingsChange::default()
@@ -585,6 +586,7 @@ impl Im {
                 Some(now_ms().saturating_add(minutes * 60_000))
             }
         };
+        self.limit(Action::MemberUpdate, &caller.user_id).await?;
         let change = SettingsChange {
             muted_until: Some(until),
             ..SettingsChange::default()

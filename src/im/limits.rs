@@ -55,6 +55,8 @@ pub enum Action {
     ConversationCreate,
     /// `POST /api/v1/contact-requests`.
     ContactRequest,
+    /// A nickname set, or a member muted or unmuted, in a group.
+    MemberUpdate,
 }
 
 impl Action {
@@ -68,6 +70,7 @@ impl Action {
             Action::Report => "report",
             Action::ConversationCreate => "conversation-create",
             Action::ContactRequest => "contact-request",
+            Action::MemberUpdate => "member-update",
         };
         format!("{namespace}:{user}")
     }
@@ -88,6 +91,8 @@ pub struct ActionRates {
     pub conversation_create: Rate,
     /// `limits.contact_request_rate`.
     pub contact_request: Rate,
+    /// `limits.member_update_rate`.
+    pub member_update: Rate,
 }
 
 impl ActionRates {
@@ -100,6 +105,7 @@ impl ActionRates {
             report: limits.report_rate,
             conversation_create: limits.conversation_create_rate,
             contact_request: limits.contact_request_rate,
+            member_update: limits.member_update_rate,
         }
     }
 
@@ -112,6 +118,7 @@ impl ActionRates {
             Action::Report => self.report,
             Action::ConversationCreate => self.conversation_create,
             Action::ContactRequest => self.contact_request,
+            Action::MemberUpdate => self.member_update,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod groups;
 pub mod json;
 pub mod limits;
 pub mod limits_redis;
+pub mod message_view;
 pub mod messages;
 pub mod moderation;
 pub mod notifications_queue;

@@ -18,6 +18,7 @@ pub mod contacts;
 mod conversations;
 pub mod devices;
 pub mod event_outbox;
+mod housekeeping;
 mod messages;
 mod reports;
 pub mod safety;

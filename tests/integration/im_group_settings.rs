@@ -265,3 +265,27 @@ async fn members_set_their_nickname_in_a_group() {
         assert_eq!(status, 403, "{label}: not a member");
     }
 }
+
+#[tokio::test]
+async fn nickname_changes_and_mutes_are_rate_limited() {
+    // Each is pushed to the whole group: one member must not flood it.
+    let database = db::sqlite();
+    let broker = im::broker(
+        &database.url,
+        &[("BROKER_LIMITS_MEMBER_UPDATE_RATE", "2/1h")],
+    )
+    .await;
+    let group = im::create_group(&broker, "alice", "calm", &["bob"]).await;
+    let path = format!("/api/v1/groups/{group}/nickname");
+    for name in ["one", "two"] {
+        let (status, _) = broker
+            .api("PUT", &path, "bob", Some(json!({"nickname": name})))
+            .await;
+        assert_eq!(status, 204);
+    }
+    let (status, body) = broker
+        .api("PUT", &path, "bob", Some(json!({"nickname": "three"})))
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_error(&body, "RATE_LIMITED");
+}
