@@ -37,6 +37,8 @@ pub enum ErrorCode {
     SensitiveContent,
     /// 409: too late to recall.
     RecallWindowExpired,
+    /// 409: too late to edit.
+    EditWindowExpired,
     /// 409: the group has no room.
     GroupFull,
     /// 409: the state does not allow it.
@@ -67,7 +69,10 @@ impl ErrorCode {
             | ErrorCode::SensitiveContent => 400,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::StrangerLimit => 429,
-            ErrorCode::RecallWindowExpired | ErrorCode::GroupFull | ErrorCode::Conflict => 409,
+            ErrorCode::RecallWindowExpired
+            | ErrorCode::EditWindowExpired
+            | ErrorCode::GroupFull
+            | ErrorCode::Conflict => 409,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
             ErrorCode::RequestTimeout => 408,

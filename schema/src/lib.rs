@@ -70,6 +70,8 @@ pub mod tables {
             status -> Text,
             created_at -> BigInt,
             recalled_at -> Nullable<BigInt>,
+            edited_at -> Nullable<BigInt>,
+            mentions -> Nullable<Text>,
         }
     }
 
@@ -207,6 +209,10 @@ pub struct MessageRow {
     pub created_at: i64,
     /// When it was recalled.
     pub recalled_at: Option<i64>,
+    /// When its text was last edited.
+    pub edited_at: Option<i64>,
+    /// JSON array of the user ids a group message mentions, or `["@all"]`.
+    pub mentions: Option<String>,
 }
 
 /// A row of `message_deletions`.

@@ -129,7 +129,7 @@ pub(super) async fn unread(
     let conversations: Vec<_> = unread
         .conversations
         .iter()
-        .map(|c| json!({"id": c.id, "unreadCount": c.count, "muted": c.muted}))
+        .map(|c| json!({"id": c.id, "unreadCount": c.count, "muted": c.muted, "mentioned": c.mentioned}))
         .collect();
     ok(json!({"total": unread.total, "conversations": conversations}))
 }

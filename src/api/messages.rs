@@ -12,7 +12,7 @@ use crate::im::forward::ForwardRequest;
 use crate::im::json::{MessageJson, SendRequest};
 
 /// A message id in a path; anything else names no message.
-fn path_message_id(id: &str) -> Result<i64, AppError> {
+pub(super) fn path_message_id(id: &str) -> Result<i64, AppError> {
     id.parse()
         .map_err(|_| AppError::new(ErrorCode::NotFound, "no such message"))
 }

@@ -21,6 +21,7 @@ mod devices;
 pub mod extract;
 mod files;
 mod groups;
+mod message_changes;
 mod messages;
 mod notifications;
 mod presence;
@@ -70,8 +71,17 @@ pub fn routes(state: ApiState) -> Router {
         .route("/messages/{id}/readers", get(messages::readers))
         .route(
             "/messages/{id}",
-            get(messages::one).delete(messages::delete),
+            get(messages::one)
+                .delete(messages::delete)
+                .patch(message_changes::edit),
         )
+        .route("/messages/{id}/reactions", post(message_changes::react))
+        .route(
+            "/messages/{id}/pin",
+            put(message_changes::pin).delete(message_changes::unpin),
+        )
+        .route("/conversations/{id}/pins", get(message_changes::pins))
+        .route("/mentions", get(message_changes::mentions))
         .route("/search", get(search::search))
         .route(
             "/announcements",

@@ -177,6 +177,14 @@ pub struct ImConfig {
     pub retention_purge_interval_s: u64,
     /// Who may send a private message.
     pub private_policy: PrivatePolicy,
+    /// How long a sender may edit a text message, in seconds.
+    pub edit_window_s: u64,
+    /// Distinct emoji one message may carry.
+    pub max_reaction_kinds: usize,
+    /// Messages pinned in one conversation.
+    pub max_pins: usize,
+    /// Users one group message may mention.
+    pub max_mentions: usize,
 }
 
 /// `im.private_policy`: who may send a private message.
@@ -376,6 +384,12 @@ pub struct LimitsConfig {
     pub contact_request_rate: Rate,
     /// Nickname changes and mutes one user may make (each is pushed to a whole group).
     pub member_update_rate: Rate,
+    /// Message edits one user may make.
+    pub edit_rate: Rate,
+    /// Reactions one user may add or take back.
+    pub reaction_rate: Rate,
+    /// Messages one user may pin or unpin.
+    pub pin_rate: Rate,
     /// Largest JSON body of a REST request, in bytes.
     pub json_max_bytes: usize,
     /// Uploads one user may make.

@@ -3,6 +3,8 @@
 //! [`super::messages`]. Nothing here knows HTTP: the REST adapter (`crate::api`) parses the
 //! request and shapes the answer.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 use super::Im;
@@ -37,6 +39,8 @@ pub struct UnreadCount {
     pub count: i64,
     /// Whether the user muted it.
     pub muted: bool,
+    /// Whether one of its unread messages mentions the user (or everybody).
+    pub mentioned: bool,
 }
 
 /// `PATCH /api/v1/conversations/{id}/settings`: per-user settings, and the conversation-wide
@@ -70,12 +74,14 @@ impl Im {
         cursor: Option<&str>,
     ) -> Result<ConversationPage, AppError> {
         let page = self.store().conversations_of(user, limit, cursor).await?;
+        let mut items: Vec<ConversationJson> = page
+            .items
+            .iter()
+            .map(|s| ConversationJson::from_summary(s, user))
+            .collect();
+        self.mark_mentions(user, &mut items).await?;
         Ok(ConversationPage {
-            items: page
-                .items
-                .iter()
-                .map(|s| ConversationJson::from_summary(s, user))
-                .collect(),
+            items,
             next_cursor: page.next_cursor,
         })
     }
@@ -170,6 +176,7 @@ impl Im {
                 item.read_count = read_count(row, &members);
             }
         }
+        self.with_reactions(&mut items, &caller.user_id).await?;
         Ok(items)
     }
 
@@ -207,6 +214,7 @@ impl Im {
             conversations: Vec::new(),
         };
         let mut cursor: Option<String> = None;
+        let mut unread_last_seq: HashMap<String, i64> = HashMap::new();
         loop {
             let page = self
                 .store()
@@ -215,6 +223,10 @@ impl Im {
             for summary in &page.items {
                 let count = summary.unread();
                 if count > 0 {
+                    unread_last_seq.insert(
+                        summary.conversation.id.clone(),
+                        summary.conversation.last_seq,
+                    );
                     if include_muted || !summary.member.muted {
                         unread.total += count;
                     }
@@ -222,6 +234,7 @@ impl Im {
                         id: summary.conversation.id.clone(),
                         count,
                         muted: summary.member.muted,
+                        mentioned: false,
                     });
                 }
             }
@@ -230,6 +243,45 @@ impl Im {
                 None => break,
             }
         }
+        let seen: HashMap<String, i64> = unread
+            .conversations
+            .iter()
+            .filter(|c| kind_of(&c.id) == Some(ConversationKind::Group))
+            .filter_map(|c| {
+                let last = unread_last_seq.get(&c.id)?;
+                Some((c.id.clone(), last - c.count))
+            })
+            .collect();
+        let mentioned = self.store().mentioned_after(user, &seen).await?;
+        for entry in &mut unread.conversations {
+            entry.mentioned = mentioned.contains(&entry.id);
+        }
         Ok(unread)
+    }
+
+    /// Sets `mentioned` on the group entries with unread messages that mention `user`: one
+    /// lookup for the whole page.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE`.
+    pub(super) async fn mark_mentions(
+        &self,
+        user: &str,
+        items: &mut [ConversationJson],
+    ) -> Result<(), AppError> {
+        let seen: HashMap<String, i64> = items
+            .iter()
+            .filter(|c| c.unread_count > 0 && kind_of(&c.id) == Some(ConversationKind::Group))
+            .map(|c| (c.id.clone(), c.last_seq - c.unread_count))
+            .collect();
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mentioned = self.store().mentioned_after(user, &seen).await?;
+        for item in items {
+            item.mentioned = mentioned.contains(&item.id);
+        }
+        Ok(())
     }
 }

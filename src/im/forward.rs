@@ -85,6 +85,8 @@ impl Im {
                 content: None,
                 attachment: None,
                 reply_to: None,
+                mentions: None,
+                mention_all: false,
             };
             targets.push(self.target(caller, &probe).await?);
         }
@@ -105,6 +107,8 @@ impl Im {
                         .as_deref()
                         .and_then(|a| serde_json::from_str(a).ok()),
                     reply_to: None,
+                    mentions: None,
+                    mention_all: false,
                 };
                 let mut message = self
                     .validate(

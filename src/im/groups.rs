@@ -156,6 +156,8 @@ impl Im {
                 AppError::new(ErrorCode::NotFound, format!("no conversation {id}"))
             })?;
         let mut view = ConversationJson::from_summary(&summary, user);
+        self.mark_mentions(user, std::slice::from_mut(&mut view))
+            .await?;
         if summary.conversation.kind.parse() == Ok(ConversationKind::Group) {
             let members = self.store().members(id).await?;
             view.members = Some(members.iter().map(MemberJson::from).collect());

@@ -43,6 +43,32 @@ pub struct MessageJson {
     /// sender, members when it was sent) have read it. Absent elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_count: Option<i64>,
+    /// When its text was last edited; absent when never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// Group messages: the users it mentions; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// Group messages: whether it mentions every member.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
+    /// History and single-message views: the reactions, as the caller sees them; absent in
+    /// live pushes and when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionJson>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionJson {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users reacted with it.
+    pub count: i64,
+    /// Whether the caller did (absent in events, which every member shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub me: Option<bool>,
 }
 
 /// One message with the message it replies to, as `GET /api/v1/messages/{id}` answers.
@@ -97,6 +123,10 @@ impl From<&MessageRow> for MessageJson {
             status: row.status.clone(),
             created_at: row.created_at,
             read_count: None,
+            edited_at: row.edited_at,
+            mentions: super::mentions::mentioned_users(row.mentions.as_deref()),
+            mention_all: super::mentions::mentions_all(row.mentions.as_deref()),
+            reactions: Vec::new(),
         }
     }
 }
@@ -123,6 +153,8 @@ pub struct ConversationJson {
     pub last_seq: i64,
     /// Messages after the caller's read position.
     pub unread_count: i64,
+    /// Groups: whether one of the unread messages mentions the caller (or everybody).
+    pub mentioned: bool,
     /// The caller pinned it.
     pub pinned: bool,
     /// The caller muted it.
@@ -227,6 +259,7 @@ impl ConversationJson {
             last_message: summary.last_message.as_ref().map(MessageJson::from),
             last_seq: row.last_seq,
             unread_count: summary.unread(),
+            mentioned: false,
             pinned: summary.member.pinned,
             muted: summary.member.muted,
             archived: summary.member.archived,
@@ -276,6 +309,12 @@ pub struct SendRequest {
     /// The id of the message this replies to.
     #[serde(default)]
     pub reply_to: Option<Value>,
+    /// Group sends: user ids of members to mention.
+    #[serde(default)]
+    pub mentions: Option<Vec<String>>,
+    /// Group sends by owners and admins: mention every member.
+    #[serde(default)]
+    pub mention_all: bool,
 }
 
 /// `SEND /app/message.read`, `POST /api/v1/conversations/{id}/read`.
@@ -339,4 +378,44 @@ pub fn message_id(value: &Value) -> Option<i64> {
         Value::Number(number) => number.as_i64(),
         _ => None,
     }
+}
+
+/// `SEND /app/message.edit`, `PATCH /api/v1/messages/{id}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditRequest {
+    /// The message to edit (STOMP only; REST has it in the path).
+    #[serde(default)]
+    pub message_id: Option<Value>,
+    /// The new text.
+    pub content: String,
+}
+
+/// `SEND /app/message.react`, `PUT`/`DELETE /api/v1/messages/{id}/reactions/{emoji}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactRequest {
+    /// The message (STOMP only; REST has it in the path).
+    #[serde(default)]
+    pub message_id: Option<Value>,
+    /// The emoji.
+    pub emoji: String,
+    /// Add (`true`, the default) or take back.
+    #[serde(default = "yes")]
+    pub on: bool,
+}
+
+/// `SEND /app/message.pin`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinRequest {
+    /// The message.
+    pub message_id: Value,
+    /// Pin (`true`, the default) or unpin.
+    #[serde(default = "yes")]
+    pub on: bool,
+}
+
+fn yes() -> bool {
+    true
 }

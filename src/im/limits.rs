@@ -57,6 +57,12 @@ pub enum Action {
     ContactRequest,
     /// A nickname set, or a member muted or unmuted, in a group.
     MemberUpdate,
+    /// A message edited.
+    Edit,
+    /// A reaction added or taken back.
+    React,
+    /// A message pinned or unpinned.
+    Pin,
 }
 
 impl Action {
@@ -71,6 +77,9 @@ impl Action {
             Action::ConversationCreate => "conversation-create",
             Action::ContactRequest => "contact-request",
             Action::MemberUpdate => "member-update",
+            Action::Edit => "edit",
+            Action::React => "react",
+            Action::Pin => "pin",
         };
         format!("{namespace}:{user}")
     }
@@ -93,6 +102,12 @@ pub struct ActionRates {
     pub contact_request: Rate,
     /// `limits.member_update_rate`.
     pub member_update: Rate,
+    /// `limits.edit_rate`.
+    pub edit: Rate,
+    /// `limits.reaction_rate`.
+    pub react: Rate,
+    /// `limits.pin_rate`.
+    pub pin: Rate,
 }
 
 impl ActionRates {
@@ -106,6 +121,9 @@ impl ActionRates {
             conversation_create: limits.conversation_create_rate,
             contact_request: limits.contact_request_rate,
             member_update: limits.member_update_rate,
+            edit: limits.edit_rate,
+            react: limits.reaction_rate,
+            pin: limits.pin_rate,
         }
     }
 
@@ -119,6 +137,9 @@ impl ActionRates {
             Action::ConversationCreate => self.conversation_create,
             Action::ContactRequest => self.contact_request,
             Action::MemberUpdate => self.member_update,
+            Action::Edit => self.edit,
+            Action::React => self.react,
+            Action::Pin => self.pin,
         }
     }
 }

@@ -43,6 +43,8 @@ impl Im {
                 json.read_count = read_count(row, &members);
             }
         }
+        self.with_reactions(std::slice::from_mut(&mut detail.message), &caller.user_id)
+            .await?;
         Ok(detail)
     }
 
@@ -92,7 +94,7 @@ impl Im {
     }
 
     /// The message `id` with its status, when `caller` may see it.
-    async fn visible_message(
+    pub(super) async fn visible_message(
         &self,
         caller: &Identity,
         id: i64,

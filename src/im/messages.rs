@@ -216,6 +216,12 @@ impl Im {
                 Some(id)
             }
         };
+        let mentions = if request.mentions.is_some() || request.mention_all {
+            // Boxed: few sends mention, and inline it would grow every send's state.
+            Box::pin(self.checked_mentions(&sender.user_id, &target, request)).await?
+        } else {
+            None
+        };
         Ok(NewMessage {
             target,
             sender: sender.user_id.clone(),
@@ -227,6 +233,7 @@ impl Im {
             forwarded_from: None,
             unless_blocked_by: None,
             shared_file,
+            mentions,
         })
     }
 
@@ -371,7 +378,7 @@ impl Im {
         }
     }
 
-    fn publish_json(&self, route: &Route, event: &str, body: &[u8]) {
+    pub(super) fn publish_json(&self, route: &Route, event: &str, body: &[u8]) {
         self.hub()
             .publish(route, Publication::json_event(event, body.to_vec()));
     }
@@ -527,20 +534,8 @@ impl Im {
             "messageId": recalled.id.to_string(),
             "seq": recalled.seq,
         }));
-        let id = ConversationId::parse(&row.id).ok();
-        match id.as_ref().map(|id| (id.kind(), id.topic())) {
-            Some((ConversationKind::Group, Some(topic))) => {
-                self.publish_json(&Route::Topic(topic), "message.recalled", &body);
-            }
-            Some((ConversationKind::Assistant, _)) => {
-                self.push_assistant(&row.id, "message.recalled", &body);
-            }
-            _ => {
-                for user in self.audience(&row.id).await? {
-                    self.publish_json(&user_route(&user, "messages"), "message.recalled", &body);
-                }
-            }
-        }
+        self.push_where_sent(&conversation, "message.recalled", &body)
+            .await?;
         Ok(recalled)
     }
 
@@ -644,7 +639,7 @@ fn hide_conversation(error: AppError) -> AppError {
     }
 }
 
-fn user_route(user: &str, queue: &str) -> Route {
+pub(super) fn user_route(user: &str, queue: &str) -> Route {
     Route::User {
         user: user.to_owned(),
         queue: queue.to_owned(),

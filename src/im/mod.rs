@@ -23,6 +23,8 @@ pub mod groups;
 pub mod json;
 pub mod limits;
 pub mod limits_redis;
+pub mod mentions;
+pub mod message_changes;
 pub mod message_view;
 pub mod messages;
 pub mod moderation;
@@ -61,6 +63,14 @@ pub use presence::Presence;
 pub struct ImSettings {
     /// How long a sender may recall.
     pub recall_window: Duration,
+    /// How long a sender may edit.
+    pub edit_window: Duration,
+    /// Distinct emoji per message.
+    pub max_reaction_kinds: usize,
+    /// Pinned messages per conversation.
+    pub max_pins: usize,
+    /// Users one group message may mention.
+    pub max_mentions: usize,
     /// Members per group.
     pub max_group_members: usize,
     /// Offline push.
@@ -84,6 +94,10 @@ impl ImSettings {
     pub fn from_config(config: &Config) -> ImSettings {
         ImSettings {
             recall_window: Duration::from_secs(config.im.recall_window_s),
+            edit_window: Duration::from_secs(config.im.edit_window_s),
+            max_reaction_kinds: config.im.max_reaction_kinds,
+            max_pins: config.im.max_pins,
+            max_mentions: config.im.max_mentions,
             max_group_members: config.im.max_group_members,
             private_policy: config.im.private_policy,
             push: push::PushSettings::from_config(&config.push),
@@ -142,6 +156,7 @@ struct Inner {
     presence: Presence,
     delivery: delivery::Recorder,
     read_counts: read_counts::ReadCounts,
+    reactions: message_changes::PendingReactions,
     pusher: push::Pusher,
     safety: safety::Safety,
     files: Arc<dyn crate::files::FileStore>,
@@ -197,6 +212,7 @@ impl Im {
                 settings,
                 delivery,
                 read_counts,
+                reactions: message_changes::PendingReactions::default(),
                 pusher,
             }),
         };
@@ -378,6 +394,7 @@ impl From<StoreError> for AppError {
             StoreError::AlreadyRecalled => {
                 AppError::new(ErrorCode::Conflict, "the message is already recalled")
             }
+            StoreError::Full(what) => AppError::new(ErrorCode::Conflict, what),
             StoreError::Blocked(user) => AppError::new(
                 ErrorCode::Blocked,
                 format!("{user} does not accept your messages"),

@@ -139,6 +139,7 @@ fn notification_message(
         forwarded_from: None,
         unless_blocked_by: None,
         shared_file: None,
+        mentions: None,
     })
 }
 

@@ -116,7 +116,7 @@ impl Pusher {
 
 impl Im {
     /// Pushes `message` to those of its conversation's members (other than its sender, not
-    /// having muted it) who have devices and no session in the cluster. Runs in the background.
+    /// having muted it unless it mentions them) who have devices and no session in the cluster. Runs in the background.
     pub(super) fn push_offline(&self, message: &Arc<MessageRow>) {
         if !self.inner.pusher.enabled() {
             return;
@@ -126,7 +126,12 @@ impl Im {
         tokio::spawn(async move {
             let devices = match im
                 .store()
-                .push_devices(&message.conversation_id, &message.sender_id)
+                .push_devices(
+                    &message.conversation_id,
+                    &message.sender_id,
+                    &super::mentions::mentioned_users(message.mentions.as_deref()),
+                    super::mentions::mentions_all(message.mentions.as_deref()),
+                )
                 .await
             {
                 Ok(devices) if !devices.is_empty() => devices,

@@ -203,6 +203,25 @@ impl Im {
             .map_err(AppError::from)
     }
 
+    /// Refuses a banned user.
+    ///
+    /// # Errors
+    ///
+    /// `BANNED` while the ban lasts.
+    pub(super) fn check_ban(&self, me: &str) -> Result<(), AppError> {
+        let bans = &self.safety().bans;
+        if let Some(until) = bans.get(me).map(|u| *u) {
+            if until > now_ms() {
+                return Err(AppError::new(
+                    ErrorCode::Banned,
+                    format!("you are banned from sending until {until}"),
+                ));
+            }
+            bans.remove(me);
+        }
+        Ok(())
+    }
+
     /// Forgets this node's cached ban of `user` (an admin lifted it).
     pub(super) fn forget_ban(&self, user: &str) {
         self.safety().bans.remove(user);
@@ -223,15 +242,7 @@ impl Im {
         let me = sender.user_id.as_str();
         let safety = self.safety();
         let settings = &safety.settings;
-        if let Some(until) = safety.bans.get(me).map(|u| *u) {
-            if until > now_ms() {
-                return Err(AppError::new(
-                    ErrorCode::Banned,
-                    format!("you are banned from sending until {until}"),
-                ));
-            }
-            safety.bans.remove(me);
-        }
+        self.check_ban(me)?;
         // A retry of a stored message passes the limits: it stores nothing and must get the
         // stored message back.
         let is_retry = || async {
@@ -264,7 +275,8 @@ impl Im {
         };
         // The writer refuses the message with BLOCKED if the peer has blocked the sender.
         message.unless_blocked_by.clone_from(&peer);
-        self.moderate(me, &conversation, message).await?;
+        self.moderate(me, &conversation, &mut message.content)
+            .await?;
         if let Some(peer) = &peer {
             // Boxed: only private sends take it, and inline it would grow every send's state.
             Box::pin(self.check_private_policy(sender, peer)).await?;
@@ -274,18 +286,24 @@ impl Im {
         Ok(())
     }
 
-    async fn moderate(
+    /// Applies the sensitive-word list to a text about to be stored (a send's, an edit's):
+    /// records the hits, then masks the text or refuses it.
+    ///
+    /// # Errors
+    ///
+    /// `SENSITIVE_CONTENT` under `reject` (which may ban), `UNAVAILABLE`.
+    pub(super) async fn moderate(
         &self,
         me: &str,
         conversation: &str,
-        message: &mut NewMessage,
+        content: &mut String,
     ) -> Result<(), AppError> {
         let action = self.safety().settings.action;
         let list = self.safety().words.get();
         if list.is_empty() {
             return Ok(());
         }
-        let Some(scan) = list.scan(&message.content) else {
+        let Some(scan) = list.scan(content) else {
             return Ok(());
         };
         let action_name = match action {
@@ -309,7 +327,7 @@ impl Im {
         Box::pin(self.store().record_hits(&rows)).await?;
         match action {
             ModerationAction::Mask => {
-                message.content = scan.masked;
+                *content = scan.masked;
                 Ok(())
             }
             ModerationAction::Reject => {

@@ -106,9 +106,8 @@ impl Im {
         let next_cursor = (i64::try_from(rows.len()).unwrap_or(0) == limit)
             .then(|| rows.last().map(|row| row.id.to_string()))
             .flatten();
-        Ok(SearchPage {
-            items: rows.iter().map(MessageJson::from).collect(),
-            next_cursor,
-        })
+        let mut items: Vec<MessageJson> = rows.iter().map(MessageJson::from).collect();
+        self.with_reactions(&mut items, &caller.user_id).await?;
+        Ok(SearchPage { items, next_cursor })
     }
 }

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::Im;
 use super::json::{
-    NotificationRequest, ReadRequest, RecallRequest, SendRequest, TypingRequest, message_id,
+    EditRequest, NotificationRequest, PinRequest, ReactRequest, ReadRequest, RecallRequest,
+    SendRequest, TypingRequest, message_id,
 };
 use super::messages::Origin;
 use crate::app_error::{AppError, ErrorCode};
@@ -33,6 +34,9 @@ pub fn extensions(im: &Im) -> Extensions {
         .app("assistant.send", handler(Kind::AssistantSend))
         .app("message.read", handler(Kind::Read))
         .app("message.recall", handler(Kind::Recall))
+        .app("message.edit", handler(Kind::Edit))
+        .app("message.react", handler(Kind::React))
+        .app("message.pin", handler(Kind::Pin))
         .app("typing", handler(Kind::Typing))
         .topics(
             GROUP_TOPIC_PREFIX,
@@ -66,6 +70,9 @@ enum Kind {
     TopicSend,
     Read,
     Recall,
+    Edit,
+    React,
+    Pin,
     Typing,
     Notification,
     Announcement,
@@ -202,6 +209,33 @@ impl Handler {
                     let id = message_id(&recall.message_id)
                         .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
                     Box::pin(im.recall(identity, id)).await?;
+                    Ok(None)
+                }
+                Kind::Edit => {
+                    let edit: EditRequest = parse(request.body)?;
+                    let id = edit
+                        .message_id
+                        .as_ref()
+                        .and_then(message_id)
+                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                    Box::pin(im.edit(identity, id, edit.content)).await?;
+                    Ok(None)
+                }
+                Kind::React => {
+                    let react: ReactRequest = parse(request.body)?;
+                    let id = react
+                        .message_id
+                        .as_ref()
+                        .and_then(message_id)
+                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                    Box::pin(im.react(identity, id, &react.emoji, react.on)).await?;
+                    Ok(None)
+                }
+                Kind::Pin => {
+                    let pin: PinRequest = parse(request.body)?;
+                    let id = message_id(&pin.message_id)
+                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                    Box::pin(im.pin(identity, id, pin.on)).await?;
                     Ok(None)
                 }
                 Kind::Typing => {

@@ -114,7 +114,8 @@ impl Store {
     }
 
     /// The devices of the current members of `conversation` other than `except` who have not
-    /// muted it: whom a message there may be pushed to.
+    /// muted it, or whom the message mentions (`mentioned`, or everybody): whom a message there
+    /// may be pushed to.
     ///
     /// # Errors
     ///
@@ -123,16 +124,24 @@ impl Store {
         &self,
         conversation: &str,
         except: &str,
+        mentioned: &[String],
+        everybody: bool,
     ) -> Result<Vec<DeviceRow>, StoreError> {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
-                let audience: Vec<String> = members::table
+                let mut query = members::table
                     .filter(members::conversation_id.eq(conversation))
                     .filter(members::left_at.is_null())
-                    .filter(members::muted.eq(false))
                     .select(members::user_id)
-                    .load(conn)
-                    .await?;
+                    .into_boxed();
+                if !everybody {
+                    query = query.filter(
+                        members::muted
+                            .eq(false)
+                            .or(members::user_id.eq_any(mentioned)),
+                    );
+                }
+                let audience: Vec<String> = query.load(conn).await?;
                 Ok(devices::table
                     .filter(devices::user_id.eq_any(&audience))
                     .filter(devices::user_id.ne(except))

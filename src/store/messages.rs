@@ -91,6 +91,8 @@ pub struct NewMessage {
     /// The id of an uploaded file the message carries: shared with the conversation's members
     /// in the transaction that stores the message, and only then.
     pub shared_file: Option<String>,
+    /// JSON array of the users a group message mentions (or `["@all"]`), already checked.
+    pub mentions: Option<String>,
 }
 
 /// What a send did.
@@ -396,6 +398,45 @@ impl Store {
                     }
                 })
                 .await
+            })
+        })
+        .await
+    }
+
+    /// Replaces the text of a message that is not recalled, and stamps `edited_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::AlreadyRecalled`] when it was
+    /// recalled.
+    pub async fn edit(&self, id: i64, content: &str, now: i64) -> Result<MessageRow, StoreError> {
+        self.timed(async {
+            with_conn!(&self.pool, |conn| {
+                let row: Option<MessageRow> = diesel::update(
+                    messages::table
+                        .find(id)
+                        .filter(messages::recalled_at.is_null()),
+                )
+                .set((
+                    messages::content.eq(content),
+                    messages::edited_at.eq(Some(now)),
+                ))
+                .returning(MessageRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+                match row {
+                    Some(row) => Ok(row),
+                    None => {
+                        let exists: Option<i64> = messages::table
+                            .find(id)
+                            .select(messages::id)
+                            .first(conn)
+                            .await
+                            .optional()?;
+                        Err(exists.map_or(StoreError::NotFound, |_| StoreError::AlreadyRecalled))
+                    }
+                }
             })
         })
         .await

@@ -19,7 +19,9 @@ mod conversations;
 pub mod devices;
 pub mod event_outbox;
 mod housekeeping;
+mod mentions;
 mod messages;
+pub mod reactions;
 mod reports;
 pub mod safety;
 pub mod search;
@@ -84,6 +86,9 @@ pub enum StoreError {
     /// The recipient (named) has blocked the sender: the message was not stored.
     #[error("{0} has blocked the sender")]
     Blocked(String),
+    /// A per-item bound would be passed (named: what is full).
+    #[error("{0}")]
+    Full(&'static str),
 }
 
 /// The pool behind the store.
@@ -145,7 +150,7 @@ pub(crate) trait InsertRows {
 impl InsertRows for AsyncPgConnection {
     async fn insert_messages(&mut self, rows: &[schema::MessageRow]) -> diesel::QueryResult<usize> {
         use diesel_async::RunQueryDsl;
-        // PostgreSQL allows 65535 bind parameters per statement; 13 per row.
+        // PostgreSQL allows 65535 bind parameters per statement; 15 per row.
         let mut inserted = 0;
         for chunk in rows.chunks(4000) {
             inserted += diesel::insert_into(schema::messages::table)

@@ -556,10 +556,25 @@ impl Store {
                         .await?;
                     diesel::delete(
                         super::shares::file_shares::table
-                            .filter(super::shares::file_shares::message_id.eq_any(purged)),
+                            .filter(super::shares::file_shares::message_id.eq_any(&purged)),
                     )
                     .execute(conn)
                     .await?;
+                    {
+                        use super::reactions::tables::{conversation_pins, message_reactions};
+                        diesel::delete(
+                            message_reactions::table
+                                .filter(message_reactions::message_id.eq_any(&purged)),
+                        )
+                        .execute(conn)
+                        .await?;
+                        diesel::delete(
+                            conversation_pins::table
+                                .filter(conversation_pins::message_id.eq_any(&purged)),
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
                     let purged = diesel::delete(
                         messages::table
                             .filter(messages::conversation_id.eq(conversation))

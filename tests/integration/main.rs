@@ -37,6 +37,8 @@ mod im_group_reads;
 mod im_group_settings;
 mod im_groups;
 mod im_housekeeping;
+mod im_mentions;
+mod im_message_changes;
 mod im_notifications;
 mod im_oracle;
 mod im_presence;

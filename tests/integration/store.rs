@@ -38,6 +38,7 @@ fn text(target: Target, sender: &str, client_msg_id: &str, content: &str) -> New
         forwarded_from: None,
         unless_blocked_by: None,
         shared_file: None,
+        mentions: None,
     }
 }
 

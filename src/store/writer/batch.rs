@@ -409,6 +409,8 @@ fn message_row(
         status: MessageStatus::Sent.as_str().to_owned(),
         created_at: now,
         recalled_at: None,
+        edited_at: None,
+        mentions: message.mentions.clone(),
     }
 }
 

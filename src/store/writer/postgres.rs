@@ -46,10 +46,10 @@ UNION ALL SELECT conversation_id, 0, user_id FROM marked WHERE lagged";
 
 const PG_INSERT: &str = "\
 INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, format, content, \
-    attachment, reply_to, forwarded_from, status, created_at, recalled_at) \
+    attachment, reply_to, forwarded_from, status, created_at, recalled_at, mentions) \
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
-    $13::bigint[])";
+    $13::bigint[], $14::text[])";
 
 /// One probe of the unique index per pair. Not two `= ANY` lists, which PostgreSQL probes with
 /// every sender times every clientMsgId (262,144 probes for a batch of 512), and not a plain
@@ -186,6 +186,11 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
             .bind::<Array<Nullable<BigInt>>, _>(
                 rows.iter().map(|r| r.recalled_at).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter()
+                    .map(|r| r.mentions.as_deref())
+                    .collect::<Vec<_>>(),
             )
             .execute(self)
             .await

@@ -1,0 +1,144 @@
+//! Mentions in group messages: who a send may mention, how a mention is stored (a JSON array of
+//! user ids on the message, or [`ALL`] for everybody), and what reads them: the message's own
+//! JSON, the conversation list's marker, offline push in muted conversations and
+//! `GET /api/v1/mentions`.
+
+use serde_json::Value;
+
+use super::Im;
+use super::json::{MessageJson, SendRequest};
+use crate::app_error::AppError;
+use crate::domain::{ConversationKind, MemberRole, is_valid_user_id, kind_of};
+use crate::store::Target;
+
+/// The stored entry for "everybody": not a user id (ids cannot contain `*`).
+pub const ALL: &str = "*";
+
+/// The users a stored `mentions` value names (empty for none, or for everybody).
+pub fn mentioned_users(stored: Option<&str>) -> Vec<String> {
+    parse(stored)
+        .into_iter()
+        .filter(|user| user != ALL)
+        .collect()
+}
+
+/// Whether a stored `mentions` value mentions everybody.
+pub fn mentions_all(stored: Option<&str>) -> bool {
+    parse(stored).iter().any(|user| user == ALL)
+}
+
+/// Whether a stored `mentions` value mentions `user` (by name or as everybody).
+pub fn mentions(stored: Option<&str>, user: &str) -> bool {
+    parse(stored)
+        .iter()
+        .any(|entry| entry == ALL || entry == user)
+}
+
+fn parse(stored: Option<&str>) -> Vec<String> {
+    stored
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .unwrap_or_default()
+}
+
+impl Im {
+    /// Checks the mentions of a send and returns them as stored: only group messages mention;
+    /// each named user must be a current member other than the sender, at most
+    /// `im.max_mentions` of them; only the owner and admins may mention everybody.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT`, `FORBIDDEN` (everybody, by a plain member), `UNAVAILABLE`.
+    pub(super) async fn checked_mentions(
+        &self,
+        sender: &str,
+        target: &Target,
+        request: &SendRequest,
+    ) -> Result<Option<String>, AppError> {
+        let named = request.mentions.as_deref().unwrap_or_default();
+        if named.is_empty() && !request.mention_all {
+            return Ok(None);
+        }
+        let conversation = target.conversation_id();
+        if kind_of(&conversation) != Some(ConversationKind::Group) {
+            return Err(AppError::invalid("only group messages mention"));
+        }
+        let members = self.store().members(&conversation).await?;
+        if request.mention_all {
+            let role = members
+                .iter()
+                .find(|m| m.user_id == sender)
+                .and_then(|m| m.role.parse::<MemberRole>().ok());
+            if !role.is_some_and(MemberRole::manages) {
+                return Err(AppError::forbidden(
+                    "only the owner and admins may mention everybody",
+                ));
+            }
+            return Ok(Some(Value::from(vec![ALL]).to_string()));
+        }
+        let max = self.settings().max_mentions;
+        let mut users: Vec<&str> = Vec::with_capacity(named.len().min(max));
+        for user in named {
+            if !is_valid_user_id(user) {
+                return Err(AppError::invalid("mentions must be user ids"));
+            }
+            if user == sender || users.contains(&user.as_str()) {
+                continue;
+            }
+            if !members.iter().any(|m| m.user_id == *user) {
+                return Err(AppError::invalid(format!(
+                    "{user} is not a member of {conversation}"
+                )));
+            }
+            users.push(user);
+            if users.len() > max {
+                return Err(AppError::invalid(format!(
+                    "at most {max} users may be mentioned"
+                )));
+            }
+        }
+        if users.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Value::from(users).to_string()))
+    }
+
+    /// The caller's recent mentions, newest first: messages of their current groups that name
+    /// them or everybody, from when they joined (or last cleared the group's history), not
+    /// deleted by them, recalled ones left out. `before` is the id the previous page ended at.
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_ARGUMENT` for a bad limit, `UNAVAILABLE`.
+    pub async fn mentions_of(
+        &self,
+        user: &str,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<MessageJson>, AppError> {
+        if !(1..=100).contains(&limit) {
+            return Err(AppError::invalid("limit must be 1 to 100"));
+        }
+        let rows = self.store().mentions_of(user, limit, before).await?;
+        Ok(rows.iter().map(MessageJson::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_mentions_read_back() {
+        let named = Some(r#"["bob","carol"]"#);
+        assert_eq!(mentioned_users(named), vec!["bob", "carol"]);
+        assert!(!mentions_all(named));
+        assert!(mentions(named, "bob"));
+        assert!(!mentions(named, "bo"));
+        let all = Some(r#"["*"]"#);
+        assert!(mentioned_users(all).is_empty());
+        assert!(mentions_all(all));
+        assert!(mentions(all, "anyone"));
+        assert!(!mentions(None, "bob"));
+        assert!(!mentions(Some("not json"), "bob"));
+    }
+}
