@@ -372,3 +372,68 @@ async fn devices_are_checked_bounded_and_removed() {
     .await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test]
+async fn a_mention_reaches_a_member_who_muted_the_group() {
+    for database in db::all().await {
+        let (url, mut requests) = receiver(0).await;
+        let broker = im::broker(
+            &database.url,
+            &[
+                ("BROKER_PUSH_PROVIDER", "webhook"),
+                ("BROKER_PUSH_URL", &format!("{url}/hook")),
+                ("BROKER_PUSH_SECRET", "s3cret"),
+            ],
+        )
+        .await;
+        let label = &database.label;
+        let group = im::create_group(&broker, "alice", "g", &["carol", "dave"]).await;
+        for user in ["carol", "dave"] {
+            assert_eq!(
+                device(&broker, user, &format!("tok-{user}"), "web").await,
+                201
+            );
+            let (status, _) = broker
+                .api(
+                    "PATCH",
+                    &format!("/api/v1/conversations/{group}/settings"),
+                    user,
+                    Some(json!({"muted": true})),
+                )
+                .await;
+            assert_eq!(status, 200, "{label}");
+        }
+        for (id, extra) in [
+            ("plain", json!({})),
+            ("named", json!({"mentions": ["carol"]})),
+            ("all", json!({"mentionAll": true})),
+        ] {
+            let mut body = json!({"conversationId": group, "clientMsgId": id, "content": id});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            say(&broker, "alice", body).await;
+        }
+        let pushed = pushes(&mut requests, Duration::from_millis(1500)).await;
+        let mut who: Vec<(String, String)> = pushed
+            .iter()
+            .map(|p| {
+                (
+                    p["userId"].as_str().unwrap().to_owned(),
+                    p["body"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        who.sort();
+        let pair = |u: &str, b: &str| (u.to_owned(), b.to_owned());
+        assert_eq!(
+            who,
+            [
+                pair("carol", "all"),
+                pair("carol", "named"),
+                pair("dave", "all")
+            ],
+            "{label}: muted members get only what mentions them"
+        );
+    }
+}
