@@ -20,6 +20,7 @@ mod bounds;
 mod cluster;
 mod cluster_faults;
 mod cluster_limits;
+mod cluster_message_changes;
 mod cluster_queues;
 mod config;
 mod connect;
