@@ -111,6 +111,9 @@ export class Api {
     if (afterSeq !== undefined) query.set("afterSeq", String(afterSeq));
     return this.request("GET", `/conversations/${encodeURIComponent(id)}/messages?${query}`);
   }
+  pins(id) {
+    return this.request("GET", `/conversations/${encodeURIComponent(id)}/pins`);
+  }
   forward(messageIds, toConversationIds) {
     return this.request("POST", "/messages/forward", { messageIds, toConversationIds });
   }

@@ -1,17 +1,19 @@
 // The open chat: opening a conversation (loading its history and group view), its header with
-// presence, typing and the pin/mute/archive toggles, read positions, and paging back on scroll.
-import { chatOf, lastSeqOf, state, titleOf } from "./state.js";
+// presence, typing and the pin/mute/archive toggles, the bar of pinned messages, read positions,
+// and paging back on scroll.
+import { chatOf, lastSeqOf, previewOf, state, titleOf } from "./state.js";
 import { clear, h, time } from "./dom.js";
 import { api, session, showError, ui } from "./context.js";
-import { forgetConversation, loadHistory, loadOlder, upsertConversation } from "./sync.js";
+import { forgetConversation, loadHistory, loadOlder, loadPins, upsertConversation } from "./sync.js";
 import { renderList } from "./list.js";
 import { renderMessages } from "./messages.js";
-import { buildComposer } from "./composer.js";
+import { buildComposer, pin } from "./composer.js";
 import { renderPanel, togglePanel } from "./panel.js";
 
 export async function openConversation(id, seq) {
   state.openId = id;
   state.replyTo = null;
+  state.editing = null;
   state.attachment = null;
   ui.layout?.classList.toggle("chat-open", Boolean(id));
   renderList();
@@ -23,6 +25,7 @@ export async function openConversation(id, seq) {
     // A search hit older than the loaded page: page back until it is there.
     while (seq && !chatOf(id).bySeq.has(seq) && chatOf(id).hasMore) await loadOlder(id);
     if (conversation?.type === "group") await refreshGroup(id);
+    await loadPins(id);
   } catch (e) {
     showError(e);
   }
@@ -53,10 +56,21 @@ export function myRole(id) {
   return state.groups.get(id)?.members?.find((m) => m.userId === state.me)?.role;
 }
 
+// Either user of a private chat pins messages; in a group, the owner and admins.
+export function canPin(conversation) {
+  if (conversation?.type === "private") return true;
+  const role = conversation?.type === "group" ? myRole(conversation.id) : null;
+  return role === "owner" || role === "admin";
+}
+
 export function markRead() {
   const id = state.openId;
   const conversation = state.conversations.get(id);
   if (!conversation || document.visibilityState !== "visible") return;
+  if (conversation.mentioned) {
+    conversation.mentioned = false;
+    renderList();
+  }
   const last = Math.max(lastSeqOf(id), conversation.lastSeq ?? 0);
   if (last > (conversation.readSeq ?? 0) || last > (conversation.seenSeq ?? 0)) {
     if (session.publish("/app/message.read", { conversationId: id, upToSeq: last })) {
@@ -74,6 +88,7 @@ export function refreshChat() {
   const conversation = state.conversations.get(state.openId);
   if (ui.chatFor && ui.chatFor === state.openId && ui.chatStatus === conversation?.status) {
     renderChatHeader();
+    renderPinned();
     renderMessages();
   } else {
     renderChat();
@@ -94,11 +109,13 @@ export function renderChat() {
   }
   ui.header = h("header", { class: "chat-head" });
   ui.announcement = h("div", { class: "announcement", role: "note" });
+  ui.pinned = h("div", { class: "pinned-bar", role: "region", "aria-label": "Pinned messages" });
   ui.messages = h("div", { class: "messages", role: "log", "aria-label": "Messages", tabindex: "0", onscroll: onMessagesScroll });
   ui.errors = h("div", { class: "errors", role: "alert" });
   ui.composer = buildComposer(conversation);
-  clear(ui.chat, ui.header, ui.announcement, ui.messages, ui.errors, ui.composer);
+  clear(ui.chat, ui.header, ui.announcement, ui.pinned, ui.messages, ui.errors, ui.composer);
   renderChatHeader();
+  renderPinned();
   renderMessages({ stick: true });
 }
 
@@ -157,6 +174,33 @@ export function renderChatHeader() {
   const announcement = conversation.announcement || state.groups.get(conversation.id)?.announcement;
   ui.announcement.hidden = !announcement;
   clear(ui.announcement, announcement ? [h("strong", {}, "Announcement: "), announcement] : []);
+}
+
+// The pinned messages of the open chat, the most recently pinned first; those who may pin may
+// unpin from here.
+export function renderPinned() {
+  const conversation = state.conversations.get(state.openId);
+  if (!conversation || !ui.pinned) return;
+  const pins = state.pins.get(conversation.id) ?? [];
+  const unpin = canPin(conversation);
+  ui.pinned.hidden = pins.length === 0;
+  clear(
+    ui.pinned,
+    h(
+      "ul",
+      {},
+      pins.map((p) => {
+        const text = `${p.message.senderId}: ${previewOf(p.message)}`;
+        return h(
+          "li",
+          { class: "pinned-item", dataset: { messageId: p.message.id }, title: `Pinned by ${p.pinnedBy} ${time(p.pinnedAt)}` },
+          h("span", { "aria-hidden": "true" }, "📌 "),
+          h("span", { class: "pinned-text" }, text),
+          unpin ? h("button", { type: "button", class: "link", "aria-label": `Unpin ${text}`, onclick: () => pin(p.message, false) }, "Unpin") : null,
+        );
+      }),
+    ),
+  );
 }
 
 async function hide(conversation) {

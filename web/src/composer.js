@@ -1,6 +1,7 @@
-// The composer: text, reply, attachments and typing notices; sending keeps a pending copy until
-// the broker's echo replaces it, and re-sends it (the broker stores a clientMsgId once) after a
-// reconnect.
+// The composer: text, reply, edit, attachments, @mentions and typing notices; sending keeps a
+// pending copy until the broker's echo replaces it, and re-sends it (the broker stores a
+// clientMsgId once) after a reconnect. Also the other changes to a stored message: recall,
+// reactions and pins.
 import { chatOf, previewOf, state } from "./state.js";
 import { bytes, clear, h } from "./dom.js";
 import { api, session, showError, ui } from "./context.js";
@@ -22,6 +23,8 @@ export function buildComposer(conversation) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
         ui.form.requestSubmit();
+      } else if (event.key === "Escape" && state.editing) {
+        cancelEdit();
       }
     },
     oninput: () => {
@@ -33,6 +36,7 @@ export function buildComposer(conversation) {
   });
   ui.file = h("input", { id: "attach", type: "file", class: "sr-only", onchange: onFileChosen });
   ui.replyBar = h("div", { class: "reply-bar", hidden: true });
+  ui.editBar = h("div", { class: "edit-bar", hidden: true });
   ui.attachmentBar = h("div", { class: "attachment-bar", hidden: true });
   ui.form = h(
     "form",
@@ -42,10 +46,11 @@ export function buildComposer(conversation) {
     ui.text,
     h("button", { type: "submit", class: "send" }, "Send"),
   );
-  return h("div", { class: "composer" }, ui.replyBar, ui.attachmentBar, ui.form);
+  return h("div", { class: "composer" }, ui.replyBar, ui.editBar, ui.attachmentBar, ui.form);
 }
 
 export function startReply(message) {
+  cancelEdit();
   state.replyTo = message;
   ui.replyBar.hidden = false;
   clear(
@@ -59,6 +64,27 @@ export function startReply(message) {
 function cancelReply() {
   state.replyTo = null;
   if (ui.replyBar) ui.replyBar.hidden = true;
+}
+
+// Puts the text of a message of mine in the composer; the next send replaces it.
+export function startEdit(message) {
+  cancelReply();
+  state.editing = message;
+  ui.editBar.hidden = false;
+  clear(
+    ui.editBar,
+    h("span", {}, `Editing: ${message.content.slice(0, 80)}`),
+    h("button", { type: "button", class: "link", "aria-label": "Cancel edit", onclick: cancelEdit }, "×"),
+  );
+  ui.text.value = message.content;
+  ui.text.focus();
+}
+
+function cancelEdit() {
+  if (!state.editing) return;
+  state.editing = null;
+  if (ui.editBar) ui.editBar.hidden = true;
+  if (ui.text) ui.text.value = "";
 }
 
 function onFileChosen() {
@@ -109,11 +135,39 @@ function onSend(event) {
   event.preventDefault();
   const content = ui.text.value.trim();
   if (!content) return;
+  const editing = state.editing;
+  if (editing) {
+    cancelEdit();
+    if (content !== editing.content) publishOrComplain("/app/message.edit", { messageId: editing.id, content });
+    return;
+  }
   ui.text.value = "";
-  send({ format: "text", content });
+  send({ format: "text", content, ...mentionsIn(content) });
 }
 
-function send({ format, content, attachment = null, localPreview = null }) {
+// The members of the open group named as `@userId` in the text (`@all`: everybody, which only
+// the owner and admins may mention). Only members known to the page count: the broker refuses a
+// mention of anyone else.
+function mentionsIn(content) {
+  const group = state.groups.get(state.openId);
+  if (state.conversations.get(state.openId)?.type !== "group" || !group) return {};
+  const members = new Set((group.members ?? []).map((m) => m.userId));
+  const role = group.members?.find((m) => m.userId === state.me)?.role;
+  const mentions = new Set();
+  let mentionAll = false;
+  for (const word of content.split(/\s+/)) {
+    if (!word.startsWith("@")) continue;
+    const name = word.slice(1);
+    const trimmed = name.replace(/[.,:;!?)]+$/, "");
+    if (trimmed === "all" && (role === "owner" || role === "admin")) mentionAll = true;
+    else if (members.has(name) && name !== state.me) mentions.add(name);
+    else if (members.has(trimmed) && trimmed !== state.me) mentions.add(trimmed);
+  }
+  if (mentionAll) return { mentionAll: true };
+  return mentions.size ? { mentions: [...mentions] } : {};
+}
+
+function send({ format, content, attachment = null, localPreview = null, mentions = null, mentionAll = false }) {
   const conversation = state.conversations.get(state.openId);
   if (!conversation) return;
   const message = {
@@ -125,6 +179,8 @@ function send({ format, content, attachment = null, localPreview = null }) {
     content,
     attachment,
     replyTo: state.replyTo?.id ?? null,
+    mentions,
+    mentionAll,
     status: "sending",
     createdAt: Date.now(),
     localPreview,
@@ -145,6 +201,8 @@ function publishMessage(message) {
     content: message.content,
     ...(message.attachment ? { attachment: message.attachment } : {}),
     ...(message.replyTo ? { replyTo: message.replyTo } : {}),
+    ...(message.mentions?.length ? { mentions: message.mentions } : {}),
+    ...(message.mentionAll ? { mentionAll: true } : {}),
   };
   if (conversation.type === "private") {
     return session.publish("/app/private.send", { to: conversation.peerId, ...body });
@@ -169,6 +227,20 @@ export function discard(message) {
   renderMessages();
 }
 
+// Changes to a stored message: the broker answers with a push to everyone who has it (or an
+// error on /user/queue/errors).
+function publishOrComplain(destination, body) {
+  if (!session.publish(destination, body)) showError(new Error("offline: try again when connected"));
+}
+
 export function recall(message) {
-  if (!session.publish("/app/message.recall", { messageId: message.id })) showError(new Error("offline: try again when connected"));
+  publishOrComplain("/app/message.recall", { messageId: message.id });
+}
+
+export function react(message, emoji, on) {
+  publishOrComplain("/app/message.react", { messageId: message.id, emoji, on });
+}
+
+export function pin(message, on) {
+  publishOrComplain("/app/message.pin", { messageId: message.id, on });
 }

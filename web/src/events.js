@@ -1,10 +1,10 @@
-// Events pushed by the broker (message, receipt, typing, presence and group events, app errors),
-// each merged into the state and the affected views re-rendered.
-import { chatOf, putMessage, state } from "./state.js";
+// Events pushed by the broker (message, edit, reaction, pin, receipt, typing, presence and group
+// events, app errors), each merged into the state and the affected views re-rendered.
+import { chatOf, mentionsMe, putMessage, state } from "./state.js";
 import { showError } from "./context.js";
 import { fetchConversation, forgetConversation, recount, upsertConversation } from "./sync.js";
 import { renderList } from "./list.js";
-import { markRead, refreshChat, refreshGroup, renderChatHeader } from "./chat.js";
+import { markRead, refreshChat, refreshGroup, renderChatHeader, renderPinned } from "./chat.js";
 import { renderMessages } from "./messages.js";
 import { renderPanel } from "./panel.js";
 
@@ -21,6 +21,10 @@ export function onEvent(event, body, source) {
       return renderPanel();
     case "message.recalled":
       return onRecalled(body);
+    case "message.edited":
+      return onEdited(body);
+    case "message.reactions":
+      return onReactions(body);
     case "message.delivered":
       return setStatus(body.conversationId, (m) => m.seq === body.seq || m.id === body.messageId, "delivered");
     case "message.read":
@@ -71,6 +75,8 @@ function onMessage(message) {
   if (message.senderId === state.me) conversation.seenSeq = Math.max(conversation.seenSeq ?? 0, message.seq);
   // A hidden conversation comes back with its next message.
   conversation.hidden = false;
+  // Until it is read (recount drops it when nothing is unread).
+  if (mentionsMe(message)) conversation.mentioned = true;
   recount(conversation);
   renderList();
   if (state.openId === id) {
@@ -88,12 +94,46 @@ function onRecalled(body) {
     message.content = "";
     message.attachment = null;
   }
+  changeMessage(body, { status: "recalled", content: "" });
+}
+
+function onEdited(body) {
+  const message = chatOf(body.conversationId).bySeq.get(body.seq);
+  if (message) Object.assign(message, { content: body.content, editedAt: body.editedAt });
+  changeMessage(body, { content: body.content, editedAt: body.editedAt });
+}
+
+// The same change to the copies of a message in the conversation list and the pinned bar.
+function changeMessage(body, change) {
   const conversation = state.conversations.get(body.conversationId);
   if (conversation?.lastMessage?.id === body.messageId) {
-    conversation.lastMessage = { ...conversation.lastMessage, status: "recalled", content: "" };
+    conversation.lastMessage = { ...conversation.lastMessage, ...change };
   }
+  const pins = state.pins.get(body.conversationId);
+  for (const p of pins ?? []) if (p.message.id === body.messageId) p.message = { ...p.message, ...change };
   renderList();
+  if (state.openId === body.conversationId) {
+    renderPinned();
+    renderMessages();
+  }
+}
+
+// The counts are complete; whether I reacted comes from what I knew and my own changes.
+function onReactions(body) {
+  const message = chatOf(body.conversationId).bySeq.get(body.seq);
+  if (!message) return;
+  const mine = new Map((message.reactions ?? []).map((r) => [r.emoji, Boolean(r.me)]));
+  for (const change of body.changes ?? []) if (change.userId === state.me) mine.set(change.emoji, change.on);
+  message.reactions = (body.reactions ?? []).map((r) => ({ ...r, me: mine.get(r.emoji) ?? false }));
   if (state.openId === body.conversationId) renderMessages();
+}
+
+function onPins(body) {
+  state.pins.set(body.conversationId, body.pins);
+  if (state.openId === body.conversationId) {
+    renderPinned();
+    renderMessages();
+  }
 }
 
 // Counts only grow (positions only move forward), so an older event never lowers one.
@@ -115,6 +155,7 @@ function setStatus(conversationId, matches, status) {
 }
 
 function onConversationUpdated(body) {
+  if (Array.isArray(body.pins)) return onPins(body);
   if (body.removed) {
     forgetConversation(body.id);
     renderList();

@@ -38,6 +38,7 @@ export function renderList() {
             "span",
             { class: "preview-row" },
             h("span", { class: `preview${typing ? " typing" : ""}` }, preview),
+            c.mentioned ? h("span", { class: "mention-badge", "aria-label": "you were mentioned", title: "You were mentioned" }, "@") : null,
             c.unreadCount > 0 ? h("span", { class: `badge${c.muted ? " muted" : ""}`, "aria-label": `${c.unreadCount} unread` }, String(c.unreadCount)) : null,
           ),
         ),

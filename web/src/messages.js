@@ -1,14 +1,18 @@
 // Rendering the messages of the open chat: text, images and files of this broker (fetched with
-// the token), external attachments as plain links, replies, delivery ticks and message actions.
+// the token), external attachments as plain links, replies, delivery ticks, edits, reactions,
+// mentions of me and message actions.
 import { brokerFilePath } from "./api.js";
-import { chatOf, findMessage, messagesOf, previewOf, state } from "./state.js";
+import { chatOf, findMessage, mentionsMe, messagesOf, previewOf, state } from "./state.js";
 import { bytes, clear, h, time } from "./dom.js";
 import { api, showError, ui } from "./context.js";
-import { myRole } from "./chat.js";
-import { discard, recall, retry, startReply } from "./composer.js";
+import { canPin, myRole } from "./chat.js";
+import { discard, pin, react, recall, retry, startEdit, startReply } from "./composer.js";
 import { forwardDialog } from "./dialogs.js";
 
 const RECALL_WINDOW_MS = 120_000;
+// The broker's default im.edit_window_s; it has the last word.
+const EDIT_WINDOW_MS = 48 * 3600_000;
+const QUICK_REACTIONS = ["👍", "❤️", "😂"];
 
 export function renderMessages({ stick = false } = {}) {
   const id = state.openId;
@@ -18,7 +22,8 @@ export function renderMessages({ stick = false } = {}) {
   const top = box.scrollTop;
   const conversation = state.conversations.get(id);
   const chat = chatOf(id);
-  const items = messagesOf(id).map((m) => renderMessage(m, conversation));
+  const pinned = new Set((state.pins.get(id) ?? []).map((p) => p.message.id));
+  const items = messagesOf(id).map((m) => renderMessage(m, conversation, pinned.has(m.id)));
   clear(
     box,
     chat.hasMore && chat.loaded ? h("div", { class: "older" }, "Scroll up for older messages") : chat.loaded ? h("div", { class: "older" }, "Start of the conversation") : null,
@@ -28,18 +33,20 @@ export function renderMessages({ stick = false } = {}) {
   else box.scrollTop = top;
 }
 
-function renderMessage(m, conversation) {
+function renderMessage(m, conversation, pinned) {
   const mine = m.senderId === state.me;
   const pending = !m.seq;
   const recalled = m.status === "recalled";
   const role = conversation.type === "group" ? myRole(conversation.id) : null;
   const canRecall = !pending && !recalled && ((mine && Date.now() - m.createdAt < RECALL_WINDOW_MS) || role === "owner" || role === "admin");
+  const canEdit = mine && m.format === "text" && Date.now() - m.createdAt < EDIT_WINDOW_MS;
+  const canReact = conversation.type === "private" || conversation.type === "group";
   const quoted = m.replyTo ? findMessage(m.replyTo) : null;
   const status = pending ? (m.failed ? "failed" : "sending") : m.status;
   return h(
     "article",
     {
-      class: `msg ${mine ? "mine" : "theirs"}${recalled ? " recalled" : ""}${pending ? " pending" : ""}`,
+      class: `msg ${mine ? "mine" : "theirs"}${recalled ? " recalled" : ""}${pending ? " pending" : ""}${!recalled && mentionsMe(m) ? " mentioned" : ""}`,
       dataset: { seq: m.seq ?? "", clientMsgId: m.clientMsgId, status, id: m.id ?? "" },
       "aria-label": `${mine ? "You" : m.senderId}: ${previewOf(m)}`,
     },
@@ -47,9 +54,12 @@ function renderMessage(m, conversation) {
     m.forwardedFrom ? h("div", { class: "forwarded" }, `Forwarded from ${m.forwardedFrom.senderId}`) : null,
     m.replyTo ? h("div", { class: "quote" }, quoted ? `${quoted.senderId}: ${previewOf(quoted)}` : "a message") : null,
     h("div", { class: "body" }, recalled ? h("em", {}, mine ? "You recalled a message" : "Message recalled") : renderBody(m)),
+    !recalled && m.reactions?.length ? renderReactions(m) : null,
     h(
       "div",
       { class: "meta" },
+      pinned ? h("span", { class: "pinned-mark", title: "Pinned" }, "📌") : null,
+      m.editedAt && !recalled ? h("span", { class: "edited", title: `Edited ${time(m.editedAt)}` }, "(edited)") : null,
       h("time", { datetime: new Date(m.createdAt).toISOString() }, time(m.createdAt)),
       mine && conversation.type === "private" ? h("span", { class: `ticks ${status}`, "aria-label": status }, ticks(status)) : null,
       mine && conversation.type !== "private" && pending ? h("span", { class: `ticks ${status}`, "aria-label": status }, ticks(status)) : null,
@@ -74,8 +84,40 @@ function renderMessage(m, conversation) {
           conversation.type !== "system" ? h("button", { type: "button", class: "link", onclick: () => startReply(m) }, "Reply") : null,
           h("button", { type: "button", class: "link", onclick: () => forwardDialog(m) }, "Forward"),
           canRecall ? h("button", { type: "button", class: "link", onclick: () => recall(m) }, "Recall") : null,
+          canEdit ? h("button", { type: "button", class: "link", onclick: () => startEdit(m) }, "Edit") : null,
+          canPin(conversation)
+            ? h("button", { type: "button", class: "link", "aria-label": pinned ? "Unpin message" : "Pin message", onclick: () => pin(m, !pinned) }, pinned ? "Unpin" : "Pin")
+            : null,
+          canReact
+            ? QUICK_REACTIONS.map((emoji) => {
+                const on = !m.reactions?.some((r) => r.emoji === emoji && r.me);
+                return h("button", { type: "button", class: "link", "aria-label": `${on ? "React with" : "Take back"} ${emoji}`, onclick: () => react(m, emoji, on) }, emoji);
+              })
+            : null,
         )
       : null,
+  );
+}
+
+// The counts under a message; mine are highlighted, and clicking one adds or takes back mine.
+function renderReactions(m) {
+  return h(
+    "div",
+    { class: "reactions" },
+    m.reactions.map((r) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: `reaction${r.me ? " mine" : ""}`,
+          "aria-pressed": r.me ? "true" : "false",
+          title: r.me ? "Take back your reaction" : "React too",
+          dataset: { emoji: r.emoji },
+          onclick: () => react(m, r.emoji, !r.me),
+        },
+        `${r.emoji} ${r.count}`,
+      ),
+    ),
   );
 }
 

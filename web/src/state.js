@@ -9,6 +9,8 @@ export const state = {
   presence: new Map(),
   typing: new Map(),
   groups: new Map(),
+  // The pinned messages of each conversation whose pins were loaded: [{message, pinnedBy, pinnedAt}].
+  pins: new Map(),
   notifications: [],
   unseenNotifications: 0,
   // Announcements to everyone, newest first: the recent ones from the broker, then live ones.
@@ -18,6 +20,8 @@ export const state = {
   openId: null,
   panel: null,
   replyTo: null,
+  // The message of mine whose text the composer is replacing.
+  editing: null,
   attachment: null,
   showArchived: false,
   search: null,
@@ -46,6 +50,11 @@ export function putMessage(message) {
 const RANK = { sent: 0, delivered: 1, read: 2, recalled: 3 };
 export function betterStatus(a, b) {
   return (RANK[b] ?? 0) >= (RANK[a] ?? 0) ? b : a;
+}
+
+// Whether a message of someone else mentions me (by name, or everybody).
+export function mentionsMe(message) {
+  return message.senderId !== state.me && (message.mentionAll === true || (message.mentions ?? []).includes(state.me));
 }
 
 export function messagesOf(id) {

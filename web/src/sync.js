@@ -82,9 +82,11 @@ export function recount(conversation) {
   if (state.openId === conversation.id && document.visibilityState === "visible") {
     // Reading it now: markRead moves the position on the broker.
     conversation.unreadCount = 0;
-    return;
+  } else {
+    conversation.unreadCount = Math.max(0, (conversation.lastSeq ?? 0) - (conversation.seenSeq ?? 0));
   }
-  conversation.unreadCount = Math.max(0, (conversation.lastSeq ?? 0) - (conversation.seenSeq ?? 0));
+  // A mention counts while it is unread.
+  if (conversation.unreadCount === 0) conversation.mentioned = false;
 }
 
 export function forgetConversation(id) {
@@ -111,6 +113,8 @@ export async function resync() {
     if (chat.loaded && state.conversations.has(id)) await catchUp(id);
   }
   if (state.openId && !chatOf(state.openId).loaded) await loadHistory(state.openId);
+  // Pins changed while offline are only told by the pins themselves.
+  if (state.openId) await loadPins(state.openId);
   flushPending();
   renderList();
   refreshChat();
@@ -131,6 +135,13 @@ export async function loadPresence() {
   for (let i = 0; i < peers.length; i += 200) {
     for (const entry of await api.presence(peers.slice(i, i + 200))) state.presence.set(entry.userId, entry);
   }
+}
+
+// The pinned messages of a chat or group (other conversations have none).
+export async function loadPins(id) {
+  const type = state.conversations.get(id)?.type;
+  if (type !== "private" && type !== "group") return;
+  state.pins.set(id, (await api.pins(id)).items);
 }
 
 // The latest page; callers that arrive while it loads share the one request.
