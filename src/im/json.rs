@@ -391,7 +391,7 @@ pub struct EditRequest {
     pub content: String,
 }
 
-/// `SEND /app/message.react`, `PUT`/`DELETE /api/v1/messages/{id}/reactions/{emoji}`.
+/// `SEND /app/message.react`, `POST /api/v1/messages/{id}/reactions`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReactRequest {

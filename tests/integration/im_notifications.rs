@@ -113,7 +113,7 @@ async fn rest_notifications_reach_online_users_and_wait_for_offline_ones() {
         assert_eq!(stored, vec![items[1].clone()]);
         assert_eq!(
             im::unread(&broker, "carol").await,
-            json!({"total": 1, "conversations": [{"id": "system_carol", "unreadCount": 1, "muted": false}]})
+            json!({"total": 1, "conversations": [{"id": "system_carol", "unreadCount": 1, "muted": false, "mentioned": false}]})
         );
         let listed = im::listed(&broker, "carol", "system_carol")
             .await

@@ -59,7 +59,7 @@ async fn reading_over_stomp_tells_the_other_user_and_lowers_the_unread_count() {
         let unread = im::unread(&broker, "bob").await;
         assert_eq!(
             unread,
-            json!({"total": 1, "conversations": [{"id": CHAT, "unreadCount": 1, "muted": false}]})
+            json!({"total": 1, "conversations": [{"id": CHAT, "unreadCount": 1, "muted": false, "mentioned": false}]})
         );
         // The sender's own messages are never unread for her.
         assert_eq!(unread_of(&broker, "alice", CHAT).await, 0);

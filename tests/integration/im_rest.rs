@@ -625,7 +625,7 @@ async fn unread_lists_only_conversations_with_unread_messages() {
         let unread = im::unread(&broker, "bob").await;
         assert_eq!(
             unread,
-            json!({"total": 1, "conversations": [{"id": "private_alice_bob", "unreadCount": 1, "muted": false}]}),
+            json!({"total": 1, "conversations": [{"id": "private_alice_bob", "unreadCount": 1, "muted": false, "mentioned": false}]}),
             "{}",
             database.label
         );
