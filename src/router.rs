@@ -176,6 +176,27 @@ pub trait SubscribeGuard: Send + Sync + 'static {
     }
 }
 
+/// What a subscription missed, as a [`ReplaySource`] reads it.
+#[derive(Default)]
+pub struct Replay {
+    /// Stored publications, oldest first (each sequenced with its seq).
+    pub publications: Vec<crate::hub::Publication>,
+    /// Live publications with a seq up to this one are not delivered: the replay has them, or
+    /// the subscriber said it had them.
+    pub up_to: Option<i64>,
+}
+
+/// Replays to a SUBSCRIBE with `since-seq` what was stored after that seq.
+pub trait ReplaySource: Send + Sync + 'static {
+    /// What `identity` missed on `/topic/<name>` or `/user/queue/<name>` after seq `since`.
+    fn replay<'a>(
+        &'a self,
+        identity: &'a Identity,
+        name: &'a str,
+        since: i64,
+    ) -> HandlerFuture<'a, Replay>;
+}
+
 /// Told when sessions open and close, e.g. for presence.
 pub trait SessionObserver: Send + Sync + 'static {
     /// A session opened; `first` when the user had none open on this node.
@@ -199,6 +220,8 @@ pub struct Extensions {
     topics: Vec<ClaimedTopics>,
     user_queue_send: HashMap<String, Arc<dyn AppHandler>>,
     observers: Vec<Arc<dyn SessionObserver>>,
+    replay_topics: Vec<(String, Arc<dyn ReplaySource>)>,
+    replay_user_queues: HashMap<String, Arc<dyn ReplaySource>>,
 }
 
 impl Extensions {
@@ -235,6 +258,20 @@ impl Extensions {
     #[must_use]
     pub fn user_queue_send(mut self, queue: &str, handler: Arc<dyn AppHandler>) -> Extensions {
         self.user_queue_send.insert(queue.to_owned(), handler);
+        self
+    }
+
+    /// Replays to subscriptions with `since-seq` of topics whose name starts with `prefix`.
+    #[must_use]
+    pub fn replay_topics(mut self, prefix: &str, source: Arc<dyn ReplaySource>) -> Extensions {
+        self.replay_topics.push((prefix.to_owned(), source));
+        self
+    }
+
+    /// Replays to subscriptions with `since-seq` of `/user/queue/<queue>`.
+    #[must_use]
+    pub fn replay_user_queue(mut self, queue: &str, source: Arc<dyn ReplaySource>) -> Extensions {
+        self.replay_user_queues.insert(queue.to_owned(), source);
         self
     }
 
@@ -302,6 +339,25 @@ impl Router {
             .topics
             .iter()
             .find(|claimed| name.starts_with(claimed.prefix.as_str()))
+    }
+
+    /// What replays to a subscription of `destination` that asks for it, and the name to ask
+    /// with; `None` when the destination does not replay.
+    pub fn replay_source(&self, destination: &str) -> Option<(Arc<dyn ReplaySource>, String)> {
+        match Destination::parse(destination)? {
+            Destination::Topic(name) => self
+                .extensions
+                .replay_topics
+                .iter()
+                .find(|(prefix, _)| name.starts_with(prefix.as_str()))
+                .map(|(_, source)| (source.clone(), name.to_owned())),
+            Destination::OwnUserQueue(queue) => self
+                .extensions
+                .replay_user_queues
+                .get(queue)
+                .map(|source| (source.clone(), queue.to_owned())),
+            _ => None,
+        }
     }
 
     /// Tells the application layer that a subscription to `destination` is registered.

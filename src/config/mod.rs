@@ -390,6 +390,10 @@ pub struct LimitsConfig {
     pub reaction_rate: Rate,
     /// Messages one user may pin or unpin.
     pub pin_rate: Rate,
+    /// Messages one resumed subscription replays (newer ones first kept).
+    pub max_replay: usize,
+    /// Bytes of the bodies one resumed subscription replays.
+    pub max_replay_bytes: usize,
     /// Largest JSON body of a REST request, in bytes.
     pub json_max_bytes: usize,
     /// Uploads one user may make.

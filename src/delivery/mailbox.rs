@@ -293,6 +293,11 @@ impl SessionHandle {
         lock(&self.pending).len()
     }
 
+    /// Cuts the session as a slow consumer (too much waiting for it), once.
+    pub fn cut_slow(&self) {
+        self.cut(SlowReason::Outbound);
+    }
+
     /// Cuts the session as a slow consumer, once.
     fn cut(&self, reason: SlowReason) {
         let code = match reason {

@@ -83,6 +83,7 @@ impl Hub {
             &message_id,
             publication.ack_hook.as_ref(),
             publication.exclude_session,
+            publication.sequence,
         )
     }
 
@@ -116,6 +117,7 @@ impl Hub {
             &message_id,
             publication.ack_hook.as_ref(),
             None,
+            publication.sequence,
         )
     }
 
@@ -138,7 +140,7 @@ impl Hub {
             .await
     }
 
-    fn template(
+    pub(super) fn template(
         &self,
         key: &SubscriptionKey,
         headers: Headers,
@@ -154,6 +156,7 @@ fn fan_out(
     message_id: &ByteString,
     hook: Option<&Arc<dyn AckHook>>,
     exclude_session: Option<u64>,
+    sequence: Option<i64>,
 ) -> Fanout {
     let mut fanout = Fanout::default();
     for subscriber in subscribers {
@@ -164,6 +167,11 @@ fn fan_out(
             (AckMode::Auto, _) | (_, None) => AckTarget::None,
             (_, Some(hook)) => AckTarget::Hook(hook.clone()),
         };
+        if let Some(gate) = &subscriber.gate
+            && gate.hold(subscriber, sequence, template, message_id, &target)
+        {
+            continue;
+        }
         if subscriber.session.deliver(
             &subscriber.subscription,
             subscriber.slot,

@@ -23,6 +23,7 @@ mod publication;
 pub mod queue;
 pub mod queue_backend;
 pub mod relay;
+pub mod replay;
 mod routes;
 mod sessions;
 mod subscriptions;

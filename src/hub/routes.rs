@@ -20,6 +20,8 @@ pub struct Subscriber {
     pub slot: u32,
     /// Its ack mode.
     pub ack: AckMode,
+    /// While it replays what it missed: where live publications wait (see [`super::replay`]).
+    pub gate: Option<Arc<super::replay::ReplayGate>>,
 }
 
 /// The subscribers of one route.

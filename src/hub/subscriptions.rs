@@ -89,6 +89,7 @@ impl IntoIterator for SessionSubscriptions {
 
 impl Hub {
     /// Registers a subscription. For a queue, `prefetch` bounds its unacknowledged messages.
+    /// Behind a `gate`, live publications wait until [`Hub::open_gate`].
     ///
     /// # Errors
     ///
@@ -102,6 +103,7 @@ impl Hub {
         ack: AckMode,
         prefetch: usize,
         max: usize,
+        gate: Option<Arc<super::replay::ReplayGate>>,
     ) -> Result<(), SubscribeError> {
         let slot = {
             let mut subs = self.inner.subscriptions.entry(session.id).or_default();
@@ -135,6 +137,7 @@ impl Hub {
             subscription: id.clone(),
             slot,
             ack,
+            gate,
         };
         match &key {
             SubscriptionKey::Queue(name) => {

@@ -53,6 +53,7 @@ async fn subscriber(hub: &Hub, topic: &str) -> Arc<SessionHandle> {
         AckMode::Auto,
         1,
         8,
+        None,
     )
     .await
     .unwrap();

@@ -349,11 +349,11 @@ impl Im {
             }
             Some(ConversationKind::System) => {
                 if let Some(user) = id.as_ref().and_then(ConversationId::owner) {
-                    self.publish_json(
-                        &user_route(user, "notifications"),
-                        "notification.new",
-                        &body,
-                    );
+                    // Sequenced, so that a resuming subscription tells it from its replay.
+                    let mut publication = Publication::json_event("notification.new", body);
+                    publication.sequence = Some(message.seq);
+                    self.hub()
+                        .publish(&user_route(user, "notifications"), publication);
                     self.push_offline(message);
                 }
             }

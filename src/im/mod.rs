@@ -34,6 +34,7 @@ pub mod presence;
 pub mod presence_redis;
 pub mod push;
 pub mod read_counts;
+pub mod replay;
 pub mod reports;
 pub mod retention;
 pub mod safety;
@@ -71,6 +72,8 @@ pub struct ImSettings {
     pub max_pins: usize,
     /// Users one group message may mention.
     pub max_mentions: usize,
+    /// What a resumed subscription gets at most.
+    pub replay: ReplayBounds,
     /// Members per group.
     pub max_group_members: usize,
     /// Offline push.
@@ -98,6 +101,10 @@ impl ImSettings {
             max_reaction_kinds: config.im.max_reaction_kinds,
             max_pins: config.im.max_pins,
             max_mentions: config.im.max_mentions,
+            replay: ReplayBounds {
+                max_messages: config.limits.max_replay,
+                max_bytes: config.limits.max_replay_bytes,
+            },
             max_group_members: config.im.max_group_members,
             private_policy: config.im.private_policy,
             push: push::PushSettings::from_config(&config.push),
@@ -136,6 +143,15 @@ pub struct Bounds {
     pub group_announcement_max_chars: usize,
     /// `limits.card_data_max_bytes`: a card's `data`, and a notification's.
     pub card_data_max_bytes: usize,
+}
+
+/// What one resumed subscription replays at most (see [`replay`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayBounds {
+    /// `limits.max_replay`: messages.
+    pub max_messages: usize,
+    /// `limits.max_replay_bytes`: bytes of their bodies.
+    pub max_bytes: usize,
 }
 
 /// Characters of a URL the broker pushes (a group's avatar, an attachment's `url`).

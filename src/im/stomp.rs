@@ -59,6 +59,14 @@ pub fn extensions(im: &Im) -> Extensions {
             None,
         )
         .user_queue_send("notifications", handler(Kind::Notification))
+        .replay_topics(
+            GROUP_TOPIC_PREFIX,
+            super::replay::ImReplay::new(im, super::replay::Replayed::GroupTopic),
+        )
+        .replay_user_queue(
+            "notifications",
+            super::replay::ImReplay::new(im, super::replay::Replayed::Notifications),
+        )
         .observer(Arc::new(im.presence().clone()))
 }
 

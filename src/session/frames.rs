@@ -157,20 +157,50 @@ impl Session {
                 return Ok(());
             }
         };
+        // A subscription that asks for what it missed is registered closed (see
+        // `crate::hub::replay`) and opened once the stored part is delivered.
+        let replay = match frame.get("since-seq") {
+            None => None,
+            Some(text) => match (text.parse::<i64>(), router.replay_source(destination)) {
+                (Ok(since), Some(source)) if since >= 0 => Some((since, source)),
+                _ => {
+                    return Err(Fatal::new(
+                        ErrorReason::BadHeader,
+                        "invalid since-seq header",
+                        "since-seq is a seq (0 or more), on a destination that replays",
+                    )
+                    .with_receipt(&frame));
+                }
+            },
+        };
+        let gate = replay
+            .as_ref()
+            .map(|_| crate::hub::replay::ReplayGate::new());
         let result = router
             .hub()
             .subscribe(
                 &self.handle,
-                id,
+                id.clone(),
                 key,
                 ack,
                 prefetch,
                 self.context.settings.max_subscriptions,
+                gate.clone(),
             )
             .await;
         match result {
             Ok(()) => {
                 router.subscribed(&self.handle, destination).await;
+                if let (Some((since, (source, name))), Some(gate)) = (replay, gate) {
+                    let missed = source.replay(&self.handle.identity, &name, since).await;
+                    router.hub().open_gate(
+                        &self.handle,
+                        &id,
+                        &gate,
+                        missed.publications,
+                        missed.up_to,
+                    );
+                }
                 self.receipt(&frame);
                 Ok(())
             }

@@ -57,6 +57,7 @@ mod pipelining;
 mod push;
 mod receipts;
 mod reports;
+mod resume;
 mod safety_limits;
 mod search;
 mod shutdown;

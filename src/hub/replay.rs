@@ -1,0 +1,129 @@
+//! Replay at subscribe: a subscription that asks for what it missed (a SUBSCRIBE with
+//! `since-seq`) is registered closed, behind a [`ReplayGate`]. Live publications for it are held
+//! while the application reads the stored ones; then [`Hub::open_gate`] delivers the stored
+//! ones, then the held ones whose seq the stored ones did not reach, and opens the gate.
+//!
+//! Registering before reading is what makes the switch exact: whatever commits before the read
+//! is in it, whatever commits after is published after the registration and so is held. What is
+//! both (committed between the two) is told apart by its seq and delivered once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytestring::ByteString;
+use stomp_codec::MessageTemplate;
+
+use super::Hub;
+use super::publication::Publication;
+use super::routes::Subscriber;
+use crate::delivery::{AckTarget, SessionHandle};
+use crate::util::lock;
+
+/// Live deliveries one gate holds at most; a session that would need more is cut as a slow
+/// consumer, as it would be with that much queued.
+const MAX_HELD: usize = 10_000;
+
+/// One live delivery held while the replay is read.
+struct Held {
+    subscriber: Subscriber,
+    sequence: Option<i64>,
+    template: Arc<MessageTemplate>,
+    message_id: ByteString,
+    target: AckTarget,
+}
+
+/// The gate in front of one subscription while it replays.
+#[derive(Default)]
+pub struct ReplayGate {
+    /// Set once the replay is delivered: fan-out then delivers directly.
+    open: AtomicBool,
+    held: Mutex<Vec<Held>>,
+}
+
+impl ReplayGate {
+    /// A closed gate.
+    pub fn new() -> Arc<ReplayGate> {
+        Arc::new(ReplayGate::default())
+    }
+
+    /// Holds a live delivery unless the gate is open; returns whether it held it.
+    pub(super) fn hold(
+        &self,
+        subscriber: &Subscriber,
+        sequence: Option<i64>,
+        template: &Arc<MessageTemplate>,
+        message_id: &ByteString,
+        target: &AckTarget,
+    ) -> bool {
+        if self.open.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut held = lock(&self.held);
+        // The opener sets `open` under this lock: checked again, it is final.
+        if self.open.load(Ordering::Acquire) {
+            return false;
+        }
+        if held.len() >= MAX_HELD {
+            subscriber.session.cut_slow();
+            return true;
+        }
+        held.push(Held {
+            subscriber: subscriber.clone(),
+            sequence,
+            template: template.clone(),
+            message_id: message_id.clone(),
+            target: target.clone(),
+        });
+        true
+    }
+}
+
+impl Hub {
+    /// Delivers a replay on the subscription `id` of `session`, which was registered behind
+    /// `gate`: first `replayed` (stored publications, oldest first), then the live publications
+    /// held meanwhile, without those whose seq is at most `replayed_up_to`; then opens the gate.
+    pub fn open_gate(
+        &self,
+        session: &Arc<SessionHandle>,
+        id: &str,
+        gate: &ReplayGate,
+        replayed: Vec<Publication>,
+        replayed_up_to: Option<i64>,
+    ) {
+        let mut held = lock(&gate.held);
+        if let Some(subscription) = self.subscription(session.id, id) {
+            let name = ByteString::from(id);
+            for publication in replayed {
+                let (template, message_id) =
+                    self.template(&subscription.key, publication.headers, publication.body);
+                session.deliver(
+                    &name,
+                    subscription.slot,
+                    subscription.ack,
+                    &template,
+                    &message_id,
+                    AckTarget::None,
+                );
+            }
+        }
+        for item in held.drain(..) {
+            if item
+                .sequence
+                .zip(replayed_up_to)
+                .is_some_and(|(seq, up_to)| seq <= up_to)
+            {
+                continue;
+            }
+            let subscriber = &item.subscriber;
+            subscriber.session.deliver(
+                &subscriber.subscription,
+                subscriber.slot,
+                subscriber.ack,
+                &item.template,
+                &item.message_id,
+                item.target,
+            );
+        }
+        gate.open.store(true, Ordering::Release);
+    }
+}
