@@ -44,7 +44,7 @@ pub use queue_backend::{LocalQueues, QueueBackend, QueueError, QueueFuture};
 pub use relay::{LocalRelay, Relay, RelayError, RelayFuture};
 use routes::RouteEntry;
 pub use routes::{Subscriber, SubscriptionKey};
-pub use subscriptions::{SessionSubscription, SessionSubscriptions};
+pub use subscriptions::{SessionSubscription, SessionSubscriptions, SubscribeOptions};
 
 /// Settings of the hub.
 #[derive(Clone, Debug)]

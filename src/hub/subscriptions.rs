@@ -23,6 +23,16 @@ pub struct SessionSubscription {
     pub slot: u32,
 }
 
+/// How a subscription takes its messages.
+pub struct SubscribeOptions {
+    /// Its ack mode.
+    pub ack: AckMode,
+    /// For a queue: unacknowledged messages it may hold.
+    pub prefetch: usize,
+    /// Replaying: live publications wait behind it until [`Hub::open_gate`].
+    pub gate: Option<Arc<super::replay::ReplayGate>>,
+}
+
 /// Up to this many subscriptions, a session's vector holds no spare slot.
 const EXACT_SUBSCRIPTION_SLOTS: usize = 8;
 
@@ -88,8 +98,7 @@ impl IntoIterator for SessionSubscriptions {
 }
 
 impl Hub {
-    /// Registers a subscription. For a queue, `prefetch` bounds its unacknowledged messages.
-    /// Behind a `gate`, live publications wait until [`Hub::open_gate`].
+    /// Registers a subscription (see [`SubscribeOptions`]).
     ///
     /// # Errors
     ///
@@ -100,11 +109,14 @@ impl Hub {
         session: &Arc<SessionHandle>,
         id: ByteString,
         key: SubscriptionKey,
-        ack: AckMode,
-        prefetch: usize,
+        options: SubscribeOptions,
         max: usize,
-        gate: Option<Arc<super::replay::ReplayGate>>,
     ) -> Result<(), SubscribeError> {
+        let SubscribeOptions {
+            ack,
+            prefetch,
+            gate,
+        } = options;
         let slot = {
             let mut subs = self.inner.subscriptions.entry(session.id).or_default();
             if subs.contains_key(&id) {

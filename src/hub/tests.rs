@@ -50,10 +50,12 @@ async fn subscriber(hub: &Hub, topic: &str) -> Arc<SessionHandle> {
         &member,
         "sub".into(),
         SubscriptionKey::Topic(topic.into()),
-        AckMode::Auto,
-        1,
+        crate::hub::SubscribeOptions {
+            ack: AckMode::Auto,
+            prefetch: 1,
+            gate: None,
+        },
         8,
-        None,
     )
     .await
     .unwrap();

@@ -182,10 +182,12 @@ impl Session {
                 &self.handle,
                 id.clone(),
                 key,
-                ack,
-                prefetch,
+                crate::hub::SubscribeOptions {
+                    ack,
+                    prefetch,
+                    gate: gate.clone(),
+                },
                 self.context.settings.max_subscriptions,
-                gate.clone(),
             )
             .await;
         match result {
