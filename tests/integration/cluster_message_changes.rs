@@ -96,3 +96,76 @@ async fn edits_reactions_and_pins_cross_nodes() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_group_resumes_on_one_node_what_was_sent_on_the_other() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let [alice, bob] = ["alice", "bob"].map(|name| format!("{cluster}-{name}"));
+    let [alice_token, bob_token] = [&alice, &bob].map(|name| token(name, &[Role::User]));
+    let (status, group) = http_json(
+        a.addr,
+        "POST",
+        "/api/v1/groups",
+        Some(&alice_token),
+        Some(json!({"name": "resume", "memberIds": [bob]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    let id = group["id"].as_str().unwrap().to_owned();
+    let mut recalled = String::new();
+    for n in 1..=30 {
+        let (status, sent) = http_json(
+            a.addr,
+            "POST",
+            "/api/v1/messages",
+            Some(&alice_token),
+            Some(json!({"conversationId": id, "clientMsgId": format!("m{n}"), "content": "x"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{sent}");
+        if n == 7 {
+            recalled = sent["id"].as_str().unwrap().to_owned();
+        }
+    }
+    let (status, _) = http_json(
+        a.addr,
+        "POST",
+        &format!("/api/v1/messages/{recalled}/recall"),
+        Some(&alice_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Bob comes back on node b, having seen up to seq 5; alice goes on sending on node a.
+    let mut bob_session = Client::websocket(b.addr, None, &["v12.stomp"]).await;
+    bob_session.connect(&bob_token).await;
+    bob_session
+        .subscribe_with(
+            &format!("/topic/group.{id}"),
+            "g",
+            &[("ack", "auto"), ("since-seq", "5")],
+        )
+        .await;
+    let (status, _) = http_json(
+        a.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&alice_token),
+        Some(json!({"conversationId": id, "clientMsgId": "live", "content": "live"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut seqs = Vec::new();
+    while seqs.len() < 26 {
+        let message = next_event(&mut bob_session, "message.new").await;
+        if message["seq"] == 7 {
+            assert_eq!(message["status"], "recalled");
+        }
+        seqs.push(message["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (6..=31).collect::<Vec<_>>());
+}
