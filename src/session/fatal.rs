@@ -53,7 +53,9 @@ impl Fatal {
     pub(super) fn encode(&self, version: Version) -> Bytes {
         let mut frame = Frame::new(Command::Error)
             .header("message", self.message.as_str())
-            .header("content-type", "text/plain;charset=utf-8");
+            // Exactly text/plain: UTF-8 is STOMP's default, and some clients (stompit) read an
+            // ERROR's body only for this type.
+            .header("content-type", "text/plain");
         if let Some(receipt) = &self.receipt {
             frame.headers.push("receipt-id", receipt.clone());
         }

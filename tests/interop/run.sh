@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Interop suite: the broker binary against @stomp/stompjs, the client browsers use.
+# Interop suite: the broker binary against @stomp/stompjs, the client browsers use, and
+# stompit (STOMP over TCP).
 #
 # Builds the broker, starts it on a free port in a temporary directory, mints tokens with
 # `broker token`, installs the suite's packages (npm ci) and runs `node --test`, then stops the
@@ -43,6 +44,7 @@ for name in $(env | sed -n 's/^\(BROKER_[A-Za-z0-9_]*\)=.*/\1/p'); do
 done
 export BROKER_AUTH_JWT_SECRET="interop-$$-$RANDOM$RANDOM"
 export BROKER_SERVER_HTTP_ADDR="127.0.0.1:0"
+export BROKER_SERVER_STOMP_TCP_ADDR="127.0.0.1:0"
 export BROKER_STOMP_HEARTBEAT_MS="$heartbeat_ms,$heartbeat_ms"
 export BROKER_CLUSTER_NODE_ID="interop"
 export NO_COLOR=1
@@ -71,6 +73,16 @@ if [ -z "$addr" ]; then
   exit 1
 fi
 echo "interop: broker listening on $addr"
+tcp_addr=""
+for _ in $(seq 1 50); do
+  tcp_addr="$(sed 's/\x1b\[[0-9;]*m//g' "$log" |
+    sed -n 's/.*listening for STOMP over TCP.* addr=\([0-9.]*:[0-9]*\).*/\1/p' | head -n 1)"
+  [ -n "$tcp_addr" ] && break
+  sleep 0.1
+done
+[ -n "$tcp_addr" ] || { echo "interop: no STOMP over TCP listener line in the log" >&2; cat "$log" >&2; exit 1; }
+echo "interop: STOMP over TCP on $tcp_addr"
+export INTEROP_TCP_ADDR="$tcp_addr"
 
 mint() { (cd "$work" && "$broker" token "$@"); }
 INTEROP_TOKEN_SYSTEM="$(mint --sub interop-backend --role system --ttl 1h)"
