@@ -1,4 +1,4 @@
-//! The `broker` command: `serve` (the default), `token`.
+//! The `broker` command: `serve` (the default), `migrate`, `token`, `check-config`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,8 @@ enum Command {
     Serve,
     /// Run the database migrations of `storage.url` and exit.
     Migrate,
+    /// Print the configuration in effect, secrets redacted; exit non-zero when it is invalid.
+    CheckConfig,
     /// Print a signed token for trying the broker without an identity provider.
     Token {
         /// The user id.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
+        Command::CheckConfig => check_config(&config),
         Command::Token { sub, roles, ttl } => token(&config, &sub, &roles, &ttl),
     }
 }
@@ -98,6 +101,35 @@ fn token(config: &Config, sub: &str, roles: &[String], ttl: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the effective configuration as TOML: passwords of URLs and every key naming a secret
+/// or password are replaced.
+fn check_config(config: &Config) -> ExitCode {
+    fn redact(table: &mut toml::Table) {
+        for (key, value) in table.iter_mut() {
+            match value {
+                toml::Value::Table(inner) => redact(inner),
+                toml::Value::String(text)
+                    if key.ends_with("secret") || key.contains("password") =>
+                {
+                    *text = "<redacted>".to_owned();
+                }
+                toml::Value::String(text) if key.ends_with("url") => *text = redact_url(text),
+                _ => {}
+            }
+        }
+    }
+    let mut effective = config.effective.clone();
+    redact(&mut effective);
+    if !config.ignored_env.is_empty() {
+        eprintln!(
+            "broker: ignored (no such section): {}",
+            config.ignored_env.join(", ")
+        );
+    }
+    print!("{effective}");
+    ExitCode::SUCCESS
 }
 
 fn migrate(config: &Config) -> ExitCode {
@@ -135,6 +167,12 @@ fn serve(config: Config) -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    if !config.ignored_env.is_empty() {
+        tracing::warn!(
+            variables = %config.ignored_env.join(", "),
+            "ignoring BROKER_* environment variables that name no configuration section"
+        );
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

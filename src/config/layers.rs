@@ -27,22 +27,19 @@ pub(super) fn merge(base: &mut toml::Table, given: toml::Table) {
 }
 
 /// `BROKER_SERVER_HTTP_ADDR=...` sets `server.http_addr`. The value is read as a TOML value
-/// when it is one (numbers, booleans, arrays), else as a string.
-pub(super) fn apply_override(
-    table: &mut toml::Table,
-    name: &str,
-    value: &str,
-) -> Result<(), String> {
+/// when it is one (numbers, booleans, arrays), else as a string. Returns false for a variable
+/// whose first word names no section: it is not the broker's.
+pub(super) fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> bool {
     let rest = &name["BROKER_".len()..];
-    let (section, key) = rest
-        .split_once('_')
-        .ok_or_else(|| "expected BROKER_<SECTION>_<KEY>".to_owned())?;
+    // Variables whose first word is no section belong to others that share the prefix:
+    // Kubernetes gives every pod of a namespace BROKER_PORT, BROKER_SERVICE_HOST and
+    // BROKER_PORT_8080_TCP_* for a Service named `broker`; test harnesses and deployment
+    // scripts have their own. A misspelt key of a real section is still refused, by the
+    // unknown-key check.
+    let (section, key) = rest.split_once('_').unwrap_or((rest, ""));
     let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-    // Variables whose section the broker does not have belong to other tools (test harnesses,
-    // deployment scripts) that share the prefix; a misspelt key of a real section is still
-    // refused, by the unknown-key check.
     let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
-        return Ok(());
+        return false;
     };
     let parsed = format!("v = {value}")
         .parse::<toml::Table>()
@@ -56,7 +53,7 @@ pub(super) fn apply_override(
         Some(_) => parsed,
     };
     section_table.insert(key, parsed);
-    Ok(())
+    true
 }
 
 pub(super) fn one_line(text: &str) -> String {

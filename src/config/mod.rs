@@ -86,6 +86,12 @@ pub struct Config {
     pub files: FilesConfig,
     /// Offline push.
     pub push: PushConfig,
+    /// `BROKER_*` variables that name no section, ignored (see [`Config::from_toml`]).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
+    /// The configuration in effect, as TOML (defaults, file and overrides merged).
+    #[serde(skip)]
+    pub effective: toml::Table,
 }
 
 /// `[moderation]`
@@ -461,7 +467,9 @@ impl Config {
         Config::from_toml(&origin, &text, env)
     }
 
-    /// Parses a TOML text, fills keys it lacks from the defaults, applies overrides.
+    /// Parses a TOML text, fills keys it lacks from the defaults, applies overrides. A
+    /// `BROKER_*` variable whose first word is no section is left out and named in
+    /// [`Config::ignored_env`]; one of a section with an unknown key is an error.
     ///
     /// # Errors
     ///
@@ -484,14 +492,18 @@ impl Config {
             .into_iter()
             .filter(|(name, _)| name.starts_with("BROKER_"))
             .collect();
+        let mut ignored_env = Vec::new();
         for (name, value) in overrides {
-            apply_override(&mut table, &name, &value)
-                .map_err(|message| parse_error(&name, &message))?;
+            if !apply_override(&mut table, &name, &value) {
+                ignored_env.push(name);
+            }
         }
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table.clone())
             .try_into()
             .map_err(|e| parse_error(origin, &e))?;
         config.validate()?;
+        config.ignored_env = ignored_env;
+        config.effective = table;
         Ok(config)
     }
 

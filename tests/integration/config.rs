@@ -72,6 +72,77 @@ fn override_of_a_section_the_broker_lacks_is_left_to_other_tools() {
 }
 
 #[test]
+fn kubernetes_service_variables_are_ignored_and_named() {
+    // A Service named `broker` gives every pod of its namespace these.
+    let config = Config::from_toml(
+        "test.toml",
+        "",
+        env(&[
+            ("BROKER_PORT", "tcp://10.0.0.1:8080"),
+            ("BROKER_SERVICE_HOST", "10.0.0.1"),
+            ("BROKER_SERVICE_PORT", "8080"),
+            ("BROKER_PORT_8080_TCP_ADDR", "10.0.0.1"),
+        ]),
+    )
+    .expect("the variables are ignored");
+    assert_eq!(
+        config.ignored_env,
+        [
+            "BROKER_PORT",
+            "BROKER_PORT_8080_TCP_ADDR",
+            "BROKER_SERVICE_HOST",
+            "BROKER_SERVICE_PORT"
+        ]
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_without_secrets() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = broker_command(dir.path());
+    command
+        .arg("check-config")
+        .env("BROKER_AUTH_JWT_SECRET", "topsecret")
+        .env(
+            "BROKER_STORAGE_URL",
+            "postgres://app:hunter2@db.internal/chat",
+        )
+        .env("BROKER_LIMITS_MAX_HEADERS", "9")
+        .env("BROKER_PORT", "tcp://10.0.0.1:8080");
+    let output = run_to_end(command);
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let effective: toml::Table = printed.parse().expect("TOML");
+    assert_eq!(effective["limits"]["max_headers"].as_integer(), Some(9));
+    assert_eq!(effective["auth"]["jwt_secret"].as_str(), Some("<redacted>"));
+    assert!(
+        !printed.contains("topsecret") && !printed.contains("hunter2"),
+        "{printed}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BROKER_PORT"), "{stderr}");
+
+    let mut command = broker_command(dir.path());
+    command
+        .arg("check-config")
+        .env("BROKER_LIMITS_MAX_HEADERS", "0");
+    assert_fails_with_one_line(&run_to_end(command), "max_headers");
+}
+
+#[test]
+fn version_names_the_package_version() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = broker_command(dir.path());
+    command.arg("--version");
+    let output = run_to_end(command);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("broker {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
 fn override_of_an_unknown_key_is_refused() {
     let message = config_error("", &[("BROKER_SERVER_NOPE", "1")]);
     assert_one_line(&message);
