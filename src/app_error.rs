@@ -54,6 +54,58 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the contract.
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::NotMember,
+        ErrorCode::InvalidArgument,
+        ErrorCode::ContentTooLong,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::StrangerLimit,
+        ErrorCode::Blocked,
+        ErrorCode::NotContact,
+        ErrorCode::Banned,
+        ErrorCode::SensitiveContent,
+        ErrorCode::RecallWindowExpired,
+        ErrorCode::EditWindowExpired,
+        ErrorCode::GroupFull,
+        ErrorCode::Conflict,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::RequestTimeout,
+        ErrorCode::MethodNotAllowed,
+    ];
+
+    /// The code as the contract spells it (`NOT_FOUND`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::NotMember => "NOT_MEMBER",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::ContentTooLong => "CONTENT_TOO_LONG",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::StrangerLimit => "STRANGER_LIMIT",
+            ErrorCode::Blocked => "BLOCKED",
+            ErrorCode::NotContact => "NOT_CONTACT",
+            ErrorCode::Banned => "BANNED",
+            ErrorCode::SensitiveContent => "SENSITIVE_CONTENT",
+            ErrorCode::RecallWindowExpired => "RECALL_WINDOW_EXPIRED",
+            ErrorCode::EditWindowExpired => "EDIT_WINDOW_EXPIRED",
+            ErrorCode::GroupFull => "GROUP_FULL",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        }
+    }
+
     /// The HTTP status of the code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -127,5 +179,18 @@ impl AppError {
                 "unserialisable error"
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_spelt_as_it_serialises() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
     }
 }

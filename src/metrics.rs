@@ -6,15 +6,41 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use stomp_codec::Command;
+
+use crate::app_error::ErrorCode;
+
+/// Buckets of the latency histograms (`*_seconds`): 0.5 ms to 10 s.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of the writer's batch sizes.
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
+];
 
 /// The process-wide recorder. Several brokers in one process (tests) share it.
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Histograms with buckets, not summaries: buckets add up across nodes, so alerts can
+        // take a cluster-wide p99.
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full("broker_store_batch_messages".into()),
+                    &BATCH_BUCKETS,
+                )
+            })
+            .unwrap_or_default()
+            .build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then ours just renders nothing.
         let _ = metrics::set_global_recorder(recorder);
@@ -22,9 +48,34 @@ fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Renders every metric in the Prometheus text format.
+/// Renders every metric in the Prometheus text format, this process's `process_*` included.
 pub fn render() -> String {
-    handle().render()
+    let mut text = handle().render();
+    text.push_str(&crate::os::process_metrics());
+    text
+}
+
+/// Where a send came from: the `source` label of `broker_sends_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendSource {
+    /// A STOMP SEND (`/app/*`, a group topic, a notification to `/user/<id>/queue/notifications`).
+    Stomp,
+    /// `POST /api/v1/messages` or `POST /api/v1/notifications`.
+    Rest,
+    /// The RabbitMQ queue of notifications.
+    Queue,
+}
+
+impl SendSource {
+    const ALL: [SendSource; 3] = [SendSource::Stomp, SendSource::Rest, SendSource::Queue];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SendSource::Stomp => "stomp",
+            SendSource::Rest => "rest",
+            SendSource::Queue => "queue",
+        }
+    }
 }
 
 /// Runs the exporter's periodic housekeeping (histogram buckets); call every few seconds.
@@ -131,6 +182,24 @@ pub struct Metrics {
     pub push_failed: Counter,
     /// Offline pushes dropped: the queue was full, or the user's push rate was used up.
     pub push_dropped: Counter,
+    /// Seconds from a message's commit to its frames queued to every local session.
+    pub push_latency_seconds: Histogram,
+    /// Users with a session on this node.
+    pub users_online: Gauge,
+    /// Sends waiting for the group-commit writer.
+    pub store_writer_queued: Gauge,
+    /// Database connections in use.
+    pub db_connections_in_use: Gauge,
+    /// Database connections idle.
+    pub db_connections_idle: Gauge,
+    /// Requests for a database connection that had to wait.
+    pub db_waits: Counter,
+    /// Requests for a database connection that timed out.
+    pub db_timeouts: Counter,
+    /// 1 while the RabbitMQ relay is connected (cluster mode), else 0.
+    pub relay_connected: Gauge,
+    /// By source, then result: `ok`, then each [`ErrorCode`].
+    sends: Vec<Counter>,
     errors: Vec<Counter>,
 }
 
@@ -140,6 +209,9 @@ impl Metrics {
         static METRICS: OnceLock<Metrics> = OnceLock::new();
         METRICS.get_or_init(|| {
             handle();
+            describe();
+            // Counted where it happens, by name; registered here to be there from the start.
+            let _ = counter!("broker_rate_limit_fallbacks_total");
             Metrics {
                 connections: gauge!("broker_connections"),
                 connections_total: counter!("broker_connections_total"),
@@ -165,6 +237,28 @@ impl Metrics {
                 push_sent: counter!("broker_push_sent_total"),
                 push_failed: counter!("broker_push_failed_total"),
                 push_dropped: counter!("broker_push_dropped_total"),
+                push_latency_seconds: histogram!("broker_push_latency_seconds"),
+                users_online: gauge!("broker_users_online"),
+                store_writer_queued: gauge!("broker_store_writer_queued"),
+                db_connections_in_use: gauge!("broker_db_connections", "state" => "in_use"),
+                db_connections_idle: gauge!("broker_db_connections", "state" => "idle"),
+                db_waits: counter!("broker_db_connection_waits_total"),
+                db_timeouts: counter!("broker_db_connection_timeouts_total"),
+                relay_connected: gauge!("broker_relay_connected"),
+                sends: SendSource::ALL
+                    .iter()
+                    .flat_map(|source| {
+                        std::iter::once("ok")
+                            .chain(ErrorCode::ALL.iter().map(|code| code.as_str()))
+                            .map(move |result| {
+                                counter!(
+                                    "broker_sends_total",
+                                    "source" => source.as_str(),
+                                    "result" => result
+                                )
+                            })
+                    })
+                    .collect(),
                 errors: ErrorReason::ALL
                     .iter()
                     .map(|r| counter!("broker_stomp_errors_total", "reason" => r.as_str()))
@@ -183,6 +277,18 @@ impl Metrics {
         self.frames_out[command_index(command)].increment(count);
     }
 
+    /// Counts a send (a message or notification request) and how it ended.
+    pub fn send(&self, source: SendSource, result: Result<(), ErrorCode>) {
+        let code = match result {
+            Ok(()) => 0,
+            Err(code) => 1 + ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0),
+        };
+        let index = source as usize * (1 + ErrorCode::ALL.len()) + code;
+        if let Some(counter) = self.sends.get(index) {
+            counter.increment(1);
+        }
+    }
+
     /// Counts an ERROR frame sent.
     pub fn error(&self, reason: ErrorReason) {
         self.errors[reason as usize].increment(1);
@@ -194,4 +300,115 @@ fn command_index(command: Command) -> usize {
         .iter()
         .position(|c| *c == command)
         .unwrap_or_default()
+}
+
+/// The `# HELP` text of every series.
+fn describe() {
+    describe_gauge!(
+        "broker_connections",
+        "STOMP sessions open (after CONNECTED)."
+    );
+    describe_counter!(
+        "broker_connections_total",
+        "Connections accepted, before the handshake."
+    );
+    describe_counter!(
+        "broker_frames_in_total",
+        "STOMP frames received, by command."
+    );
+    describe_counter!("broker_frames_out_total", "STOMP frames sent, by command.");
+    describe_counter!("broker_heartbeats_out_total", "Heart-beats sent.");
+    describe_counter!(
+        "broker_deliveries_total",
+        "MESSAGE frames queued to sessions."
+    );
+    describe_counter!(
+        "broker_slow_consumer_cuts_total",
+        "Sessions cut as slow consumers (outbound queue or unacknowledged deliveries)."
+    );
+    describe_counter!(
+        "broker_unacked_cuts_total",
+        "Sessions cut for holding too many unacknowledged deliveries."
+    );
+    describe_counter!(
+        "broker_auth_failures_total",
+        "CONNECTs or REST calls with a bad token."
+    );
+    describe_counter!(
+        "broker_connections_refused_total",
+        "Connections refused at accept: server.max_connections."
+    );
+    describe_counter!(
+        "broker_connections_refused_per_ip_total",
+        "Connections refused at accept: server.max_connections_per_ip."
+    );
+    describe_counter!(
+        "broker_messages_purged_total",
+        "Messages deleted by the retention purge."
+    );
+    describe_histogram!(
+        "broker_store_batch_messages",
+        "Sends committed per group-commit batch."
+    );
+    describe_histogram!(
+        "broker_store_batch_seconds",
+        metrics::Unit::Seconds,
+        "Time from a batch's first statement to its commit."
+    );
+    describe_counter!(
+        "broker_store_batch_failures_total",
+        "Batches that failed as a whole and were retried one send at a time."
+    );
+    describe_counter!("broker_push_sent_total", "Offline pushes the gateway took.");
+    describe_counter!(
+        "broker_push_failed_total",
+        "Offline pushes that failed every try."
+    );
+    describe_counter!(
+        "broker_push_dropped_total",
+        "Offline pushes dropped: queue full or the user's push rate used up."
+    );
+    describe_histogram!(
+        "broker_push_latency_seconds",
+        metrics::Unit::Seconds,
+        "Time from a message's commit to its frames queued to every local session."
+    );
+    describe_gauge!(
+        "broker_users_online",
+        "Users with at least one session on this node."
+    );
+    describe_gauge!(
+        "broker_store_writer_queued",
+        "Sends waiting for the group-commit writer."
+    );
+    describe_gauge!(
+        "broker_db_connections",
+        "Database connections, by state (in_use, idle)."
+    );
+    describe_counter!(
+        "broker_db_connection_waits_total",
+        "Requests for a database connection that had to wait for one."
+    );
+    describe_counter!(
+        "broker_db_connection_timeouts_total",
+        "Requests for a database connection that timed out waiting."
+    );
+    describe_gauge!(
+        "broker_relay_connected",
+        "1 while the RabbitMQ relay is connected (cluster mode), else 0."
+    );
+    describe_counter!(
+        "broker_sends_total",
+        "Message and notification sends, by source (stomp, rest, queue) and result (ok or the error code)."
+    );
+    describe_counter!("broker_stomp_errors_total", "ERROR frames sent, by reason.");
+    describe_gauge!("broker_http_connections", "HTTP connections open.");
+    describe_counter!(
+        "broker_http_connections_refused_total",
+        "HTTP connections refused: server.max_http_connections."
+    );
+    describe_counter!(
+        "broker_rate_limit_fallbacks_total",
+        "Rate-limit checks answered in process because Redis did not answer."
+    );
 }

@@ -202,7 +202,12 @@ impl Server {
                 shutdown.clone(),
             ));
         }
-        tracker.spawn(upkeep(shutdown.clone()));
+        // Every series is there from the first scrape.
+        crate::metrics::Metrics::get();
+        tracker.spawn(upkeep(
+            im.as_ref().map(|im| im.store().clone()),
+            shutdown.clone(),
+        ));
         tracker.spawn(release_overdue(hub.clone(), shutdown.clone()));
 
         Ok(Server {
@@ -515,12 +520,27 @@ async fn release_overdue(hub: Hub, shutdown: CancellationToken) {
     }
 }
 
-async fn upkeep(shutdown: CancellationToken) {
+/// Every few seconds: the exporter's housekeeping, and the store's load as gauges.
+async fn upkeep(store: Option<crate::store::Store>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => crate::metrics::upkeep(),
+            _ = tick.tick() => {
+                crate::metrics::upkeep();
+                if let Some(store) = &store {
+                    let load = store.load();
+                    let metrics = crate::metrics::Metrics::get();
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics.store_writer_queued.set(load.writer_queued as f64);
+                    metrics
+                        .db_connections_in_use
+                        .set(f64::from(load.connections.saturating_sub(load.idle)));
+                    metrics.db_connections_idle.set(f64::from(load.idle));
+                    metrics.db_waits.absolute(load.waited);
+                    metrics.db_timeouts.absolute(load.timed_out);
+                }
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use super::reply::{ApiResult, created, no_content, ok, with_status};
 use crate::app_error::{AppError, ErrorCode};
 use crate::im::forward::ForwardRequest;
 use crate::im::json::{MessageJson, SendRequest};
+use crate::metrics::{Metrics, SendSource};
 
 /// A message id in a path; anything else names no message.
 pub(super) fn path_message_id(id: &str) -> Result<i64, AppError> {
@@ -23,7 +24,12 @@ pub(super) async fn send(
     Caller(caller): Caller,
     Json(request): Json<SendRequest>,
 ) -> ApiResult {
-    let sent = state.im.send(&caller, request).await?;
+    let sent = state.im.send(&caller, request).await;
+    Metrics::get().send(
+        SendSource::Rest,
+        sent.as_ref().map(drop).map_err(|e| e.code),
+    );
+    let sent = sent?;
     // No RECEIPT to wait for, unlike STOMP: pushed at once.
     state.im.push_sent(&sent);
     let status = if sent.duplicate {

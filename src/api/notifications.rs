@@ -17,7 +17,12 @@ pub(super) async fn notify(
 ) -> ApiResult {
     may_notify(&caller)?;
     let request: NotificationRequest = read_json(request.into_body(), usize::MAX).await?;
-    let messages = state.im.notify_many(&caller, &request).await?;
+    let messages = state.im.notify_many(&caller, &request).await;
+    crate::metrics::Metrics::get().send(
+        crate::metrics::SendSource::Rest,
+        messages.as_ref().map(drop).map_err(|e| e.code),
+    );
+    let messages = messages?;
     let items: Vec<MessageJson> = messages.iter().map(MessageJson::from).collect();
     created(json!({"items": items}))
 }

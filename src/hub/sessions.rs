@@ -34,11 +34,18 @@ impl Hub {
             sessions.push(session.clone());
             sessions.len() == 1
         };
+        self.count_users();
         self.inner
             .subscriptions
             .insert(session.id, SessionSubscriptions::default());
         self.add_interest(Interest::User(user.to_string())).await?;
         Ok(first)
+    }
+
+    fn count_users(&self) {
+        #[allow(clippy::cast_precision_loss)]
+        let users = self.inner.users.len() as f64;
+        crate::metrics::Metrics::get().users_online.set(users);
     }
 
     /// Removes a session and all its subscriptions. Returns true when it was the user's last
@@ -69,6 +76,7 @@ impl Hub {
         };
         if last {
             self.inner.users.remove_if(&user, |_, s| s.is_empty());
+            self.count_users();
         }
         self.remove_interest(Interest::User(user.to_string())).await;
         last

@@ -30,6 +30,8 @@ pub struct Sent {
     pub duplicate: bool,
     /// Sending moved the sender's read position past messages of others.
     pub marked_read: bool,
+    /// When the writer answered: the commit, to within a wake-up.
+    pub committed_at: std::time::Instant,
 }
 
 impl From<SendOutcome> for Sent {
@@ -43,11 +45,13 @@ impl From<SendOutcome> for Sent {
                 message,
                 duplicate: false,
                 marked_read,
+                committed_at: std::time::Instant::now(),
             },
             SendOutcome::Duplicate(message) => Sent {
                 message,
                 duplicate: true,
                 marked_read: false,
+                committed_at: std::time::Instant::now(),
             },
         }
     }
@@ -255,6 +259,7 @@ impl Im {
         let im = self.clone();
         let new = message.clone();
         let marked_read = sent.marked_read;
+        let committed_at = sent.committed_at;
         self.inner.push_order.release(
             &message.conversation_id,
             message.seq,
@@ -262,6 +267,9 @@ impl Im {
                 // Shared by the pushes and the delivery hook rather than copied for each.
                 let new = Arc::new(new);
                 im.push_new(&new);
+                crate::metrics::Metrics::get()
+                    .push_latency_seconds
+                    .record(committed_at.elapsed());
                 if marked_read {
                     im.read_by_sending(Arc::unwrap_or_clone(new));
                 }

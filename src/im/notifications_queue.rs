@@ -115,6 +115,10 @@ async fn consume_on(connection: Arc<Connection>, queue: &str, im: &Im) -> Result
             match parse(&delivery, im, &sender) {
                 Ok(request) => batch.push((delivery, request)),
                 Err(reason) => {
+                    crate::metrics::Metrics::get().send(
+                        crate::metrics::SendSource::Queue,
+                        Err(ErrorCode::InvalidArgument),
+                    );
                     // It can never succeed: drop it (dead-lettered when the queue has a policy
                     // for that) rather than redeliver it forever.
                     tracing::warn!(reason, "dropping a notification");
@@ -180,6 +184,10 @@ async fn store_and_settle(
     let requests: Vec<&NotificationRequest> = batch.iter().map(|(_, request)| request).collect();
     let mut retry = vec![false; batch.len()];
     im.store_notifications(sender, &requests, |owner, outcome| {
+        crate::metrics::Metrics::get().send(
+            crate::metrics::SendSource::Queue,
+            outcome.as_ref().map(drop).map_err(|e| e.code),
+        );
         if let Err(error) = outcome
             && matches!(error.code, ErrorCode::Unavailable | ErrorCode::Internal)
         {

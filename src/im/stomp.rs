@@ -105,8 +105,15 @@ impl AppHandler for Handler {
             self.kind,
             Kind::PrivateSend | Kind::GroupSend | Kind::TopicSend | Kind::AssistantSend
         );
+        let counted = sends || matches!(self.kind, Kind::Notification);
         Box::pin(async move {
             let result = self.dispatch(request).await;
+            if counted {
+                crate::metrics::Metrics::get().send(
+                    crate::metrics::SendSource::Stomp,
+                    result.as_ref().map(drop).map_err(|e| e.code),
+                );
+            }
             // A refused send names its clientMsgId whenever the body has one, also when the
             // refusal came before the body was fully understood.
             result.map_err(|mut error| {

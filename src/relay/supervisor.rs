@@ -122,6 +122,9 @@ impl AmqpSupervisor {
         let connected = connection.is_some();
         self.current.send_replace(connection);
         self.connected.send_replace(connected);
+        crate::metrics::Metrics::get()
+            .relay_connected
+            .set(if connected { 1.0 } else { 0.0 });
     }
 
     async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {

@@ -248,7 +248,37 @@ pub struct Store {
     pub(crate) search_scan_limit: Arc<std::sync::atomic::AtomicI64>,
 }
 
+/// How the store is doing, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreLoad {
+    /// Sends waiting for the group-commit writer.
+    pub writer_queued: usize,
+    /// Database connections open.
+    pub connections: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Requests for a connection that had to wait, since start.
+    pub waited: u64,
+    /// Requests for a connection that timed out waiting, since start.
+    pub timed_out: u64,
+}
+
 impl Store {
+    /// The writer's backlog and the connection pool's state.
+    pub fn load(&self) -> StoreLoad {
+        let state = match &self.pool {
+            Pool::Postgres(pool) => pool.state(),
+            Pool::Sqlite(pool) => pool.state(),
+        };
+        StoreLoad {
+            writer_queued: self.writer.queued(),
+            connections: state.connections,
+            idle: state.idle_connections,
+            waited: state.statistics.get_waited,
+            timed_out: state.statistics.get_timed_out,
+        }
+    }
+
     /// Connects, runs pending migrations and starts the group-commit writer, which registers
     /// every seq it commits with `push_order` before it answers the sender.
     ///

@@ -53,6 +53,7 @@ mod im_retention;
 mod im_send;
 mod im_stomp_errors;
 mod limits;
+mod metrics;
 mod pipelining;
 mod push;
 mod receipts;

@@ -56,6 +56,14 @@ fn dropped<T>(_: T) -> StoreError {
 }
 
 impl WriterHandle {
+    /// Sends waiting in the writer's queues (not yet taken into a batch).
+    pub(crate) fn queued(&self) -> usize {
+        [&self.chat, &self.bulk]
+            .iter()
+            .map(|queue| queue.max_capacity() - queue.capacity())
+            .sum()
+    }
+
     /// Queues a person's message once `turn` comes, and waits for its commit.
     pub(crate) async fn send(
         &self,
