@@ -1,8 +1,9 @@
 // Events pushed by the broker (message, edit, reaction, pin, receipt, typing, presence and group
-// events, app errors), each merged into the state and the affected views re-rendered.
+// events, app errors), each merged into the state and the affected views re-rendered. Messages a
+// resumed subscription replays (`replay:true`) are taken like live ones: the state keys them by seq.
 import { chatOf, mentionsMe, putMessage, state } from "./state.js";
 import { showError } from "./context.js";
-import { fetchConversation, forgetConversation, recount, upsertConversation } from "./sync.js";
+import { catchUp, fetchConversation, forgetConversation, recount, upsertConversation } from "./sync.js";
 import { renderList } from "./list.js";
 import { markRead, refreshChat, refreshGroup, renderChatHeader, renderPinned } from "./chat.js";
 import { renderMessages } from "./messages.js";
@@ -19,6 +20,8 @@ export function onEvent(event, body, source) {
       if (state.panel !== "notifications") state.unseenNotifications += 1;
       onMessage(body);
       return renderPanel();
+    case "replay.truncated":
+      return onTruncated(body, source);
     case "message.recalled":
       return onRecalled(body);
     case "message.edited":
@@ -64,26 +67,52 @@ export function onEvent(event, body, source) {
 }
 
 function onMessage(message) {
+  const conversation = takeMessage(message);
+  if (conversation) showConversation(conversation);
+}
+
+// Merges a message into the state; returns its conversation, null while the page does not know it.
+function takeMessage(message) {
   putMessage(message);
   const id = message.conversationId;
   if (state.typing.get(id)?.userId === message.senderId) state.typing.delete(id);
   const conversation = state.conversations.get(id);
   if (!conversation) {
     fetchConversation(id);
-    return;
+    return null;
   }
   if (message.senderId === state.me) conversation.seenSeq = Math.max(conversation.seenSeq ?? 0, message.seq);
   // A hidden conversation comes back with its next message.
   conversation.hidden = false;
   // Until it is read (recount drops it when nothing is unread).
   if (mentionsMe(message)) conversation.mentioned = true;
+  return conversation;
+}
+
+function showConversation(conversation) {
   recount(conversation);
   renderList();
-  if (state.openId === id) {
+  if (state.openId === conversation.id) {
     renderMessages({ stick: true });
     renderChatHeader();
     markRead();
   }
+}
+
+// More was missed than the broker replays: the seqs before the replayed ones (all after afterSeq
+// when beforeSeq is null) come over REST, merged like pushes and drawn once.
+function onTruncated(body, source) {
+  catchUp(body.conversationId, body.afterSeq, body.beforeSeq).then((missed) => {
+    let conversation = null;
+    for (const message of missed) conversation = takeMessage(message) ?? conversation;
+    if (source === "notifications") {
+      state.notifications.push(...missed);
+      state.notifications.sort((a, b) => b.seq - a.seq);
+      if (state.panel !== "notifications") state.unseenNotifications += missed.length;
+      renderPanel();
+    }
+    if (conversation) showConversation(conversation);
+  }, showError);
 }
 
 function onRecalled(body) {

@@ -9,7 +9,7 @@ import { Session } from "./session.js";
 import { state } from "./state.js";
 import { clear, h } from "./dom.js";
 import { api, session, setApi, setSession, showError, ui } from "./context.js";
-import { resync } from "./sync.js";
+import { resumeFrom, resync } from "./sync.js";
 import { onEvent } from "./events.js";
 import { onSearch, renderList } from "./list.js";
 import { markRead, renderChat } from "./chat.js";
@@ -104,6 +104,7 @@ function start(token) {
       loadAnnouncements().catch(showError);
     },
     onEvent: onEvent,
+    resumeFrom,
     onAnnouncement: (announcement) => {
       if (!state.announcements.some((a) => a.id === announcement.id)) state.announcements.unshift(announcement);
       if (state.panel !== "notifications") state.unseenNotifications += 1;
@@ -124,6 +125,7 @@ function signOut(problem) {
   state.notifications = [];
   state.announcements = [];
   state.openId = null;
+  state.listed = false;
   showSignIn(problem);
 }
 

@@ -1,6 +1,8 @@
 // The STOMP session: one @stomp/stompjs Client on /ws/im that reconnects by itself. Every
 // (re)connect subscribes again (stompjs does not keep subscriptions across connections) and then
-// calls onConnected, where the page re-syncs what it missed by seq.
+// calls onConnected, where the page re-syncs what it missed by seq. Where the broker resumes (a
+// group's topic, the notifications queue), the subscription carries `since-seq` (the seq the
+// page holds, from handlers.resumeFrom) and what was missed arrives on it, marked `replay:true`.
 import { Client } from "@stomp/stompjs";
 
 const USER_QUEUES = ["messages", "events", "notifications", "errors"];
@@ -9,6 +11,7 @@ export class Session {
   constructor(token, handlers) {
     this.handlers = handlers;
     this.topics = new Map(); // destination -> stompjs subscription, or null while offline
+    this.resumed = new Set(); // destinations subscribed with since-seq on this connection
     this.connected = false;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.client = new Client({
@@ -28,6 +31,7 @@ export class Session {
       },
       onWebSocketClose: () => {
         this.connected = false;
+        this.resumed.clear();
         for (const destination of this.topics.keys()) this.topics.set(destination, null);
         handlers.onStatus?.("offline");
       },
@@ -45,9 +49,7 @@ export class Session {
 
   onConnect() {
     this.connected = true;
-    for (const queue of USER_QUEUES) {
-      this.client.subscribe(`/user/queue/${queue}`, (frame) => this.dispatch(queue, frame));
-    }
+    for (const queue of USER_QUEUES) this.subscribe(`/user/queue/${queue}`, queue);
     for (const destination of this.topics.keys()) this.subscribeTopic(destination);
     // Announcements carry their text as sent (not JSON) and their id in a header.
     this.client.subscribe("/topic/announcements", (frame) =>
@@ -67,10 +69,24 @@ export class Session {
     this.handlers.onEvent?.(frame.headers.event, body, source);
   }
 
+  // Subscribes from the seq the page holds where the broker resumes (a bad since-seq would
+  // close the connection, so only a seq, and only where resumeFrom gives one), live elsewhere.
+  subscribe(destination, source) {
+    const since = this.handlers.resumeFrom?.(destination);
+    const resume = Number.isSafeInteger(since) && since >= 0;
+    if (resume) this.resumed.add(destination);
+    else this.resumed.delete(destination);
+    return this.client.subscribe(destination, (frame) => this.dispatch(source, frame), resume ? { "since-seq": String(since) } : {});
+  }
+
+  // Whether what `destination` missed comes on its subscription, so needs no REST catch-up.
+  resumes(destination) {
+    return this.resumed.has(destination);
+  }
+
   subscribeTopic(destination) {
     if (this.connected) {
-      const subscription = this.client.subscribe(destination, (frame) => this.dispatch(destination, frame));
-      this.topics.set(destination, subscription);
+      this.topics.set(destination, this.subscribe(destination, destination));
     } else {
       this.topics.set(destination, null);
     }
@@ -86,6 +102,7 @@ export class Session {
   unfollow(destination) {
     const subscription = this.topics.get(destination);
     this.topics.delete(destination);
+    this.resumed.delete(destination);
     if (subscription && this.connected) subscription.unsubscribe();
   }
 

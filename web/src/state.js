@@ -26,6 +26,8 @@ export const state = {
   showArchived: false,
   search: null,
   status: "connecting",
+  // Whether the conversation list has loaded since sign-in (the notifications resume from then).
+  listed: false,
 };
 
 export function chatOf(id) {

@@ -1,6 +1,7 @@
 // Loading and merging what the broker knows: the conversation list, presence and history pages.
-// Pushes and answers race, so every merge only moves positions forward; after each reconnect
-// resync() catches up every loaded conversation by seq.
+// Pushes and answers race, so every merge only moves positions forward. After each reconnect
+// groups and notifications catch up on their subscriptions (resumed from resumeFrom's seq);
+// resync() catches up the other loaded conversations over REST by seq.
 import { chatOf, lastSeqOf, putMessage, state } from "./state.js";
 import { api, session, showError } from "./context.js";
 import { renderList } from "./list.js";
@@ -21,6 +22,31 @@ async function loadConversations() {
   for (const id of [...state.conversations.keys()]) {
     if (!seen.has(id)) forgetConversation(id);
   }
+  state.listed = true;
+}
+
+const GROUP_TOPIC = "/topic/group.";
+const NOTIFICATIONS = "/user/queue/notifications";
+
+// The since-seq a subscription to `destination` resumes from, where the broker resumes (a group's
+// topic; the notifications, i.e. the user's system conversation): for a loaded chat the last seq
+// it holds, for another the last seq its list entry names (for the notifications 0 when the
+// loaded list has no entry yet). Undefined elsewhere, or while the page knows no position: then
+// the subscription is live only.
+export function resumeFrom(destination) {
+  const notifications = destination === NOTIFICATIONS;
+  if (!notifications && !destination.startsWith(GROUP_TOPIC)) return undefined;
+  const id = notifications ? `system_${state.me}` : destination.slice(GROUP_TOPIC.length);
+  if (chatOf(id).loaded) return lastSeqOf(id);
+  const listed = state.conversations.get(id)?.lastSeq ?? (notifications && state.listed ? 0 : undefined);
+  return listed === undefined ? undefined : Math.max(listed, lastSeqOf(id));
+}
+
+// Whether a conversation's subscription resumed on this connection (no REST catch-up then).
+function resumed(id) {
+  const type = state.conversations.get(id)?.type;
+  if (type === "group") return session.resumes(GROUP_TOPIC + id);
+  return type === "system" && session.resumes(NOTIFICATIONS);
 }
 
 // Merges a list entry from the broker. Pushes and answers race, so positions only move forward:
@@ -104,13 +130,13 @@ function follow(conversation) {
   }
 }
 
-// After every (re)connect: the list again, then each loaded conversation from its last known seq,
-// then whatever was typed while offline.
+// After every (re)connect: the list again, then each loaded conversation that did not resume on
+// its subscription from its last known seq, then whatever was typed while offline.
 export async function resync() {
   await loadConversations();
   await loadPresence();
   for (const [id, chat] of state.chats) {
-    if (chat.loaded && state.conversations.has(id)) await catchUp(id);
+    if (chat.loaded && state.conversations.has(id) && !resumed(id)) await catchUp(id);
   }
   if (state.openId && !chatOf(state.openId).loaded) await loadHistory(state.openId);
   // Pins changed while offline are only told by the pins themselves.
@@ -121,12 +147,15 @@ export async function resync() {
   markRead();
 }
 
-async function catchUp(id) {
+// Pages in the messages after seq `after`, up to `before` (to the end when null); returns the
+// ones the page did not have.
+export async function catchUp(id, after = lastSeqOf(id), before = null) {
+  const missed = [];
   for (;;) {
-    const after = lastSeqOf(id);
-    const page = await api.history(id, { afterSeq: after, limit: 100 });
-    for (const message of page.items) putMessage(message);
-    if (page.items.length < 100) break;
+    const page = await api.history(id, { afterSeq: after, beforeSeq: before ?? undefined, limit: 100 });
+    for (const message of page.items) if (putMessage(message)) missed.push(message);
+    if (page.items.length < 100) return missed;
+    after = page.items[page.items.length - 1].seq;
   }
 }
 
