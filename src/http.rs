@@ -295,6 +295,10 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The address of the peer of the HTTP connection a request came on, set by the listener.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Response {
     let headers = request.headers();
     let is_upgrade = headers
@@ -330,6 +334,10 @@ async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Respon
         return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
     };
     let token = query_token(&request);
+    let origin = crate::delivery::SessionOrigin {
+        transport: crate::delivery::Transport::WebSocket,
+        remote: request.extensions().get::<PeerAddr>().map(|peer| peer.0),
+    };
     let on_upgrade = hyper::upgrade::on(&mut request);
     Metrics::get().connections_total.increment(1);
     let sessions = state.sessions.clone();
@@ -345,7 +353,7 @@ async fn upgrade(State(state): State<HttpState>, mut request: Request) -> Respon
                 )
                 .await;
                 let (inbound, outbound) = session::transport::websocket(socket);
-                session::run(inbound, outbound, token, sessions).await;
+                session::run(inbound, outbound, token, origin, sessions).await;
             }
             Err(error) => debug!(%error, "websocket upgrade failed"),
         }

@@ -422,7 +422,6 @@ async fn serve_http(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let service = TowerToHyperService::new(routes);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -443,7 +442,14 @@ async fn serve_http(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        // The peer's address travels with each request (the WebSocket upgrade reads it).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            routes.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(crate::http::PeerAddr(peer));
+                request
+            },
+        ));
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let _slot = slot;
@@ -504,7 +510,11 @@ async fn serve_stomp_tcp(
             let _permit = permit;
             let _guard = guard;
             let (inbound, outbound) = session::transport::tcp(stream);
-            session::run(inbound, outbound, None, sessions).await;
+            let origin = crate::delivery::SessionOrigin {
+                transport: crate::delivery::Transport::Tcp,
+                remote: Some(peer),
+            };
+            session::run(inbound, outbound, None, origin, sessions).await;
         });
     }
 }

@@ -126,6 +126,14 @@ pub fn routes(state: ApiState) -> Router {
         .route("/admin/reports", get(reports::list_reports))
         .route("/admin/bans", get(reports::list_bans))
         .route("/admin/bans/{user}", delete(reports::lift_ban))
+        .route(
+            "/admin/users/{user}/sessions",
+            get(reports::user_sessions).delete(reports::close_user_sessions),
+        )
+        .route(
+            "/admin/users/{user}/sessions/{session}",
+            delete(reports::close_session),
+        )
         // Files.
         .route("/files", post(files::upload))
         .route("/files/{id}", get(files::download))

@@ -7,9 +7,11 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::extract::{Caller, Json};
+use super::extract::{Caller, Json, read_body};
 use super::reply::{ApiResult, created, no_content, ok};
+use crate::im::admin::CloseRequest;
 use crate::im::reports::{ReportRequest, ReportsQuery};
+use axum::extract::Request;
 
 /// `POST /reports {userId, messageId?, reason}`.
 pub(super) async fn report(
@@ -85,4 +87,56 @@ pub(super) async fn lift_ban(
 ) -> ApiResult {
     state.im.lift_ban(&caller, &user).await?;
     no_content()
+}
+
+/// `GET /admin/users/{userId}/sessions`: the user's sessions on every node.
+pub(super) async fn user_sessions(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(user): Path<String>,
+) -> ApiResult {
+    ok(json!({"items": state.im.user_sessions(&caller, &user).await?}))
+}
+
+/// `DELETE /admin/users/{userId}/sessions {reason?}`: closes them all; the ones closed.
+pub(super) async fn close_user_sessions(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path(user): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let request = close_request(request).await?;
+    let closed = state
+        .im
+        .close_user_sessions(&caller, &user, None, request)
+        .await?;
+    ok(json!({"items": closed}))
+}
+
+/// `DELETE /admin/users/{userId}/sessions/{session} {reason?}`: closes one.
+pub(super) async fn close_session(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    Path((user, session)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult {
+    let request = close_request(request).await?;
+    let closed = state
+        .im
+        .close_user_sessions(&caller, &user, Some(&session), request)
+        .await?;
+    ok(json!({"items": closed}))
+}
+
+/// The optional `{reason}` body of a close: none, or JSON.
+async fn close_request(request: Request) -> Result<CloseRequest, crate::app_error::AppError> {
+    let bytes = read_body(request.into_body(), 4096, |limit| {
+        crate::app_error::AppError::invalid(format!("the body is larger than {limit} bytes"))
+    })
+    .await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CloseRequest::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| crate::app_error::AppError::invalid(format!("invalid JSON body: {e}")))
 }

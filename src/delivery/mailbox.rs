@@ -83,6 +83,45 @@ pub struct SessionLimits {
     pub unacked: UnackedLimits,
 }
 
+/// How a session reached this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// STOMP over WebSocket (`/ws/im`).
+    WebSocket,
+    /// STOMP over TCP.
+    Tcp,
+    /// In process (tests).
+    Memory,
+}
+
+impl Transport {
+    /// As the admin API names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Tcp => "tcp",
+            Transport::Memory => "memory",
+        }
+    }
+}
+
+/// Where a session comes from, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionOrigin {
+    /// How it is carried.
+    pub transport: Transport,
+    /// The peer's address, when there is one.
+    pub remote: Option<std::net::SocketAddr>,
+}
+
+impl SessionOrigin {
+    /// A session with no network peer.
+    pub const MEMORY: SessionOrigin = SessionOrigin {
+        transport: Transport::Memory,
+        remote: None,
+    };
+}
+
 /// The shared half of a session.
 pub struct SessionHandle {
     /// Unique within the process.
@@ -93,6 +132,10 @@ pub struct SessionHandle {
     pub identity: Identity,
     /// The negotiated protocol version.
     pub version: Version,
+    /// Where it comes from.
+    pub origin: SessionOrigin,
+    /// When it was accepted (epoch ms).
+    pub connected_at: i64,
     outbox: Mutex<Outbox>,
     /// Wakes the writer: something was queued, or the session is closing.
     ready: Notify,
@@ -126,6 +169,7 @@ impl SessionHandle {
         name: ByteString,
         identity: Identity,
         version: Version,
+        origin: SessionOrigin,
         limits: SessionLimits,
         closed: CancellationToken,
     ) -> Arc<SessionHandle> {
@@ -134,6 +178,8 @@ impl SessionHandle {
             name,
             identity,
             version,
+            origin,
+            connected_at: crate::util::now_ms(),
             outbox: Mutex::new(Outbox::default()),
             ready: Notify::new(),
             queued_bytes: AtomicUsize::new(0),
@@ -323,6 +369,15 @@ impl SessionHandle {
         self.closing.store(true, Ordering::Relaxed);
         self.closed.cancel();
         self.ready.notify_one();
+    }
+
+    /// Ends the session with `error` (an encoded ERROR frame): it is written after what is
+    /// queued, then the connection closes; nothing more is queued meanwhile.
+    pub fn end_with_error(&self, error: Bytes) {
+        if self.push_encoded(Command::Error, error) {
+            self.push(Outgoing::Close, 0);
+        }
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     /// Whether the session was cut as a slow consumer.

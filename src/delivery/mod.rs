@@ -15,5 +15,7 @@ pub mod route;
 pub(crate) use ack::settle_targets;
 pub use ack::{AckHook, AckMode, AckTarget, Lender};
 pub use ledger::UnackedLimits;
-pub use mailbox::{Delivery, Outgoing, SessionHandle, SessionLimits, SlowReason};
+pub use mailbox::{
+    Delivery, Outgoing, SessionHandle, SessionLimits, SessionOrigin, SlowReason, Transport,
+};
 pub use route::{Interest, Route};

@@ -51,6 +51,16 @@ impl Hub {
     /// Delivers to local subscribers only: for publications that arrive from other nodes.
     /// A sequenced topic publication may wait for earlier ones (see [`crate::ordering::sequencer`]).
     pub fn deliver_local(&self, route: &Route, publication: Publication) -> Fanout {
+        match route {
+            Route::User { user, queue } if queue == super::control::CONTROL_QUEUE => {
+                self.on_control(user, &publication.body);
+                return Fanout::default();
+            }
+            Route::Topic(topic) if self.collect(topic, &publication.body) => {
+                return Fanout::default();
+            }
+            _ => {}
+        }
         if let (Route::Topic(topic), Some(seq)) = (route, publication.sequence) {
             // Nobody here to order for: a stream started now would outlive its use (streams
             // are forgotten when a topic's last subscriber leaves) and, missing the seqs that

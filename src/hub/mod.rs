@@ -17,6 +17,7 @@
 //! (`publication.rs`), the two seams (`relay.rs`, `queue_backend.rs`) and the in-process queue
 //! (`queue.rs`).
 
+pub mod control;
 mod errors;
 mod fanout;
 mod publication;
@@ -74,6 +75,10 @@ struct Inner {
     interest_changes: tokio::sync::Mutex<()>,
     interest_counts: Mutex<HashMap<Interest, usize>>,
     sequencer: TopicSequencer<Publication>,
+    /// Session listings this node waits for, by reply topic (see [`control`]).
+    collectors: DashMap<String, tokio::sync::mpsc::UnboundedSender<bytes::Bytes>>,
+    /// How many: fan-out looks at `collectors` only while there are some.
+    collecting: std::sync::atomic::AtomicUsize,
 }
 
 impl Hub {
@@ -91,6 +96,8 @@ impl Hub {
                 next_message: AtomicU64::new(1),
                 interest_changes: tokio::sync::Mutex::new(()),
                 interest_counts: Mutex::new(HashMap::new()),
+                collectors: DashMap::new(),
+                collecting: std::sync::atomic::AtomicUsize::new(0),
                 sequencer: TopicSequencer::default(),
             }),
         }

@@ -38,6 +38,11 @@ pub trait Relay: Send + Sync + 'static {
 
     /// Whether the relay can reach the other nodes now (for `/readyz`).
     fn is_connected(&self) -> bool;
+
+    /// Whether there are no other nodes: then whatever is published is delivered here at once.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// The single-node relay: there are no other nodes.
@@ -56,6 +61,10 @@ impl Relay for LocalRelay {
     fn forward(&self, _route: &Route, _headers: &Headers, _body: &Bytes, _sequence: Option<i64>) {}
 
     fn is_connected(&self) -> bool {
+        true
+    }
+
+    fn is_local(&self) -> bool {
         true
     }
 }

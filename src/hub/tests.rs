@@ -32,6 +32,7 @@ fn session(id: u64) -> Arc<SessionHandle> {
         format!("s{id}").into(),
         identity,
         Version::V1_2,
+        crate::delivery::SessionOrigin::MEMORY,
         SessionLimits {
             max_outbound_bytes: 1 << 20,
             unacked: UnackedLimits {

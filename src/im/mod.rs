@@ -10,6 +10,7 @@
 //! methods to [`Im`] by subject and import `mod.rs`, [`json`], [`limits`] and each other only
 //! downwards (no import cycle).
 
+pub mod admin;
 pub mod announcements;
 pub mod assistant;
 mod attachment;

@@ -133,7 +133,7 @@ pub struct ReportsQuery<'a> {
     pub cursor: Option<&'a str>,
 }
 
-fn admin(caller: &Identity) -> Result<(), AppError> {
+pub(super) fn admin(caller: &Identity) -> Result<(), AppError> {
     if caller.has_role(Role::Admin) {
         Ok(())
     } else {

@@ -35,6 +35,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use crate::auth::Authenticator;
 use crate::config::{Config, HeartBeat};
+use crate::delivery::SessionOrigin;
 use crate::delivery::{Outgoing, SessionHandle, SessionLimits, UnackedLimits};
 use crate::hub::AddSessionError;
 use crate::metrics::{ErrorReason, Metrics};
@@ -155,6 +156,7 @@ pub async fn run<I: Inbound, O: Outbound>(
     mut inbound: I,
     mut outbound: O,
     query_token: Option<String>,
+    origin: SessionOrigin,
     context: SessionContext,
 ) {
     let mut decoder = Decoder::new(context.settings.limits);
@@ -196,6 +198,7 @@ pub async fn run<I: Inbound, O: Outbound>(
         name.clone(),
         identity,
         version,
+        origin,
         SessionLimits {
             max_outbound_bytes: context.settings.max_outbound_bytes,
             unacked: context.settings.unacked,

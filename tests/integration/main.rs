@@ -13,6 +13,7 @@ mod common;
 
 mod acks;
 mod action_limits;
+mod admin_sessions;
 mod announcements;
 mod attachments;
 mod auth;
