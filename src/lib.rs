@@ -49,4 +49,5 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod tls;
 pub mod util;

@@ -1,37 +1,33 @@
-//! Listeners and the broker's lifetime: binds HTTP and the optional STOMP/TCP port, accepts
-//! connections (handshakes run in each connection's own task, never in the accept loop), and
-//! shuts down gracefully: stop accepting, tell every session, drain tasks within a grace period.
-//! Which backends a node runs on (one node or a cluster) is picked in [`backends`].
+//! The broker's lifetime: start-up, with the listeners (HTTP, the optional STOMP/TCP and
+//! metrics ports, TLS) in `listeners`, and graceful shutdown: stop accepting, tell every
+//! session, drain tasks within a grace period. Which backends a node runs on (one node or a
+//! cluster) is picked in [`backends`].
 
 pub mod backends;
+mod listeners;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::api::ApiState;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::http::{self, HttpState};
-use crate::http_guard::{HttpSlots, Lingering, RequestLimits};
+use crate::http_guard::RequestLimits;
 use crate::hub::{Hub, HubSettings};
 use crate::im::{Im, ImSettings};
-use crate::metrics::Metrics;
 use crate::ordering::PushOrder;
-use crate::per_ip::{IpGuard, PerIpLimit, guarded};
 use crate::router::{Acl, Extensions, Router};
-use crate::session::{self, SessionContext, SessionSettings};
+use crate::session::{SessionContext, SessionSettings};
 use crate::store::{Store, StoreError, StoreSettings, node_number};
 use backends::{BackendError, Backends};
+use listeners::Listeners;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +55,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl From<BackendError> for StartError {
@@ -280,242 +279,6 @@ impl Server {
                 "shutdown grace period over; abandoning remaining tasks"
             );
         }
-    }
-}
-
-/// The configured listeners, bound: HTTP always, STOMP/TCP and metrics when configured.
-struct Listeners {
-    http: (TcpListener, SocketAddr),
-    stomp: Option<(TcpListener, SocketAddr)>,
-    metrics: Option<(TcpListener, SocketAddr)>,
-    /// Connections per client address on the HTTP and STOMP listeners (not on metrics).
-    per_ip: Option<Arc<PerIpLimit>>,
-}
-
-impl Listeners {
-    async fn bind(config: &Config) -> Result<Listeners, StartError> {
-        let server = &config.server;
-        let http_listener = bind(server.http_addr).await?;
-        let http_addr = local_addr(&http_listener, server.http_addr);
-        info!(addr = %http_addr, "listening for HTTP and WebSocket (ws://{http_addr}/ws/im)");
-        let stomp = bind_optional(server.stomp_tcp_addr).await?;
-        if let Some((_, addr)) = &stomp {
-            info!(addr = %addr, "listening for STOMP over TCP");
-        }
-        let metrics = bind_optional(server.metrics_addr).await?;
-        if let Some((_, addr)) = &metrics {
-            info!(addr = %addr, "serving metrics (http://{addr}/metrics)");
-        }
-        Ok(Listeners {
-            http: (http_listener, http_addr),
-            stomp,
-            metrics,
-            per_ip: PerIpLimit::new(server.max_connections_per_ip),
-        })
-    }
-
-    fn addrs(&self) -> (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) {
-        (
-            self.http.1,
-            self.stomp.as_ref().map(|(_, addr)| *addr),
-            self.metrics.as_ref().map(|(_, addr)| *addr),
-        )
-    }
-
-    /// Accepts on every listener until `shutdown`, each connection a task of `tracker`.
-    fn serve(
-        self,
-        config: &Config,
-        routes: http::HttpRouter,
-        sessions: SessionContext,
-        slots: Arc<Semaphore>,
-        shutdown: &CancellationToken,
-        tracker: &TaskTracker,
-    ) {
-        let header_timeout = config.connect_timeout();
-        tracker.spawn(serve_http(
-            self.http.0,
-            routes,
-            HttpSlots::new(config.server.max_http_connections),
-            header_timeout,
-            self.per_ip.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        if let Some((listener, _)) = self.metrics {
-            tracker.spawn(serve_http(
-                listener,
-                http::metrics_routes(),
-                HttpSlots::new(config.server.max_http_connections),
-                header_timeout,
-                // The operators' listener: its own connection budget, no per-address cap.
-                None,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
-        if let Some((listener, _)) = self.stomp {
-            tracker.spawn(serve_stomp_tcp(
-                listener,
-                sessions,
-                slots,
-                self.per_ip,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-        }
-    }
-}
-
-/// Binds a listener when one is configured, with its real address.
-async fn bind_optional(
-    asked: Option<SocketAddr>,
-) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
-    match asked {
-        Some(asked) => {
-            let listener = bind(asked).await?;
-            let addr = local_addr(&listener, asked);
-            Ok(Some((listener, addr)))
-        }
-        None => Ok(None),
-    }
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
-}
-
-fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
-    listener.local_addr().unwrap_or(asked)
-}
-
-/// Accept errors such as EMFILE are transient: wait a little instead of spinning.
-async fn accept_backoff(error: &std::io::Error) {
-    warn!(%error, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-}
-
-/// Counts a connection from `peer` against the per-address cap, if there is one. `Err` when the
-/// address is at the cap: the connection must be closed.
-fn admit_from(per_ip: Option<&Arc<PerIpLimit>>, peer: SocketAddr) -> Result<Option<IpGuard>, ()> {
-    let Some(limit) = per_ip else {
-        return Ok(None);
-    };
-    match limit.admit(peer.ip()) {
-        Some(guard) => Ok(Some(guard)),
-        None => {
-            Metrics::get().connections_refused_per_ip.increment(1);
-            debug!(%peer, "connection refused: too many from this address");
-            Err(())
-        }
-    }
-}
-
-async fn serve_http(
-    listener: TcpListener,
-    routes: axum::Router,
-    slots: HttpSlots,
-    header_timeout: Duration,
-    per_ip: Option<Arc<PerIpLimit>>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    accept_backoff(&error).await;
-                    continue;
-                }
-            },
-        };
-        // Closed without an answer: writing one well would take a task per refused
-        // connection, which is what a flood from one address would like.
-        let Ok(guard) = admit_from(per_ip.as_ref(), peer) else {
-            continue;
-        };
-        let Some(slot) = slots.admit(&stream) else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        // The peer's address travels with each request (the WebSocket upgrade reads it).
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            routes.clone(),
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(crate::http::PeerAddr(peer));
-                request
-            },
-        ));
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let _slot = slot;
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(
-                    TokioIo::new(Lingering::new(guarded(stream, guard))),
-                    service,
-                )
-                .with_upgrades();
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                debug!(%peer, %error, "http connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn serve_stomp_tcp(
-    listener: TcpListener,
-    sessions: SessionContext,
-    slots: Arc<Semaphore>,
-    per_ip: Option<Arc<PerIpLimit>>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    accept_backoff(&error).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(guard) = admit_from(per_ip.as_ref(), peer) else {
-            continue;
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            Metrics::get().connections_refused.increment(1);
-            drop(stream);
-            continue;
-        };
-        Metrics::get().connections_total.increment(1);
-        let _ = stream.set_nodelay(true);
-        let sessions = sessions.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
-            let _guard = guard;
-            let (inbound, outbound) = session::transport::tcp(stream);
-            let origin = crate::delivery::SessionOrigin {
-                transport: crate::delivery::Transport::Tcp,
-                remote: Some(peer),
-            };
-            session::run(inbound, outbound, None, origin, sessions).await;
-        });
     }
 }
 

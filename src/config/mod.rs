@@ -233,6 +233,13 @@ pub struct ServerConfig {
     /// `http_addr`.
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
+    /// PEM certificate chain: with `tls_key_file`, `http_addr` serves `https://` and `wss://`
+    /// and `stomp_tcp_addr` STOMP over TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[cluster]`
@@ -612,6 +619,13 @@ impl Config {
 
     /// The rules between keys, and the keys with a format.
     fn validate_rules(&self) -> Result<(), ConfigError> {
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_cert_file",
+                value: format!("{:?}", self.server.tls_cert_file),
+                reason: "server.tls_cert_file and server.tls_key_file go together".into(),
+            });
+        }
         if self.auth.dev_login && !self.server.http_addr.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "auth.dev_login",

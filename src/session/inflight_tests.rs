@@ -286,7 +286,13 @@ async fn the_token_expires_while_a_full_session_waits() {
         )
         .expect("token");
     let (inbound, outbound, mut peer) = super::memory::pair();
-    let _session = tokio::spawn(run(inbound, outbound, None, context.clone()));
+    let _session = tokio::spawn(run(
+        inbound,
+        outbound,
+        None,
+        crate::delivery::SessionOrigin::MEMORY,
+        context.clone(),
+    ));
     connect(&mut peer, &token).await;
     // The first waits; the second cannot be read: the session is not reading at all, and its
     // token expires meanwhile.

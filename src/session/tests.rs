@@ -48,7 +48,13 @@ pub(super) fn start(context: &SessionContext, user: &str) -> (MemoryPeer, String
         .mint(user, &[Role::System], Duration::from_secs(60))
         .expect("token");
     let (inbound, outbound, peer) = pair();
-    let session = tokio::spawn(run(inbound, outbound, None, context.clone()));
+    let session = tokio::spawn(run(
+        inbound,
+        outbound,
+        None,
+        crate::delivery::SessionOrigin::MEMORY,
+        context.clone(),
+    ));
     (peer, token, session)
 }
 

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -202,14 +202,14 @@ where
     }
 }
 
-/// The receiving half of a TCP connection.
-pub struct TcpInbound {
-    half: OwnedReadHalf,
+/// The receiving half of a byte-stream connection (TCP, or TLS over TCP).
+pub struct TcpInbound<R = OwnedReadHalf> {
+    half: R,
 }
 
-/// The sending half of a TCP connection, with its write buffer.
-pub struct TcpOutbound {
-    half: OwnedWriteHalf,
+/// The sending half of a byte-stream connection, with its write buffer.
+pub struct TcpOutbound<W = OwnedWriteHalf> {
+    half: W,
     buf: BytesMut,
 }
 
@@ -225,10 +225,25 @@ pub fn tcp(stream: tokio::net::TcpStream) -> (TcpInbound, TcpOutbound) {
     )
 }
 
+/// Splits any byte stream (STOMP over TLS) into the session's halves.
+pub fn stream<S>(stream: S) -> (TcpInbound<ReadHalf<S>>, TcpOutbound<WriteHalf<S>>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    (
+        TcpInbound { half: read },
+        TcpOutbound {
+            half: write,
+            buf: BytesMut::new(),
+        },
+    )
+}
+
 /// Above this the write buffer is flushed before more is added.
 const TCP_WRITE_CHUNK: usize = 64 * 1024;
 
-impl Inbound for TcpInbound {
+impl<R: AsyncRead + Unpin + Send + 'static> Inbound for TcpInbound<R> {
     async fn read(&mut self, buf: &mut BytesMut) -> io::Result<bool> {
         use tokio::io::AsyncReadExt;
         if buf.capacity() - buf.len() < 1024 {
@@ -238,7 +253,7 @@ impl Inbound for TcpInbound {
     }
 }
 
-impl Outbound for TcpOutbound {
+impl<W: AsyncWrite + Unpin + Send + 'static> Outbound for TcpOutbound<W> {
     async fn write(&mut self, frame: Bytes) -> io::Result<()> {
         if self.buf.len() >= TCP_WRITE_CHUNK {
             self.flush().await?;

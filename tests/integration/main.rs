@@ -68,5 +68,6 @@ mod stomp_core;
 mod store;
 mod subscriptions;
 mod tcp;
+mod tls;
 mod transactions;
 mod web;
