@@ -10,7 +10,12 @@ process.on('uncaughtException', (error) => {
   process.exit(0);
 });
 const client = stompit.connect(
-  { host, port: Number(port), connectHeaders: { host: 'broker', login: 'x', passcode: process.argv[3] } },
+  {
+    host,
+    port: Number(port),
+    ssl: process.env.INTEROP_TCP_TLS === '1',
+    connectHeaders: { host: 'broker', login: 'x', passcode: process.argv[3] },
+  },
   () => {},
 );
 client.on('error', () => {});

@@ -19,7 +19,12 @@ if (!port) {
 function connect(passcode) {
   return new Promise((resolve, reject) => {
     const client = stompit.connect(
-      { host, port: Number(port), connectHeaders: { host: 'broker', login: 'x', passcode } },
+      {
+        host,
+        port: Number(port),
+        ssl: process.env.INTEROP_TCP_TLS === '1',
+        connectHeaders: { host: 'broker', login: 'x', passcode },
+      },
       (error, connected) => (error ? reject(error) : resolve(connected)),
     );
     client.on('error', reject);
