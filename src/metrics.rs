@@ -198,6 +198,16 @@ pub struct Metrics {
     pub db_timeouts: Counter,
     /// 1 while the RabbitMQ relay is connected (cluster mode), else 0.
     pub relay_connected: Gauge,
+    /// Seconds from a batch of relay publications to RabbitMQ's confirms of all of them.
+    pub relay_publish_seconds: Histogram,
+    /// Seconds per Redis call (presence, rate limits).
+    pub redis_seconds: Histogram,
+    /// Notifications waiting in RabbitMQ's notifications queue (sampled every 5 s).
+    pub notifications_queued: Gauge,
+    /// Open sessions over WebSocket.
+    pub sessions_websocket: Gauge,
+    /// Open sessions over STOMP/TCP (plain or TLS).
+    pub sessions_tcp: Gauge,
     /// By source, then result: `ok`, then each [`ErrorCode`].
     sends: Vec<Counter>,
     errors: Vec<Counter>,
@@ -245,6 +255,11 @@ impl Metrics {
                 db_waits: counter!("broker_db_connection_waits_total"),
                 db_timeouts: counter!("broker_db_connection_timeouts_total"),
                 relay_connected: gauge!("broker_relay_connected"),
+                relay_publish_seconds: histogram!("broker_relay_publish_seconds"),
+                redis_seconds: histogram!("broker_redis_seconds"),
+                notifications_queued: gauge!("broker_notifications_queue_messages"),
+                sessions_websocket: gauge!("broker_sessions", "transport" => "websocket"),
+                sessions_tcp: gauge!("broker_sessions", "transport" => "tcp"),
                 sends: SendSource::ALL
                     .iter()
                     .flat_map(|source| {
@@ -275,6 +290,15 @@ impl Metrics {
     /// Counts frames sent.
     pub fn frames_out(&self, command: Command, count: u64) {
         self.frames_out[command_index(command)].increment(count);
+    }
+
+    /// The gauge of open sessions over `transport`, if it is counted.
+    pub fn sessions(&self, transport: crate::delivery::Transport) -> Option<&Gauge> {
+        match transport {
+            crate::delivery::Transport::WebSocket => Some(&self.sessions_websocket),
+            crate::delivery::Transport::Tcp => Some(&self.sessions_tcp),
+            crate::delivery::Transport::Memory => None,
+        }
     }
 
     /// Counts a send (a message or notification request) and how it ended.
@@ -396,6 +420,24 @@ fn describe() {
     describe_gauge!(
         "broker_relay_connected",
         "1 while the RabbitMQ relay is connected (cluster mode), else 0."
+    );
+    describe_histogram!(
+        "broker_relay_publish_seconds",
+        metrics::Unit::Seconds,
+        "Time from publishing a batch to the other nodes to RabbitMQ's confirms."
+    );
+    describe_histogram!(
+        "broker_redis_seconds",
+        metrics::Unit::Seconds,
+        "Time per Redis call (presence, rate limits)."
+    );
+    describe_gauge!(
+        "broker_notifications_queue_messages",
+        "Notifications waiting in RabbitMQ's notifications queue (consumer lag)."
+    );
+    describe_gauge!(
+        "broker_sessions",
+        "Open STOMP sessions by transport (websocket, tcp)."
     );
     describe_counter!(
         "broker_sends_total",

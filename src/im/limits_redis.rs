@@ -136,7 +136,12 @@ impl RedisLimiter {
 impl RateLimiter for RedisLimiter {
     fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
-            match tokio::time::timeout(CALL_TIMEOUT, self.check_redis(key, limit)).await {
+            let started = std::time::Instant::now();
+            let answer = tokio::time::timeout(CALL_TIMEOUT, self.check_redis(key, limit)).await;
+            crate::metrics::Metrics::get()
+                .redis_seconds
+                .record(started.elapsed());
+            match answer {
                 Ok(Ok(decision)) => decision,
                 failed => {
                     let reason = match failed {
@@ -159,7 +164,12 @@ impl RateLimiter for RedisLimiter {
     ) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             let call = self.check_weighted_redis(key, weight, capacity, window);
-            let reason = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            let started = std::time::Instant::now();
+            let answer = tokio::time::timeout(CALL_TIMEOUT, call).await;
+            crate::metrics::Metrics::get()
+                .redis_seconds
+                .record(started.elapsed());
+            let reason = match answer {
                 Ok(Ok(decision)) => return decision,
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => "timed out".to_owned(),

@@ -95,6 +95,7 @@ async fn consume_on(connection: Arc<Connection>, queue: &str, im: &Im) -> Result
         )
         .await?;
     tracing::info!(queue, "consuming system notifications");
+    let _depth = Depth::watch(channel.clone(), queue.to_owned());
     let sender = system_identity();
     while let Some(first) = consumer.next().await {
         // What has arrived already joins the first: one trip through the writer for all.
@@ -219,4 +220,41 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// Samples the queue's depth (its consumer lag) every few seconds for `/metrics`, while the
+/// consumer it belongs to runs: the task ends when this is dropped or the channel closes.
+struct Depth(tokio::task::JoinHandle<()>);
+
+impl Depth {
+    fn watch(channel: lapin::Channel, queue: String) -> Depth {
+        Depth(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let declared = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await;
+                match declared {
+                    Ok(state) => crate::metrics::Metrics::get()
+                        .notifications_queued
+                        .set(f64::from(state.message_count())),
+                    Err(_) => return,
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Depth {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -74,9 +74,12 @@ pub struct RedisPresence {
 }
 
 async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PresenceError> {
-    Ok(tokio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .map_err(|_| PresenceError::Timeout)??)
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(CALL_TIMEOUT, call).await;
+    crate::metrics::Metrics::get()
+        .redis_seconds
+        .record(started.elapsed());
+    Ok(result.map_err(|_| PresenceError::Timeout)??)
 }
 
 impl RedisPresence {

@@ -230,6 +230,7 @@ impl AmqpRelay {
         let mut batch = Vec::with_capacity(CONFIRM_BATCH);
         while queue.recv_many(&mut batch, CONFIRM_BATCH).await > 0 {
             let mut confirms = Vec::with_capacity(batch.len());
+            let started = std::time::Instant::now();
             for (key, payload) in batch.drain(..) {
                 match channel
                     .basic_publish(
@@ -253,6 +254,9 @@ impl AmqpRelay {
                     return;
                 }
             }
+            crate::metrics::Metrics::get()
+                .relay_publish_seconds
+                .record(started.elapsed());
         }
     }
 

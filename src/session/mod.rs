@@ -351,6 +351,9 @@ async fn serve<I: Inbound, O: Outbound>(
     drop(connected);
     let metrics = Metrics::get();
     metrics.connections.increment(1.0);
+    if let Some(gauge) = metrics.sessions(handle.origin.transport) {
+        gauge.increment(1.0);
+    }
     for observer in context.router.observers() {
         observer.opened(&handle, first);
     }
@@ -406,6 +409,9 @@ async fn serve<I: Inbound, O: Outbound>(
         observer.closed(&handle, last);
     }
     metrics.connections.decrement(1.0);
+    if let Some(gauge) = metrics.sessions(handle.origin.transport) {
+        gauge.decrement(1.0);
+    }
     debug!("closed");
 }
 

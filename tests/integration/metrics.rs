@@ -6,7 +6,7 @@ use crate::common::{db, metric_value};
 use serde_json::json;
 
 /// Every series a broker exports, present (with `# HELP`) before anything happened.
-const SERIES: [&str; 33] = [
+const SERIES: [&str; 37] = [
     "broker_connections",
     "broker_connections_total",
     "broker_frames_in_total",
@@ -32,6 +32,10 @@ const SERIES: [&str; 33] = [
     "broker_db_connection_waits_total",
     "broker_db_connection_timeouts_total",
     "broker_relay_connected",
+    "broker_relay_publish_seconds",
+    "broker_redis_seconds",
+    "broker_notifications_queue_messages",
+    "broker_sessions",
     "broker_sends_total",
     "broker_stomp_errors_total",
     "broker_http_connections",
@@ -97,6 +101,8 @@ async fn sends_are_counted_by_source_and_result() {
         .await;
     assert_eq!(status, 400);
     let mut alice = broker.im_user("alice").await;
+    let websocket = "broker_sessions{transport=\"websocket\"}";
+    assert!(value(&broker.metrics().await, websocket) >= 1.0);
     im::private_send(&mut alice, "bob", "m3", "over stomp", "r").await;
     im::receipt(&mut alice, "r").await;
     let after = broker.metrics().await;
