@@ -292,15 +292,6 @@ impl Metrics {
         self.frames_out[command_index(command)].increment(count);
     }
 
-    /// The gauge of open sessions over `transport`, if it is counted.
-    pub fn sessions(&self, transport: crate::delivery::Transport) -> Option<&Gauge> {
-        match transport {
-            crate::delivery::Transport::WebSocket => Some(&self.sessions_websocket),
-            crate::delivery::Transport::Tcp => Some(&self.sessions_tcp),
-            crate::delivery::Transport::Memory => None,
-        }
-    }
-
     /// Counts a send (a message or notification request) and how it ended.
     pub fn send(&self, source: SendSource, result: Result<(), ErrorCode>) {
         let code = match result {

@@ -7,76 +7,16 @@
 //! is in it, whatever commits after is published after the registration and so is held. What is
 //! both (committed between the two) is told apart by its seq and delivered once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytestring::ByteString;
-use stomp_codec::MessageTemplate;
 
 use super::Hub;
 use super::publication::Publication;
-use super::routes::Subscriber;
+pub use super::routes::ReplayGate;
 use crate::delivery::{AckTarget, SessionHandle};
 use crate::util::lock;
-
-/// Live deliveries one gate holds at most; a session that would need more is cut as a slow
-/// consumer, as it would be with that much queued.
-const MAX_HELD: usize = 10_000;
-
-/// One live delivery held while the replay is read.
-struct Held {
-    subscriber: Subscriber,
-    sequence: Option<i64>,
-    template: Arc<MessageTemplate>,
-    message_id: ByteString,
-    target: AckTarget,
-}
-
-/// The gate in front of one subscription while it replays.
-#[derive(Default)]
-pub struct ReplayGate {
-    /// Set once the replay is delivered: fan-out then delivers directly.
-    open: AtomicBool,
-    held: Mutex<Vec<Held>>,
-}
-
-impl ReplayGate {
-    /// A closed gate.
-    pub fn new() -> Arc<ReplayGate> {
-        Arc::new(ReplayGate::default())
-    }
-
-    /// Holds a live delivery unless the gate is open; returns whether it held it.
-    pub(super) fn hold(
-        &self,
-        subscriber: &Subscriber,
-        sequence: Option<i64>,
-        template: &Arc<MessageTemplate>,
-        message_id: &ByteString,
-        target: &AckTarget,
-    ) -> bool {
-        if self.open.load(Ordering::Acquire) {
-            return false;
-        }
-        let mut held = lock(&self.held);
-        // The opener sets `open` under this lock: checked again, it is final.
-        if self.open.load(Ordering::Acquire) {
-            return false;
-        }
-        if held.len() >= MAX_HELD {
-            subscriber.session.cut_slow();
-            return true;
-        }
-        held.push(Held {
-            subscriber: subscriber.clone(),
-            sequence,
-            template: template.clone(),
-            message_id: message_id.clone(),
-            target: target.clone(),
-        });
-        true
-    }
-}
 
 impl Hub {
     /// Delivers a replay on the subscription `id` of `session`, which was registered behind

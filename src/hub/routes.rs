@@ -1,13 +1,15 @@
 //! Routes and who listens on them: the key a subscription is registered under, the hub's view
 //! of a subscriber, and the per-route list that fan-out reads through a snapshot.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use bytestring::ByteString;
 use stomp_codec::{Headers, MessageTemplate};
 
-use crate::delivery::{AckMode, Route, SessionHandle};
+use crate::delivery::{AckMode, AckTarget, Route, SessionHandle};
+use crate::util::lock;
 
 /// A subscription as the hub sees it.
 #[derive(Clone)]
@@ -21,7 +23,7 @@ pub struct Subscriber {
     /// Its ack mode.
     pub ack: AckMode,
     /// While it replays what it missed: where live publications wait (see [`super::replay`]).
-    pub gate: Option<Arc<super::replay::ReplayGate>>,
+    pub gate: Option<Arc<ReplayGate>>,
 }
 
 /// The subscribers of one route.
@@ -93,5 +95,64 @@ impl SubscriptionKey {
             headers.push("content-type", "text/plain;charset=utf-8");
         }
         Arc::new(MessageTemplate::new(headers, body))
+    }
+}
+
+/// Live deliveries one gate holds at most; a session that would need more is cut as a slow
+/// consumer, as it would be with that much queued.
+const MAX_HELD: usize = 10_000;
+
+/// One live delivery held while the replay is read.
+pub(super) struct Held {
+    pub(super) subscriber: Subscriber,
+    pub(super) sequence: Option<i64>,
+    pub(super) template: Arc<MessageTemplate>,
+    pub(super) message_id: ByteString,
+    pub(super) target: AckTarget,
+}
+
+/// The gate in front of one subscription while it replays.
+#[derive(Default)]
+pub struct ReplayGate {
+    /// Set once the replay is delivered: fan-out then delivers directly.
+    pub(super) open: AtomicBool,
+    pub(super) held: Mutex<Vec<Held>>,
+}
+
+impl ReplayGate {
+    /// A closed gate.
+    pub fn new() -> Arc<ReplayGate> {
+        Arc::new(ReplayGate::default())
+    }
+
+    /// Holds a live delivery unless the gate is open; returns whether it held it.
+    pub(super) fn hold(
+        &self,
+        subscriber: &Subscriber,
+        sequence: Option<i64>,
+        template: &Arc<MessageTemplate>,
+        message_id: &ByteString,
+        target: &AckTarget,
+    ) -> bool {
+        if self.open.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut held = lock(&self.held);
+        // The opener sets `open` under this lock: checked again, it is final.
+        if self.open.load(Ordering::Acquire) {
+            return false;
+        }
+        if held.len() >= MAX_HELD {
+            subscriber.session.cut_slow();
+            return true;
+        }
+        held.push(Held {
+            subscriber: subscriber.clone(),
+            sequence,
+            template: template.clone(),
+            message_id: message_id.clone(),
+            target: target.clone(),
+        });
+        true
     }
 }

@@ -100,6 +100,37 @@ pub struct Readers {
     pub unread: Vec<String>,
 }
 
+/// The stored entry for "everybody": not a user id (ids cannot contain `*`).
+pub const MENTION_ALL: &str = "*";
+
+/// The users a stored `mentions` value names (empty for none, or for everybody).
+pub fn mentioned_users(stored: Option<&str>) -> Vec<String> {
+    parse_mentions(stored)
+        .into_iter()
+        .filter(|user| user != MENTION_ALL)
+        .collect()
+}
+
+/// Whether a stored `mentions` value mentions everybody.
+pub fn mentions_all(stored: Option<&str>) -> bool {
+    parse_mentions(stored)
+        .iter()
+        .any(|user| user == MENTION_ALL)
+}
+
+/// Whether a stored `mentions` value mentions `user` (by name or as everybody).
+pub fn mentions(stored: Option<&str>, user: &str) -> bool {
+    parse_mentions(stored)
+        .iter()
+        .any(|entry| entry == MENTION_ALL || entry == user)
+}
+
+fn parse_mentions(stored: Option<&str>) -> Vec<String> {
+    stored
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .unwrap_or_default()
+}
+
 fn parse_json(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
@@ -124,8 +155,8 @@ impl From<&MessageRow> for MessageJson {
             created_at: row.created_at,
             read_count: None,
             edited_at: row.edited_at,
-            mentions: super::mentions::mentioned_users(row.mentions.as_deref()),
-            mention_all: super::mentions::mentions_all(row.mentions.as_deref()),
+            mentions: mentioned_users(row.mentions.as_deref()),
+            mention_all: mentions_all(row.mentions.as_deref()),
             reactions: Vec::new(),
         }
     }

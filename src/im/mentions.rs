@@ -1,44 +1,15 @@
 //! Mentions in group messages: who a send may mention, how a mention is stored (a JSON array of
-//! user ids on the message, or [`ALL`] for everybody), and what reads them: the message's own
+//! user ids on the message, or [`MENTION_ALL`] for everybody), and what reads them: the message's own
 //! JSON, the conversation list's marker, offline push in muted conversations and
 //! `GET /api/v1/mentions`.
 
 use serde_json::Value;
 
 use super::Im;
-use super::json::{MessageJson, SendRequest};
+use super::json::{MENTION_ALL, MessageJson, SendRequest};
 use crate::app_error::AppError;
 use crate::domain::{ConversationKind, MemberRole, is_valid_user_id, kind_of};
 use crate::store::Target;
-
-/// The stored entry for "everybody": not a user id (ids cannot contain `*`).
-pub const ALL: &str = "*";
-
-/// The users a stored `mentions` value names (empty for none, or for everybody).
-pub fn mentioned_users(stored: Option<&str>) -> Vec<String> {
-    parse(stored)
-        .into_iter()
-        .filter(|user| user != ALL)
-        .collect()
-}
-
-/// Whether a stored `mentions` value mentions everybody.
-pub fn mentions_all(stored: Option<&str>) -> bool {
-    parse(stored).iter().any(|user| user == ALL)
-}
-
-/// Whether a stored `mentions` value mentions `user` (by name or as everybody).
-pub fn mentions(stored: Option<&str>, user: &str) -> bool {
-    parse(stored)
-        .iter()
-        .any(|entry| entry == ALL || entry == user)
-}
-
-fn parse(stored: Option<&str>) -> Vec<String> {
-    stored
-        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
-        .unwrap_or_default()
-}
 
 impl Im {
     /// Checks the mentions of a send and returns them as stored: only group messages mention;
@@ -73,7 +44,7 @@ impl Im {
                     "only the owner and admins may mention everybody",
                 ));
             }
-            return Ok(Some(Value::from(vec![ALL]).to_string()));
+            return Ok(Some(Value::from(vec![MENTION_ALL]).to_string()));
         }
         let max = self.settings().max_mentions;
         let mut users: Vec<&str> = Vec::with_capacity(named.len().min(max));
@@ -125,7 +96,7 @@ impl Im {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::im::json::{mentioned_users, mentions, mentions_all};
 
     #[test]
     fn stored_mentions_read_back() {

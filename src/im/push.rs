@@ -129,8 +129,8 @@ impl Im {
                 .push_devices(
                     &message.conversation_id,
                     &message.sender_id,
-                    &super::mentions::mentioned_users(message.mentions.as_deref()),
-                    super::mentions::mentions_all(message.mentions.as_deref()),
+                    &super::json::mentioned_users(message.mentions.as_deref()),
+                    super::json::mentions_all(message.mentions.as_deref()),
                 )
                 .await
             {

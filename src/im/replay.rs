@@ -73,6 +73,11 @@ impl ReplaySource for ImReplay {
             };
             match self.im.missed(identity, &conversation, since, event).await {
                 Ok(replay) => replay,
+                // No notification yet: the conversation is created by the first one.
+                Err(error) if error.code == crate::app_error::ErrorCode::NotFound => Replay {
+                    publications: Vec::new(),
+                    up_to: Some(since),
+                },
                 Err(error) => {
                     tracing::warn!(%error, conversation, "replay failed");
                     Replay {

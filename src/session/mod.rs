@@ -351,7 +351,7 @@ async fn serve<I: Inbound, O: Outbound>(
     drop(connected);
     let metrics = Metrics::get();
     metrics.connections.increment(1.0);
-    if let Some(gauge) = metrics.sessions(handle.origin.transport) {
+    if let Some(gauge) = sessions_gauge(metrics, handle.origin.transport) {
         gauge.increment(1.0);
     }
     for observer in context.router.observers() {
@@ -409,10 +409,22 @@ async fn serve<I: Inbound, O: Outbound>(
         observer.closed(&handle, last);
     }
     metrics.connections.decrement(1.0);
-    if let Some(gauge) = metrics.sessions(handle.origin.transport) {
+    if let Some(gauge) = sessions_gauge(metrics, handle.origin.transport) {
         gauge.decrement(1.0);
     }
     debug!("closed");
+}
+
+/// The gauge of open sessions over `transport`, if it is counted.
+fn sessions_gauge(
+    metrics: &crate::metrics::Metrics,
+    transport: crate::delivery::Transport,
+) -> Option<&metrics::Gauge> {
+    match transport {
+        crate::delivery::Transport::WebSocket => Some(&metrics.sessions_websocket),
+        crate::delivery::Transport::Tcp => Some(&metrics.sessions_tcp),
+        crate::delivery::Transport::Memory => None,
+    }
 }
 
 fn push_frame(handle: &SessionHandle, frame: &Frame) -> bool {

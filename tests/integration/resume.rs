@@ -205,6 +205,15 @@ async fn notifications_resume_from_their_seq() {
             )
             .await;
         let seen = collect(&mut carol, "notification.new", |s| s.len() >= 3).await;
+        // Someone who never had a notification resumes with nothing, and no event.
+        let mut dave = broker.ws("dave").await;
+        dave.subscribe_with(
+            "/user/queue/notifications",
+            "n",
+            &[("ack", "auto"), ("since-seq", "0")],
+        )
+        .await;
+        im::quiet(&mut dave).await;
         assert_eq!(seqs(&seen), vec![3, 4, 5], "{label}");
         assert!(seen.iter().all(|(_, replayed)| *replayed), "{label}");
         im::quiet(&mut carol).await;

@@ -132,7 +132,7 @@ impl super::Store {
                 .or_insert(*seq);
             *entry = (*entry).max(*seq);
         }
-        let marks: Vec<DeliveryMark<'_>> = furthest
+        let mut marks: Vec<DeliveryMark<'_>> = furthest
             .into_iter()
             .map(|((conversation, user), seq)| DeliveryMark {
                 conversation,
@@ -140,6 +140,8 @@ impl super::Store {
                 seq,
             })
             .collect();
+        // In key order, as every writer of members rows should take them.
+        marks.sort_unstable_by(|a, b| (a.conversation, a.user).cmp(&(b.conversation, b.user)));
         self.timed(async {
             with_conn!(&self.pool, |conn| {
                 BatchStatements::mark_delivered(conn, &marks).await?;

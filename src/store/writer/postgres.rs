@@ -91,12 +91,23 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
 
     async fn mark_delivered(&mut self, marks: &[DeliveryMark<'_>]) -> diesel::QueryResult<usize> {
         use diesel::sql_types::{Array, BigInt, Text};
-        diesel::sql_query(PG_MARK_DELIVERED)
-            .bind::<Array<Text>, _>(marks.iter().map(|m| m.conversation).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(marks.iter().map(|m| m.user).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(marks.iter().map(|m| m.seq).collect::<Vec<_>>())
-            .execute(self)
-            .await
+        use diesel_async::AsyncConnection;
+        // The writer's batches update members too (senders' read positions), in an order of
+        // their own: waiting on one of their rows could close a cycle, which PostgreSQL breaks
+        // only after deadlock_timeout (1 s by default), stalling every send of the batch. This
+        // status may come late, so it gives way at once instead and is tried again.
+        self.transaction(async |conn| {
+            diesel::sql_query("SET LOCAL lock_timeout = '50ms'")
+                .execute(conn)
+                .await?;
+            diesel::sql_query(PG_MARK_DELIVERED)
+                .bind::<Array<Text>, _>(marks.iter().map(|m| m.conversation).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(marks.iter().map(|m| m.user).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(marks.iter().map(|m| m.seq).collect::<Vec<_>>())
+                .execute(conn)
+                .await
+        })
+        .await
     }
 
     async fn find_stored(
