@@ -63,6 +63,8 @@ pub enum Action {
     React,
     /// A message pinned or unpinned.
     Pin,
+    /// A SUBSCRIBE with `since-seq` (a replay).
+    Replay,
 }
 
 impl Action {
@@ -80,6 +82,7 @@ impl Action {
             Action::Edit => "edit",
             Action::React => "react",
             Action::Pin => "pin",
+            Action::Replay => "replay",
         };
         format!("{namespace}:{user}")
     }
@@ -108,6 +111,8 @@ pub struct ActionRates {
     pub react: Rate,
     /// `limits.pin_rate`.
     pub pin: Rate,
+    /// `limits.replay_rate`.
+    pub replay: Rate,
 }
 
 impl ActionRates {
@@ -124,6 +129,7 @@ impl ActionRates {
             edit: limits.edit_rate,
             react: limits.reaction_rate,
             pin: limits.pin_rate,
+            replay: limits.replay_rate,
         }
     }
 
@@ -140,6 +146,7 @@ impl ActionRates {
             Action::Edit => self.edit,
             Action::React => self.react,
             Action::Pin => self.pin,
+            Action::Replay => self.replay,
         }
     }
 }

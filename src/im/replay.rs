@@ -71,6 +71,16 @@ impl ReplaySource for ImReplay {
                     "notification.new",
                 ),
             };
+            if !self
+                .im
+                .within_rate(super::limits::Action::Replay, &identity.user_id)
+                .await
+            {
+                return Replay {
+                    publications: vec![truncated(&conversation, since, None)],
+                    up_to: Some(since),
+                };
+            }
             match self.im.missed(identity, &conversation, since, event).await {
                 Ok(replay) => replay,
                 // No notification yet: the conversation is created by the first one.

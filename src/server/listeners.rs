@@ -160,10 +160,24 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(asked)
 }
 
-/// Accept errors such as EMFILE are transient: wait a little instead of spinning.
-async fn accept_backoff(error: &std::io::Error) {
-    warn!(%error, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+/// The next connection, or `None` once `shutdown` is cancelled. Accept errors such as EMFILE
+/// are transient: it waits a little instead of spinning.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(error) => {
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
 }
 
 /// Counts a connection from `peer` against the per-address cap, if there is one. `Err` when the
@@ -218,17 +232,7 @@ struct HttpListener {
 
 impl HttpListener {
     async fn serve(self, shutdown: CancellationToken, tracker: TaskTracker) {
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = shutdown.cancelled() => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        accept_backoff(&error).await;
-                        continue;
-                    }
-                },
-            };
+        while let Some((stream, peer)) = accept(&self.listener, &shutdown).await {
             // Closed without an answer: writing one well would take a task per refused
             // connection, which is what a flood from one address would like.
             let Ok(guard) = admit_from(self.per_ip.as_ref(), peer) else {
@@ -309,17 +313,7 @@ async fn serve_stomp_tcp(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    accept_backoff(&error).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, peer)) = accept(&listener, &shutdown).await {
         let Ok(guard) = admit_from(shared.per_ip.as_ref(), peer) else {
             continue;
         };

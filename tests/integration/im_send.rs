@@ -334,8 +334,8 @@ async fn metrics_count_the_writers_batches_and_the_sends_in_them() {
         assert!(sends >= 3.0, "{label}: {sends} sends");
         let text = broker.metrics().await;
         for series in [
-            "broker_store_batch_seconds{quantile=\"0.99\"}",
-            "broker_store_batch_messages{quantile=\"0.5\"}",
+            "broker_store_batch_seconds_bucket{le=\"0.005\"}",
+            "broker_store_batch_messages_bucket{le=\"1\"}",
             "broker_store_batch_failures_total",
         ] {
             assert!(text.contains(series), "{label}: /metrics lacks {series}");

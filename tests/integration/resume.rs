@@ -246,3 +246,27 @@ async fn since_seq_is_refused_where_it_means_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn replays_are_rate_limited_per_user() {
+    let database = db::sqlite();
+    let broker = im::broker(&database.url, &[("BROKER_LIMITS_REPLAY_RATE", "1/1h")]).await;
+    let group = im::create_group(&broker, "alice", "rate", &["bob"]).await;
+    post(&broker, "alice", &group, "m1").await;
+    let mut bob = broker.ws("bob").await;
+    let topic = format!("/topic/group.{group}");
+    bob.subscribe_with(&topic, "a", &[("ack", "auto"), ("since-seq", "0")])
+        .await;
+    let replayed = collect(&mut bob, "message.new", |s| !s.is_empty()).await;
+    assert_eq!(seqs(&replayed), vec![1]);
+    // The second replay within the hour gets the event alone: page over REST.
+    bob.subscribe_with(&topic, "b", &[("ack", "auto"), ("since-seq", "0")])
+        .await;
+    let frame = bob.expect(Command::Message).await;
+    assert_eq!(frame.get("event"), Some("replay.truncated"));
+    assert_eq!(
+        body(&frame),
+        json!({"conversationId": group, "afterSeq": 0, "beforeSeq": null})
+    );
+    im::quiet(&mut bob).await;
+}

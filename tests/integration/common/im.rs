@@ -163,7 +163,7 @@ use stomp_codec::{Command, Frame};
 
 /// Limits the IM behaviour tests do not exercise, raised so that a test may send freely. When the
 /// broker does not know a key yet, the broker starts without these.
-const RELAXED: [(&str, &str); 12] = [
+const RELAXED: [(&str, &str); 13] = [
     ("BROKER_LIMITS_SEND_RATE", "1000000/1s"),
     ("BROKER_LIMITS_STRANGER_RATE", "1000000/1s"),
     ("BROKER_LIMITS_STRANGER_BEFORE_REPLY", "1000000"),
@@ -176,6 +176,7 @@ const RELAXED: [(&str, &str); 12] = [
     ("BROKER_LIMITS_EDIT_RATE", "1000000/1s"),
     ("BROKER_LIMITS_REACTION_RATE", "1000000/1s"),
     ("BROKER_LIMITS_PIN_RATE", "1000000/1s"),
+    ("BROKER_LIMITS_REPLAY_RATE", "1000000/1s"),
 ];
 
 /// The whole broker on the database at `url` with `overrides`, send-rate limits raised.
