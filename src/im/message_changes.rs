@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use schema::MessageRow;
+use schema::{ConversationRow, MessageRow};
 use serde::Serialize;
 use serde_json::json;
 
@@ -20,7 +20,9 @@ use super::limits::Action;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::delivery::Route;
-use crate::domain::{ConversationId, ConversationKind, MemberRole, MessageStatus};
+use crate::domain::{
+    ConversationId, ConversationKind, ConversationStatus, MemberRole, MessageStatus,
+};
 use crate::store::reactions::{PinRow, Reaction};
 use crate::util::{lock, now_ms};
 
@@ -119,6 +121,7 @@ impl Im {
         match conversation.kind() {
             ConversationKind::Group => {
                 let (row, member) = self.membership(&conversation, me).await?;
+                still_active(&row, &conversation)?;
                 Self::check_group_send(&row, &member)?;
             }
             ConversationKind::Private => {
@@ -187,6 +190,10 @@ impl Im {
                 ErrorCode::Conflict,
                 "a recalled message takes no reactions",
             ));
+        }
+        let conversation = super::conversation_id(&message.conversation_id)?;
+        if conversation.kind() == ConversationKind::Group {
+            still_active(&self.conversation(&conversation).await?, &conversation)?;
         }
         self.limit(Action::React, me).await?;
         let reaction = Reaction {
@@ -326,7 +333,8 @@ impl Im {
         match conversation.kind() {
             ConversationKind::Private => {}
             ConversationKind::Group => {
-                let (_, member) = self.membership(&conversation, me).await?;
+                let (row, member) = self.membership(&conversation, me).await?;
+                still_active(&row, &conversation)?;
                 if !member.role.parse().is_ok_and(MemberRole::manages) {
                     return Err(AppError::forbidden(
                         "only the owner and admins pin messages in a group",
@@ -442,6 +450,18 @@ impl Im {
             }
         }
         Ok(())
+    }
+}
+
+/// A dissolved group's history stays readable as it was: nothing in it changes any more.
+fn still_active(row: &ConversationRow, id: &ConversationId) -> Result<(), AppError> {
+    if row.status.parse() == Ok(ConversationStatus::Active) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("{id} is dissolved"),
+        ))
     }
 }
 

@@ -433,3 +433,46 @@ async fn pins_are_kept_per_conversation_within_the_bound() {
         assert_eq!(updated["pins"][0]["message"]["content"], "rules", "{label}");
     }
 }
+
+#[tokio::test]
+async fn nothing_changes_in_a_dissolved_group() {
+    for database in db::all().await {
+        let broker = im::broker(&database.url, &[]).await;
+        let label = &database.label;
+        let group = im::create_group(&broker, "alice", "over", &["bob"]).await;
+        let (_, message) = rest(
+            &broker,
+            "POST",
+            "/api/v1/messages",
+            "alice",
+            Some(json!({"conversationId": group, "clientMsgId": "g-1", "content": "last"})),
+        )
+        .await;
+        let (status, _) = rest(
+            &broker,
+            "DELETE",
+            &format!("/api/v1/groups/{group}"),
+            "alice",
+            None,
+        )
+        .await;
+        assert_eq!(status, 204, "{label}");
+        let path = format!("/api/v1/messages/{}", id_of(&message));
+        for (method, path, body) in [
+            ("PATCH", path.clone(), Some(json!({"content": "edited"}))),
+            (
+                "POST",
+                format!("{path}/reactions"),
+                Some(json!({"emoji": "👍"})),
+            ),
+            ("PUT", format!("{path}/pin"), None),
+        ] {
+            let (status, answer) = rest(&broker, method, &path, "alice", body).await;
+            assert_eq!(status, 409, "{label}: {method} {path}: {answer}");
+            assert_error(&answer, "CONFLICT");
+        }
+        // Its history still reads as it was.
+        let items = im::history(&broker, "bob", &group, "").await;
+        assert_eq!(items[0]["content"], "last", "{label}");
+    }
+}
