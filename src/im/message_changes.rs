@@ -83,10 +83,11 @@ impl Im {
         content: String,
     ) -> Result<MessageJson, AppError> {
         let me = caller.user_id.as_str();
-        let message = self
-            .visible_message(caller, id)
+        let visible = self
+            .visible(caller, id)
             .await?
             .ok_or_else(super::no_message)?;
+        let message = &visible.message;
         if message.sender_id != me {
             return Err(AppError::forbidden("only the sender may edit this message"));
         }
@@ -117,12 +118,12 @@ impl Im {
             return Err(AppError::invalid("text content is empty"));
         }
         self.check_ban(me)?;
-        let conversation = super::conversation_id(&message.conversation_id)?;
+        let conversation = &visible.id;
         match conversation.kind() {
             ConversationKind::Group => {
-                let (row, member) = self.membership(&conversation, me).await?;
-                still_active(&row, &conversation)?;
-                Self::check_group_send(&row, &member)?;
+                let member = visible.member.as_ref().ok_or_else(super::no_message)?;
+                still_active(&visible.conversation, conversation)?;
+                Self::check_group_send(&visible.conversation, member)?;
             }
             ConversationKind::Private => {
                 if let Some(peer) = conversation.peer(me)
@@ -157,10 +158,10 @@ impl Im {
             "content": edited.content,
             "editedAt": edited.edited_at,
         }));
-        self.push_where_sent(&conversation, "message.edited", &body)
+        self.push_where_sent(conversation, "message.edited", &body)
             .await?;
         let mut view = MessageJson::from(&edited);
-        view.status = message.status;
+        view.status = visible.message.status;
         Ok(view)
     }
 
@@ -181,19 +182,19 @@ impl Im {
     ) -> Result<(), AppError> {
         let me = caller.user_id.as_str();
         check_emoji(emoji)?;
-        let message = self
-            .visible_message(caller, id)
+        let visible = self
+            .visible(caller, id)
             .await?
             .ok_or_else(super::no_message)?;
+        let message = visible.message;
         if message.status.parse() == Ok(MessageStatus::Recalled) {
             return Err(AppError::new(
                 ErrorCode::Conflict,
                 "a recalled message takes no reactions",
             ));
         }
-        let conversation = super::conversation_id(&message.conversation_id)?;
-        if conversation.kind() == ConversationKind::Group {
-            still_active(&self.conversation(&conversation).await?, &conversation)?;
+        if visible.id.kind() == ConversationKind::Group {
+            still_active(&visible.conversation, &visible.id)?;
         }
         self.limit(Action::React, me).await?;
         let reaction = Reaction {
@@ -325,17 +326,20 @@ impl Im {
         on: bool,
     ) -> Result<Vec<PinJson>, AppError> {
         let me = caller.user_id.as_str();
-        let message = self
-            .visible_message(caller, id)
+        let visible = self
+            .visible(caller, id)
             .await?
             .ok_or_else(super::no_message)?;
-        let conversation = super::conversation_id(&message.conversation_id)?;
+        let (message, conversation) = (visible.message, visible.id);
         match conversation.kind() {
             ConversationKind::Private => {}
             ConversationKind::Group => {
-                let (row, member) = self.membership(&conversation, me).await?;
-                still_active(&row, &conversation)?;
-                if !member.role.parse().is_ok_and(MemberRole::manages) {
+                still_active(&visible.conversation, &conversation)?;
+                let manages = visible
+                    .member
+                    .as_ref()
+                    .is_some_and(|m| m.role.parse().is_ok_and(MemberRole::manages));
+                if !manages {
                     return Err(AppError::forbidden(
                         "only the owner and admins pin messages in a group",
                     ));

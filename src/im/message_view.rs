@@ -1,14 +1,26 @@
 //! One message as a member sees it (`GET /api/v1/messages/{id}`, with what it replies to), and
 //! who of its audience has read it.
 
-use schema::MessageRow;
+use schema::{ConversationRow, MemberRow, MessageRow};
 
 use super::Im;
 use super::json::{MessageDetail, MessageJson, Readers};
 use super::read_counts::{is_audience, read_count};
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
-use crate::domain::{ConversationKind, MemberRole, kind_of};
+use crate::domain::{ConversationId, ConversationKind, MemberRole, kind_of};
+
+/// A message the caller may see, with its conversation and the caller's membership.
+pub(super) struct Visible {
+    /// The message, its status as the caller sees it.
+    pub message: MessageRow,
+    /// Its conversation's id.
+    pub id: ConversationId,
+    /// Its conversation.
+    pub conversation: ConversationRow,
+    /// The caller's membership; none for staff in an assistant conversation.
+    pub member: Option<MemberRow>,
+}
 
 impl Im {
     /// One message as the caller may see it, with the message it replies to: for the members
@@ -99,26 +111,46 @@ impl Im {
         caller: &Identity,
         id: i64,
     ) -> Result<Option<MessageRow>, AppError> {
+        Ok(self
+            .visible(caller, id)
+            .await?
+            .map(|visible| visible.message))
+    }
+
+    /// [`Im::visible_message`] with what was read on the way: its conversation, and the
+    /// caller's membership (none for staff reading an assistant conversation).
+    pub(super) async fn visible(
+        &self,
+        caller: &Identity,
+        id: i64,
+    ) -> Result<Option<Visible>, AppError> {
         let Some(mut message) = self.store().message(id).await? else {
             return Ok(None);
         };
         let Ok(conversation) = super::conversation_id(&message.conversation_id) else {
             return Ok(None);
         };
-        let member = match self.access(&conversation, caller).await {
-            Ok((_, member)) => member,
+        let (row, member) = match self.access(&conversation, caller).await {
+            Ok(found) => found,
             Err(error) if matches!(error.code, ErrorCode::NotFound | ErrorCode::NotMember) => {
                 return Ok(None);
             }
             Err(error) => return Err(error),
         };
-        let floor = member.map_or(0, |m| m.joined_seq.max(m.cleared_seq));
+        let floor = member
+            .as_ref()
+            .map_or(0, |m| m.joined_seq.max(m.cleared_seq));
         if message.seq <= floor || self.store().is_deleted_for(&caller.user_id, id).await? {
             return Ok(None);
         }
         self.store()
             .with_statuses(std::slice::from_mut(&mut message))
             .await?;
-        Ok(Some(message))
+        Ok(Some(Visible {
+            message,
+            id: conversation,
+            conversation: row,
+            member,
+        }))
     }
 }
