@@ -89,6 +89,10 @@ pub enum StoreError {
     /// A per-item bound would be passed (named: what is full).
     #[error("{0}")]
     Full(&'static str),
+    /// A send of a batch written without looking its clientMsgId up first turned out to be
+    /// stored before: the batch was undone, and the writer commits it again, looking first.
+    #[error("a send of the batch was stored before")]
+    StoredBefore,
 }
 
 /// The pool behind the store.

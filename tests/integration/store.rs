@@ -12,13 +12,18 @@ use broker::store::{
 };
 
 async fn open(url: &str) -> Store {
+    open_as(url, 1).await
+}
+
+/// A store as node `node_number`: two of them on one database are two nodes' writers.
+async fn open_as(url: &str, node_number: u16) -> Store {
     let settings = StoreSettings {
         url: url.to_owned(),
         pool_size: 4,
         timeout: Duration::from_secs(10),
         max_batch: 256,
         max_bulk_batch: 64,
-        node_number: 1,
+        node_number,
         outbox_node: None,
     };
     Store::open(&settings, Arc::new(PushOrder::default()))
@@ -163,6 +168,92 @@ async fn a_repeated_client_msg_id_stores_nothing_new() {
             .unwrap();
         assert_eq!(next.message().seq, 2, "{}", database.label);
     }
+}
+
+/// On PostgreSQL a batch is written without looking its clientMsgIds up first; a retry among
+/// fresh sends undoes the batch, which is written again looking first. The fresh sends of that
+/// batch keep gapless seqs and the retries answer the message stored before.
+#[tokio::test]
+async fn retries_among_fresh_sends_answer_the_stored_message_and_leave_no_gap() {
+    for database in db::all().await {
+        let store = open(&database.url).await;
+        let mut first = Vec::new();
+        for i in 0..50 {
+            let outcome = store
+                .send(text(private("alice", "bob"), "alice", &format!("c{i}"), "hi"))
+                .await
+                .unwrap();
+            first.push(outcome.message().clone());
+        }
+        let sends = (0..110).map(|i| {
+            let store = store.clone();
+            // Every eleventh is a retry of one of the first 50.
+            let client_msg_id = if i % 11 == 0 {
+                format!("c{}", i / 11)
+            } else {
+                format!("n{i}")
+            };
+            async move {
+                let outcome = store
+                    .send(text(private("alice", "bob"), "alice", &client_msg_id, "hi"))
+                    .await
+                    .expect("send");
+                (client_msg_id, outcome)
+            }
+        });
+        let outcomes = futures_util::future::join_all(sends).await;
+        let mut seqs = Vec::new();
+        for (client_msg_id, outcome) in &outcomes {
+            match outcome {
+                SendOutcome::Duplicate(row) => {
+                    let index: usize = client_msg_id[1..].parse().unwrap();
+                    assert!(client_msg_id.starts_with('c'), "{}", database.label);
+                    assert_eq!(row.id, first[index].id, "{}", database.label);
+                    assert_eq!(row.seq, first[index].seq, "{}", database.label);
+                }
+                SendOutcome::Stored { message, .. } => {
+                    assert!(client_msg_id.starts_with('n'), "{}", database.label);
+                    seqs.push(message.seq);
+                }
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (51..=150).collect::<Vec<_>>(), "{}", database.label);
+    }
+}
+
+/// Two nodes' writers storing the same clientMsgIds at once (a client that resent on another
+/// node what it had in flight): each is stored once, both answer the same message, and the
+/// conversation's seqs stay gapless.
+#[tokio::test]
+async fn the_same_send_racing_on_two_nodes_is_stored_once() {
+    let Some(database) = db::postgres().await else {
+        return;
+    };
+    let (a, b) = (open_as(&database.url, 1).await, open_as(&database.url, 2).await);
+    let sends = (0..200).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let client_msg_id = format!("c{}", i / 2);
+        async move {
+            store
+                .send(text(private("alice", "bob"), "alice", &client_msg_id, "hi"))
+                .await
+                .expect("send")
+        }
+    });
+    let outcomes = futures_util::future::join_all(sends).await;
+    let mut seqs = Vec::new();
+    for pair in outcomes.chunks(2) {
+        assert_eq!(pair[0].message().id, pair[1].message().id);
+        let stored = pair
+            .iter()
+            .filter(|o| matches!(o, SendOutcome::Stored { .. }))
+            .count();
+        assert_eq!(stored, 1, "exactly one of the two stored it");
+        seqs.push(pair[0].message().seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -23,6 +23,17 @@ use crate::store::{IdGenerator, InsertRows, Pool, StoreError, event_outbox, now_
 /// The answer to one send of a batch.
 type Answer = Result<SendOutcome, StoreError>;
 
+/// How a batch finds the sends it stored before (idempotency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Idempotency {
+    /// Look the batch's clientMsgIds up before anything is written.
+    LookFirst,
+    /// Write without looking: the insert skips a clientMsgId stored before, and the batch then
+    /// fails with [`StoreError::StoredBefore`], to be committed again with `LookFirst`. Retries
+    /// are rare, so the common batch saves the lookup (a statement, and an index probe per send).
+    OnConflict,
+}
+
 /// Commits `batch` in one transaction; answers each send, in the batch's order. Fails as a
 /// whole when the transaction fails.
 pub(super) async fn apply(
@@ -30,9 +41,10 @@ pub(super) async fn apply(
     ids: &IdGenerator,
     outbox: Option<&str>,
     batch: &[NewMessage],
+    idempotency: Idempotency,
 ) -> Result<Vec<Answer>, StoreError> {
     with_conn!(pool, |conn| {
-        conn.transaction(async |conn| apply_in(conn, ids, outbox, batch).await)
+        conn.transaction(async |conn| apply_in(conn, ids, outbox, batch, idempotency).await)
             .await
     })
 }
@@ -43,13 +55,14 @@ async fn apply_in<C>(
     ids: &IdGenerator,
     outbox: Option<&str>,
     batch: &[NewMessage],
+    idempotency: Idempotency,
 ) -> Result<Vec<Answer>, StoreError>
 where
     C: BatchStatements + InsertRows + RecordShares + Send,
 {
     InsertRows::lock_for_write(conn).await?;
     let now = now_ms();
-    let mut triage = find_duplicates(conn, batch).await?;
+    let mut triage = find_duplicates(conn, batch, idempotency).await?;
     triage.blocked = check_blocks(conn, batch, &mut triage.fresh).await?;
     let numbered = reserve_seqs(conn, ids, batch, &triage.fresh, now).await?;
     insert_messages(conn, batch, &triage.fresh, &numbered).await?;
@@ -76,11 +89,17 @@ struct Triage {
 async fn find_duplicates<C: BatchStatements + Send>(
     conn: &mut C,
     batch: &[NewMessage],
+    idempotency: Idempotency,
 ) -> Result<Triage, StoreError> {
     let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
-    let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
-    let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
-    let stored = BatchStatements::find_stored(conn, &senders, &client_ids).await?;
+    let stored = match idempotency {
+        Idempotency::LookFirst => {
+            let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
+            let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
+            BatchStatements::find_stored(conn, &senders, &client_ids).await?
+        }
+        Idempotency::OnConflict => Vec::new(),
+    };
     let known: HashMap<(String, String), MessageRow> = stored
         .into_iter()
         .map(|row| ((row.sender_id.clone(), row.client_msg_id.clone()), row))
@@ -424,7 +443,12 @@ async fn insert_messages<C: BatchStatements + RecordShares + Send>(
 ) -> Result<(), StoreError> {
     let Numbered { rows, row_of, .. } = numbered;
     if !rows.is_empty() {
-        BatchStatements::insert_rows(conn, rows).await?;
+        let inserted = BatchStatements::insert_rows(conn, rows).await?;
+        // A row skipped: its clientMsgId was stored before (by an earlier batch, or by another
+        // node meanwhile). Its seq is reserved already, so the whole batch is undone.
+        if inserted < rows.len() {
+            return Err(StoreError::StoredBefore);
+        }
     }
     let shares = crate::store::shares::of_batch(
         |i| batch.get(i)?.shared_file.as_ref(),

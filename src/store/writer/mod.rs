@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use self::batch::apply;
+use self::batch::{Idempotency, apply};
 use self::statements::{BatchStatements, DeliveryMark};
 use super::messages::{NewMessage, SendOutcome};
 use super::{IdGenerator, Pool, StoreError, with_conn};
@@ -309,10 +309,19 @@ async fn run(
     let max_bulk = settings.max_bulk_batch.clamp(1, max_batch);
     let outbox_node = settings.outbox_node.as_deref();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut lookups = Lookups::new(&pool);
     while lanes.next_batch(&mut batch, max_batch, max_bulk).await {
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = batch.drain(..).unzip();
         let started = Instant::now();
-        let outcomes = commit(&pool, &ids, outbox_node, &messages, settings.timeout).await;
+        let outcomes = commit(
+            &pool,
+            &ids,
+            outbox_node,
+            &messages,
+            settings.timeout,
+            &mut lookups,
+        )
+        .await;
         let metrics = Metrics::get();
         metrics.store_batch_seconds.record(started.elapsed());
         metrics.store_batch_messages.record(messages.len() as f64);
@@ -329,6 +338,44 @@ async fn run(
     }
 }
 
+/// Batches that look their clientMsgIds up first after one that met a send stored before:
+/// retries come in runs (a client resending what it had in flight when its connection broke),
+/// and a client resending on purpose makes at most one batch in this many be written twice.
+const LOOK_FIRST_AFTER_RETRY: u32 = 64;
+
+/// Which way the writer's next batch finds the sends stored before.
+struct Lookups {
+    /// SQLite runs in process, where the lookup costs little: it always looks first.
+    always: bool,
+    /// Batches left that look first.
+    left: u32,
+}
+
+impl Lookups {
+    fn new(pool: &Pool) -> Lookups {
+        Lookups {
+            always: matches!(pool, Pool::Sqlite(_)),
+            left: 0,
+        }
+    }
+
+    fn next(&mut self) -> Idempotency {
+        if self.always {
+            return Idempotency::LookFirst;
+        }
+        if self.left > 0 {
+            self.left -= 1;
+            return Idempotency::LookFirst;
+        }
+        Idempotency::OnConflict
+    }
+
+    /// A batch met a send stored before.
+    fn met_retry(&mut self) {
+        self.left = LOOK_FIRST_AFTER_RETRY;
+    }
+}
+
 /// Commits a batch, or each send alone when the batch fails.
 async fn commit(
     pool: &Pool,
@@ -336,8 +383,26 @@ async fn commit(
     outbox: Option<&str>,
     batch: &[NewMessage],
     timeout: Duration,
+    lookups: &mut Lookups,
 ) -> Vec<Result<SendOutcome, StoreError>> {
-    let whole = tokio::time::timeout(timeout, apply(pool, ids, outbox, batch)).await;
+    let idempotency = lookups.next();
+    let mut whole =
+        tokio::time::timeout(timeout, apply(pool, ids, outbox, batch, idempotency)).await;
+    if let Ok(Err(StoreError::StoredBefore)) = whole {
+        lookups.met_retry();
+        whole = tokio::time::timeout(
+            timeout,
+            apply(pool, ids, outbox, batch, Idempotency::LookFirst),
+        )
+        .await;
+    }
+    if let Ok(Ok(outcomes)) = &whole
+        && outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Ok(SendOutcome::Duplicate(_))))
+    {
+        lookups.met_retry();
+    }
     match whole {
         Ok(Ok(outcomes)) => outcomes,
         Ok(Err(_)) if batch.len() > 1 => {
@@ -346,7 +411,13 @@ async fn commit(
             for message in batch {
                 let single = tokio::time::timeout(
                     timeout,
-                    apply(pool, ids, outbox, std::slice::from_ref(message)),
+                    apply(
+                        pool,
+                        ids,
+                        outbox,
+                        std::slice::from_ref(message),
+                        Idempotency::LookFirst,
+                    ),
                 )
                 .await
                 .unwrap_or(Err(StoreError::Timeout))
