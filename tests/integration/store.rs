@@ -180,7 +180,12 @@ async fn retries_among_fresh_sends_answer_the_stored_message_and_leave_no_gap() 
         let mut first = Vec::new();
         for i in 0..50 {
             let outcome = store
-                .send(text(private("alice", "bob"), "alice", &format!("c{i}"), "hi"))
+                .send(text(
+                    private("alice", "bob"),
+                    "alice",
+                    &format!("c{i}"),
+                    "hi",
+                ))
                 .await
                 .unwrap();
             first.push(outcome.message().clone());
@@ -230,7 +235,10 @@ async fn the_same_send_racing_on_two_nodes_is_stored_once() {
     let Some(database) = db::postgres().await else {
         return;
     };
-    let (a, b) = (open_as(&database.url, 1).await, open_as(&database.url, 2).await);
+    let (a, b) = (
+        open_as(&database.url, 1).await,
+        open_as(&database.url, 2).await,
+    );
     let sends = (0..200).map(|i| {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         let client_msg_id = format!("c{}", i / 2);

@@ -28,9 +28,9 @@ type Answer = Result<SendOutcome, StoreError>;
 pub(super) enum Idempotency {
     /// Look the batch's clientMsgIds up before anything is written.
     LookFirst,
-    /// Write without looking: the insert skips a clientMsgId stored before, and the batch then
-    /// fails with [`StoreError::StoredBefore`], to be committed again with `LookFirst`. Retries
-    /// are rare, so the common batch saves the lookup (a statement, and an index probe per send).
+    /// Write without looking: a clientMsgId stored before fails the insert, and the batch with
+    /// [`StoreError::StoredBefore`], to be committed again with `LookFirst`. Retries are rare,
+    /// so the common batch saves the lookup (a statement, and an index probe per send).
     OnConflict,
 }
 
@@ -443,12 +443,9 @@ async fn insert_messages<C: BatchStatements + RecordShares + Send>(
 ) -> Result<(), StoreError> {
     let Numbered { rows, row_of, .. } = numbered;
     if !rows.is_empty() {
-        let inserted = BatchStatements::insert_rows(conn, rows).await?;
-        // A row skipped: its clientMsgId was stored before (by an earlier batch, or by another
-        // node meanwhile). Its seq is reserved already, so the whole batch is undone.
-        if inserted < rows.len() {
-            return Err(StoreError::StoredBefore);
-        }
+        BatchStatements::insert_rows(conn, rows)
+            .await
+            .map_err(stored_before)?;
     }
     let shares = crate::store::shares::of_batch(
         |i| batch.get(i)?.shared_file.as_ref(),
@@ -459,6 +456,25 @@ async fn insert_messages<C: BatchStatements + RecordShares + Send>(
     }
     Ok(())
 }
+
+/// A clientMsgId stored before (by an earlier batch, or by another node meanwhile) fails the
+/// insert on its unique index; the batch's seqs are reserved already, so the whole batch is
+/// undone and written again, looking first. Not `ON CONFLICT DO NOTHING`: its speculative
+/// insertion costs every row about as much as the lookup it would save.
+fn stored_before(error: diesel::result::Error) -> StoreError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &error {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some(CLIENT_MSG_ID_INDEX) =>
+        {
+            StoreError::StoredBefore
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+/// The unique index on `(sender_id, client_msg_id)` (PostgreSQL names it in its errors).
+const CLIENT_MSG_ID_INDEX: &str = "messages_by_sender_client_id";
 
 /// Records `conversation.created` for the conversations this batch created and `message.sent`
 /// for every message, as `node`.

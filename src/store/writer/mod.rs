@@ -388,7 +388,12 @@ async fn commit(
     let idempotency = lookups.next();
     let mut whole =
         tokio::time::timeout(timeout, apply(pool, ids, outbox, batch, idempotency)).await;
-    if let Ok(Err(StoreError::StoredBefore)) = whole {
+    // Looking first can still meet a send stored since the lookup (by another node; the insert
+    // waits for its commit): the next look finds it.
+    for _ in 0..2 {
+        if !matches!(whole, Ok(Err(StoreError::StoredBefore))) {
+            break;
+        }
         lookups.met_retry();
         whole = tokio::time::timeout(
             timeout,

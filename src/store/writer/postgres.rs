@@ -49,8 +49,7 @@ INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, format
     attachment, reply_to, forwarded_from, status, created_at, recalled_at, mentions) \
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
-    $13::bigint[], $14::text[]) \
-ON CONFLICT (sender_id, client_msg_id) DO NOTHING";
+    $13::bigint[], $14::text[])";
 
 /// One probe of the unique index per pair. Not two `= ANY` lists, which PostgreSQL probes with
 /// every sender times every clientMsgId (262,144 probes for a batch of 512), and not a plain
