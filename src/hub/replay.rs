@@ -5,7 +5,8 @@
 //!
 //! Registering before reading is what makes the switch exact: whatever commits before the read
 //! is in it, whatever commits after is published after the registration and so is held. What is
-//! both (committed between the two) is told apart by its seq and delivered once.
+//! both (committed between the two) is told apart by its seq and delivered once, also when its
+//! publication comes only after the gate is open (a push follows its commit by a little).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -63,6 +64,9 @@ impl Hub {
                 &item.message_id,
                 item.target,
             );
+        }
+        if let Some(up_to) = replayed_up_to {
+            gate.covered.store(up_to, Ordering::Release);
         }
         gate.open.store(true, Ordering::Release);
     }

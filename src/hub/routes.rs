@@ -1,7 +1,7 @@
 //! Routes and who listens on them: the key a subscription is registered under, the hub's view
 //! of a subscriber, and the per-route list that fan-out reads through a snapshot.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -111,21 +111,35 @@ pub(super) struct Held {
     pub(super) target: AckTarget,
 }
 
-/// The gate in front of one subscription while it replays.
-#[derive(Default)]
+/// The gate in front of one subscription while it replays, and after: a message is published
+/// some time after its commit, so one the replay read may still arrive live once the gate is
+/// open.
 pub struct ReplayGate {
     /// Set once the replay is delivered: fan-out then delivers directly.
     pub(super) open: AtomicBool,
+    /// The newest seq the replay covered (set before `open`): a live publication at or below
+    /// it was delivered by the replay and is dropped.
+    pub(super) covered: AtomicI64,
     pub(super) held: Mutex<Vec<Held>>,
 }
 
 impl ReplayGate {
     /// A closed gate.
     pub fn new() -> Arc<ReplayGate> {
-        Arc::new(ReplayGate::default())
+        Arc::new(ReplayGate {
+            open: AtomicBool::new(false),
+            covered: AtomicI64::new(i64::MIN),
+            held: Mutex::new(Vec::new()),
+        })
     }
 
-    /// Holds a live delivery unless the gate is open; returns whether it held it.
+    /// Whether a live publication of this seq was delivered by the replay.
+    fn covers(&self, sequence: Option<i64>) -> bool {
+        sequence.is_some_and(|seq| seq <= self.covered.load(Ordering::Acquire))
+    }
+
+    /// Holds a live delivery while the gate is closed, and drops one the replay delivered once
+    /// it is open; returns whether fan-out must not deliver it.
     pub(super) fn hold(
         &self,
         subscriber: &Subscriber,
@@ -135,12 +149,12 @@ impl ReplayGate {
         target: &AckTarget,
     ) -> bool {
         if self.open.load(Ordering::Acquire) {
-            return false;
+            return self.covers(sequence);
         }
         let mut held = lock(&self.held);
         // The opener sets `open` under this lock: checked again, it is final.
         if self.open.load(Ordering::Acquire) {
-            return false;
+            return self.covers(sequence);
         }
         if held.len() >= MAX_HELD {
             subscriber.session.cut_slow();

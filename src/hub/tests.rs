@@ -104,3 +104,28 @@ async fn a_topic_ordered_from_a_stored_seq_waits_for_that_seq() {
     hub.order_topic_from("group.g", 3);
     assert_eq!(hub.deliver_local(&route, sequenced(13)).auto, 1);
 }
+
+#[tokio::test]
+async fn a_message_the_replay_delivered_is_dropped_when_it_is_published_after_the_gate_opens() {
+    let hub = hub();
+    let route = Route::Topic("group.g".into());
+    let member = session(1);
+    let gate = replay::ReplayGate::new();
+    hub.subscribe(
+        &member,
+        "sub".into(),
+        SubscriptionKey::Topic("group.g".into()),
+        crate::hub::SubscribeOptions {
+            ack: AckMode::Auto,
+            prefetch: 1,
+            gate: Some(gate.clone()),
+        },
+        8,
+    )
+    .await
+    .unwrap();
+    // The replay read seqs up to 5; the push of 5 comes only after its commit, once open.
+    hub.open_gate(&member, "sub", &gate, Vec::new(), Some(5));
+    assert_eq!(hub.deliver_local(&route, sequenced(5)).total(), 0);
+    assert_eq!(hub.deliver_local(&route, sequenced(6)).auto, 1);
+}
