@@ -5,6 +5,7 @@
 //! user input.
 
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
@@ -318,6 +319,14 @@ fn command_index(command: Command) -> usize {
 }
 
 /// The `# HELP` text of every series.
+/// Runs `call`, recording how long it took in `histogram`.
+pub async fn timed<F: Future>(histogram: &Histogram, call: F) -> F::Output {
+    let started = Instant::now();
+    let output = call.await;
+    histogram.record(started.elapsed());
+    output
+}
+
 fn describe() {
     describe_gauge!(
         "broker_connections",

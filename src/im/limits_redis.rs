@@ -11,6 +11,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::limits::{Decision, InProcessLimiter, Rate, RateLimiter};
+use crate::metrics::{Metrics, timed};
 use crate::util::now_ms;
 
 /// Bound on one check; past it the node's own limiter decides.
@@ -136,11 +137,8 @@ impl RedisLimiter {
 impl RateLimiter for RedisLimiter {
     fn check<'a>(&'a self, key: &'a str, limit: Rate) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
-            let started = std::time::Instant::now();
-            let answer = tokio::time::timeout(CALL_TIMEOUT, self.check_redis(key, limit)).await;
-            crate::metrics::Metrics::get()
-                .redis_seconds
-                .record(started.elapsed());
+            let call = tokio::time::timeout(CALL_TIMEOUT, self.check_redis(key, limit));
+            let answer = timed(&Metrics::get().redis_seconds, call).await;
             match answer {
                 Ok(Ok(decision)) => decision,
                 failed => {
@@ -164,11 +162,11 @@ impl RateLimiter for RedisLimiter {
     ) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             let call = self.check_weighted_redis(key, weight, capacity, window);
-            let started = std::time::Instant::now();
-            let answer = tokio::time::timeout(CALL_TIMEOUT, call).await;
-            crate::metrics::Metrics::get()
-                .redis_seconds
-                .record(started.elapsed());
+            let answer = timed(
+                &Metrics::get().redis_seconds,
+                tokio::time::timeout(CALL_TIMEOUT, call),
+            )
+            .await;
             let reason = match answer {
                 Ok(Ok(decision)) => return decision,
                 Ok(Err(error)) => error.to_string(),

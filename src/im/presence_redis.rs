@@ -74,11 +74,11 @@ pub struct RedisPresence {
 }
 
 async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, PresenceError> {
-    let started = std::time::Instant::now();
-    let result = tokio::time::timeout(CALL_TIMEOUT, call).await;
-    crate::metrics::Metrics::get()
-        .redis_seconds
-        .record(started.elapsed());
+    let result = crate::metrics::timed(
+        &crate::metrics::Metrics::get().redis_seconds,
+        tokio::time::timeout(CALL_TIMEOUT, call),
+    )
+    .await;
     Ok(result.map_err(|_| PresenceError::Timeout)??)
 }
 

@@ -31,7 +31,7 @@ pub(super) enum Idempotency {
     /// Write without looking: a clientMsgId stored before fails the insert, and the batch with
     /// [`StoreError::StoredBefore`], to be committed again with `LookFirst`. Retries are rare,
     /// so the common batch saves the lookup (a statement, and an index probe per send).
-    OnConflict,
+    WriteFirst,
 }
 
 /// Commits `batch` in one transaction; answers each send, in the batch's order. Fails as a
@@ -98,7 +98,7 @@ async fn find_duplicates<C: BatchStatements + Send>(
             let client_ids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
             BatchStatements::find_stored(conn, &senders, &client_ids).await?
         }
-        Idempotency::OnConflict => Vec::new(),
+        Idempotency::WriteFirst => Vec::new(),
     };
     let known: HashMap<(String, String), MessageRow> = stored
         .into_iter()

@@ -367,7 +367,7 @@ impl Lookups {
             self.left -= 1;
             return Idempotency::LookFirst;
         }
-        Idempotency::OnConflict
+        Idempotency::WriteFirst
     }
 
     /// A batch met a send stored before.
