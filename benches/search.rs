@@ -153,6 +153,7 @@ fn settings(url: &str) -> StoreSettings {
         max_bulk_batch: 64,
         node_number: 1,
         outbox_node: None,
+        inbox_positions: true,
     }
 }
 

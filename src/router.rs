@@ -186,16 +186,26 @@ pub struct Replay {
     pub up_to: Option<i64>,
 }
 
-/// Replays to a SUBSCRIBE with `since-seq` what was stored after that seq.
+/// Replays to a SUBSCRIBE with a cursor (`since-seq`, or the header the source names) what was
+/// stored after it.
 pub trait ReplaySource: Send + Sync + 'static {
-    /// What `identity` missed on `/topic/<name>` or `/user/queue/<name>` after seq `since`.
+    /// What `identity` missed on `/topic/<name>` or `/user/queue/<name>` after `since`.
     fn replay<'a>(
         &'a self,
         identity: &'a Identity,
         name: &'a str,
         since: i64,
     ) -> HandlerFuture<'a, Replay>;
+
+    /// The SUBSCRIBE header that carries the cursor.
+    fn cursor_header(&self) -> &'static str {
+        CURSOR_HEADERS[0]
+    }
 }
+
+/// The SUBSCRIBE headers a [`ReplaySource`] may take its cursor from: a seq of one
+/// conversation, or a position in the user's inbox.
+pub const CURSOR_HEADERS: [&str; 2] = ["since-seq", "since-position"];
 
 /// Told when sessions open and close, e.g. for presence.
 pub trait SessionObserver: Send + Sync + 'static {

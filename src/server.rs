@@ -101,6 +101,7 @@ impl Server {
             max_bulk_batch: config.storage.max_bulk_batch,
             node_number: node_number(&node_id),
             outbox_node: backends.events.records_events().then(|| node_id.clone()),
+            inbox_positions: config.im.private_resume,
         };
         // The writer registers its commits with this order; the IM layer releases its pushes
         // through it (see `crate::ordering`).

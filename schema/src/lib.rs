@@ -72,6 +72,8 @@ pub mod tables {
             recalled_at -> Nullable<BigInt>,
             edited_at -> Nullable<BigInt>,
             mentions -> Nullable<Text>,
+            sender_position -> Nullable<BigInt>,
+            recipient_position -> Nullable<BigInt>,
         }
     }
 
@@ -82,6 +84,15 @@ pub mod tables {
             message_id -> BigInt,
             conversation_id -> Text,
             deleted_at -> BigInt,
+        }
+    }
+
+    diesel::table! {
+        /// Each user's newest inbox position (private and assistant messages, numbered per
+        /// user in commit order).
+        inbox_heads (user_id) {
+            user_id -> Text,
+            position -> BigInt,
         }
     }
 
@@ -102,6 +113,7 @@ pub mod tables {
         members,
         messages,
         message_deletions,
+        inbox_heads,
         event_outbox
     );
 }
@@ -213,6 +225,11 @@ pub struct MessageRow {
     pub edited_at: Option<i64>,
     /// JSON array of the user ids a group message mentions, or `["@all"]`.
     pub mentions: Option<String>,
+    /// Its position in the sender's inbox (private and assistant messages).
+    pub sender_position: Option<i64>,
+    /// Its position in the recipient's inbox: the other user of a private chat, the user of an
+    /// assistant conversation when staff write.
+    pub recipient_position: Option<i64>,
 }
 
 /// A row of `message_deletions`.

@@ -193,6 +193,9 @@ pub struct ImConfig {
     pub max_pins: usize,
     /// Users one group message may mention.
     pub max_mentions: usize,
+    /// Whether private and assistant messages are numbered per user, so that
+    /// `/user/queue/messages` resumes (`since-position`).
+    pub private_resume: bool,
 }
 
 /// `im.private_policy`: who may send a private message.

@@ -31,21 +31,23 @@ impl Hub {
     /// and is not ordered yet (see [`crate::ordering::sequencer`]). Call it after the subscription is registered,
     /// with a seq read after that, so that no publication between the two is awaited in vain.
     pub fn order_topic_from(&self, topic: &str, next: i64) {
-        if self.has_topic_subscribers(topic) {
-            self.inner.sequencer.start_at(topic, next);
-        }
+        self.order_from(&Route::Topic(topic.to_owned()), next);
     }
 
-    /// Whether any session on this node subscribes to `/topic/<topic>`.
-    fn has_topic_subscribers(&self, topic: &str) -> bool {
-        self.inner
-            .routes
-            .contains_key(&SubscriptionKey::Topic(topic.into()))
+    /// [`Hub::order_topic_from`] for any route: a user's queue is sequenced by the user's inbox
+    /// positions.
+    pub fn order_from(&self, route: &Route, next: i64) {
+        let key = SubscriptionKey::of_route(route);
+        if self.inner.routes.contains_key(&key) {
+            self.inner.sequencer.start_at(&key, next);
+        }
     }
 
     /// Whether sequenced publications of `topic` are being ordered here.
     pub fn orders_topic(&self, topic: &str) -> bool {
-        self.inner.sequencer.tracks(topic)
+        self.inner
+            .sequencer
+            .tracks(&SubscriptionKey::Topic(topic.into()))
     }
 
     /// Delivers to local subscribers only: for publications that arrive from other nodes.
@@ -61,21 +63,20 @@ impl Hub {
             }
             _ => {}
         }
-        if let (Route::Topic(topic), Some(seq)) = (route, publication.sequence) {
+        if let (Route::Topic(_) | Route::User { .. }, Some(seq)) = (route, publication.sequence) {
+            let key = SubscriptionKey::of_route(route);
             // Nobody here to order for: a stream started now would outlive its use (streams
-            // are forgotten when a topic's last subscriber leaves) and, missing the seqs that
+            // are forgotten when a route's last subscriber leaves) and, missing the seqs that
             // only reach this node while it has subscribers, hold the next ones for nothing.
-            if !self.inner.sequencer.tracks(topic) && !self.has_topic_subscribers(topic) {
+            if !self.inner.sequencer.tracks(&key) && !self.inner.routes.contains_key(&key) {
                 return Fanout::default();
             }
             let mut total = Fanout::default();
-            self.inner
-                .sequencer
-                .offer(topic, seq, publication, |ready| {
-                    let fanout = self.deliver_now(route, ready);
-                    total.auto += fanout.auto;
-                    total.client += fanout.client;
-                });
+            self.inner.sequencer.offer(&key, seq, publication, |ready| {
+                let fanout = self.deliver_now(route, ready);
+                total.auto += fanout.auto;
+                total.client += fanout.client;
+            });
             return total;
         }
         self.deliver_now(route, publication)

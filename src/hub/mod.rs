@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use bytestring::ByteString;
 use dashmap::DashMap;
 
-use crate::delivery::{Interest, Route, SessionHandle};
+use crate::delivery::{Interest, SessionHandle};
 use crate::ordering::TopicSequencer;
 pub use errors::{AddSessionError, SubscribeError};
 pub use publication::{Fanout, Publication};
@@ -74,7 +74,7 @@ struct Inner {
     /// Serialises changes of interest so that bind and unbind of one key cannot cross.
     interest_changes: tokio::sync::Mutex<()>,
     interest_counts: Mutex<HashMap<Interest, usize>>,
-    sequencer: TopicSequencer<Publication>,
+    sequencer: TopicSequencer<Publication, SubscriptionKey>,
     /// Session listings this node waits for, by reply topic (see [`control`]).
     collectors: DashMap<String, tokio::sync::mpsc::UnboundedSender<bytes::Bytes>>,
     /// How many: fan-out looks at `collectors` only while there are some.
@@ -106,8 +106,10 @@ impl Hub {
     /// Releases sequenced publications that waited too long for an earlier one; the server
     /// calls it a few times per hold period.
     pub fn release_overdue(&self) {
-        self.inner.sequencer.expire(|topic, publication| {
-            self.deliver_now(&Route::Topic(topic.to_owned()), publication);
+        self.inner.sequencer.expire(|key, publication| {
+            if let Some(route) = key.route() {
+                self.deliver_now(&route, publication);
+            }
         });
     }
 

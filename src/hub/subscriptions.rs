@@ -246,8 +246,8 @@ impl Hub {
                     .inner
                     .routes
                     .remove_if(key, |_, entry| entry.list.is_empty());
-                if let (Some(_), SubscriptionKey::Topic(name)) = (emptied, key) {
-                    self.inner.sequencer.forget(name);
+                if emptied.is_some() {
+                    self.inner.sequencer.forget(key);
                 }
                 if let SubscriptionKey::Topic(name) = key {
                     self.remove_interest(Interest::Topic(name.to_string()))

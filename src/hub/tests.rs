@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::auth::{Identity, Role};
-use crate::delivery::{AckMode, SessionLimits, UnackedLimits};
+use crate::delivery::{AckMode, Route, SessionLimits, UnackedLimits};
 
 fn hub() -> Hub {
     Hub::new(
@@ -75,7 +75,7 @@ async fn a_topic_without_subscribers_keeps_no_order_that_would_hold_later_seqs()
     let route = Route::Topic("group.g".into());
     // Seen while nobody here subscribes (seqs 2-4 then go only to other nodes).
     assert_eq!(hub.deliver_local(&route, sequenced(1)).total(), 0);
-    assert!(!hub.inner.sequencer.tracks("group.g"));
+    assert!(!hub.orders_topic("group.g"));
 
     let member = subscriber(&hub, "group.g").await;
     // The first seq seen with a subscriber passes at once, and the order starts there.
@@ -84,7 +84,7 @@ async fn a_topic_without_subscribers_keeps_no_order_that_would_hold_later_seqs()
     assert_eq!(hub.deliver_local(&route, sequenced(6)).auto, 2);
 
     hub.unsubscribe(&member, "sub").await;
-    assert!(!hub.inner.sequencer.tracks("group.g"));
+    assert!(!hub.orders_topic("group.g"));
 }
 
 #[tokio::test]
@@ -93,7 +93,7 @@ async fn a_topic_ordered_from_a_stored_seq_waits_for_that_seq() {
     let route = Route::Topic("group.g".into());
     // Without local subscribers there is nothing to order.
     hub.order_topic_from("group.g", 11);
-    assert!(!hub.inner.sequencer.tracks("group.g"));
+    assert!(!hub.orders_topic("group.g"));
 
     let _member = subscriber(&hub, "group.g").await;
     hub.order_topic_from("group.g", 11);

@@ -99,21 +99,42 @@ impl Im {
         }
     }
 
+    /// Pushes a new message of an assistant conversation: to its user with their inbox
+    /// `position`, and to staff.
+    pub(super) fn push_assistant_new(
+        &self,
+        conversation: &str,
+        body: &[u8],
+        position: Option<i64>,
+    ) {
+        self.publish_assistant(
+            conversation,
+            super::messages::inbox_publication(body.to_vec(), position),
+            Publication::json_event("message.new", body.to_vec()),
+        );
+    }
+
     /// Pushes an event of an assistant conversation to its user and to staff.
     pub(super) fn push_assistant(&self, conversation: &str, event: &str, body: &[u8]) {
+        self.publish_assistant(
+            conversation,
+            Publication::json_event(event, body.to_vec()),
+            Publication::json_event(event, body.to_vec()),
+        );
+    }
+
+    fn publish_assistant(&self, conversation: &str, to_user: Publication, to_staff: Publication) {
         if let Some(user) = owner_of(conversation) {
             self.hub().publish(
                 &Route::User {
                     user,
                     queue: "messages".to_owned(),
                 },
-                Publication::json_event(event, body.to_vec()),
+                to_user,
             );
         }
-        self.hub().publish(
-            &Route::Topic(ASSISTANT_TOPIC.to_owned()),
-            Publication::json_event(event, body.to_vec()),
-        );
+        self.hub()
+            .publish(&Route::Topic(ASSISTANT_TOPIC.to_owned()), to_staff);
     }
 }
 

@@ -249,10 +249,9 @@ impl Im {
         let message = &sent.message;
         if sent.duplicate {
             let body = super::to_json(&MessageJson::from(message));
-            self.publish_json(
+            self.hub().publish(
                 &user_route(&message.sender_id, "messages"),
-                "message.new",
-                &body,
+                inbox_publication(body, message.sender_position),
             );
             return;
         }
@@ -336,14 +335,14 @@ impl Im {
                     im: self.clone(),
                     message: Arc::clone(message),
                 });
-                let mut publication = Publication::json_event("message.new", body.clone());
+                let mut publication = inbox_publication(body.clone(), message.recipient_position);
                 publication.ack_hook = Some(hook);
                 let fanout = self
                     .hub()
                     .publish(&user_route(&peer, "messages"), publication);
                 self.hub().publish(
                     &user_route(&message.sender_id, "messages"),
-                    Publication::json_event("message.new", body),
+                    inbox_publication(body, message.sender_position),
                 );
                 if fanout.auto > 0 {
                     self.delivered(message);
@@ -366,7 +365,13 @@ impl Im {
                 }
             }
             Some(ConversationKind::Assistant) => {
-                self.push_assistant(conversation, "message.new", &body);
+                let (sender, recipient) = crate::store::inbox::inbox_users(message);
+                let position = if sender.is_some() {
+                    message.sender_position
+                } else {
+                    recipient.and(message.recipient_position)
+                };
+                self.push_assistant_new(conversation, &body, position);
             }
             None => {
                 let hub = self.hub().clone();
@@ -645,6 +650,18 @@ fn hide_conversation(error: AppError) -> AppError {
         ErrorCode::NotFound | ErrorCode::NotMember => super::no_message(),
         _ => error,
     }
+}
+
+/// `message.new` for `/user/queue/messages`, with the receiving user's inbox position (header
+/// `position`, and the publication's sequence: a resumed subscription tells the replayed ones
+/// by it, see `crate::hub::replay`).
+pub(super) fn inbox_publication(body: impl Into<Bytes>, position: Option<i64>) -> Publication {
+    let mut publication = Publication::json_event("message.new", body);
+    if let Some(position) = position {
+        publication.headers.push("position", position.to_string());
+        publication.sequence = Some(position);
+    }
+    publication
 }
 
 pub(super) fn user_route(user: &str, queue: &str) -> Route {

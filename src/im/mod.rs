@@ -17,6 +17,7 @@ mod attachment;
 pub mod contacts;
 pub mod conversations;
 mod delivery;
+pub mod inbox;
 pub mod devices;
 pub mod forward;
 pub mod group_settings;
@@ -75,6 +76,8 @@ pub struct ImSettings {
     pub max_mentions: usize,
     /// What a resumed subscription gets at most.
     pub replay: ReplayBounds,
+    /// Whether `/user/queue/messages` resumes from inbox positions.
+    pub private_resume: bool,
     /// Members per group.
     pub max_group_members: usize,
     /// Offline push.
@@ -106,6 +109,7 @@ impl ImSettings {
                 max_messages: config.limits.max_replay,
                 max_bytes: config.limits.max_replay_bytes,
             },
+            private_resume: config.im.private_resume,
             max_group_members: config.im.max_group_members,
             private_policy: config.im.private_policy,
             push: push::PushSettings::from_config(&config.push),

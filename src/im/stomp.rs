@@ -67,6 +67,7 @@ pub fn extensions(im: &Im) -> Extensions {
             "notifications",
             super::replay::ImReplay::new(im, super::replay::Replayed::Notifications),
         )
+        .replay_user_queue("messages", super::inbox::InboxReplay::new(im))
         .observer(Arc::new(im.presence().clone()))
 }
 

@@ -10,6 +10,7 @@
 //! publication seen, and an earlier seq arriving after it is delivered as it comes.
 
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,16 +31,17 @@ struct Stream<T> {
     held: BTreeMap<i64, (Instant, T)>,
 }
 
-/// Reorders items by seq per key (the hub's topic), and hands them on in that order.
+/// Reorders items by seq per key (the hub's route: a group's topic, a user's queue of inbox
+/// positions), and hands them on in that order.
 ///
 /// Items are handed on while their stream's lock is held: released under the lock and handed
 /// on after it, two items released one after the other by two threads could still overtake each
 /// other on their way to the sessions.
-pub struct TopicSequencer<T> {
-    streams: DashMap<String, Arc<Mutex<Stream<T>>>>,
+pub struct TopicSequencer<T, K = String> {
+    streams: DashMap<K, Arc<Mutex<Stream<T>>>>,
 }
 
-impl<T> Default for TopicSequencer<T> {
+impl<T, K: Eq + Hash> Default for TopicSequencer<T, K> {
     fn default() -> Self {
         TopicSequencer {
             streams: DashMap::new(),
@@ -47,15 +49,15 @@ impl<T> Default for TopicSequencer<T> {
     }
 }
 
-impl<T> TopicSequencer<T> {
+impl<T, K: Eq + Hash + Clone> TopicSequencer<T, K> {
     /// The stream of `key`, created at `next` if there is none; the map's shard is not kept
     /// locked while the stream is used.
-    fn stream(&self, key: &str, next: i64) -> Arc<Mutex<Stream<T>>> {
+    fn stream(&self, key: &K, next: i64) -> Arc<Mutex<Stream<T>>> {
         if let Some(stream) = self.streams.get(key) {
             return stream.clone();
         }
         self.streams
-            .entry(key.to_owned())
+            .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Stream {
                     next,
@@ -66,7 +68,7 @@ impl<T> TopicSequencer<T> {
     }
 
     /// Offers an item; hands `deliver` every item now ready, in seq order.
-    pub fn offer(&self, key: &str, seq: i64, item: T, mut deliver: impl FnMut(T)) {
+    pub fn offer(&self, key: &K, seq: i64, item: T, mut deliver: impl FnMut(T)) {
         let stream = self.stream(key, seq);
         let mut guard = lock(&stream);
         let Stream { next, held } = &mut *guard;
@@ -89,9 +91,9 @@ impl<T> TopicSequencer<T> {
 
     /// Hands `deliver`, per key, what has waited longer than [`HOLD`] (skipping the gaps
     /// before it).
-    pub fn expire(&self, mut deliver: impl FnMut(&str, T)) {
+    pub fn expire(&self, mut deliver: impl FnMut(&K, T)) {
         let now = Instant::now();
-        let streams: Vec<(String, Arc<Mutex<Stream<T>>>)> = self
+        let streams: Vec<(K, Arc<Mutex<Stream<T>>>)> = self
             .streams
             .iter()
             .map(|entry| (entry.key().clone(), entry.value().clone()))
@@ -122,17 +124,17 @@ impl<T> TopicSequencer<T> {
     }
 
     /// Starts ordering `key` at `next` unless it is already ordered.
-    pub fn start_at(&self, key: &str, next: i64) {
+    pub fn start_at(&self, key: &K, next: i64) {
         self.stream(key, next);
     }
 
     /// Whether a stream is kept for `key`.
-    pub fn tracks(&self, key: &str) -> bool {
+    pub fn tracks(&self, key: &K) -> bool {
         self.streams.contains_key(key)
     }
 
-    /// Forgets a key (its topic has no subscribers left).
-    pub fn forget(&self, key: &str) {
+    /// Forgets a key (its route has no subscribers left).
+    pub fn forget(&self, key: &K) {
         self.streams.remove(key);
     }
 }
@@ -141,9 +143,11 @@ impl<T> TopicSequencer<T> {
 mod tests {
     use super::*;
 
+    const G: &str = "g";
+
     fn offer(sequencer: &TopicSequencer<i64>, seq: i64) -> Vec<i64> {
         let mut out = Vec::new();
-        sequencer.offer("g", seq, seq, |item| out.push(item));
+        sequencer.offer(&G.to_owned(), seq, seq, |item| out.push(item));
         out
     }
 
@@ -165,10 +169,10 @@ mod tests {
     #[test]
     fn a_stream_started_at_a_seq_waits_for_it() {
         let sequencer = TopicSequencer::default();
-        sequencer.start_at("g", 4);
+        sequencer.start_at(&G.to_owned(), 4);
         assert!(offer(&sequencer, 5).is_empty());
         assert_eq!(offer(&sequencer, 4), vec![4, 5]);
-        sequencer.start_at("g", 1);
+        sequencer.start_at(&G.to_owned(), 1);
         assert_eq!(offer(&sequencer, 6), vec![6]);
     }
 
@@ -189,7 +193,7 @@ mod tests {
     fn items_reach_the_receiver_in_seq_order_from_many_threads() {
         let sequencer = Arc::new(TopicSequencer::default());
         let received = Arc::new(Mutex::new(Vec::new()));
-        sequencer.start_at("g", 0);
+        sequencer.start_at(&G.to_owned(), 0);
         std::thread::scope(|scope| {
             for thread in 0..4 {
                 let sequencer = sequencer.clone();
@@ -197,7 +201,7 @@ mod tests {
                 scope.spawn(move || {
                     // Fewer than MAX_HELD in all, so that none is released early.
                     for seq in (thread..200).step_by(4) {
-                        sequencer.offer("g", seq, seq, |item| lock(&received).push(item));
+                        sequencer.offer(&G.to_owned(), seq, seq, |item| lock(&received).push(item));
                     }
                 });
             }

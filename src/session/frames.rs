@@ -2,6 +2,8 @@
 //! router, UNSUBSCRIBE, ACK and NACK, DISCONNECT, and the RECEIPT or ERROR each may earn.
 //! Transactions (BEGIN, COMMIT, ABORT) are in `transaction.rs`.
 
+use std::sync::Arc;
+
 use bytestring::ByteString;
 use stomp_codec::{Command, Frame, Version};
 use tracing::debug;
@@ -13,7 +15,7 @@ use crate::delivery::{AckMode, settle_targets};
 use crate::hub::{Publication, SubscribeError};
 use crate::metrics::ErrorReason;
 use crate::ordering::Turn;
-use crate::router::{AfterReceipt, RouteError};
+use crate::router::{AfterReceipt, CURSOR_HEADERS, ReplaySource, RouteError};
 
 impl Session {
     /// Handles one frame; `Ok(false)` ends the session gracefully.
@@ -159,19 +161,16 @@ impl Session {
         };
         // A subscription that asks for what it missed is registered closed (see
         // `crate::hub::replay`) and opened once the stored part is delivered.
-        let replay = match frame.get("since-seq") {
-            None => None,
-            Some(text) => match (text.parse::<i64>(), router.replay_source(destination)) {
-                (Ok(since), Some(source)) if since >= 0 => Some((since, source)),
-                _ => {
-                    return Err(Fatal::new(
-                        ErrorReason::BadHeader,
-                        "invalid since-seq header",
-                        "since-seq is a seq (0 or more), on a destination that replays",
-                    )
-                    .with_receipt(&frame));
-                }
-            },
+        let replay = match replay_cursor(&frame, router.replay_source(destination)) {
+            Ok(replay) => replay,
+            Err(header) => {
+                return Err(Fatal::new(
+                    ErrorReason::BadHeader,
+                    format!("invalid {header} header"),
+                    format!("{header} is 0 or more, on a destination that replays from it"),
+                )
+                .with_receipt(&frame));
+            }
         };
         let gate = replay
             .as_ref()
@@ -293,4 +292,25 @@ impl Session {
         self.receipt(&frame);
         Ok(())
     }
+}
+
+/// The SUBSCRIBE's replay cursor, if it asks for one: its value and the source to replay from.
+/// `Err` names the cursor header that is malformed or that this destination does not take.
+fn replay_cursor(
+    frame: &Frame,
+    source: Option<(Arc<dyn ReplaySource>, String)>,
+) -> Result<Option<(i64, (Arc<dyn ReplaySource>, String))>, &'static str> {
+    let mut replay = None;
+    for header in CURSOR_HEADERS {
+        let Some(text) = frame.get(header) else {
+            continue;
+        };
+        match (text.parse::<i64>(), &source) {
+            (Ok(since), Some(found)) if since >= 0 && found.0.cursor_header() == header => {
+                replay = Some((since, found.clone()));
+            }
+            _ => return Err(header),
+        }
+    }
+    Ok(replay)
 }

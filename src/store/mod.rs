@@ -19,6 +19,7 @@ mod conversations;
 pub mod devices;
 pub mod event_outbox;
 mod housekeeping;
+pub mod inbox;
 mod mentions;
 mod messages;
 pub mod reactions;
@@ -154,9 +155,9 @@ pub(crate) trait InsertRows {
 impl InsertRows for AsyncPgConnection {
     async fn insert_messages(&mut self, rows: &[schema::MessageRow]) -> diesel::QueryResult<usize> {
         use diesel_async::RunQueryDsl;
-        // PostgreSQL allows 65535 bind parameters per statement; 15 per row.
+        // PostgreSQL allows 65535 bind parameters per statement; 17 per row.
         let mut inserted = 0;
-        for chunk in rows.chunks(4000) {
+        for chunk in rows.chunks(3500) {
             inserted += diesel::insert_into(schema::messages::table)
                 .values(chunk)
                 .execute(self)
@@ -238,6 +239,8 @@ pub struct StoreSettings {
     pub node_number: u16,
     /// This node's id when domain events are recorded for `im.events` (cluster mode).
     pub outbox_node: Option<String>,
+    /// Whether private and assistant messages take inbox positions (`im.private_resume`).
+    pub inbox_positions: bool,
 }
 
 /// The store handle.

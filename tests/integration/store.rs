@@ -25,6 +25,7 @@ async fn open_as(url: &str, node_number: u16) -> Store {
         max_bulk_batch: 64,
         node_number,
         outbox_node: None,
+        inbox_positions: true,
     };
     Store::open(&settings, Arc::new(PushOrder::default()))
         .await

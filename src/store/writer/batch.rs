@@ -7,7 +7,7 @@
 //! Each phase is written once for both backends: the statements that differ live behind
 //! [`BatchStatements`], [`InsertRows`] and [`RecordShares`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
 use diesel_async::AsyncConnection;
@@ -34,17 +34,26 @@ pub(super) enum Idempotency {
     WriteFirst,
 }
 
+/// What a batch records besides its messages and their seqs.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Recording<'a> {
+    /// This node's id, when domain events are recorded for `im.events` (cluster mode).
+    pub(super) outbox: Option<&'a str>,
+    /// Whether private and assistant messages take inbox positions (`im.private_resume`).
+    pub(super) inbox_positions: bool,
+}
+
 /// Commits `batch` in one transaction; answers each send, in the batch's order. Fails as a
 /// whole when the transaction fails.
 pub(super) async fn apply(
     pool: &Pool,
     ids: &IdGenerator,
-    outbox: Option<&str>,
+    recording: Recording<'_>,
     batch: &[NewMessage],
     idempotency: Idempotency,
 ) -> Result<Vec<Answer>, StoreError> {
     with_conn!(pool, |conn| {
-        conn.transaction(async |conn| apply_in(conn, ids, outbox, batch, idempotency).await)
+        conn.transaction(async |conn| apply_in(conn, ids, recording, batch, idempotency).await)
             .await
     })
 }
@@ -53,7 +62,7 @@ pub(super) async fn apply(
 async fn apply_in<C>(
     conn: &mut C,
     ids: &IdGenerator,
-    outbox: Option<&str>,
+    recording: Recording<'_>,
     batch: &[NewMessage],
     idempotency: Idempotency,
 ) -> Result<Vec<Answer>, StoreError>
@@ -64,10 +73,13 @@ where
     let now = now_ms();
     let mut triage = find_duplicates(conn, batch, idempotency).await?;
     triage.blocked = check_blocks(conn, batch, &mut triage.fresh).await?;
-    let numbered = reserve_seqs(conn, ids, batch, &triage.fresh, now).await?;
+    let mut numbered = reserve_seqs(conn, ids, batch, &triage.fresh, now).await?;
+    if recording.inbox_positions {
+        number_inboxes(conn, &mut numbered.rows).await?;
+    }
     insert_messages(conn, batch, &triage.fresh, &numbered).await?;
     // Domain events commit with the messages they describe (cluster mode).
-    if let Some(node) = outbox {
+    if let Some(node) = recording.outbox {
         record_events(conn, ids, node, batch, &numbered.created, &numbered.rows).await?;
     }
     answer(batch, triage, numbered)
@@ -406,6 +418,48 @@ fn number_messages(
     })
 }
 
+/// Numbers the private and assistant messages in their users' inboxes, after the seqs: the
+/// heads are locked until the commit, so a user's positions follow the order in which their
+/// messages commit, and within a batch the order of `rows`, which within a conversation is seq
+/// order. A position thus grows with seq in every conversation, which is what a resume's reads
+/// rely on.
+async fn number_inboxes<C: BatchStatements + Send>(
+    conn: &mut C,
+    rows: &mut [MessageRow],
+) -> Result<(), StoreError> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for row in rows.iter() {
+        let (sender, recipient) = crate::store::inbox::inbox_users(row);
+        for user in sender.into_iter().chain(recipient) {
+            *counts.entry(user.to_owned()).or_default() += 1;
+        }
+    }
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = counts.keys().map(String::as_str).collect();
+    let added: Vec<i64> = counts.values().copied().collect();
+    let heads = BatchStatements::advance_inboxes(conn, &users, &added).await?;
+    // Each user's next position: the batch's range ends at the new head.
+    let mut next: HashMap<String, i64> = HashMap::with_capacity(counts.len());
+    for (user, count) in counts {
+        let head = *heads.get(&user).ok_or(StoreError::NotFound)?;
+        next.insert(user, head - count + 1);
+    }
+    let mut take = |user: Option<&str>| {
+        let position = next.get_mut(user?)?;
+        *position += 1;
+        Some(*position - 1)
+    };
+    for row in rows.iter_mut() {
+        let (sender, recipient) = crate::store::inbox::inbox_users(row);
+        let (sender, recipient) = (take(sender), take(recipient));
+        row.sender_position = sender;
+        row.recipient_position = recipient;
+    }
+    Ok(())
+}
+
 /// The stored row of a fresh send.
 fn message_row(
     message: &NewMessage,
@@ -430,6 +484,8 @@ fn message_row(
         recalled_at: None,
         edited_at: None,
         mentions: message.mentions.clone(),
+        sender_position: None,
+        recipient_position: None,
     }
 }
 

@@ -307,7 +307,10 @@ async fn run(
 ) {
     let max_batch = settings.max_batch.max(1);
     let max_bulk = settings.max_bulk_batch.clamp(1, max_batch);
-    let outbox_node = settings.outbox_node.as_deref();
+    let recording = batch::Recording {
+        outbox: settings.outbox_node.as_deref(),
+        inbox_positions: settings.inbox_positions,
+    };
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut lookups = Lookups::new(&pool);
     while lanes.next_batch(&mut batch, max_batch, max_bulk).await {
@@ -316,7 +319,7 @@ async fn run(
         let outcomes = commit(
             &pool,
             &ids,
-            outbox_node,
+            recording,
             &messages,
             settings.timeout,
             &mut lookups,
@@ -380,14 +383,14 @@ impl Lookups {
 async fn commit(
     pool: &Pool,
     ids: &IdGenerator,
-    outbox: Option<&str>,
+    recording: batch::Recording<'_>,
     batch: &[NewMessage],
     timeout: Duration,
     lookups: &mut Lookups,
 ) -> Vec<Result<SendOutcome, StoreError>> {
     let idempotency = lookups.next();
     let mut whole =
-        tokio::time::timeout(timeout, apply(pool, ids, outbox, batch, idempotency)).await;
+        tokio::time::timeout(timeout, apply(pool, ids, recording, batch, idempotency)).await;
     // Looking first can still meet a send stored since the lookup (by another node; the insert
     // waits for its commit): the next look finds it.
     for _ in 0..2 {
@@ -397,7 +400,7 @@ async fn commit(
         lookups.met_retry();
         whole = tokio::time::timeout(
             timeout,
-            apply(pool, ids, outbox, batch, Idempotency::LookFirst),
+            apply(pool, ids, recording, batch, Idempotency::LookFirst),
         )
         .await;
     }
@@ -419,7 +422,7 @@ async fn commit(
                     apply(
                         pool,
                         ids,
-                        outbox,
+                        recording,
                         std::slice::from_ref(message),
                         Idempotency::LookFirst,
                     ),

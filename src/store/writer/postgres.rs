@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use schema::{ConversationRow, MessageRow, OutboxRow, conversations, event_outbox, messages};
 
 use super::statements::{
-    BatchStatements, BlockRow, DeliveryMark, IdRow, ReadMark, Reservation, Reserved,
+    BatchStatements, BlockRow, DeliveryMark, HeadRow, IdRow, ReadMark, Reservation, Reserved,
 };
 
 #[derive(diesel::QueryableByName)]
@@ -46,10 +46,24 @@ UNION ALL SELECT conversation_id, 0, user_id FROM marked WHERE lagged";
 
 const PG_INSERT: &str = "\
 INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, format, content, \
-    attachment, reply_to, forwarded_from, status, created_at, recalled_at, mentions) \
+    attachment, reply_to, forwarded_from, status, created_at, recalled_at, mentions, \
+    sender_position, recipient_position) \
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
-    $13::bigint[], $14::text[])";
+    $13::bigint[], $14::text[], $15::bigint[], $16::bigint[])";
+
+/// The heads that exist, in the order of the (sorted) array, so that two nodes' batches lock
+/// common users in the same order.
+const PG_ADVANCE_INBOXES: &str = "\
+UPDATE inbox_heads AS h SET position = h.position + v.n \
+FROM unnest($1::text[], $2::bigint[]) AS v(user_id, n) \
+WHERE h.user_id = v.user_id RETURNING h.user_id, h.position";
+
+/// A user's first private message creates the head; another node may create it meanwhile.
+const PG_CREATE_INBOXES: &str = "\
+INSERT INTO inbox_heads (user_id, position) SELECT * FROM unnest($1::text[], $2::bigint[]) \
+ON CONFLICT (user_id) DO UPDATE SET position = inbox_heads.position + excluded.position \
+RETURNING user_id, position";
 
 /// One probe of the unique index per pair. Not two `= ANY` lists, which PostgreSQL probes with
 /// every sender times every clientMsgId (262,144 probes for a batch of 512), and not a plain
@@ -203,8 +217,48 @@ impl BatchStatements for diesel_async::AsyncPgConnection {
                     .map(|r| r.mentions.as_deref())
                     .collect::<Vec<_>>(),
             )
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter().map(|r| r.sender_position).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<BigInt>>, _>(
+                rows.iter()
+                    .map(|r| r.recipient_position)
+                    .collect::<Vec<_>>(),
+            )
             .execute(self)
             .await
+    }
+
+    async fn advance_inboxes(
+        &mut self,
+        users: &[&str],
+        counts: &[i64],
+    ) -> diesel::QueryResult<HashMap<String, i64>> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        let moved: Vec<HeadRow> = diesel::sql_query(PG_ADVANCE_INBOXES)
+            .bind::<Array<Text>, _>(users)
+            .bind::<Array<BigInt>, _>(counts)
+            .load(self)
+            .await?;
+        let mut heads: HashMap<String, i64> = moved
+            .into_iter()
+            .map(|row| (row.user_id, row.position))
+            .collect();
+        if heads.len() < users.len() {
+            let (missing, added): (Vec<&str>, Vec<i64>) = users
+                .iter()
+                .zip(counts)
+                .filter(|(user, _)| !heads.contains_key(**user))
+                .map(|(user, count)| (*user, *count))
+                .unzip();
+            let created: Vec<HeadRow> = diesel::sql_query(PG_CREATE_INBOXES)
+                .bind::<Array<Text>, _>(missing)
+                .bind::<Array<BigInt>, _>(added)
+                .load(self)
+                .await?;
+            heads.extend(created.into_iter().map(|row| (row.user_id, row.position)));
+        }
+        Ok(heads)
     }
 
     async fn create_conversations(

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use schema::{
-    ConversationRow, MessageRow, OutboxRow, conversations, event_outbox, members, messages,
+    ConversationRow, MessageRow, OutboxRow, conversations, event_outbox, inbox_heads, members,
+    messages,
 };
 
 use super::statements::{
@@ -196,6 +197,33 @@ impl BatchStatements for SqliteConn {
             inserted.extend(created);
         }
         Ok(inserted)
+    }
+
+    async fn advance_inboxes(
+        &mut self,
+        users: &[&str],
+        counts: &[i64],
+    ) -> diesel::QueryResult<HashMap<String, i64>> {
+        use diesel::upsert::excluded;
+        let mut heads = HashMap::with_capacity(users.len());
+        for (user, count) in users.iter().zip(counts) {
+            let head: i64 = diesel::insert_into(inbox_heads::table)
+                .values((
+                    inbox_heads::user_id.eq(*user),
+                    inbox_heads::position.eq(*count),
+                ))
+                .on_conflict(inbox_heads::user_id)
+                .do_update()
+                .set(
+                    inbox_heads::position
+                        .eq(inbox_heads::position + excluded(inbox_heads::position)),
+                )
+                .returning(inbox_heads::position)
+                .get_result(self)
+                .await?;
+            heads.insert((*user).to_owned(), head);
+        }
+        Ok(heads)
     }
 
     async fn record_events(&mut self, rows: &[OutboxRow]) -> diesel::QueryResult<usize> {

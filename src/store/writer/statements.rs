@@ -84,6 +84,14 @@ pub(super) trait BatchStatements {
         marks: &[DeliveryMark<'_>],
     ) -> impl Future<Output = diesel::QueryResult<usize>> + Send;
 
+    /// Adds `counts[i]` to the inbox head of `users[i]` (sorted, distinct), creating the heads
+    /// missing; returns every user's new head. Locks the heads until the commit.
+    fn advance_inboxes(
+        &mut self,
+        users: &[&str],
+        counts: &[i64],
+    ) -> impl Future<Output = diesel::QueryResult<HashMap<String, i64>>> + Send;
+
     /// Records domain events in the outbox.
     fn record_events(
         &mut self,
@@ -95,6 +103,14 @@ pub(super) trait BatchStatements {
 pub(super) struct IdRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub(super) id: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+pub(super) struct HeadRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub(super) user_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(super) position: i64,
 }
 
 #[derive(diesel::QueryableByName)]

@@ -1,0 +1,253 @@
+//! Resume of `/user/queue/messages` from an inbox position (`since-position`): every private and
+//! assistant message is numbered in its users' inboxes, gapless per user, in commit order (see
+//! [`crate::store::inbox`]), and each push carries the receiving user's position. A SUBSCRIBE
+//! with `since-position:<n>` gets the messages after `n` as history shows them now, oldest first
+//! by position, each with `replay:true`, then the live ones without a gap or a repeat (see
+//! [`crate::hub::replay`]).
+//!
+//! Bounded as the other replays: positions being gapless, the newest `limits.max_replay` are
+//! those after `head - max_replay`; older ones, and those beyond `limits.max_replay_bytes`,
+//! are named per conversation by `replay.truncated`, to page through REST.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::Im;
+use super::json::MessageJson;
+use super::messages::{inbox_publication, user_route};
+use crate::app_error::AppError;
+use crate::auth::Identity;
+use crate::hub::Publication;
+use crate::router::{HandlerFuture, Replay, ReplaySource};
+use crate::store::HistoryQuery;
+use crate::store::inbox::{InboxConversation, position_of};
+
+/// History pages are read this many messages at a time.
+const PAGE: i64 = 100;
+
+/// The IM layer's [`ReplaySource`] for `/user/queue/messages`.
+pub struct InboxReplay {
+    im: Im,
+}
+
+impl InboxReplay {
+    /// A source for `/user/queue/messages`.
+    pub fn new(im: &Im) -> Arc<InboxReplay> {
+        Arc::new(InboxReplay { im: im.clone() })
+    }
+}
+
+impl ReplaySource for InboxReplay {
+    fn replay<'a>(
+        &'a self,
+        identity: &'a Identity,
+        _name: &'a str,
+        since: i64,
+    ) -> HandlerFuture<'a, Replay> {
+        Box::pin(async move {
+            let refused = || Replay {
+                publications: vec![truncated(None, None, None)],
+                up_to: Some(since),
+            };
+            if !self.im.settings().private_resume
+                || !self
+                    .im
+                    .within_rate(super::limits::Action::Replay, &identity.user_id)
+                    .await
+            {
+                return refused();
+            }
+            match self.im.missed_in_inbox(identity, since).await {
+                Ok(replay) => replay,
+                Err(error) => {
+                    tracing::warn!(%error, user = %identity.user_id, "inbox replay failed");
+                    refused()
+                }
+            }
+        })
+    }
+
+    fn cursor_header(&self) -> &'static str {
+        crate::router::CURSOR_HEADERS[1]
+    }
+}
+
+/// `event:replay.truncated`: the client pages `GET .../messages?afterSeq=<afterSeq>` up to
+/// `beforeSeq` (to the end when null); all three null: nothing could be replayed, the client
+/// re-syncs its private conversations over REST.
+fn truncated(conversation: Option<&str>, after: Option<i64>, before: Option<i64>) -> Publication {
+    let body = json!({"conversationId": conversation, "afterSeq": after, "beforeSeq": before});
+    let mut publication = Publication::json_event("replay.truncated", body.to_string());
+    publication.headers.push("replay", "true");
+    publication
+}
+
+/// One message found after the cursor.
+struct Found {
+    position: i64,
+    seq: i64,
+    /// Index into the conversations read.
+    conversation: usize,
+    body: Vec<u8>,
+}
+
+/// What a conversation's part of the replay leaves out.
+struct Part {
+    /// The newest seq at or before the client's cursor.
+    after: i64,
+    /// Whether messages after the cursor are left out (before the bound, or over its bytes).
+    left_out: bool,
+    /// The oldest seq replayed.
+    first_replayed: Option<i64>,
+}
+
+impl Im {
+    /// What `caller` missed on `/user/queue/messages` after inbox position `since`.
+    async fn missed_in_inbox(&self, caller: &Identity, since: i64) -> Result<Replay, AppError> {
+        let user = caller.user_id.as_str();
+        let bounds = self.settings().replay;
+        let store = self.store();
+        // Every position up to the head is committed before the reads below begin, so they see
+        // all of it; newer ones are published after the subscription was registered and come
+        // live.
+        let head = store.inbox_head(user).await?;
+        // A cursor past the head (a database restored from an older backup) counts as the head.
+        let since = since.min(head);
+        let route = user_route(user, "messages");
+        self.hub().order_from(&route, head + 1);
+        if since == head {
+            return Ok(Replay {
+                publications: Vec::new(),
+                up_to: Some(head),
+            });
+        }
+        let max = i64::try_from(bounds.max_messages).unwrap_or(i64::MAX);
+        let from = since.max(head - max);
+        let conversations = store.inbox_conversations(user, since).await?;
+        let mut parts: Vec<Part> = Vec::with_capacity(conversations.len());
+        let mut found: Vec<Found> = Vec::new();
+        for (index, conversation) in conversations.iter().enumerate() {
+            let start = store
+                .inbox_boundary(&conversation.id, user, from, conversation.last_seq)
+                .await?;
+            let after = if from > since {
+                store
+                    .inbox_boundary(&conversation.id, user, since, start)
+                    .await?
+            } else {
+                start
+            };
+            parts.push(Part {
+                after,
+                // Before the bound: what is at or below the floor the user does not see anyway.
+                left_out: after < start && start > conversation.floor_seq,
+                first_replayed: None,
+            });
+            self.read_after(
+                conversation,
+                user,
+                (start, from),
+                head,
+                |row_position, seq, body| {
+                    found.push(Found {
+                        position: row_position,
+                        seq,
+                        conversation: index,
+                        body,
+                    });
+                },
+            )
+            .await?;
+        }
+        found.sort_unstable_by_key(|f| f.position);
+        // The newest within the bytes bound.
+        let mut bytes = 0;
+        let mut keep_from = found.len();
+        while keep_from > 0 {
+            let size = found[keep_from - 1].body.len();
+            if bytes + size > bounds.max_bytes {
+                break;
+            }
+            bytes += size;
+            keep_from -= 1;
+        }
+        for dropped in &found[..keep_from] {
+            parts[dropped.conversation].left_out = true;
+        }
+        let kept = found.split_off(keep_from);
+        for message in &kept {
+            let part = &mut parts[message.conversation];
+            part.first_replayed = Some(
+                part.first_replayed
+                    .map_or(message.seq, |s| s.min(message.seq)),
+            );
+        }
+        let mut publications = Vec::with_capacity(kept.len() + 1);
+        let mut truncations: BTreeMap<&str, Publication> = BTreeMap::new();
+        for (part, conversation) in parts.iter().zip(&conversations) {
+            if part.left_out {
+                truncations.insert(
+                    &conversation.id,
+                    truncated(
+                        Some(&conversation.id),
+                        Some(part.after.max(conversation.floor_seq)),
+                        part.first_replayed,
+                    ),
+                );
+            }
+        }
+        publications.extend(truncations.into_values());
+        for message in kept {
+            let mut publication = inbox_publication(message.body, Some(message.position));
+            publication.headers.push("replay", "true");
+            publications.push(publication);
+        }
+        Ok(Replay {
+            publications,
+            up_to: Some(head),
+        })
+    }
+
+    /// Reads `conversation` after seq `start` as history shows it to `user`, handing `found`
+    /// each message after position `from` and at or before `head` with its position, seq and
+    /// JSON.
+    async fn read_after(
+        &self,
+        conversation: &InboxConversation,
+        user: &str,
+        (start, from): (i64, i64),
+        head: i64,
+        mut found: impl FnMut(i64, i64, Vec<u8>),
+    ) -> Result<(), AppError> {
+        let mut after = start;
+        while after < conversation.last_seq {
+            let page = self
+                .store()
+                .history(
+                    &conversation.id,
+                    user,
+                    conversation.floor_seq,
+                    HistoryQuery {
+                        before_seq: None,
+                        after_seq: Some(after),
+                        limit: PAGE,
+                    },
+                )
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for row in &page {
+                let position = position_of(row, user);
+                if position > from && position <= head {
+                    found(position, row.seq, super::to_json(&MessageJson::from(row)));
+                }
+            }
+            if i64::try_from(page.len()).unwrap_or(0) < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
