@@ -129,3 +129,42 @@ async fn a_message_the_replay_delivered_is_dropped_when_it_is_published_after_th
     assert_eq!(hub.deliver_local(&route, sequenced(5)).total(), 0);
     assert_eq!(hub.deliver_local(&route, sequenced(6)).auto, 1);
 }
+
+#[tokio::test]
+async fn a_users_queue_is_ordered_by_position_and_forgotten_with_its_last_subscriber() {
+    let hub = hub();
+    let member = session(1);
+    let key = SubscriptionKey::User {
+        user: "u1".into(),
+        queue: "messages".into(),
+    };
+    hub.subscribe(
+        &member,
+        "sub".into(),
+        key.clone(),
+        crate::hub::SubscribeOptions {
+            ack: AckMode::Auto,
+            prefetch: 1,
+            gate: None,
+        },
+        8,
+    )
+    .await
+    .unwrap();
+    let route = Route::User {
+        user: "u1".into(),
+        queue: "messages".into(),
+    };
+    hub.order_from(&route, 4);
+    // Two conversations' pushes race: position 5 waits for 4.
+    assert_eq!(hub.deliver_local(&route, sequenced(5)).total(), 0);
+    assert_eq!(hub.deliver_local(&route, sequenced(4)).auto, 2);
+    // A duplicate send pushed again with its old position passes at once.
+    assert_eq!(hub.deliver_local(&route, sequenced(2)).auto, 1);
+    // Unsequenced events (recalls, edits) are not held.
+    let event = Publication::json_event("message.recalled", "{}");
+    assert_eq!(hub.deliver_local(&route, event).auto, 1);
+
+    hub.unsubscribe(&member, "sub").await;
+    assert!(!hub.inner.sequencer.tracks(&key));
+}
