@@ -294,12 +294,15 @@ impl Session {
     }
 }
 
+/// A destination's replay source and the name it replays under.
+type Source = (Arc<dyn ReplaySource>, String);
+
 /// The SUBSCRIBE's replay cursor, if it asks for one: its value and the source to replay from.
 /// `Err` names the cursor header that is malformed or that this destination does not take.
 fn replay_cursor(
     frame: &Frame,
-    source: Option<(Arc<dyn ReplaySource>, String)>,
-) -> Result<Option<(i64, (Arc<dyn ReplaySource>, String))>, &'static str> {
+    source: Option<Source>,
+) -> Result<Option<(i64, Source)>, &'static str> {
     let mut replay = None;
     for header in CURSOR_HEADERS {
         let Some(text) = frame.get(header) else {

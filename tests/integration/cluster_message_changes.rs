@@ -169,3 +169,126 @@ async fn a_group_resumes_on_one_node_what_was_sent_on_the_other() {
     }
     assert_eq!(seqs, (6..=31).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn private_messages_resume_on_one_node_what_was_sent_on_the_other() {
+    let cluster = cluster_name();
+    let db = database().await;
+    let a = Node::start(&cluster, "a", &db.url, &[]).await;
+    let b = Node::start(&cluster, "b", &db.url, &[]).await;
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|name| format!("{cluster}-{name}"));
+    let [alice_token, bob_token, carol_token] =
+        [&alice, &bob, &carol].map(|name| token(name, &[Role::User]));
+    let post = |from_token: &str, to: &str, id: String| {
+        let (from_token, to) = (from_token.to_owned(), to.to_owned());
+        let addr = a.addr;
+        async move {
+            let (status, sent) = http_json(
+                addr,
+                "POST",
+                "/api/v1/messages",
+                Some(&from_token),
+                Some(json!({"to": to, "clientMsgId": id, "content": id})),
+            )
+            .await;
+            assert_eq!(status, 201, "{sent}");
+            sent
+        }
+    };
+    // The position header of the next message.new, with its body and replay flag.
+    async fn next_new(client: &mut Client) -> (Option<i64>, bool, Value) {
+        loop {
+            let Some(Received::Frame(frame)) = client.receive_within(Duration::from_secs(5)).await
+            else {
+                panic!("no message.new within 5 s");
+            };
+            if frame.get("event") == Some("message.new") {
+                let position = frame.get("position").map(|p| p.parse::<i64>().unwrap());
+                let replay = frame.get("replay") == Some("true");
+                return (
+                    position,
+                    replay,
+                    serde_json::from_slice(&frame.body).unwrap(),
+                );
+            }
+        }
+    }
+
+    // Bob on node b sees positions 1 and 2 live, sent on node a.
+    let mut bob_session = Client::websocket(b.addr, None, &["v12.stomp"]).await;
+    bob_session.connect(&bob_token).await;
+    bob_session
+        .subscribe("/user/queue/messages", "m", "auto")
+        .await;
+    for n in 1..=2 {
+        let sent = post(&alice_token, &bob, format!("pre{n}")).await;
+        let (position, replay, message) = next_new(&mut bob_session).await;
+        assert_eq!((position, replay), (Some(n), false));
+        assert_eq!(message["id"], sent["id"]);
+    }
+    bob_session.disconnect_quietly().await;
+
+    // Away: 30 from alice and 5 from carol on node a, interleaved; one recalled.
+    let mut stored = Vec::new();
+    for n in 1..=30 {
+        stored.push(post(&alice_token, &bob, format!("m{n}")).await);
+        if n % 6 == 0 {
+            stored.push(post(&carol_token, &bob, format!("c{n}")).await);
+        }
+    }
+    assert_eq!(stored.len(), 35);
+    let recalled = stored[7]["id"].as_str().unwrap().to_owned();
+    let (status, _) = http_json(
+        a.addr,
+        "POST",
+        &format!("/api/v1/messages/{recalled}/recall"),
+        Some(&alice_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Bob comes back on node b from position 2; alice goes on sending on node a.
+    let mut bob_session = Client::websocket(b.addr, None, &["v12.stomp"]).await;
+    bob_session.connect(&bob_token).await;
+    bob_session
+        .subscribe_with(
+            "/user/queue/messages",
+            "m",
+            &[("ack", "auto"), ("since-position", "2")],
+        )
+        .await;
+    let live = post(&alice_token, &bob, "live".to_owned()).await;
+    let mut got = Vec::new();
+    while got.len() < 36 {
+        got.push(next_new(&mut bob_session).await);
+    }
+    assert_eq!(
+        got.iter().map(|(p, _, _)| p.unwrap()).collect::<Vec<_>>(),
+        (3..=38).collect::<Vec<_>>(),
+        "every position after 2, in order"
+    );
+    let mut expected: Vec<Value> = stored.iter().map(|m| m["id"].clone()).collect();
+    expected.push(live["id"].clone());
+    assert_eq!(
+        got.iter()
+            .map(|(_, _, m)| m["id"].clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert!(got[..35].iter().all(|(_, replay, _)| *replay), "replayed");
+    assert!(!got[35].1, "the live one is not marked");
+    assert_eq!(
+        (&got[7].2["status"], &got[7].2["content"]),
+        (&json!("recalled"), &json!(""))
+    );
+    if let Some(Received::Frame(frame)) =
+        bob_session.receive_within(Duration::from_millis(500)).await
+    {
+        assert_ne!(
+            frame.get("event"),
+            Some("message.new"),
+            "a repeat: {frame:?}"
+        );
+    }
+}

@@ -60,6 +60,7 @@ mod push;
 mod receipts;
 mod reports;
 mod resume;
+mod resume_private;
 mod safety_limits;
 mod search;
 mod shutdown;
