@@ -1,9 +1,10 @@
 // Events pushed by the broker (message, edit, reaction, pin, receipt, typing, presence and group
 // events, app errors), each merged into the state and the affected views re-rendered. Messages a
-// resumed subscription replays (`replay:true`) are taken like live ones: the state keys them by seq.
-import { chatOf, mentionsMe, putMessage, state } from "./state.js";
+// resumed subscription replays (`replay:true`) are taken like live ones: the state keys them by
+// conversation and seq. Those on the private chats' queue also move the inbox position on.
+import { chatOf, mentionsMe, notePosition, putMessage, state } from "./state.js";
 import { showError } from "./context.js";
-import { catchUp, fetchConversation, forgetConversation, recount, upsertConversation } from "./sync.js";
+import { catchUp, fetchConversation, forgetConversation, privateCatchUp, recount, upsertConversation } from "./sync.js";
 import { renderList } from "./list.js";
 import { markRead, refreshChat, refreshGroup, renderChatHeader, renderPinned } from "./chat.js";
 import { renderMessages } from "./messages.js";
@@ -11,10 +12,13 @@ import { renderPanel } from "./panel.js";
 
 const TYPING_SHOWN_MS = 4_000;
 
-export function onEvent(event, body, source) {
+export function onEvent(event, body, source, headers = {}) {
   switch (event) {
     case "message.new":
-      return onMessage(body);
+      onMessage(body);
+      // Only once the message is in: a reconnect resumes after the position.
+      if (source === "messages") notePosition(headers.position);
+      return undefined;
     case "notification.new":
       state.notifications.unshift(body);
       if (state.panel !== "notifications") state.unseenNotifications += 1;
@@ -100,18 +104,22 @@ function showConversation(conversation) {
 }
 
 // More was missed than the broker replays: the seqs before the replayed ones (all after afterSeq
-// when beforeSeq is null) come over REST, merged like pushes and drawn once.
+// when beforeSeq is null) come over REST, merged like pushes and drawn once. Without a
+// conversation (only on the private chats' queue) nothing could be replayed: every loaded private
+// chat catches up over REST.
 function onTruncated(body, source) {
-  catchUp(body.conversationId, body.afterSeq, body.beforeSeq).then((missed) => {
-    let conversation = null;
-    for (const message of missed) conversation = takeMessage(message) ?? conversation;
+  const paging = body.conversationId == null ? privateCatchUp() : catchUp(body.conversationId, body.afterSeq, body.beforeSeq);
+  paging.then((missed) => {
+    const conversations = new Set();
+    for (const message of missed) conversations.add(takeMessage(message));
+    conversations.delete(null);
     if (source === "notifications") {
       state.notifications.push(...missed);
       state.notifications.sort((a, b) => b.seq - a.seq);
       if (state.panel !== "notifications") state.unseenNotifications += missed.length;
       renderPanel();
     }
-    if (conversation) showConversation(conversation);
+    for (const conversation of conversations) showConversation(conversation);
   }, showError);
 }
 

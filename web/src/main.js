@@ -1,5 +1,5 @@
 // The demo chat client's entry: sign-in, the page's layout, and the STOMP session that keeps it
-// current (re-synced by seq after every reconnect). The views live in their own modules:
+// current (resumed or re-synced after every reconnect). The views live in their own modules:
 // list.js (conversations and search), chat.js (the open chat), messages.js (message rendering),
 // composer.js (sending), dialogs.js, panel.js (group and notifications), events.js (pushes) and
 // sync.js (loading and merging what the broker knows).
@@ -126,6 +126,8 @@ function signOut(problem) {
   state.announcements = [];
   state.openId = null;
   state.listed = false;
+  // Another user's inbox positions mean nothing to the next one.
+  state.position = null;
   showSignIn(problem);
 }
 

@@ -1,17 +1,22 @@
 // The STOMP session: one @stomp/stompjs Client on /ws/im that reconnects by itself. Every
 // (re)connect subscribes again (stompjs does not keep subscriptions across connections) and then
 // calls onConnected, where the page re-syncs what it missed by seq. Where the broker resumes (a
-// group's topic, the notifications queue), the subscription carries `since-seq` (the seq the
-// page holds, from handlers.resumeFrom) and what was missed arrives on it, marked `replay:true`.
+// group's topic, the notifications queue: `since-seq`, the seq the page holds; the private chats'
+// queue: `since-position`, the highest inbox position seen; both from handlers.resumeFrom), what
+// was missed arrives on the subscription, marked `replay:true`.
 import { Client } from "@stomp/stompjs";
 
 const USER_QUEUES = ["messages", "events", "notifications", "errors"];
+
+// The private chats (and the assistant's) resume by the user's inbox position, not by a seq: their
+// queue mixes conversations.
+const RESUME_HEADER = { "/user/queue/messages": "since-position" };
 
 export class Session {
   constructor(token, handlers) {
     this.handlers = handlers;
     this.topics = new Map(); // destination -> stompjs subscription, or null while offline
-    this.resumed = new Set(); // destinations subscribed with since-seq on this connection
+    this.resumed = new Set(); // destinations resumed (since-seq, since-position) on this connection
     this.connected = false;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.client = new Client({
@@ -66,17 +71,20 @@ export class Session {
     } catch {
       return;
     }
-    this.handlers.onEvent?.(frame.headers.event, body, source);
+    // The headers too: the private chats' queue tells each message's inbox position in one.
+    this.handlers.onEvent?.(frame.headers.event, body, source, frame.headers);
   }
 
-  // Subscribes from the seq the page holds where the broker resumes (a bad since-seq would
-  // close the connection, so only a seq, and only where resumeFrom gives one), live elsewhere.
+  // Subscribes from the seq (or inbox position) the page holds where the broker resumes (a bad
+  // since-seq or since-position would close the connection, so only an integer, and only where
+  // resumeFrom gives one), live elsewhere.
   subscribe(destination, source) {
     const since = this.handlers.resumeFrom?.(destination);
     const resume = Number.isSafeInteger(since) && since >= 0;
     if (resume) this.resumed.add(destination);
     else this.resumed.delete(destination);
-    return this.client.subscribe(destination, (frame) => this.dispatch(source, frame), resume ? { "since-seq": String(since) } : {});
+    const headers = resume ? { [RESUME_HEADER[destination] ?? "since-seq"]: String(since) } : {};
+    return this.client.subscribe(destination, (frame) => this.dispatch(source, frame), headers);
   }
 
   // Whether what `destination` missed comes on its subscription, so needs no REST catch-up.

@@ -28,6 +28,10 @@ export const state = {
   status: "connecting",
   // Whether the conversation list has loaded since sign-in (the notifications resume from then).
   listed: false,
+  // The highest inbox position seen on /user/queue/messages (the `position` header of private and
+  // assistant messages, live or replayed): the private chats resume from it after a reconnect.
+  // Null until the first such message, when they catch up over REST instead.
+  position: null,
 };
 
 export function chatOf(id) {
@@ -46,6 +50,14 @@ export function putMessage(message) {
   const known = chat.bySeq.get(message.seq);
   chat.bySeq.set(message.seq, known ? { ...known, ...message, status: betterStatus(known.status, message.status) } : message);
   return !known;
+}
+
+// Takes the `position` header of a message pushed on /user/queue/messages; only the highest counts
+// (the broker replays everything above the one a resume names). Anything but a decimal integer
+// (at most 15 digits, so a safe one) is left out: a bad since-position would close the connection.
+export function notePosition(header) {
+  if (typeof header !== "string" || !/^\d{1,15}$/.test(header)) return;
+  state.position = Math.max(state.position ?? 0, Number(header));
 }
 
 // Statuses only move forward, whatever order the pushes and history answers arrive in.

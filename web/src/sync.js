@@ -1,7 +1,8 @@
 // Loading and merging what the broker knows: the conversation list, presence and history pages.
 // Pushes and answers race, so every merge only moves positions forward. After each reconnect
-// groups and notifications catch up on their subscriptions (resumed from resumeFrom's seq);
-// resync() catches up the other loaded conversations over REST by seq.
+// groups and notifications catch up on their subscriptions (resumed from resumeFrom's seq), and
+// so do the private chats once the page has seen an inbox position (resumed from it); resync()
+// catches up the other loaded conversations over REST by seq.
 import { chatOf, lastSeqOf, putMessage, state } from "./state.js";
 import { api, session, showError } from "./context.js";
 import { renderList } from "./list.js";
@@ -27,13 +28,18 @@ async function loadConversations() {
 
 const GROUP_TOPIC = "/topic/group.";
 const NOTIFICATIONS = "/user/queue/notifications";
+const MESSAGES = "/user/queue/messages";
+// The conversations whose messages come on MESSAGES.
+const QUEUED = new Set(["private", "assistant"]);
 
-// The since-seq a subscription to `destination` resumes from, where the broker resumes (a group's
-// topic; the notifications, i.e. the user's system conversation): for a loaded chat the last seq
-// it holds, for another the last seq its list entry names (for the notifications 0 when the
-// loaded list has no entry yet). Undefined elsewhere, or while the page knows no position: then
-// the subscription is live only.
+// Where a subscription to `destination` resumes from, where the broker resumes. The private chats'
+// queue: the highest inbox position seen (its since-position). A group's topic, the notifications
+// (i.e. the user's system conversation): the since-seq, for a loaded chat the last seq it holds,
+// for another the last seq its list entry names (for the notifications 0 when the loaded list has
+// no entry yet). Undefined elsewhere, or while the page knows no position: then the subscription
+// is live only (and the private chats catch up over REST).
 export function resumeFrom(destination) {
+  if (destination === MESSAGES) return state.position ?? undefined;
   const notifications = destination === NOTIFICATIONS;
   if (!notifications && !destination.startsWith(GROUP_TOPIC)) return undefined;
   const id = notifications ? `system_${state.me}` : destination.slice(GROUP_TOPIC.length);
@@ -46,6 +52,7 @@ export function resumeFrom(destination) {
 function resumed(id) {
   const type = state.conversations.get(id)?.type;
   if (type === "group") return session.resumes(GROUP_TOPIC + id);
+  if (QUEUED.has(type)) return session.resumes(MESSAGES);
   return type === "system" && session.resumes(NOTIFICATIONS);
 }
 
@@ -130,9 +137,17 @@ function follow(conversation) {
   }
 }
 
+// The re-sync of the current connection, for what must come after its list (privateCatchUp).
+let syncing = Promise.resolve();
+
 // After every (re)connect: the list again, then each loaded conversation that did not resume on
 // its subscription from its last known seq, then whatever was typed while offline.
-export async function resync() {
+export function resync() {
+  syncing = resyncNow();
+  return syncing;
+}
+
+async function resyncNow() {
   await loadConversations();
   await loadPresence();
   for (const [id, chat] of state.chats) {
@@ -145,6 +160,24 @@ export async function resync() {
   renderList();
   refreshChat();
   markRead();
+}
+
+// When the broker could not resume the private chats (replay.truncated without a conversation:
+// too many replays, its database, or positions turned off), they catch up over REST as before
+// positions: each loaded one from the last seq it holds now (the truncation comes before any
+// live message, so nothing live is skipped), once the list is in (a conversation gone meanwhile
+// is not asked for). Returns the messages the page did not have.
+export async function privateCatchUp() {
+  const from = [];
+  for (const [id, chat] of state.chats) {
+    if (chat.loaded && QUEUED.has(state.conversations.get(id)?.type)) from.push([id, lastSeqOf(id)]);
+  }
+  await syncing.catch(() => {});
+  const missed = [];
+  for (const [id, after] of from) {
+    if (state.conversations.has(id)) missed.push(...(await catchUp(id, after)));
+  }
+  return missed;
 }
 
 // Pages in the messages after seq `after`, up to `before` (to the end when null); returns the

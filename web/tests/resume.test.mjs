@@ -1,10 +1,12 @@
 // Resume inside STOMP, in the demo client: a page that lost its connection gets what its groups
 // and notifications missed on their subscriptions (SUBSCRIBE with since-seq, MESSAGE frames
-// marked replay:true), not over REST; its private chats still catch up over REST. Bob's
+// marked replay:true), and what its private chats missed on /user/queue/messages (SUBSCRIBE with
+// since-position, the highest inbox position the page was pushed), not over REST. Bob's
 // WebSocket goes through a Playwright route, so the test can cut it, keep it down while alice
 // and the backend send over REST, and read the STOMP frames both ways. The broker replays at
 // most 5 messages here, so a longer outage shows the page paging in the rest itself (event
-// replay.truncated). Screenshots of every step go to web/test-output/.
+// replay.truncated); with positions turned off, the private chats catch up over REST as before.
+// Screenshots of every step go to web/test-output/.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -114,6 +116,27 @@ function frames(list, from) {
     });
 }
 
+// The highest inbox position (header `position`, only on /user/queue/messages) pushed to the page.
+function highestPosition() {
+  const positions = frames(wire.received, 0)
+    .filter((f) => f.command === "MESSAGE" && f.headers.position !== undefined)
+    .map((f) => Number(f.headers.position));
+  const highest = Math.max(...positions);
+  assert.ok(Number.isSafeInteger(highest), `a position was pushed: ${positions}`);
+  return highest;
+}
+
+// The SUBSCRIBE frames the page sent since `from`, by destination.
+function subscribes(from) {
+  const sent = frames(wire.sent, from).filter((f) => f.command === "SUBSCRIBE");
+  return (destination) => sent.find((f) => f.headers.destination === destination)?.headers ?? {};
+}
+
+// The last seq of a conversation as `user` sees it.
+async function lastSeq(user, id) {
+  return (await rest(user, "GET", `/conversations/${id}/messages?limit=1`)).items[0].seq;
+}
+
 // The REST requests for a conversation's messages since `from`.
 const requests = [];
 function historyRequests(id, from) {
@@ -191,12 +214,16 @@ test("resume inside STOMP after a lost connection", async (t) => {
     await open(bob, "resumers");
     for (const n of [1, 2, 3]) await seen(bob, `before ${n}`);
     await bob.getByRole("button", { name: "Notifications (1)" }).waitFor({ timeout: WAIT });
+    // The first connection knew no inbox position: the private chats' queue was subscribed live
+    // (the chats were loaded over REST).
+    assert.equal(subscribes(0)("/user/queue/messages")["since-position"], undefined);
     await screenshot("before");
   });
 
-  await t.test("cut off, it gets the missed group messages and notifications replayed, not over REST", async () => {
+  await t.test("cut off, it gets the missed group, private and notification messages replayed, not over REST", async () => {
     const held = await lastSeqShown(bob);
-    const notified = (await rest("bob", "GET", "/conversations/system_bob/messages?limit=1")).items[0].seq;
+    const notified = await lastSeq("bob", "system_bob");
+    const position = highestPosition();
     await cut();
     const marks = { requests: requests.length, sent: wire.sent.length, received: wire.received.length };
     const missed = [1, 2, 3, 4].map((n) => `missed ${n}`);
@@ -214,28 +241,33 @@ test("resume inside STOMP after a lost connection", async (t) => {
     await until("the resync", () => requests.slice(marks.requests).some((url) => url.includes(`/conversations/${group}/pins`)));
     inOrderOnce(await bubbles(bob), ["before 1", "before 2", "before 3", ...missed]);
 
-    // The group's topic and the notifications were subscribed again from the seq the page holds.
-    const subscribes = frames(wire.sent, marks.sent).filter((f) => f.command === "SUBSCRIBE");
-    const sinceOf = (destination) => subscribes.find((f) => f.headers.destination === destination)?.headers["since-seq"];
-    assert.equal(sinceOf(`/topic/group.${group}`), String(held));
-    assert.equal(sinceOf("/user/queue/notifications"), String(notified));
-    assert.equal(sinceOf("/user/queue/messages"), undefined, "private chats do not resume in STOMP");
+    // The group's topic and the notifications were subscribed again from the seq the page holds,
+    // the private chats' queue from the highest inbox position it was pushed.
+    const subscribed = subscribes(marks.sent);
+    assert.equal(subscribed(`/topic/group.${group}`)["since-seq"], String(held));
+    assert.equal(subscribed("/user/queue/notifications")["since-seq"], String(notified));
+    assert.equal(subscribed("/user/queue/messages")["since-position"], String(position));
+    assert.equal(subscribed("/user/queue/messages")["since-seq"], undefined);
 
     // What was missed came on those subscriptions, marked replayed, in order and once.
     const replayed = frames(wire.received, marks.received).filter((f) => f.command === "MESSAGE" && f.headers.replay === "true");
-    const titles = (event) =>
+    const titles = (event, id) =>
       replayed
         .filter((f) => f.headers.event === event)
         .map((f) => JSON.parse(f.body))
+        .filter((m) => id === undefined || m.conversationId === id)
         .map((m) => m.attachment?.title ?? m.content.split("\n")[0]);
-    assert.deepEqual(titles("message.new"), missed);
+    assert.deepEqual(titles("message.new", group), missed);
+    assert.deepEqual(titles("message.new", chat), ["private missed"]);
     assert.deepEqual(titles("notification.new"), ["notice 2", "notice 3"]);
+    const privately = replayed.filter((f) => f.headers.event === "message.new" && JSON.parse(f.body).conversationId === chat);
+    assert.ok(privately.every((f) => Number(f.headers.position) > position), "replayed above the position the page named");
 
-    // Not over REST: no history page of the group or the notifications since the cut; the private
-    // chat still caught up over REST, from the seq it held.
+    // Not over REST: no history page of the group, the private chat or the notifications since
+    // the cut.
     assert.deepEqual(historyRequests(group, marks.requests).map(String), [], "no group history over REST");
+    assert.deepEqual(historyRequests(chat, marks.requests).map(String), [], "no private history over REST");
     assert.deepEqual(historyRequests("system_bob", marks.requests).map(String), [], "no notification history over REST");
-    assert.ok(historyRequests(chat, marks.requests).some((url) => url.searchParams.has("afterSeq")), "the private chat caught up over REST");
     await screenshot("resumed");
 
     await bob.getByRole("button", { name: "Notifications (3)" }).click();
@@ -258,11 +290,16 @@ test("resume inside STOMP after a lost connection", async (t) => {
 
   await t.test("after a longer outage the newest are replayed and the page pages in the rest", async () => {
     const held = await lastSeqShown(bob);
-    const notified = (await rest("bob", "GET", "/conversations/system_bob/messages?limit=1")).items[0].seq;
+    const notified = await lastSeq("bob", "system_bob");
+    const heldPrivate = await lastSeq("bob", chat);
+    // Also the replayed "private missed" counts.
+    const position = highestPosition();
     await cut();
-    const marks = { requests: requests.length, received: wire.received.length };
+    const marks = { requests: requests.length, sent: wire.sent.length, received: wire.received.length };
     const burst = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => `burst ${n}`);
     for (const text of burst) await say(text);
+    const privateBurst = [1, 2, 3, 4, 5, 6, 7].map((n) => `private burst ${n}`);
+    for (const text of privateBurst) await say(text, { to: "bob" });
     const notices = [4, 5, 6, 7, 8, 9].map((n) => `notice ${n}`);
     for (const title of notices) await notify(title);
 
@@ -271,36 +308,87 @@ test("resume inside STOMP after a lost connection", async (t) => {
     for (const text of burst) await seen(bob, text);
     await bob.getByRole("button", { name: "Notifications (6)" }).waitFor({ timeout: WAIT });
     inOrderOnce(await bubbles(bob), ["missed 4", "live after", ...burst]);
+    assert.equal(subscribes(marks.sent)("/user/queue/messages")["since-position"], String(position));
 
     const received = frames(wire.received, marks.received).filter((f) => f.command === "MESSAGE");
+    const byId = (a, b) => a.conversationId.localeCompare(b.conversationId);
     const truncated = received
       .filter((f) => f.headers.event === "replay.truncated")
       .map((f) => JSON.parse(f.body))
-      .sort((a, b) => a.conversationId.localeCompare(b.conversationId));
+      .sort(byId);
     const from = held + burst.length - MAX_REPLAY + 1;
+    const privateFrom = heldPrivate + privateBurst.length - MAX_REPLAY + 1;
     const noticesFrom = notified + notices.length - MAX_REPLAY + 1;
-    assert.deepEqual(truncated, [
-      { conversationId: group, afterSeq: held, beforeSeq: from },
-      { conversationId: "system_bob", afterSeq: notified, beforeSeq: noticesFrom },
-    ]);
-    const replayed = received.filter((f) => f.headers.event === "message.new" && f.headers.replay === "true");
-    assert.deepEqual(replayed.map((f) => JSON.parse(f.body).content), burst.slice(-MAX_REPLAY));
+    assert.deepEqual(
+      truncated,
+      [
+        { conversationId: group, afterSeq: held, beforeSeq: from },
+        { conversationId: chat, afterSeq: heldPrivate, beforeSeq: privateFrom },
+        { conversationId: "system_bob", afterSeq: notified, beforeSeq: noticesFrom },
+      ].sort(byId),
+    );
+    const replayed = (id) =>
+      received
+        .filter((f) => f.headers.event === "message.new" && f.headers.replay === "true")
+        .map((f) => JSON.parse(f.body))
+        .filter((m) => m.conversationId === id)
+        .map((m) => m.content);
+    assert.deepEqual(replayed(group), burst.slice(-MAX_REPLAY));
+    assert.deepEqual(replayed(chat), privateBurst.slice(-MAX_REPLAY));
     // Exactly the range the broker named, over REST.
-    const pages = historyRequests(group, marks.requests);
-    assert.deepEqual(
-      pages.map((url) => [url.searchParams.get("afterSeq"), url.searchParams.get("beforeSeq")]),
-      [[String(held), String(from)]],
-    );
-    assert.deepEqual(
-      historyRequests("system_bob", marks.requests).map((url) => [url.searchParams.get("afterSeq"), url.searchParams.get("beforeSeq")]),
-      [[String(notified), String(noticesFrom)]],
-    );
+    const ranges = (id) =>
+      historyRequests(id, marks.requests)
+        .filter((url) => url.searchParams.has("afterSeq"))
+        .map((url) => [url.searchParams.get("afterSeq"), url.searchParams.get("beforeSeq")]);
+    assert.deepEqual(ranges(group), [[String(held), String(from)]]);
+    assert.deepEqual(ranges("system_bob"), [[String(notified), String(noticesFrom)]]);
     await screenshot("truncated");
+
+    // The private chat's paged messages take their place below the replayed ones.
+    await open(bob, "alice");
+    for (const text of privateBurst) await seen(bob, text);
+    inOrderOnce(await bubbles(bob), ["private before", "private missed", ...privateBurst]);
+    assert.deepEqual(ranges(chat), [[String(heldPrivate), String(privateFrom)]]);
+    await screenshot("truncated-private");
 
     // The paged notifications take their place below the replayed ones.
     await bob.getByRole("button", { name: "Notifications (6)" }).click();
     const shown = await bob.locator(".panel .notifications li strong").allTextContents();
     assert.deepEqual(shown, [9, 8, 7, 6, 5, 4, 3, 2, 1].map((n) => `notice ${n}`));
     await bob.getByRole("button", { name: "Close panel" }).click();
+  });
+
+  await t.test("with positions turned off, the private chats catch up over REST", async () => {
+    await open(bob, "alice");
+    const heldPrivate = await lastSeq("bob", chat);
+    const position = highestPosition();
+    await cut();
+    const marks = { requests: requests.length, sent: wire.sent.length, received: wire.received.length };
+    broker.extraEnv.BROKER_IM_PRIVATE_RESUME = "false";
+    await broker.restart();
+    await say("private while off", { to: "bob" });
+
+    wire.down = false;
+    await online(bob);
+    await seen(bob, "private while off");
+    // The page still named its position; the broker could not replay and said so once, without a
+    // conversation; the page paged the loaded private chat from the seq it held.
+    assert.equal(subscribes(marks.sent)("/user/queue/messages")["since-position"], String(position));
+    const truncated = frames(wire.received, marks.received)
+      .filter((f) => f.command === "MESSAGE" && f.headers.event === "replay.truncated")
+      .map((f) => JSON.parse(f.body));
+    assert.deepEqual(truncated, [{ conversationId: null, afterSeq: null, beforeSeq: null }]);
+    assert.deepEqual(
+      historyRequests(chat, marks.requests).map((url) => [url.searchParams.get("afterSeq"), url.searchParams.get("beforeSeq")]),
+      [[String(heldPrivate), null]],
+    );
+
+    // Live again, without positions.
+    await say("private live while off", { to: "bob" });
+    await seen(bob, "private live while off");
+    const live = frames(wire.received, marks.received).filter((f) => f.command === "MESSAGE" && f.headers.event === "message.new");
+    assert.ok(live.length > 0 && live.every((f) => f.headers.position === undefined), "no position header");
+    inOrderOnce(await bubbles(bob), ["private burst 7", "private while off", "private live while off"]);
+    await screenshot("positions-off");
   });
 });
