@@ -73,21 +73,21 @@ impl Hub {
             }
             let mut total = Fanout::default();
             self.inner.sequencer.offer(&key, seq, publication, |ready| {
-                let fanout = self.deliver_now(route, ready);
+                let fanout = self.deliver_to(&key, ready);
                 total.auto += fanout.auto;
                 total.client += fanout.client;
             });
             return total;
         }
-        self.deliver_now(route, publication)
+        self.deliver_to(&SubscriptionKey::of_route(route), publication)
     }
 
-    pub(super) fn deliver_now(&self, route: &Route, publication: Publication) -> Fanout {
-        let key = SubscriptionKey::of_route(route);
-        let Some(subscribers) = self.inner.routes.get(&key).map(|entry| entry.snapshot()) else {
+    /// Delivers to the local subscribers of `key` at once.
+    pub(super) fn deliver_to(&self, key: &SubscriptionKey, publication: Publication) -> Fanout {
+        let Some(subscribers) = self.inner.routes.get(key).map(|entry| entry.snapshot()) else {
             return Fanout::default();
         };
-        let (template, message_id) = self.template(&key, publication.headers, publication.body);
+        let (template, message_id) = self.template(key, publication.headers, publication.body);
         fan_out(
             &subscribers,
             &template,

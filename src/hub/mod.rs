@@ -107,9 +107,7 @@ impl Hub {
     /// calls it a few times per hold period.
     pub fn release_overdue(&self) {
         self.inner.sequencer.expire(|key, publication| {
-            if let Some(route) = key.route() {
-                self.deliver_now(&route, publication);
-            }
+            self.deliver_to(key, publication);
         });
     }
 

@@ -73,19 +73,6 @@ impl SubscriptionKey {
         }
     }
 
-    /// The route publications to this key take; none for a generic queue, which is not
-    /// published to through routes.
-    pub(super) fn route(&self) -> Option<Route> {
-        match self {
-            SubscriptionKey::Topic(name) => Some(Route::Topic(name.to_string())),
-            SubscriptionKey::User { user, queue } => Some(Route::User {
-                user: user.to_string(),
-                queue: queue.to_string(),
-            }),
-            SubscriptionKey::Queue(_) => None,
-        }
-    }
-
     pub(super) fn of_route(route: &Route) -> SubscriptionKey {
         match route {
             Route::Topic(name) => SubscriptionKey::Topic(name.as_str().into()),

@@ -427,33 +427,40 @@ async fn number_inboxes<C: BatchStatements + Send>(
     conn: &mut C,
     rows: &mut [MessageRow],
 ) -> Result<(), StoreError> {
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for row in rows.iter() {
-        let (sender, recipient) = crate::store::inbox::inbox_users(row);
-        for user in sender.into_iter().chain(recipient) {
-            *counts.entry(user.to_owned()).or_default() += 1;
+    let positions = {
+        let rows: &[MessageRow] = rows;
+        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        for row in rows {
+            let (sender, recipient) = crate::store::inbox::inbox_users(row);
+            for user in sender.into_iter().chain(recipient) {
+                *counts.entry(user).or_default() += 1;
+            }
         }
-    }
-    if counts.is_empty() {
-        return Ok(());
-    }
-    let users: Vec<&str> = counts.keys().map(String::as_str).collect();
-    let added: Vec<i64> = counts.values().copied().collect();
-    let heads = BatchStatements::advance_inboxes(conn, &users, &added).await?;
-    // Each user's next position: the batch's range ends at the new head.
-    let mut next: HashMap<String, i64> = HashMap::with_capacity(counts.len());
-    for (user, count) in counts {
-        let head = *heads.get(&user).ok_or(StoreError::NotFound)?;
-        next.insert(user, head - count + 1);
-    }
-    let mut take = |user: Option<&str>| {
-        let position = next.get_mut(user?)?;
-        *position += 1;
-        Some(*position - 1)
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<&str> = counts.keys().copied().collect();
+        let added: Vec<i64> = counts.values().copied().collect();
+        let heads = BatchStatements::advance_inboxes(conn, &users, &added).await?;
+        // Each user's next position: the batch's range ends at the new head.
+        let mut next: HashMap<&str, i64> = HashMap::with_capacity(counts.len());
+        for (user, count) in counts {
+            let head = *heads.get(user).ok_or(StoreError::NotFound)?;
+            next.insert(user, head - count + 1);
+        }
+        let mut take = |user: Option<&str>| {
+            let position = next.get_mut(user?)?;
+            *position += 1;
+            Some(*position - 1)
+        };
+        rows.iter()
+            .map(|row| {
+                let (sender, recipient) = crate::store::inbox::inbox_users(row);
+                (take(sender), take(recipient))
+            })
+            .collect::<Vec<_>>()
     };
-    for row in rows.iter_mut() {
-        let (sender, recipient) = crate::store::inbox::inbox_users(row);
-        let (sender, recipient) = (take(sender), take(recipient));
+    for (row, (sender, recipient)) in rows.iter_mut().zip(positions) {
         row.sender_position = sender;
         row.recipient_position = recipient;
     }
