@@ -47,20 +47,30 @@ fn session(id: u64) -> Arc<SessionHandle> {
 /// A session subscribed to `/topic/<topic>` as `sub`.
 async fn subscriber(hub: &Hub, topic: &str) -> Arc<SessionHandle> {
     let member = session(1);
+    subscribe(hub, &member, SubscriptionKey::Topic(topic.into()), None).await;
+    member
+}
+
+/// Subscribes `member` to `key` as `sub`, `ack:auto`, behind `gate` if any.
+async fn subscribe(
+    hub: &Hub,
+    member: &Arc<SessionHandle>,
+    key: SubscriptionKey,
+    gate: Option<Arc<replay::ReplayGate>>,
+) {
     hub.subscribe(
-        &member,
+        member,
         "sub".into(),
-        SubscriptionKey::Topic(topic.into()),
+        key,
         crate::hub::SubscribeOptions {
             ack: AckMode::Auto,
             prefetch: 1,
-            gate: None,
+            gate,
         },
         8,
     )
     .await
     .unwrap();
-    member
 }
 
 fn sequenced(seq: i64) -> Publication {
@@ -111,19 +121,13 @@ async fn a_message_the_replay_delivered_is_dropped_when_it_is_published_after_th
     let route = Route::Topic("group.g".into());
     let member = session(1);
     let gate = replay::ReplayGate::new();
-    hub.subscribe(
+    subscribe(
+        &hub,
         &member,
-        "sub".into(),
         SubscriptionKey::Topic("group.g".into()),
-        crate::hub::SubscribeOptions {
-            ack: AckMode::Auto,
-            prefetch: 1,
-            gate: Some(gate.clone()),
-        },
-        8,
+        Some(gate.clone()),
     )
-    .await
-    .unwrap();
+    .await;
     // The replay read seqs up to 5; the push of 5 comes only after its commit, once open.
     hub.open_gate(&member, "sub", &gate, Vec::new(), Some(5));
     assert_eq!(hub.deliver_local(&route, sequenced(5)).total(), 0);
@@ -138,19 +142,7 @@ async fn a_users_queue_is_ordered_by_position_and_forgotten_with_its_last_subscr
         user: "u1".into(),
         queue: "messages".into(),
     };
-    hub.subscribe(
-        &member,
-        "sub".into(),
-        key.clone(),
-        crate::hub::SubscribeOptions {
-            ack: AckMode::Auto,
-            prefetch: 1,
-            gate: None,
-        },
-        8,
-    )
-    .await
-    .unwrap();
+    subscribe(&hub, &member, key.clone(), None).await;
     let route = Route::User {
         user: "u1".into(),
         queue: "messages".into(),

@@ -12,11 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::Im;
 use super::json::MessageJson;
 use super::messages::{inbox_publication, user_route};
+use super::replay::truncated;
 use crate::app_error::AppError;
 use crate::auth::Identity;
 use crate::hub::Publication;
@@ -72,16 +71,6 @@ impl ReplaySource for InboxReplay {
     fn cursor_header(&self) -> &'static str {
         crate::router::CURSOR_HEADERS[1]
     }
-}
-
-/// `event:replay.truncated`: the client pages `GET .../messages?afterSeq=<afterSeq>` up to
-/// `beforeSeq` (to the end when null); all three null: nothing could be replayed, the client
-/// re-syncs its private conversations over REST.
-fn truncated(conversation: Option<&str>, after: Option<i64>, before: Option<i64>) -> Publication {
-    let body = json!({"conversationId": conversation, "afterSeq": after, "beforeSeq": before});
-    let mut publication = Publication::json_event("replay.truncated", body.to_string());
-    publication.headers.push("replay", "true");
-    publication
 }
 
 /// One message found after the cursor.

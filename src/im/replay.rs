@@ -77,7 +77,7 @@ impl ReplaySource for ImReplay {
                 .await
             {
                 return Replay {
-                    publications: vec![truncated(&conversation, since, None)],
+                    publications: vec![truncated(Some(&conversation), Some(since), None)],
                     up_to: Some(since),
                 };
             }
@@ -91,7 +91,7 @@ impl ReplaySource for ImReplay {
                 Err(error) => {
                     tracing::warn!(%error, conversation, "replay failed");
                     Replay {
-                        publications: vec![truncated(&conversation, since, None)],
+                        publications: vec![truncated(Some(&conversation), Some(since), None)],
                         up_to: Some(since),
                     }
                 }
@@ -101,8 +101,13 @@ impl ReplaySource for ImReplay {
 }
 
 /// `event:replay.truncated`: the client pages `GET .../messages?afterSeq=<afterSeq>` up to
-/// `beforeSeq` (to the end when null) itself.
-fn truncated(conversation: &str, after: i64, before: Option<i64>) -> Publication {
+/// `beforeSeq` (to the end when null). On `/user/queue/messages` all three may be null: nothing
+/// could be replayed, and the client re-syncs its private conversations over REST.
+pub(super) fn truncated(
+    conversation: Option<&str>,
+    after: Option<i64>,
+    before: Option<i64>,
+) -> Publication {
     let body = json!({"conversationId": conversation, "afterSeq": after, "beforeSeq": before});
     let mut publication = Publication::json_event("replay.truncated", body.to_string());
     publication.headers.push("replay", "true");
@@ -173,7 +178,7 @@ impl Im {
         let mut publications = Vec::with_capacity(newest_first.len() + 1);
         if !complete {
             let first = newest_first.last().map(|(seq, _)| *seq);
-            publications.push(truncated(conversation, since, first));
+            publications.push(truncated(Some(conversation), Some(since), first));
         }
         for (seq, body) in newest_first.into_iter().rev() {
             let mut publication = Publication::json_event(event, body);

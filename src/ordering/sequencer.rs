@@ -77,6 +77,12 @@ impl<T, K: Eq + Hash + Clone> TopicSequencer<T, K> {
             deliver(item);
             return;
         }
+        if seq == *next && held.is_empty() {
+            // The common case, in order: nothing to hold, nothing held to release.
+            *next = seq + 1;
+            deliver(item);
+            return;
+        }
         held.insert(seq, (Instant::now(), item));
         while let Some(first) = held.first_key_value().map(|(seq, _)| *seq) {
             if first != *next && held.len() <= MAX_HELD {
