@@ -9,7 +9,8 @@
 //! those after `head - max_replay`; older ones, and those beyond `limits.max_replay_bytes`,
 //! are named per conversation by `replay.truncated`, to page through REST.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use super::Im;
@@ -82,6 +83,60 @@ struct Found {
     body: Vec<u8>,
 }
 
+/// The newest messages found within `limits.max_replay_bytes`, kept while they are read, so
+/// that a resume holds at most that much (and a page) however large its messages are.
+struct Newest {
+    max_bytes: usize,
+    bytes: usize,
+    /// By position, the oldest first out.
+    kept: BinaryHeap<Reverse<(i64, usize)>>,
+    slots: Vec<Option<Found>>,
+    /// Everything at or below this position is left out: what is kept stays the newest.
+    dropped_up_to: i64,
+    /// Conversations some of whose messages were left out.
+    left_out: Vec<usize>,
+}
+
+impl Newest {
+    fn new(max_bytes: usize) -> Newest {
+        Newest {
+            max_bytes,
+            bytes: 0,
+            kept: BinaryHeap::new(),
+            slots: Vec::new(),
+            dropped_up_to: i64::MIN,
+            left_out: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, found: Found) {
+        if found.position <= self.dropped_up_to {
+            self.left_out.push(found.conversation);
+            return;
+        }
+        self.bytes += found.body.len();
+        self.kept.push(Reverse((found.position, self.slots.len())));
+        self.slots.push(Some(found));
+        while self.bytes > self.max_bytes {
+            let Some(Reverse((position, slot))) = self.kept.pop() else {
+                break;
+            };
+            if let Some(oldest) = self.slots[slot].take() {
+                self.bytes -= oldest.body.len();
+                self.left_out.push(oldest.conversation);
+            }
+            self.dropped_up_to = self.dropped_up_to.max(position);
+        }
+    }
+
+    /// What is kept, oldest first.
+    fn into_sorted(self) -> Vec<Found> {
+        let mut kept: Vec<Found> = self.slots.into_iter().flatten().collect();
+        kept.sort_unstable_by_key(|f| f.position);
+        kept
+    }
+}
+
 /// What a conversation's part of the replay leaves out.
 struct Part {
     /// The newest seq at or before the client's cursor.
@@ -116,7 +171,7 @@ impl Im {
         let from = since.max(head - max);
         let conversations = store.inbox_conversations(user, since).await?;
         let mut parts: Vec<Part> = Vec::with_capacity(conversations.len());
-        let mut found: Vec<Found> = Vec::new();
+        let mut newest = Newest::new(bounds.max_bytes);
         for (index, conversation) in conversations.iter().enumerate() {
             let start = store
                 .inbox_boundary(&conversation.id, user, from, conversation.last_seq)
@@ -139,9 +194,9 @@ impl Im {
                 user,
                 (start, from),
                 head,
-                |row_position, seq, body| {
-                    found.push(Found {
-                        position: row_position,
+                |position, seq, body| {
+                    newest.offer(Found {
+                        position,
                         seq,
                         conversation: index,
                         body,
@@ -150,22 +205,10 @@ impl Im {
             )
             .await?;
         }
-        found.sort_unstable_by_key(|f| f.position);
-        // The newest within the bytes bound.
-        let mut bytes = 0;
-        let mut keep_from = found.len();
-        while keep_from > 0 {
-            let size = found[keep_from - 1].body.len();
-            if bytes + size > bounds.max_bytes {
-                break;
-            }
-            bytes += size;
-            keep_from -= 1;
+        for conversation in std::mem::take(&mut newest.left_out) {
+            parts[conversation].left_out = true;
         }
-        for dropped in &found[..keep_from] {
-            parts[dropped.conversation].left_out = true;
-        }
-        let kept = found.split_off(keep_from);
+        let kept = newest.into_sorted();
         for message in &kept {
             let part = &mut parts[message.conversation];
             part.first_replayed = Some(
@@ -238,5 +281,34 @@ impl Im {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(position: i64, conversation: usize, size: usize) -> Found {
+        Found {
+            position,
+            seq: position,
+            conversation,
+            body: vec![b'x'; size],
+        }
+    }
+
+    #[test]
+    fn the_newest_within_the_bytes_are_kept_whatever_order_they_are_read_in() {
+        let mut newest = Newest::new(10);
+        newest.offer(found(5, 0, 8));
+        newest.offer(found(6, 1, 8));
+        // Older than one left out: left out too, though it would fit.
+        newest.offer(found(2, 2, 1));
+        newest.offer(found(7, 1, 2));
+        let mut left_out = newest.left_out.clone();
+        left_out.sort_unstable();
+        assert_eq!(left_out, vec![0, 2]);
+        let kept: Vec<i64> = newest.into_sorted().iter().map(|f| f.position).collect();
+        assert_eq!(kept, vec![6, 7]);
     }
 }
