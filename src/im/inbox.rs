@@ -173,9 +173,14 @@ impl Im {
         let mut parts: Vec<Part> = Vec::with_capacity(conversations.len());
         let mut newest = Newest::new(bounds.max_bytes);
         for (index, conversation) in conversations.iter().enumerate() {
-            let start = store
-                .inbox_boundary(&conversation.id, user, from, conversation.last_seq)
-                .await?;
+            // A conversation whose news all lie before the bound has nothing to replay.
+            let start = if conversation.newest_position > from {
+                store
+                    .inbox_boundary(&conversation.id, user, from, conversation.last_seq)
+                    .await?
+            } else {
+                conversation.last_seq
+            };
             let after = if from > since {
                 store
                     .inbox_boundary(&conversation.id, user, since, start)

@@ -365,12 +365,11 @@ impl Im {
                 }
             }
             Some(ConversationKind::Assistant) => {
-                let (sender, recipient) = crate::store::inbox::inbox_users(message);
-                let position = if sender.is_some() {
-                    message.sender_position
-                } else {
-                    recipient.and(message.recipient_position)
-                };
+                // The position of the conversation's user, who sent it or receives it.
+                let position = id
+                    .as_ref()
+                    .and_then(ConversationId::owner)
+                    .and_then(|user| crate::store::inbox::position_for(message, user));
                 self.push_assistant_new(conversation, &body, position);
             }
             None => {

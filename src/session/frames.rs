@@ -161,7 +161,7 @@ impl Session {
         };
         // A subscription that asks for what it missed is registered closed (see
         // `crate::hub::replay`) and opened once the stored part is delivered.
-        let replay = match replay_cursor(&frame, router.replay_source(destination)) {
+        let replay = match replay_cursor(&frame, || router.replay_source(destination)) {
             Ok(replay) => replay,
             Err(header) => {
                 return Err(Fatal::new(
@@ -297,12 +297,20 @@ impl Session {
 /// A destination's replay source and the name it replays under.
 type Source = (Arc<dyn ReplaySource>, String);
 
-/// The SUBSCRIBE's replay cursor, if it asks for one: its value and the source to replay from.
-/// `Err` names the cursor header that is malformed or that this destination does not take.
+/// The SUBSCRIBE's replay cursor, if it asks for one: its value and the source to replay from
+/// (looked up only then). `Err` names the cursor header that is malformed or that this
+/// destination does not take.
 fn replay_cursor(
     frame: &Frame,
-    source: Option<Source>,
+    source: impl FnOnce() -> Option<Source>,
 ) -> Result<Option<(i64, Source)>, &'static str> {
+    if CURSOR_HEADERS
+        .iter()
+        .all(|header| frame.get(header).is_none())
+    {
+        return Ok(None);
+    }
+    let source = source();
     let mut replay = None;
     for header in CURSOR_HEADERS {
         let Some(text) = frame.get(header) else {

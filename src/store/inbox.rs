@@ -11,7 +11,7 @@ use diesel_async::RunQueryDsl;
 use schema::{MessageRow, conversations, inbox_heads, members, messages};
 
 use super::{Store, StoreError, with_conn};
-use crate::domain::{ConversationId, ConversationKind};
+use crate::domain::ConversationKind;
 
 /// The users whose inboxes number `row`: (its sender's, its recipient's). The two users of a
 /// private chat; in an assistant conversation its user, as sender or as recipient (staff have
@@ -37,15 +37,55 @@ pub(crate) fn inbox_users(row: &MessageRow) -> (Option<&str>, Option<&str>) {
     (None, None)
 }
 
-/// `row`'s position in `user`'s inbox; 0 when it has none (stored before positions existed, or
-/// while `im.private_resume` was off).
+/// `row`'s position in `user`'s inbox; none when it has none (not numbered, stored before
+/// positions existed, or while `im.private_resume` was off).
+pub(crate) fn position_for(row: &MessageRow, user: &str) -> Option<i64> {
+    position_in(
+        &row.sender_id,
+        row.sender_position,
+        row.recipient_position,
+        user,
+    )
+}
+
+/// [`position_for`], 0 for none: what the reads of a resume compare.
 pub(crate) fn position_of(row: &MessageRow, user: &str) -> i64 {
-    let position = if row.sender_id == user {
-        row.sender_position
+    position_for(row, user).unwrap_or(0)
+}
+
+fn position_in(
+    sender_id: &str,
+    sender_position: Option<i64>,
+    recipient_position: Option<i64>,
+    user: &str,
+) -> Option<i64> {
+    if sender_id == user {
+        sender_position
     } else {
-        row.recipient_position
-    };
-    position.unwrap_or(0)
+        recipient_position
+    }
+}
+
+/// What a resume's search needs of a message: its seq and positions.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = messages)]
+struct Placed {
+    seq: i64,
+    sender_id: String,
+    sender_position: Option<i64>,
+    recipient_position: Option<i64>,
+}
+
+impl Placed {
+    fn position(&self, user: &str) -> i64 {
+        position_in(
+            &self.sender_id,
+            self.sender_position,
+            self.recipient_position,
+            user,
+        )
+        .unwrap_or(0)
+    }
 }
 
 /// A conversation with messages after a position: where to start reading it.
@@ -57,6 +97,8 @@ pub struct InboxConversation {
     pub last_seq: i64,
     /// The user sees only what is after this seq (joined, or cleared their history).
     pub floor_seq: i64,
+    /// Its newest message's position in the user's inbox.
+    pub newest_position: i64,
 }
 
 /// Messages read newest first by [`Store::inbox_boundary`] before it searches by halves.
@@ -98,7 +140,7 @@ impl Store {
             ConversationKind::Private.as_str(),
             ConversationKind::Assistant.as_str(),
         ];
-        let rows: Vec<(String, i64, i64, i64)> = self
+        let rows: Vec<(String, i64, i64, i64, Placed)> = self
             .timed(async {
                 with_conn!(&self.pool, |conn| {
                     let rows = members::table
@@ -125,6 +167,7 @@ impl Store {
                             conversations::last_seq,
                             members::joined_seq,
                             members::cleared_seq,
+                            Placed::as_select(),
                         ))
                         .load(conn)
                         .await?;
@@ -134,11 +177,14 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, last_seq, joined, cleared)| InboxConversation {
-                id,
-                last_seq,
-                floor_seq: joined.max(cleared),
-            })
+            .map(
+                |(id, last_seq, joined, cleared, newest)| InboxConversation {
+                    id,
+                    last_seq,
+                    floor_seq: joined.max(cleared),
+                    newest_position: newest.position(user),
+                },
+            )
             .collect())
     }
 
@@ -159,7 +205,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let tail = self.inbox_rows(conversation, 0, newest, TAIL).await?;
         for row in &tail {
-            if position_of(row, user) <= position {
+            if row.position(user) <= position {
                 return Ok(row.seq);
             }
         }
@@ -172,7 +218,7 @@ impl Store {
             let middle = low + (high - low) / 2;
             let probe = self.inbox_rows(conversation, low, middle, 1).await?;
             match probe.into_iter().next() {
-                Some(row) if position_of(&row, user) > position => high = row.seq,
+                Some(row) if row.position(user) > position => high = row.seq,
                 _ => low = middle,
             }
         }
@@ -186,7 +232,7 @@ impl Store {
         above: i64,
         at_most: i64,
         limit: i64,
-    ) -> Result<Vec<MessageRow>, StoreError> {
+    ) -> Result<Vec<Placed>, StoreError> {
         self.timed(async {
             with_conn!(&self.pool, |conn| {
                 let rows = messages::table
@@ -195,7 +241,7 @@ impl Store {
                     .filter(messages::seq.le(at_most))
                     .order(messages::seq.desc())
                     .limit(limit)
-                    .select(MessageRow::as_select())
+                    .select(Placed::as_select())
                     .load(conn)
                     .await?;
                 Ok(rows)
@@ -203,15 +249,6 @@ impl Store {
         })
         .await
     }
-}
-
-/// Whether `id` names a conversation whose messages go to `/user/queue/messages` with
-/// positions.
-pub fn numbered(id: &str) -> bool {
-    matches!(
-        ConversationId::parse(id).map(|id| id.kind()),
-        Ok(ConversationKind::Private | ConversationKind::Assistant)
-    )
 }
 
 #[cfg(test)]

@@ -428,10 +428,10 @@ async fn number_inboxes<C: BatchStatements + Send>(
     rows: &mut [MessageRow],
 ) -> Result<(), StoreError> {
     let positions = {
-        let rows: &[MessageRow] = rows;
+        let users_of: Vec<(Option<&str>, Option<&str>)> =
+            rows.iter().map(crate::store::inbox::inbox_users).collect();
         let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-        for row in rows {
-            let (sender, recipient) = crate::store::inbox::inbox_users(row);
+        for &(sender, recipient) in &users_of {
             for user in sender.into_iter().chain(recipient) {
                 *counts.entry(user).or_default() += 1;
             }
@@ -453,11 +453,9 @@ async fn number_inboxes<C: BatchStatements + Send>(
             *position += 1;
             Some(*position - 1)
         };
-        rows.iter()
-            .map(|row| {
-                let (sender, recipient) = crate::store::inbox::inbox_users(row);
-                (take(sender), take(recipient))
-            })
+        users_of
+            .into_iter()
+            .map(|(sender, recipient)| (take(sender), take(recipient)))
             .collect::<Vec<_>>()
     };
     for (row, (sender, recipient)) in rows.iter_mut().zip(positions) {
