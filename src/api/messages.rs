@@ -30,14 +30,15 @@ pub(super) async fn send(
         sent.as_ref().map(drop).map_err(|e| e.code),
     );
     let sent = sent?;
-    // No RECEIPT to wait for, unlike STOMP: pushed at once.
-    state.im.push_sent(&sent);
     let status = if sent.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    with_status(status, MessageJson::from(&sent.message))
+    let answer = MessageJson::from(&sent.message);
+    // No RECEIPT to wait for, unlike STOMP: pushed at once.
+    state.im.push_sent(sent);
+    with_status(status, answer)
 }
 
 /// `POST /messages/forward {messageIds, toConversationIds}`.

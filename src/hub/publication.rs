@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use stomp_codec::Headers;
 
 use crate::delivery::AckHook;
@@ -42,10 +43,18 @@ impl Fanout {
 
 impl Publication {
     /// A JSON publication with an `event` header, as the IM layer sends.
-    pub fn json_event(event: &str, body: impl Into<Bytes>) -> Publication {
+    pub fn json_event(event: &'static str, body: impl Into<Bytes>) -> Publication {
+        // Static names and values: a publication is built for every push, and these would
+        // otherwise be copied into four allocations each time.
         let mut headers = Headers::with_capacity(2);
-        headers.push("content-type", "application/json");
-        headers.push("event", event.to_owned());
+        headers.push(
+            ByteString::from_static("content-type"),
+            ByteString::from_static("application/json"),
+        );
+        headers.push(
+            ByteString::from_static("event"),
+            ByteString::from_static(event),
+        );
         Publication {
             headers,
             body: body.into(),

@@ -90,9 +90,12 @@ impl SubscriptionKey {
         mut headers: Headers,
         body: Bytes,
     ) -> Arc<MessageTemplate> {
-        headers.set("destination", self.destination());
+        headers.set_static("destination", self.destination());
         if headers.get("content-type").is_none() {
-            headers.push("content-type", "text/plain;charset=utf-8");
+            headers.push(
+                ByteString::from_static("content-type"),
+                ByteString::from_static("text/plain;charset=utf-8"),
+            );
         }
         Arc::new(MessageTemplate::new(headers, body))
     }

@@ -115,7 +115,7 @@ impl Im {
     }
 
     /// Pushes an event of an assistant conversation to its user and to staff.
-    pub(super) fn push_assistant(&self, conversation: &str, event: &str, body: &[u8]) {
+    pub(super) fn push_assistant(&self, conversation: &str, event: &'static str, body: &[u8]) {
         self.publish_assistant(
             conversation,
             Publication::json_event(event, body.to_vec()),

@@ -129,8 +129,8 @@ impl Im {
                 self.check_send(caller, &mut message).await?;
                 let outcome = self.store().send(message).await?;
                 let sent = Sent::from(outcome);
-                self.push_sent(&sent);
-                forwarded.push(sent.message);
+                forwarded.push(sent.message.clone());
+                self.push_sent(sent);
             }
         }
         Ok(forwarded)

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use super::Im;
-use super::json::MessageJson;
 use super::messages::{inbox_publication, user_route};
 use super::replay::truncated;
 use crate::app_error::AppError;
@@ -278,7 +277,7 @@ impl Im {
             for row in &page {
                 let position = position_of(row, user);
                 if position > from && position <= head {
-                    found(position, row.seq, super::to_json(&MessageJson::from(row)));
+                    found(position, row.seq, super::json::message_body(row));
                 }
             }
             if i64::try_from(page.len()).unwrap_or(0) < PAGE {

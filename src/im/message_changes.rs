@@ -437,7 +437,7 @@ impl Im {
     pub(super) async fn push_where_sent(
         &self,
         conversation: &ConversationId,
-        event: &str,
+        event: &'static str,
         body: &[u8],
     ) -> Result<(), AppError> {
         match (conversation.kind(), conversation.topic()) {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Im;
-use super::json::{MessageJson, SendRequest, message_id, peer_of};
+use super::json::{SendRequest, message_id, peer_of};
 use super::limits::Action;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::{Identity, is_valid_user_id};
@@ -245,10 +245,10 @@ impl Im {
     /// sender's own sessions for a duplicate), then delivery tracking for private chats. A new
     /// message is pushed after every smaller seq of its conversation (see
     /// [`crate::ordering::PushOrder`]).
-    pub fn push_sent(&self, sent: &Sent) {
+    pub fn push_sent(&self, sent: Sent) {
         let message = &sent.message;
         if sent.duplicate {
-            let body = super::to_json(&MessageJson::from(message));
+            let body = super::json::message_body(message);
             self.hub().publish(
                 &user_route(&message.sender_id, "messages"),
                 inbox_publication(body, message.sender_position),
@@ -256,12 +256,15 @@ impl Im {
             return;
         }
         let im = self.clone();
-        let new = message.clone();
         let marked_read = sent.marked_read;
         let committed_at = sent.committed_at;
+        let conversation = message.conversation_id.clone();
+        let seq = message.seq;
+        // Moved, not cloned: the row's strings are most of what a push allocates.
+        let new = sent.message;
         self.inner.push_order.release(
-            &message.conversation_id,
-            message.seq,
+            &conversation,
+            seq,
             Box::new(move || {
                 // Shared by the pushes and the delivery hook rather than copied for each.
                 let new = Arc::new(new);
@@ -314,7 +317,7 @@ impl Im {
     }
 
     fn push_new(&self, message: &Arc<MessageRow>) {
-        let body = Bytes::from(super::to_json(&MessageJson::from(&**message)));
+        let body = Bytes::from(super::json::message_body(message));
         let conversation = &message.conversation_id;
         let id = ConversationId::parse(conversation).ok();
         match id.as_ref().map(ConversationId::kind) {
@@ -390,7 +393,7 @@ impl Im {
         }
     }
 
-    pub(super) fn publish_json(&self, route: &Route, event: &str, body: &[u8]) {
+    pub(super) fn publish_json(&self, route: &Route, event: &'static str, body: &[u8]) {
         self.hub()
             .publish(route, Publication::json_event(event, body.to_vec()));
     }

@@ -314,7 +314,7 @@ impl Im {
     }
 
     /// Pushes an event to every session of `user` subscribed to `/user/queue/<queue>`.
-    fn push_user(&self, user: &str, queue: &str, event: &str, body: &impl Serialize) {
+    fn push_user(&self, user: &str, queue: &str, event: &'static str, body: &impl Serialize) {
         self.push_user_except(user, queue, event, body, None);
     }
 
@@ -322,7 +322,7 @@ impl Im {
         &self,
         user: &str,
         queue: &str,
-        event: &str,
+        event: &'static str,
         body: &impl Serialize,
         exclude_session: Option<u64>,
     ) {
@@ -338,7 +338,12 @@ impl Im {
     }
 
     /// Pushes an event on a group's topic (nothing for the other kinds, which have none).
-    fn push_group(&self, conversation: &ConversationId, event: &str, body: &impl Serialize) {
+    fn push_group(
+        &self,
+        conversation: &ConversationId,
+        event: &'static str,
+        body: &impl Serialize,
+    ) {
         if let Some(topic) = conversation.topic() {
             self.hub().publish(
                 &Route::Topic(topic),

@@ -172,10 +172,11 @@ impl Im {
             .pop()
             .unwrap_or_else(|| Err(StoreError::Unavailable("no answer".into())))?;
         let sent = Sent::from(outcome);
+        let message = sent.message.clone();
         if !sent.duplicate {
-            self.push_sent(&sent);
+            self.push_sent(sent);
         }
-        Ok(sent.message)
+        Ok(message)
     }
 
     /// Sends one notification to each of `request.user_ids` (see [`Im::notify`]): they go to
@@ -272,10 +273,11 @@ impl Im {
             for (index, outcome) in owners.into_iter().zip(outcomes) {
                 let outcome = outcome.map_err(AppError::from).map(|outcome| {
                     let sent = Sent::from(outcome);
+                    let message = sent.message.clone();
                     if !sent.duplicate {
-                        self.push_sent(&sent);
+                        self.push_sent(sent);
                     }
-                    sent.message
+                    message
                 });
                 stop |= each(index, outcome).is_break();
             }

@@ -123,7 +123,7 @@ impl Im {
         caller: &Identity,
         conversation: &str,
         since: i64,
-        event: &str,
+        event: &'static str,
     ) -> Result<Replay, crate::app_error::AppError> {
         let bounds = self.settings().replay;
         let mut newest_first: Vec<(i64, Vec<u8>)> = Vec::new();

@@ -295,7 +295,7 @@ impl Handler {
     ) -> Result<Option<AfterReceipt>, AppError> {
         let sent = self.im.send_in_turn(identity, send, turn).await?;
         let im = self.im.clone();
-        Ok(Some(Box::new(move || im.push_sent(&sent))))
+        Ok(Some(Box::new(move || im.push_sent(sent))))
     }
 
     async fn group_send(

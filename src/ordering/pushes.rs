@@ -110,11 +110,22 @@ impl PushOrder {
                 return;
             };
             lane.awaited.remove(&seq);
-            lane.ready.insert(seq, push);
-            if lane.running {
-                return;
-            }
+            let was_running = lane.running;
             lane.running = true;
+            let first_in_line = !was_running
+                && lane.ready.is_empty()
+                && lane.awaited.keys().next().is_none_or(|smallest| *smallest > seq);
+            if first_in_line {
+                // The common case, a push in its turn: run at once rather than queued and
+                // taken back out. What came meanwhile is run below.
+                drop(lanes);
+                push();
+            } else {
+                lane.ready.insert(seq, push);
+                if was_running {
+                    return;
+                }
+            }
         }
         self.run(conversation);
     }

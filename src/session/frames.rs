@@ -57,7 +57,8 @@ impl Session {
         if let Some(receipt) = frame.headers.get_shared("receipt") {
             push_frame(
                 &self.handle,
-                &Frame::new(Command::Receipt).header("receipt-id", receipt.clone()),
+                &Frame::new(Command::Receipt)
+                    .header(ByteString::from_static("receipt-id"), receipt.clone()),
             );
         }
     }

@@ -428,7 +428,8 @@ fn sessions_gauge(
 }
 
 fn push_frame(handle: &SessionHandle, frame: &Frame) -> bool {
-    let mut buf = BytesMut::new();
+    // Room for a RECEIPT or a short ERROR, the frames pushed this way, in one allocation.
+    let mut buf = BytesMut::with_capacity(128);
     encode(frame, handle.version, &mut buf);
     handle.push_encoded(frame.command, buf.freeze())
 }

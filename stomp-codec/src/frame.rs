@@ -217,7 +217,21 @@ impl Headers {
     /// Replaces every header called `name` with one entry holding `value`, at the position of
     /// the first, or at the end if there was none.
     pub fn set(&mut self, name: &str, value: impl Into<ByteString>) {
-        let value = value.into();
+        self.set_entry(name, value.into(), || ByteString::from(name));
+    }
+
+    /// As [`Headers::set`], for a name known at compile time, which is then not copied: the
+    /// broker sets a header such as `destination` on every frame it builds.
+    pub fn set_static(&mut self, name: &'static str, value: impl Into<ByteString>) {
+        self.set_entry(name, value.into(), || ByteString::from_static(name));
+    }
+
+    fn set_entry(
+        &mut self,
+        name: &str,
+        value: ByteString,
+        owned_name: impl FnOnce() -> ByteString,
+    ) {
         match self.entries.iter().position(|(n, _)| &**n == name) {
             Some(first) => {
                 self.entries[first].1 = value;
@@ -228,7 +242,7 @@ impl Headers {
                     keep
                 });
             }
-            None => self.entries.push((ByteString::from(name), value)),
+            None => self.entries.push((owned_name(), value)),
         }
     }
 
