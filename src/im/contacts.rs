@@ -224,6 +224,14 @@ impl Im {
         Ok(())
     }
 
+    /// Whether `im.private_policy` asks anything of `sender`: when it does not, a send need
+    /// not build (and allocate) [`Im::check_private_policy`]'s future at all.
+    pub(super) fn private_policy_applies(&self, sender: &Identity) -> bool {
+        self.settings().private_policy != PrivatePolicy::Open
+            && !sender.has_role(Role::System)
+            && !sender.has_role(Role::Staff)
+    }
+
     /// Whether `sender` may send a private message to `peer` under `im.private_policy`.
     ///
     /// # Errors
@@ -234,9 +242,7 @@ impl Im {
         sender: &Identity,
         peer: &str,
     ) -> Result<(), AppError> {
-        if self.settings().private_policy == PrivatePolicy::Open
-            || sender.has_role(Role::System)
-            || sender.has_role(Role::Staff)
+        if !self.private_policy_applies(sender)
             || self.store().are_contacts(&sender.user_id, peer).await?
         {
             return Ok(());

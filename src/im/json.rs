@@ -221,7 +221,8 @@ struct MessageView<'a> {
     mention_all: bool,
 }
 
-fn as_string<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+/// Writes an id as a JSON string, as the contract gives ids, without formatting it first.
+pub(super) fn as_string<S: serde::Serializer>(id: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(id)
 }
 

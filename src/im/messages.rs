@@ -431,11 +431,11 @@ impl Im {
             &message.sender_id,
             "events",
             "message.delivered",
-            &json!({
-                "conversationId": message.conversation_id,
-                "messageId": message.id.to_string(),
-                "seq": message.seq,
-            }),
+            &DeliveredEvent {
+                conversation_id: &message.conversation_id,
+                message_id: message.id,
+                seq: message.seq,
+            },
         );
     }
 
@@ -671,6 +671,17 @@ pub(super) fn user_route(user: &str, queue: &str) -> Route {
         user: user.to_owned(),
         queue: queue.to_owned(),
     }
+}
+
+/// `message.delivered`, sent for every private message delivered: a struct rather than a
+/// `json!` map, which would allocate each key and value.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveredEvent<'a> {
+    conversation_id: &'a str,
+    #[serde(serialize_with = "super::json::as_string")]
+    message_id: i64,
+    seq: i64,
 }
 
 /// Marks a private message delivered when a client-ack subscriber ACKs it.

@@ -278,8 +278,11 @@ impl Im {
         self.moderate(me, &conversation, &mut message.content)
             .await?;
         if let Some(peer) = &peer {
-            // Boxed: only private sends take it, and inline it would grow every send's state.
-            Box::pin(self.check_private_policy(sender, peer)).await?;
+            // Boxed: only private sends under a contacts policy take it, and inline it would
+            // grow every send's state.
+            if self.private_policy_applies(sender) {
+                Box::pin(self.check_private_policy(sender, peer)).await?;
+            }
             self.check_stranger(me, peer, &conversation, message)
                 .await?;
         }

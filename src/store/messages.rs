@@ -149,12 +149,14 @@ impl Store {
     /// # Errors
     ///
     /// As [`Store::send`].
-    pub async fn send_in_turn(
+    pub fn send_in_turn(
         &self,
         message: NewMessage,
         turn: Turn,
-    ) -> Result<SendOutcome, StoreError> {
-        self.writer().send(message, turn).await
+    ) -> impl Future<Output = Result<SendOutcome, StoreError>> + Send + '_ {
+        // The writer's future itself, not one wrapping it: each async layer keeps its own
+        // copy of the message in the state of every SEND.
+        self.writer().send(message, turn)
     }
 
     /// Stores system notifications through the writer's notification queue (see

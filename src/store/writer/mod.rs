@@ -72,7 +72,10 @@ impl WriterHandle {
     ) -> Result<SendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         turn.wait().await;
-        self.chat.send((message, reply)).await.map_err(stopped)?;
+        // Room first, then the message: `send`'s future would hold a second copy of the
+        // message, and this state is part of every pipelined SEND's.
+        let permit = self.chat.reserve().await.map_err(stopped)?;
+        permit.send((message, reply));
         // Queued: the next frame of the session may queue its own.
         drop(turn);
         answer.await.map_err(dropped)?
