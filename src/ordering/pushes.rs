@@ -114,7 +114,11 @@ impl PushOrder {
             lane.running = true;
             let first_in_line = !was_running
                 && lane.ready.is_empty()
-                && lane.awaited.keys().next().is_none_or(|smallest| *smallest > seq);
+                && lane
+                    .awaited
+                    .keys()
+                    .next()
+                    .is_none_or(|smallest| *smallest > seq);
             if first_in_line {
                 // The common case, a push in its turn: run at once rather than queued and
                 // taken back out. What came meanwhile is run below.
