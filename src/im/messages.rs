@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use serde_json::{Value, json};
 
 use super::Im;
@@ -258,22 +259,20 @@ impl Im {
         let im = self.clone();
         let marked_read = sent.marked_read;
         let committed_at = sent.committed_at;
-        let conversation = message.conversation_id.clone();
-        let seq = message.seq;
-        // Moved, not cloned: the row's strings are most of what a push allocates.
-        let new = sent.message;
+        // Moved, not cloned: the row's strings are most of what a push allocates. Shared by
+        // the pushes, the delivery hook and the read events rather than copied for each.
+        let new = Arc::new(sent.message);
+        let push = Arc::clone(&new);
         self.inner.push_order.release(
-            &conversation,
-            seq,
+            &new.conversation_id,
+            new.seq,
             Box::new(move || {
-                // Shared by the pushes and the delivery hook rather than copied for each.
-                let new = Arc::new(new);
-                im.push_new(&new);
+                im.push_new(&push);
                 crate::metrics::Metrics::get()
                     .push_latency_seconds
                     .record(committed_at.elapsed());
                 if marked_read {
-                    im.read_by_sending(Arc::unwrap_or_clone(new));
+                    im.read_by_sending(push);
                 }
             }),
         );
@@ -283,7 +282,7 @@ impl Im {
     /// explicit read follow (to all the sender's sessions, since the sending one learns only
     /// that its message was stored), and in private chats the messages of the other user become
     /// `read`.
-    fn read_by_sending(&self, message: MessageRow) {
+    fn read_by_sending(&self, message: Arc<MessageRow>) {
         let im = self.clone();
         tokio::spawn(async move {
             let conversation = &message.conversation_id;
@@ -660,7 +659,9 @@ fn hide_conversation(error: AppError) -> AppError {
 pub(super) fn inbox_publication(body: impl Into<Bytes>, position: Option<i64>) -> Publication {
     let mut publication = Publication::json_event("message.new", body);
     if let Some(position) = position {
-        publication.headers.push("position", position.to_string());
+        publication
+            .headers
+            .push(ByteString::from_static("position"), position.to_string());
         publication.sequence = Some(position);
     }
     publication

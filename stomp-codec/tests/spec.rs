@@ -1131,3 +1131,31 @@ fn version_strings() {
         assert_eq!(version.to_string(), version.as_str());
     }
 }
+
+#[test]
+fn set_replaces_the_first_header_of_a_name_drops_its_repeats_and_appends_a_missing_one() {
+    for set_static in [false, true] {
+        let mut headers = Headers::new();
+        headers.push("destination", "/a");
+        headers.push("x", "1");
+        headers.push("destination", "/b");
+        let mut set = |name: &'static str, value: &str| {
+            if set_static {
+                headers.set_static(name, value.to_owned());
+            } else {
+                headers.set(name, value.to_owned());
+            }
+        };
+        set("destination", "/c");
+        set("content-type", "text/plain");
+        let entries: Vec<(&str, &str)> = headers.iter().collect();
+        assert_eq!(
+            entries,
+            [
+                ("destination", "/c"),
+                ("x", "1"),
+                ("content-type", "text/plain")
+            ]
+        );
+    }
+}
