@@ -95,28 +95,65 @@ impl Im {
         request: SendRequest,
         turn: Turn,
     ) -> Result<Sent, AppError> {
-        let client_msg_id = request.client_msg_id.trim().to_owned();
+        let message = self.prepare_send(sender, &request).await?;
+        self.store_prepared(message, turn).await
+    }
+
+    /// The first half of a send: validates `request` and applies the sender's limits, side by
+    /// side with the session's other sends. Errors name the request's clientMsgId.
+    ///
+    /// The message is boxed, and the request borrowed, because a send's state is allocated for
+    /// every SEND and is as large as what it holds across its awaits: kept under 1 KiB, it is
+    /// served from the allocator's per-thread cache instead of making glibc tidy its free lists.
+    ///
+    /// # Errors
+    ///
+    /// As [`Im::send`], except `UNAVAILABLE` for the write.
+    pub async fn prepare_send(
+        &self,
+        sender: &Identity,
+        request: &SendRequest,
+    ) -> Result<Box<NewMessage>, AppError> {
+        let client_msg_id = request.client_msg_id.trim();
         let with_id = |mut error: AppError| {
-            error.client_msg_id = Some(client_msg_id.clone());
+            error.client_msg_id = Some(client_msg_id.to_owned());
             error
         };
         if client_msg_id.is_empty() || client_msg_id.chars().count() > 64 {
             return Err(with_id(invalid("clientMsgId must be 1 to 64 characters")));
         }
-        let target = self.target(sender, &request).await.map_err(with_id)?;
-        let mut message = self
-            .validate(sender, target, client_msg_id.clone(), &request)
-            .await
-            .map_err(with_id)?;
+        let target = self.target(sender, request).await.map_err(with_id)?;
+        let mut message = Box::new(
+            self.validate(sender, target, client_msg_id.to_owned(), request)
+                .await
+                .map_err(with_id)?,
+        );
         self.check_send(sender, &mut message)
             .await
             .map_err(with_id)?;
-        let outcome = self
-            .store()
-            .send_in_turn(message, turn)
-            .await
-            .map_err(|e| with_id(e.into()))?;
-        Ok(Sent::from(outcome))
+        Ok(message)
+    }
+
+    /// The second half of a send: stores a message from [`Im::prepare_send`] once `turn`
+    /// comes. Errors name its clientMsgId.
+    ///
+    /// # Errors
+    ///
+    /// As [`Im::send`].
+    pub async fn store_prepared(
+        &self,
+        message: Box<NewMessage>,
+        turn: Turn,
+    ) -> Result<Sent, AppError> {
+        let client_msg_id = message.client_msg_id.clone();
+        match self.store().send_in_turn(message, turn).await {
+            Ok(outcome) => Ok(Sent::from(outcome)),
+            Err(error) => {
+                let mut error = AppError::from(error);
+                error.client_msg_id = Some(client_msg_id);
+                Err(error)
+            }
+        }
     }
 
     // The awaits on paths that a plain private text send does not take are boxed: an async

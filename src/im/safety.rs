@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::{DashMap, DashSet};
+use dashmap::DashMap;
 
 use super::Im;
 use super::json::peer_of;
@@ -65,9 +65,10 @@ pub struct Safety {
     settings: SafetySettings,
     limiter: Arc<dyn RateLimiter>,
     words: Words,
-    /// `(conversation, user)` pairs known to have sent in a private chat: a reply never
-    /// un-happens, so these need no second look at the database.
-    replied: DashSet<(String, String)>,
+    /// The users known to have sent in a private chat, by conversation: a reply never
+    /// un-happens, so these need no second look at the database. Keyed by conversation so that
+    /// the look-up on every private send borrows its strings instead of building a key.
+    replied: DashMap<Box<str>, Vec<Box<str>>>,
     /// Bans in force, by user, until when (epoch ms); the database holds the same, this keeps
     /// a query off every send.
     bans: DashMap<String, i64>,
@@ -92,7 +93,7 @@ impl Safety {
             words: Words::open(settings.words_file.clone()),
             settings,
             limiter,
-            replied: DashSet::new(),
+            replied: DashMap::new(),
             bans: DashMap::new(),
         }
     }
@@ -351,13 +352,19 @@ impl Im {
         message: &NewMessage,
     ) -> Result<(), AppError> {
         let safety = self.safety();
-        let key = (conversation.to_owned(), peer.to_owned());
-        if safety.replied.contains(&key) {
+        let has_replied = safety
+            .replied
+            .get(conversation)
+            .is_some_and(|users| users.iter().any(|user| **user == *peer));
+        if has_replied {
             return Ok(());
         }
         let store = self.store();
         if Box::pin(store.sent_count(conversation, peer, 1)).await? > 0 {
-            safety.replied.insert(key);
+            let mut users = safety.replied.entry(conversation.into()).or_default();
+            if !users.iter().any(|user| **user == *peer) {
+                users.push(peer.into());
+            }
             return Ok(());
         }
         let settings = &safety.settings;

@@ -15,7 +15,6 @@ use super::messages::Origin;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::domain::{ConversationId, ConversationKind, GROUP_TOPIC_PREFIX, kind_of};
-use crate::ordering::Turn;
 use crate::router::{
     AfterReceipt, AppHandler, AppRequest, Destination, Extensions, HandlerFuture, SubscribeGuard,
 };
@@ -29,19 +28,19 @@ pub fn extensions(im: &Im) -> Extensions {
         })
     };
     Extensions::new()
-        .app("private.send", handler(Kind::PrivateSend))
-        .app("group.send", handler(Kind::GroupSend))
-        .app("assistant.send", handler(Kind::AssistantSend))
-        .app("message.read", handler(Kind::Read))
-        .app("message.recall", handler(Kind::Recall))
-        .app("message.edit", handler(Kind::Edit))
-        .app("message.react", handler(Kind::React))
-        .app("message.pin", handler(Kind::Pin))
-        .app("typing", handler(Kind::Typing))
+        .app("private.send", handler(Kind::Send(SendKind::Private)))
+        .app("group.send", handler(Kind::Send(SendKind::Group)))
+        .app("assistant.send", handler(Kind::Send(SendKind::Assistant)))
+        .app("message.read", handler(Kind::Other(OtherKind::Read)))
+        .app("message.recall", handler(Kind::Other(OtherKind::Recall)))
+        .app("message.edit", handler(Kind::Other(OtherKind::Edit)))
+        .app("message.react", handler(Kind::Other(OtherKind::React)))
+        .app("message.pin", handler(Kind::Other(OtherKind::Pin)))
+        .app("typing", handler(Kind::Other(OtherKind::Typing)))
         .topics(
             GROUP_TOPIC_PREFIX,
             Arc::new(GroupGuard { im: im.clone() }),
-            Some(handler(Kind::TopicSend)),
+            Some(handler(Kind::Send(SendKind::Topic))),
         )
         .topics(
             super::assistant::ASSISTANT_TOPIC,
@@ -51,14 +50,17 @@ pub fn extensions(im: &Im) -> Extensions {
         .topics(
             super::announcements::ANNOUNCEMENTS_TOPIC,
             Arc::new(AnnouncementsGuard),
-            Some(handler(Kind::Announcement)),
+            Some(handler(Kind::Other(OtherKind::Announcement))),
         )
         .topics(
             "presence.",
             Arc::new(PresenceGuard { im: im.clone() }),
             None,
         )
-        .user_queue_send("notifications", handler(Kind::Notification))
+        .user_queue_send(
+            "notifications",
+            handler(Kind::Other(OtherKind::Notification)),
+        )
         .replay_topics(
             GROUP_TOPIC_PREFIX,
             super::replay::ImReplay::new(im, super::replay::Replayed::GroupTopic),
@@ -73,10 +75,26 @@ pub fn extensions(im: &Im) -> Extensions {
 
 #[derive(Clone, Copy)]
 enum Kind {
-    PrivateSend,
-    GroupSend,
-    AssistantSend,
-    TopicSend,
+    /// A chat message.
+    Send(SendKind),
+    Other(OtherKind),
+}
+
+/// Where a chat send names its conversation.
+#[derive(Clone, Copy)]
+enum SendKind {
+    /// `/app/private.send`: the body's `to`.
+    Private,
+    /// `/app/group.send`: the body's `conversationId`, a group.
+    Group,
+    /// `/app/assistant.send`: the sender's assistant conversation.
+    Assistant,
+    /// `/topic/group.<id>`: the destination.
+    Topic,
+}
+
+#[derive(Clone, Copy)]
+enum OtherKind {
     Read,
     Recall,
     Edit,
@@ -102,11 +120,8 @@ impl AppHandler for Handler {
         request: AppRequest<'a>,
     ) -> HandlerFuture<'a, Result<Option<AfterReceipt>, AppError>> {
         let body = request.body;
-        let sends = matches!(
-            self.kind,
-            Kind::PrivateSend | Kind::GroupSend | Kind::TopicSend | Kind::AssistantSend
-        );
-        let counted = sends || matches!(self.kind, Kind::Notification);
+        let sends = matches!(self.kind, Kind::Send(_));
+        let counted = sends || matches!(self.kind, Kind::Other(OtherKind::Notification));
         Box::pin(async move {
             let result = self.dispatch(request).await;
             if counted {
@@ -132,11 +147,7 @@ impl AppHandler for Handler {
     fn pipelines(&self) -> bool {
         matches!(
             self.kind,
-            Kind::PrivateSend
-                | Kind::GroupSend
-                | Kind::AssistantSend
-                | Kind::TopicSend
-                | Kind::Notification
+            Kind::Send(_) | Kind::Other(OtherKind::Notification)
         )
     }
 }
@@ -152,168 +163,175 @@ fn client_msg_id_of(body: &[u8]) -> Option<String> {
 }
 
 impl Handler {
-    /// Every arm but the chat sends is boxed: the state of this future is that of its largest
-    /// arm, and it is allocated for every SEND.
+    /// A chat send is checked, then stored in its turn, with nothing but a boxed message held
+    /// from one half to the other; every other arm is boxed. This state is allocated for every
+    /// SEND and is as large as its largest await: kept under 1 KiB, it comes from the
+    /// allocator's per-thread cache.
     async fn dispatch(&self, request: AppRequest<'_>) -> Result<Option<AfterReceipt>, AppError> {
-        {
-            let turn = request.turn;
-            let identity = &request.session.identity;
-            let im = &self.im;
-            match self.kind {
-                Kind::PrivateSend => {
-                    let mut send: SendRequest = parse(request.body)?;
-                    if send.to.is_none() {
-                        return Err(AppError::invalid("missing to"));
-                    }
-                    send.conversation_id = None;
-                    self.send(identity, send, turn).await
-                }
-                Kind::GroupSend => {
-                    let send: SendRequest = parse(request.body)?;
-                    self.group_send(identity, send, turn).await
-                }
-                Kind::AssistantSend => {
-                    let mut send: SendRequest = parse(request.body)?;
-                    let conversation = send
-                        .conversation_id
-                        .get_or_insert_with(|| ConversationId::assistant(&identity.user_id).into());
-                    // A malformed assistant id is answered by `Im::send`, as for any other.
-                    if kind_of(conversation) != Some(ConversationKind::Assistant) {
-                        return Err(AppError::invalid(format!(
-                            "{conversation} is not an assistant conversation"
-                        )));
-                    }
-                    send.to = None;
-                    self.send(identity, send, turn).await
-                }
-                Kind::TopicSend => {
-                    let mut send: SendRequest = parse(request.body)?;
-                    let conversation = match request.destination {
-                        Destination::Topic(topic) => topic.strip_prefix(GROUP_TOPIC_PREFIX),
-                        _ => None,
-                    }
-                    .unwrap_or_default()
-                    .to_owned();
-                    if send
-                        .conversation_id
-                        .as_ref()
-                        .is_some_and(|c| *c != conversation)
-                    {
-                        return Err(AppError::invalid(
-                            "conversationId does not match the destination",
-                        ));
-                    }
-                    send.conversation_id = Some(conversation);
-                    self.group_send(identity, send, turn).await
-                }
-                Kind::Read => {
-                    let read: ReadRequest = parse(request.body)?;
-                    let conversation = read
-                        .conversation_id
-                        .ok_or_else(|| AppError::invalid("missing conversationId"))?;
-                    Box::pin(im.read(
-                        identity,
-                        &conversation,
-                        read.up_to_seq,
-                        Origin::Session(request.session.id),
-                    ))
-                    .await?;
-                    Ok(None)
-                }
-                Kind::Recall => {
-                    let recall: RecallRequest = parse(request.body)?;
-                    let id = message_id(&recall.message_id)
-                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
-                    Box::pin(im.recall(identity, id)).await?;
-                    Ok(None)
-                }
-                Kind::Edit => {
-                    let edit: EditRequest = parse(request.body)?;
-                    let id = edit
-                        .message_id
-                        .as_ref()
-                        .and_then(message_id)
-                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
-                    Box::pin(im.edit(identity, id, edit.content)).await?;
-                    Ok(None)
-                }
-                Kind::React => {
-                    let react: ReactRequest = parse(request.body)?;
-                    let id = react
-                        .message_id
-                        .as_ref()
-                        .and_then(message_id)
-                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
-                    Box::pin(im.react(identity, id, &react.emoji, react.on)).await?;
-                    Ok(None)
-                }
-                Kind::Pin => {
-                    let pin: PinRequest = parse(request.body)?;
-                    let id = message_id(&pin.message_id)
-                        .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
-                    Box::pin(im.pin(identity, id, pin.on)).await?;
-                    Ok(None)
-                }
-                Kind::Typing => {
-                    let typing: TypingRequest = parse(request.body)?;
-                    Box::pin(im.typing(
-                        identity,
-                        &typing.conversation_id,
-                        Origin::Session(request.session.id),
-                    ))
-                    .await?;
-                    Ok(None)
-                }
-                Kind::Notification => {
-                    let user = match request.destination {
-                        Destination::UserQueue { user, .. } => user,
-                        _ => "",
-                    };
-                    let notification: NotificationRequest = parse(request.body)?;
-                    Box::pin(im.notify(identity, user, &notification, turn)).await?;
-                    Ok(None)
-                }
-                Kind::Announcement => {
-                    if let Destination::Topic(name) = request.destination
-                        && name != super::announcements::ANNOUNCEMENTS_TOPIC
-                    {
-                        return Err(AppError::forbidden(format!("no topic {name}")));
-                    }
-                    let headers = crate::router::message_headers(request.headers);
-                    Box::pin(im.announce(identity, &headers, request.body)).await?;
-                    Ok(None)
-                }
-            }
-        }
-    }
-
-    async fn send(
-        &self,
-        identity: &Identity,
-        send: SendRequest,
-        turn: Turn,
-    ) -> Result<Option<AfterReceipt>, AppError> {
-        let sent = self.im.send_in_turn(identity, send, turn).await?;
+        let kind = match self.kind {
+            Kind::Send(kind) => kind,
+            Kind::Other(kind) => return self.dispatch_other(kind, request).await,
+        };
+        let identity = &request.session.identity;
+        let message = {
+            // Boxed: held across the checks' awaits, inline it would take 216 bytes of this
+            // state.
+            let send = Box::new(send_request(kind, &request)?);
+            self.im.prepare_send(identity, &send).await?
+        };
+        let sent = self.im.store_prepared(message, request.turn).await?;
         let im = self.im.clone();
         Ok(Some(Box::new(move || im.push_sent(sent))))
     }
 
-    async fn group_send(
+    /// Every arm is boxed, so that this state stays small too.
+    async fn dispatch_other(
         &self,
-        identity: &Identity,
-        mut send: SendRequest,
-        turn: Turn,
+        kind: OtherKind,
+        request: AppRequest<'_>,
     ) -> Result<Option<AfterReceipt>, AppError> {
-        let conversation = send
-            .conversation_id
-            .clone()
-            .ok_or_else(|| AppError::invalid("missing conversationId"))?;
-        if kind_of(&conversation) != Some(ConversationKind::Group) {
-            return Err(AppError::invalid(format!("{conversation} is not a group")));
+        let turn = request.turn;
+        let identity = &request.session.identity;
+        let im = &self.im;
+        match kind {
+            OtherKind::Read => {
+                let read: ReadRequest = parse(request.body)?;
+                let conversation = read
+                    .conversation_id
+                    .ok_or_else(|| AppError::invalid("missing conversationId"))?;
+                Box::pin(im.read(
+                    identity,
+                    &conversation,
+                    read.up_to_seq,
+                    Origin::Session(request.session.id),
+                ))
+                .await?;
+                Ok(None)
+            }
+            OtherKind::Recall => {
+                let recall: RecallRequest = parse(request.body)?;
+                let id = message_id(&recall.message_id)
+                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                Box::pin(im.recall(identity, id)).await?;
+                Ok(None)
+            }
+            OtherKind::Edit => {
+                let edit: EditRequest = parse(request.body)?;
+                let id = edit
+                    .message_id
+                    .as_ref()
+                    .and_then(message_id)
+                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                Box::pin(im.edit(identity, id, edit.content)).await?;
+                Ok(None)
+            }
+            OtherKind::React => {
+                let react: ReactRequest = parse(request.body)?;
+                let id = react
+                    .message_id
+                    .as_ref()
+                    .and_then(message_id)
+                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                Box::pin(im.react(identity, id, &react.emoji, react.on)).await?;
+                Ok(None)
+            }
+            OtherKind::Pin => {
+                let pin: PinRequest = parse(request.body)?;
+                let id = message_id(&pin.message_id)
+                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                Box::pin(im.pin(identity, id, pin.on)).await?;
+                Ok(None)
+            }
+            OtherKind::Typing => {
+                let typing: TypingRequest = parse(request.body)?;
+                Box::pin(im.typing(
+                    identity,
+                    &typing.conversation_id,
+                    Origin::Session(request.session.id),
+                ))
+                .await?;
+                Ok(None)
+            }
+            OtherKind::Notification => {
+                let user = match request.destination {
+                    Destination::UserQueue { user, .. } => user,
+                    _ => "",
+                };
+                let notification: NotificationRequest = parse(request.body)?;
+                Box::pin(im.notify(identity, user, &notification, turn)).await?;
+                Ok(None)
+            }
+            OtherKind::Announcement => {
+                if let Destination::Topic(name) = request.destination
+                    && name != super::announcements::ANNOUNCEMENTS_TOPIC
+                {
+                    return Err(AppError::forbidden(format!("no topic {name}")));
+                }
+                let headers = crate::router::message_headers(request.headers);
+                Box::pin(im.announce(identity, &headers, request.body)).await?;
+                Ok(None)
+            }
         }
-        send.to = None;
-        self.send(identity, send, turn).await
     }
+}
+
+/// The request of a chat send, its target taken from the destination and the kind of send.
+fn send_request(kind: SendKind, request: &AppRequest<'_>) -> Result<SendRequest, AppError> {
+    let identity = &request.session.identity;
+    match kind {
+        SendKind::Private => parse(request.body).and_then(|mut send: SendRequest| {
+            if send.to.is_none() {
+                return Err(AppError::invalid("missing to"));
+            }
+            send.conversation_id = None;
+            Ok(send)
+        }),
+        SendKind::Group => parse(request.body).and_then(group_send),
+        SendKind::Assistant => parse(request.body).and_then(|mut send: SendRequest| {
+            let conversation = send
+                .conversation_id
+                .get_or_insert_with(|| ConversationId::assistant(&identity.user_id).into());
+            // A malformed assistant id is answered by `Im::send`, as for any other.
+            if kind_of(conversation) != Some(ConversationKind::Assistant) {
+                return Err(AppError::invalid(format!(
+                    "{conversation} is not an assistant conversation"
+                )));
+            }
+            send.to = None;
+            Ok(send)
+        }),
+        SendKind::Topic => parse(request.body).and_then(|mut send: SendRequest| {
+            let conversation = match request.destination {
+                Destination::Topic(topic) => topic.strip_prefix(GROUP_TOPIC_PREFIX),
+                _ => None,
+            }
+            .unwrap_or_default();
+            if send
+                .conversation_id
+                .as_ref()
+                .is_some_and(|c| *c != conversation)
+            {
+                return Err(AppError::invalid(
+                    "conversationId does not match the destination",
+                ));
+            }
+            send.conversation_id = Some(conversation.to_owned());
+            group_send(send)
+        }),
+    }
+}
+
+/// A group send's request: it names a group.
+fn group_send(mut send: SendRequest) -> Result<SendRequest, AppError> {
+    let conversation = send
+        .conversation_id
+        .as_deref()
+        .ok_or_else(|| AppError::invalid("missing conversationId"))?;
+    if kind_of(conversation) != Some(ConversationKind::Group) {
+        return Err(AppError::invalid(format!("{conversation} is not a group")));
+    }
+    send.to = None;
+    Ok(send)
 }
 
 /// Members only may subscribe to `/topic/group.<id>`.

@@ -140,7 +140,7 @@ impl Store {
     /// [`StoreError::NotFound`] when the target conversation does not exist; other
     /// [`StoreError`]s when the database fails.
     pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, StoreError> {
-        self.writer().send(message, Turn::free()).await
+        self.writer().send(Box::new(message), Turn::free()).await
     }
 
     /// As [`Store::send`], queued for the writer only once `turn` comes: a session's pipelined
@@ -151,7 +151,7 @@ impl Store {
     /// As [`Store::send`].
     pub fn send_in_turn(
         &self,
-        message: NewMessage,
+        message: Box<NewMessage>,
         turn: Turn,
     ) -> impl Future<Output = Result<SendOutcome, StoreError>> + Send + '_ {
         // The writer's future itself, not one wrapping it: each async layer keeps its own

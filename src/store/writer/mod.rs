@@ -67,15 +67,16 @@ impl WriterHandle {
     /// Queues a person's message once `turn` comes, and waits for its commit.
     pub(crate) async fn send(
         &self,
-        message: NewMessage,
+        message: Box<NewMessage>,
         mut turn: Turn,
     ) -> Result<SendOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         turn.wait().await;
         // Room first, then the message: `send`'s future would hold a second copy of the
-        // message, and this state is part of every pipelined SEND's.
+        // message, and this state is part of every pipelined SEND's. The message comes boxed
+        // for the same reason (an async fn keeps its arguments twice).
         let permit = self.chat.reserve().await.map_err(stopped)?;
-        permit.send((message, reply));
+        permit.send((*message, reply));
         // Queued: the next frame of the session may queue its own.
         drop(turn);
         answer.await.map_err(dropped)?
