@@ -65,13 +65,50 @@ pub struct Safety {
     settings: SafetySettings,
     limiter: Arc<dyn RateLimiter>,
     words: Words,
-    /// The users known to have sent in a private chat, by conversation: a reply never
-    /// un-happens, so these need no second look at the database. Keyed by conversation so that
-    /// the look-up on every private send borrows its strings instead of building a key.
-    replied: DashMap<Box<str>, Vec<Box<str>>>,
+    /// The users known to have sent in a private chat: a reply never un-happens, so these
+    /// need no second look at the database.
+    replied: RepliedCache,
     /// Bans in force, by user, until when (epoch ms); the database holds the same, this keeps
     /// a query off every send.
     bans: DashMap<String, i64>,
+}
+
+/// The private conversations whose replies [`Safety`] remembers; past it, the check of a
+/// stranger asks the database again.
+const REPLIED_CACHE_CONVERSATIONS: usize = 100_000;
+
+/// The users known to have sent in a private chat, by conversation. Keyed by conversation so
+/// that the look-up on every private send borrows its strings instead of building a key. A
+/// cache, not a record: emptied when it holds `capacity` conversations, it bounds the memory
+/// that many conversations (and accounts made to open them) can take.
+struct RepliedCache {
+    users: DashMap<Box<str>, Vec<Box<str>>>,
+    capacity: usize,
+}
+
+impl RepliedCache {
+    fn new(capacity: usize) -> RepliedCache {
+        RepliedCache {
+            users: DashMap::new(),
+            capacity,
+        }
+    }
+
+    fn contains(&self, conversation: &str, user: &str) -> bool {
+        self.users
+            .get(conversation)
+            .is_some_and(|users| users.iter().any(|known| **known == *user))
+    }
+
+    fn insert(&self, conversation: &str, user: &str) {
+        if !self.users.contains_key(conversation) && self.users.len() >= self.capacity {
+            self.users.clear();
+        }
+        let mut users = self.users.entry(conversation.into()).or_default();
+        if !users.iter().any(|known| **known == *user) {
+            users.push(user.into());
+        }
+    }
 }
 
 /// How often a node reloads the bans in force (see [`Im::watch_bans`]).
@@ -93,7 +130,7 @@ impl Safety {
             words: Words::open(settings.words_file.clone()),
             settings,
             limiter,
-            replied: DashMap::new(),
+            replied: RepliedCache::new(REPLIED_CACHE_CONVERSATIONS),
             bans: DashMap::new(),
         }
     }
@@ -352,19 +389,12 @@ impl Im {
         message: &NewMessage,
     ) -> Result<(), AppError> {
         let safety = self.safety();
-        let has_replied = safety
-            .replied
-            .get(conversation)
-            .is_some_and(|users| users.iter().any(|user| **user == *peer));
-        if has_replied {
+        if safety.replied.contains(conversation, peer) {
             return Ok(());
         }
         let store = self.store();
         if Box::pin(store.sent_count(conversation, peer, 1)).await? > 0 {
-            let mut users = safety.replied.entry(conversation.into()).or_default();
-            if !users.iter().any(|user| **user == *peer) {
-                users.push(peer.into());
-            }
+            safety.replied.insert(conversation, peer);
             return Ok(());
         }
         let settings = &safety.settings;
@@ -469,5 +499,42 @@ impl Im {
         check_user(user, caller)?;
         self.store().unblock(&caller.user_id, user).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RepliedCache;
+
+    #[test]
+    fn replied_cache_remembers_each_user_of_a_conversation() {
+        let cache = RepliedCache::new(10);
+        cache.insert("p:alice:bob", "bob");
+        cache.insert("p:alice:bob", "bob");
+        assert!(cache.contains("p:alice:bob", "bob"));
+        assert!(!cache.contains("p:alice:bob", "alice"));
+        cache.insert("p:alice:bob", "alice");
+        assert!(cache.contains("p:alice:bob", "alice"));
+        assert_eq!(
+            cache.users.get("p:alice:bob").map(|users| users.len()),
+            Some(2)
+        );
+        assert!(!cache.contains("p:alice:carol", "carol"));
+    }
+
+    #[test]
+    fn replied_cache_never_holds_more_conversations_than_its_capacity() {
+        let cache = RepliedCache::new(3);
+        for n in 0..10 {
+            cache.insert(&format!("p:a:u{n}"), "a");
+            assert!(cache.users.len() <= 3);
+            // The newest is always remembered.
+            assert!(cache.contains(&format!("p:a:u{n}"), "a"));
+        }
+        // A second user of a conversation held adds no conversation, and empties nothing.
+        let before = cache.users.len();
+        cache.insert("p:a:u9", "u9");
+        assert_eq!(cache.users.len(), before);
+        assert!(cache.contains("p:a:u9", "a"));
     }
 }
