@@ -210,35 +210,25 @@ impl Handler {
             }
             OtherKind::Recall => {
                 let recall: RecallRequest = parse(request.body)?;
-                let id = message_id(&recall.message_id)
-                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                let id = named_message(Some(&recall.message_id))?;
                 Box::pin(im.recall(identity, id)).await?;
                 Ok(None)
             }
             OtherKind::Edit => {
                 let edit: EditRequest = parse(request.body)?;
-                let id = edit
-                    .message_id
-                    .as_ref()
-                    .and_then(message_id)
-                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                let id = named_message(edit.message_id.as_ref())?;
                 Box::pin(im.edit(identity, id, edit.content)).await?;
                 Ok(None)
             }
             OtherKind::React => {
                 let react: ReactRequest = parse(request.body)?;
-                let id = react
-                    .message_id
-                    .as_ref()
-                    .and_then(message_id)
-                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                let id = named_message(react.message_id.as_ref())?;
                 Box::pin(im.react(identity, id, &react.emoji, react.on)).await?;
                 Ok(None)
             }
             OtherKind::Pin => {
                 let pin: PinRequest = parse(request.body)?;
-                let id = message_id(&pin.message_id)
-                    .ok_or_else(|| AppError::invalid("messageId is not a message id"))?;
+                let id = named_message(Some(&pin.message_id))?;
                 Box::pin(im.pin(identity, id, pin.on)).await?;
                 Ok(None)
             }
@@ -319,6 +309,12 @@ fn send_request(kind: SendKind, request: &AppRequest<'_>) -> Result<SendRequest,
             group_send(send)
         }),
     }
+}
+
+/// The message a request's `messageId` names.
+fn named_message(id: Option<&serde_json::Value>) -> Result<i64, AppError> {
+    id.and_then(message_id)
+        .ok_or_else(|| AppError::invalid("messageId is not a message id"))
 }
 
 /// A group send's request: it names a group.
