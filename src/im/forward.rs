@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::Im;
 use super::json::{SendRequest, message_id};
-use super::messages::Sent;
+use super::send::Sent;
 use crate::app_error::{AppError, ErrorCode};
 use crate::auth::Identity;
 use crate::domain::MessageStatus;

@@ -41,6 +41,7 @@ pub mod reports;
 pub mod retention;
 pub mod safety;
 pub mod search;
+pub mod send;
 pub mod stomp;
 mod upload_quota;
 pub mod uploads;

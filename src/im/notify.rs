@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Im;
 use super::json::NotificationRequest;
-use super::messages::Sent;
+use super::send::Sent;
 use crate::app_error::AppError;
 use crate::auth::{Identity, Role, is_valid_user_id};
 use crate::ordering::Turn;
