@@ -63,23 +63,8 @@ impl Im {
     /// The contract's errors: `INVALID_ARGUMENT`, `CONTENT_TOO_LONG`, `NOT_FOUND`,
     /// `NOT_MEMBER`, `FORBIDDEN`, `UNAVAILABLE`.
     pub async fn send(&self, sender: &Identity, request: SendRequest) -> Result<Sent, AppError> {
-        self.send_in_turn(sender, request, Turn::free()).await
-    }
-
-    /// As [`Im::send`], the message queued for the writer only once `turn` comes: a session's
-    /// pipelined sends are checked side by side and stored in frame order.
-    ///
-    /// # Errors
-    ///
-    /// As [`Im::send`].
-    pub async fn send_in_turn(
-        &self,
-        sender: &Identity,
-        request: SendRequest,
-        turn: Turn,
-    ) -> Result<Sent, AppError> {
         let message = self.prepare_send(sender, &request).await?;
-        self.store_prepared(message, turn).await
+        self.store_prepared(message, Turn::free()).await
     }
 
     /// The first half of a send: validates `request` and applies the sender's limits, side by
