@@ -281,7 +281,7 @@ fn send_request(kind: SendKind, request: &AppRequest<'_>) -> Result<SendRequest,
             let conversation = send
                 .conversation_id
                 .get_or_insert_with(|| ConversationId::assistant(&identity.user_id).into());
-            // A malformed assistant id is answered by `Im::send`, as for any other.
+            // A malformed assistant id is answered by `Im::prepare_send`, as for any other.
             if kind_of(conversation) != Some(ConversationKind::Assistant) {
                 return Err(AppError::invalid(format!(
                     "{conversation} is not an assistant conversation"
